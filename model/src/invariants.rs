@@ -1,0 +1,281 @@
+//! The model's invariants, each stated once as a function that can fail.
+//!
+//! They run after every step in the tests, and after every call under
+//! `debug_assertions` (see [`World::call`]). A violation carries the values
+//! that broke it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::file::{FileId, FileKind};
+use crate::filedesc::{Slot, TableId};
+use crate::pipe::PipeEnd;
+use crate::world::World;
+
+/// A broken invariant: which one, and the values that broke it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.invariant, self.detail)
+    }
+}
+
+impl std::error::Error for Violation {}
+
+fn fail(invariant: &'static str, detail: String) -> Result<(), Violation> {
+    Err(Violation { invariant, detail })
+}
+
+/// Every invariant that holds between system calls.
+pub fn check_all(w: &World) -> Result<(), Violation> {
+    slots_name_live_files(w)?;
+    refcounts_match(w)?;
+    tables_consistent(w)?;
+    share_counts_match(w)?;
+    nothing_dead_reachable(w)?;
+    epoll_links_agree(w)?;
+    socket_charges_match(w)?;
+    quiescent(w)?;
+    exited_world_is_empty(w)
+}
+
+/// Every used slot (larval or installed) names a live file.
+pub fn slots_name_live_files(w: &World) -> Result<(), Violation> {
+    for (t, table) in w.tables() {
+        for (fd, slot) in table.iter() {
+            let f = match slot {
+                Slot::Installed { file, .. } | Slot::Larval(file) => file,
+                Slot::Free => continue,
+            };
+            if w.files.get(f.0).is_none() {
+                return fail(
+                    "slots_name_live_files",
+                    format!("table {} fd {fd} names freed file {}", t.0, f.0),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Each file's count equals the used slots naming it (counted per table, not
+/// per process: a shared table holds one reference per slot) + its copies in
+/// flight + the references callers hold.
+pub fn refcounts_match(w: &World) -> Result<(), Violation> {
+    let mut slots: BTreeMap<FileId, u32> = BTreeMap::new();
+    for (_, table) in w.tables() {
+        for (_, slot) in table.iter() {
+            if let Slot::Installed { file, .. } | Slot::Larval(file) = slot {
+                *slots.entry(file).or_insert(0) += 1;
+            }
+        }
+    }
+    let flight = w.in_flight_counts();
+    for (id, f) in w.files() {
+        let s = slots.get(&id).copied().unwrap_or(0);
+        let q = flight.get(&id).copied().unwrap_or(0);
+        if f.count != s + q + f.callers {
+            return fail(
+                "refcounts_match",
+                format!(
+                    "file#{} has count {} but {s} slots + {q} in flight + {} held by callers",
+                    f.serial, f.count, f.callers
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Each table's bitmap and first-free hint agree with its slots.
+pub fn tables_consistent(w: &World) -> Result<(), Violation> {
+    for (t, table) in w.tables() {
+        if let Err(e) = table.check() {
+            return fail("tables_consistent", format!("table {}: {e}", t.0));
+        }
+    }
+    Ok(())
+}
+
+/// Each table's share count equals the processes using it, and every table
+/// is used by one.
+pub fn share_counts_match(w: &World) -> Result<(), Violation> {
+    let mut users: BTreeMap<TableId, u32> = BTreeMap::new();
+    for (_, pid) in w.processes() {
+        *users.entry(w.proc(pid).table).or_insert(0) += 1;
+    }
+    for (t, table) in w.tables() {
+        let n = users.get(&t).copied().unwrap_or(0);
+        if table.refcnt() != n {
+            return fail(
+                "share_counts_match",
+                format!("table {} has refcnt {} but {n} processes", t.0, table.refcnt()),
+            );
+        }
+    }
+    if w.procs.len() != w.names.len() {
+        return fail(
+            "share_counts_match",
+            format!("{} processes but {} names", w.procs.len(), w.names.len()),
+        );
+    }
+    Ok(())
+}
+
+/// Nothing with count zero is reachable: no stored file has count 0, files in
+/// flight and epoll registrations name live files, and pipes and socket pairs
+/// exist exactly while a file refers to them, with end flags to match.
+pub fn nothing_dead_reachable(w: &World) -> Result<(), Violation> {
+    let mut pipe_ends: BTreeMap<u32, [bool; 2]> = BTreeMap::new();
+    let mut sock_ends: BTreeMap<u32, [bool; 2]> = BTreeMap::new();
+    for (id, f) in w.files() {
+        if f.count == 0 {
+            return fail("nothing_dead_reachable", format!("file#{} has count 0", f.serial));
+        }
+        match &f.kind {
+            FileKind::Pipe(p, end) => {
+                let e = pipe_ends.entry(p.0).or_default();
+                e[matches!(end, PipeEnd::Write) as usize] = true;
+            }
+            FileKind::Socket(s, end) => sock_ends.entry(s.0).or_default()[*end] = true,
+            FileKind::Epoll(e) => {
+                for &(fd, t) in e.interest.keys() {
+                    if w.files.get(t.0).is_none() {
+                        return fail(
+                            "nothing_dead_reachable",
+                            format!("epoll file#{} watches fd {fd} of freed file {}", f.serial, t.0),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        let _ = id;
+    }
+    for (i, p) in w.pipes.iter() {
+        if pipe_ends.get(&i) != Some(&[p.reader, p.writer]) {
+            return fail(
+                "nothing_dead_reachable",
+                format!(
+                    "pipe {i}: reader={} writer={} but files {:?}",
+                    p.reader,
+                    p.writer,
+                    pipe_ends.get(&i)
+                ),
+            );
+        }
+    }
+    for (i, s) in w.socks.iter() {
+        let open = [s.ends[0].open, s.ends[1].open];
+        if sock_ends.get(&i) != Some(&open) {
+            return fail(
+                "nothing_dead_reachable",
+                format!("socket pair {i}: ends open {open:?} but files {:?}", sock_ends.get(&i)),
+            );
+        }
+        for end in 0..2 {
+            if let Some(f) = s.in_flight(end).find(|f| w.files.get(f.0).is_none()) {
+                return fail(
+                    "nothing_dead_reachable",
+                    format!("socket pair {i} end {end} carries freed file {}", f.0),
+                );
+            }
+        }
+    }
+    if pipe_ends.len() != w.pipes.len() || sock_ends.len() != w.socks.len() {
+        return fail(
+            "nothing_dead_reachable",
+            "a file names a freed pipe or socket pair".to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// Each epoll registration is listed in its target's `watched_by`, once per
+/// registration, and nothing else is.
+pub fn epoll_links_agree(w: &World) -> Result<(), Violation> {
+    let mut want: BTreeMap<(FileId, FileId), u32> = BTreeMap::new();
+    for (ep, f) in w.files() {
+        if let FileKind::Epoll(e) = &f.kind {
+            for &(_, t) in e.interest.keys() {
+                *want.entry((t, ep)).or_insert(0) += 1;
+            }
+        }
+    }
+    let mut have: BTreeMap<(FileId, FileId), u32> = BTreeMap::new();
+    for (t, f) in w.files() {
+        for &ep in &f.watched_by {
+            *have.entry((t, ep)).or_insert(0) += 1;
+        }
+    }
+    if want != have {
+        return fail(
+            "epoll_links_agree",
+            format!("registrations {want:?} but watched_by {have:?}"),
+        );
+    }
+    Ok(())
+}
+
+/// Each endpoint's send charge equals the truesize of what it has queued at
+/// its peer.
+pub fn socket_charges_match(w: &World) -> Result<(), Violation> {
+    for (i, s) in w.socks.iter() {
+        for end in 0..2 {
+            let queued: u64 = s.ends[1 - end].queue.iter().map(|q| q.truesize).sum();
+            if s.ends[end].wmem != queued {
+                return fail(
+                    "socket_charges_match",
+                    format!(
+                        "pair {i} end {end} is charged {} but has {queued} queued",
+                        s.ends[end].wmem
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Between calls no slot is larval and no caller holds a reference.
+pub fn quiescent(w: &World) -> Result<(), Violation> {
+    for (t, table) in w.tables() {
+        if let Some((fd, _)) = table.iter().find(|(_, s)| matches!(s, Slot::Larval(_))) {
+            return fail("quiescent", format!("table {} fd {fd} is larval", t.0));
+        }
+    }
+    if let Some((_, f)) = w.files().find(|(_, f)| f.callers != 0) {
+        return fail(
+            "quiescent",
+            format!("file#{} still has {} caller references", f.serial, f.callers),
+        );
+    }
+    Ok(())
+}
+
+/// When every process has exited, nothing is left: every file's count went
+/// to zero, cycles of sockets in flight included (the garbage collector's
+/// job), and no table, pipe or socket pair remains.
+pub fn exited_world_is_empty(w: &World) -> Result<(), Violation> {
+    if !w.names.is_empty() {
+        return Ok(());
+    }
+    let left: BTreeSet<u64> = w.files().map(|(_, f)| f.serial).collect();
+    if !left.is_empty() || !w.tables.is_empty() || !w.pipes.is_empty() || !w.socks.is_empty() {
+        return fail(
+            "exited_world_is_empty",
+            format!(
+                "no process left but files {left:?}, {} tables, {} pipes, {} socket pairs",
+                w.tables.len(),
+                w.pipes.len(),
+                w.socks.len()
+            ),
+        );
+    }
+    Ok(())
+}

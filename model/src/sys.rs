@@ -1,0 +1,663 @@
+//! The system calls of the language, on top of the file(9) API, with Linux's
+//! results and errnos (Linux is the reference the model is compared against).
+//! Where OpenBSD differs, the book's chapter on the model says how.
+//!
+//! No call blocks: where Linux would wait, the model answers `EAGAIN`, as
+//! the language's contract says.
+
+use crate::call::{EpollOp, FcntlCmd, Ret, Whence};
+use crate::epoll::{Epoll, EP_MAX_NESTS};
+use crate::errno::Errno;
+use crate::eventfd::Eventfd;
+use crate::file::{FileId, FileKind, FileRef, Hold};
+use crate::flags::{Events, OFlags, SCM_MAX_FD};
+use crate::pipe::{Pipe, PipeEnd, PipeId};
+use crate::proc::Pid;
+use crate::pty::Pty;
+use crate::socket::{SockId, SockPair, SockType};
+use crate::vnode::{Lookup, VnodeKind, MAX_BYTES};
+use crate::world::World;
+use crate::Fd;
+
+impl World {
+    /// Allocates a file with `kind` and `flags` and installs it at the lowest
+    /// free slot: falloc, fill in, fdinsert, FRELE.
+    fn alloc_file(
+        &mut self,
+        pid: Pid,
+        kind: FileKind,
+        flags: OFlags,
+        cloexec: bool,
+    ) -> Result<Fd, Errno> {
+        let l = self.falloc(pid)?;
+        let fd = l.fd();
+        let f = self.file_mut(l.id());
+        f.kind = kind;
+        f.flags = flags;
+        let h = self.fdinsert(l, cloexec);
+        self.frele(h);
+        Ok(fd)
+    }
+
+    /// Two files at the two lowest free slots, for `pipe` and `socketpair`;
+    /// `make` builds the shared object once both slots are had.
+    ///
+    /// Errors: `EMFILE`, with nothing left behind.
+    fn alloc_pair(
+        &mut self,
+        pid: Pid,
+        cloexec: bool,
+        make: impl FnOnce(&mut World) -> [(FileKind, OFlags); 2],
+    ) -> Result<(Fd, Fd), Errno> {
+        let a = self.falloc(pid)?;
+        let b = match self.falloc(pid) {
+            Ok(b) => b,
+            Err(e) => {
+                self.fdabort(a);
+                return Err(e);
+            }
+        };
+        let [(ka, fa), (kb, fb)] = make(self);
+        let (fda, fdb) = (a.fd(), b.fd());
+        for (l, kind, flags) in [(&a, ka, fa), (&b, kb, fb)] {
+            let f = self.file_mut(l.id());
+            f.kind = kind;
+            f.flags = flags;
+        }
+        let ha = self.fdinsert(a, cloexec);
+        let hb = self.fdinsert(b, cloexec);
+        self.frele(ha);
+        self.frele(hb);
+        Ok((fda, fdb))
+    }
+
+    /// `open(2)`. The slot is allocated before the path is looked up, as on
+    /// Linux and OpenBSD, so a full table is `EMFILE` even for a missing path
+    /// (and `O_CREAT` then creates nothing).
+    ///
+    /// Errors: `EINVAL` (`O_CREAT|O_DIRECTORY`), `EMFILE`, `ENOENT`,
+    /// `EEXIST`, `EISDIR`, `ENOTDIR`, `ENAMETOOLONG`.
+    pub fn sys_open(
+        &mut self,
+        pid: Pid,
+        path: &str,
+        flags: OFlags,
+        _mode: u32,
+    ) -> Result<Fd, Errno> {
+        if flags.contains(OFlags::CREAT) && flags.contains(OFlags::DIRECTORY) {
+            return Err(Errno::EINVAL); // Linux 6.4 and later
+        }
+        let l = self.falloc(pid)?;
+        let kind = match self.vn_open(path, flags) {
+            Ok(k) => k,
+            Err(e) => {
+                self.fdabort(l);
+                return Err(e);
+            }
+        };
+        let fd = l.fd();
+        let f = self.file_mut(l.id());
+        f.kind = kind;
+        f.flags = flags.and(OFlags::STATUS_MASK);
+        let h = self.fdinsert(l, flags.contains(OFlags::CLOEXEC));
+        self.frele(h);
+        Ok(fd)
+    }
+
+    /// The name-space half of `open`: finds or creates the vnode and applies
+    /// `O_TRUNC`. Checks in Linux's order (`open_last_lookups`, `do_open`,
+    /// `may_open`).
+    fn vn_open(&mut self, path: &str, flags: OFlags) -> Result<FileKind, Errno> {
+        let creat = flags.contains(OFlags::CREAT);
+        if creat && path.ends_with('/') {
+            // Resolve the directories on the way; then O_CREAT of a name
+            // with a trailing slash is EISDIR whatever it names.
+            self.fs.lookup(path.trim_end_matches('/')).map(|_| ())?;
+            return Err(Errno::EISDIR);
+        }
+        let v = match self.fs.lookup(path)? {
+            Lookup::Missing(name) if creat => self.fs.create(name),
+            Lookup::Missing(_) => return Err(Errno::ENOENT),
+            Lookup::Found(v) => {
+                if creat && flags.contains(OFlags::EXCL) {
+                    return Err(Errno::EEXIST);
+                }
+                v
+            }
+        };
+        let writes = flags.writable() || flags.contains(OFlags::TRUNC);
+        match &mut self.fs.vnode_mut(v).kind {
+            VnodeKind::Directory if creat || writes => Err(Errno::EISDIR),
+            VnodeKind::Directory => Ok(FileKind::Vnode(v)),
+            _ if flags.contains(OFlags::DIRECTORY) => Err(Errno::ENOTDIR),
+            VnodeKind::Regular(data) => {
+                // Linux truncates even for O_RDONLY|O_TRUNC.
+                if flags.contains(OFlags::TRUNC) {
+                    data.clear();
+                }
+                Ok(FileKind::Vnode(v))
+            }
+            VnodeKind::Ptmx => Ok(FileKind::PtyMaster(Pty::default())),
+            VnodeKind::Null | VnodeKind::Zero => Ok(FileKind::Vnode(v)),
+        }
+    }
+
+    /// `close(2)`. Errors: `EBADF`.
+    pub fn sys_close(&mut self, pid: Pid, fd: i32) -> Result<(), Errno> {
+        let fd = Fd::from_raw(fd.into()).ok_or(Errno::EBADF)?;
+        self.fdrelease(pid, fd)
+    }
+
+    /// `dup(2)`. Errors: `EBADF`, then `EMFILE`.
+    pub fn sys_dup(&mut self, pid: Pid, fd: i32) -> Result<Fd, Errno> {
+        self.dupfd(pid, fd.into(), 0, false)
+    }
+
+    /// The lowest free number `>= min` gets another reference to `fd`'s file
+    /// (dup, F_DUPFD, F_DUPFD_CLOEXEC).
+    fn dupfd(&mut self, pid: Pid, fd: i64, min: u32, cloexec: bool) -> Result<Fd, Errno> {
+        let h = self.fd_getfile_raw(pid, fd)?.detach();
+        let table = self.proc(pid).table;
+        let limit = self.fd_limit(pid);
+        match self.table_mut(table).alloc(min, limit) {
+            Ok(new) => {
+                self.fdinstall(table, new, h, cloexec);
+                Ok(new)
+            }
+            Err(e) => {
+                self.frele(h);
+                Err(e)
+            }
+        }
+    }
+
+    /// `dup2(2)`: `dup3` without flags, except that `old == new` returns
+    /// `new` if it is open.
+    ///
+    /// Errors: `EBADF`, `EBUSY` (onto a larval slot).
+    pub fn sys_dup2(&mut self, pid: Pid, old: i32, new: i32) -> Result<Fd, Errno> {
+        if old == new {
+            drop(self.fd_getfile_raw(pid, old.into())?);
+            // fd_getfile succeeded, so `old` is a valid, non-negative number.
+            return Ok(Fd::new(old as u32));
+        }
+        self.sys_dup3(pid, old, new, false)
+    }
+
+    /// `dup3(2)`, in Linux's order of checks (`ksys_dup3`).
+    ///
+    /// Errors: `EINVAL` (`old == new`), `EBADF` (`new` out of range or `old`
+    /// not open), `EBUSY` (`new` is larval).
+    pub fn sys_dup3(&mut self, pid: Pid, old: i32, new: i32, cloexec: bool) -> Result<Fd, Errno> {
+        if old == new {
+            return Err(Errno::EINVAL);
+        }
+        // `new` is an unsigned int in the kernel: negative is huge.
+        let nfd = match Fd::from_raw(new.into()) {
+            Some(n) if u64::from(n.get()) < self.fd_limit(pid) => n,
+            _ => return Err(Errno::EBADF),
+        };
+        let h = self.fd_getfile_raw(pid, old.into())?.detach();
+        let table = self.proc(pid).table;
+        let replaced = match self.table(table).slot(nfd) {
+            crate::filedesc::Slot::Larval(_) => {
+                self.frele(h);
+                return Err(Errno::EBUSY);
+            }
+            crate::filedesc::Slot::Installed { .. } => self.fdremove(table, nfd),
+            crate::filedesc::Slot::Free => None,
+        };
+        self.table_mut(table).reserve(nfd);
+        self.fdinstall(table, nfd, h, cloexec);
+        // The old file is closed after the new one is in place (do_dup2).
+        if let Some(t) = replaced {
+            self.closef_slot(t);
+        }
+        Ok(nfd)
+    }
+
+    /// `fcntl(2)` for the language's commands.
+    ///
+    /// Errors: `EBADF`; `F_DUPFD`: `EINVAL` (min out of range), `EMFILE`.
+    pub fn sys_fcntl(&mut self, pid: Pid, fd: i32, cmd: FcntlCmd) -> Result<Ret, Errno> {
+        let nfd = Fd::from_raw(fd.into()).ok_or(Errno::EBADF)?;
+        match cmd {
+            FcntlCmd::DupFd { min, cloexec } => {
+                // fdget comes first: a bad fd is EBADF whatever min is.
+                drop(self.fd_getfile(pid, nfd)?);
+                let min = u32::try_from(min)
+                    .ok()
+                    .filter(|&m| u64::from(m) < self.fd_limit(pid))
+                    .ok_or(Errno::EINVAL)?;
+                self.dupfd(pid, fd.into(), min, cloexec)
+                    .map(|n| Ret::int(n.get().into()))
+            }
+            FcntlCmd::GetFd => {
+                drop(self.fd_getfile(pid, nfd)?);
+                let on = matches!(
+                    self.table_of(pid).slot(nfd),
+                    crate::filedesc::Slot::Installed { cloexec: true, .. }
+                );
+                Ok(Ret::int(on.into()))
+            }
+            FcntlCmd::SetFd { cloexec } => {
+                drop(self.fd_getfile(pid, nfd)?);
+                let table = self.proc(pid).table;
+                self.table_mut(table).set_cloexec(nfd, cloexec);
+                Ok(Ret::int(0))
+            }
+            FcntlCmd::GetFl => {
+                let fp = self.fd_getfile(pid, nfd)?;
+                Ok(Ret::Flags(fp.file().flags.and(OFlags::STATUS_MASK)))
+            }
+            FcntlCmd::SetFl { flags } => {
+                let mut fp = self.fd_getfile(pid, nfd)?;
+                let f = fp.file_mut();
+                f.flags = f.flags.without(OFlags::SETFL_MASK) | flags.and(OFlags::SETFL_MASK);
+                Ok(Ret::int(0))
+            }
+        }
+    }
+
+    /// `close_range(2)`.
+    ///
+    /// Errors: `EINVAL` when `lo > hi`.
+    pub fn sys_close_range(
+        &mut self,
+        pid: Pid,
+        lo: u32,
+        hi: u32,
+        unshare: bool,
+        cloexec: bool,
+    ) -> Result<(), Errno> {
+        if lo > hi {
+            return Err(Errno::EINVAL);
+        }
+        if unshare {
+            self.fdunshare(pid);
+        }
+        let table = self.proc(pid).table;
+        for (fd, _) in self.table(table).installed_in(lo, hi) {
+            if cloexec {
+                self.table_mut(table).set_cloexec(fd, true);
+            } else if let Some(t) = self.fdremove(table, fd) {
+                self.closef_slot(t);
+            }
+        }
+        Ok(())
+    }
+
+    /// `execve(2)` as far as descriptors go: unshare the table, then close
+    /// the close-on-exec descriptors (Linux `unshare_files` + `do_close_on_exec`).
+    pub fn sys_exec(&mut self, pid: Pid) {
+        self.fdunshare(pid);
+        self.fdcloseexec(pid);
+    }
+
+    /// `setrlimit(RLIMIT_NOFILE)` of the soft limit.
+    ///
+    /// Errors: `EPERM` above `fs.nr_open`.
+    pub fn sys_setrlimit(&mut self, pid: Pid, limit: u64) -> Result<(), Errno> {
+        if limit > self.nr_open {
+            return Err(Errno::EPERM);
+        }
+        self.proc_mut(pid).rlimit = limit;
+        Ok(())
+    }
+
+    /// `write(2)`. Errors: `EBADF` (not open for writing), `EINVAL` (epoll;
+    /// eventfd not given 8 bytes), `EPIPE`, `EAGAIN`, `EFBIG`, and what a
+    /// socket send may say.
+    pub fn sys_write(&mut self, pid: Pid, fd: i32, data: &[u8]) -> Result<usize, Errno> {
+        let mut fp = self.fd_getfile_raw(pid, fd.into())?;
+        if !fp.file().flags.writable() {
+            return Err(Errno::EBADF);
+        }
+        let id = fp.id();
+        let append = fp.file().flags.contains(OFlags::APPEND);
+        let offset = fp.file().offset;
+        let w = fp.world();
+        match &mut w.file_mut(id).kind {
+            FileKind::Larval => unreachable!("fd_getfile never returns a larval file"),
+            FileKind::Epoll(_) => Err(Errno::EINVAL),
+            FileKind::Eventfd(e) => e.write(data),
+            FileKind::PtyMaster(p) => Ok(p.write(data)),
+            &mut FileKind::Pipe(p, _) => w.pipe_mut(p).write(data),
+            &mut FileKind::Socket(s, end) => w.sock_send(s, end, data, Vec::new()),
+            &mut FileKind::Vnode(v) => match &mut w.fs.vnode_mut(v).kind {
+                VnodeKind::Regular(d) => {
+                    if data.is_empty() {
+                        return Ok(0);
+                    }
+                    let pos = if append { d.size() } else { offset };
+                    if pos >= MAX_BYTES {
+                        return Err(Errno::EFBIG);
+                    }
+                    let n = data.len().min((MAX_BYTES - pos) as usize);
+                    d.write(pos, &data[..n]);
+                    w.file_mut(id).offset = pos + n as u64;
+                    Ok(n)
+                }
+                VnodeKind::Null | VnodeKind::Zero | VnodeKind::Ptmx => Ok(data.len()),
+                VnodeKind::Directory => Err(Errno::EISDIR),
+            },
+        }
+    }
+
+    /// `read(2)`. Errors: `EBADF` (not open for reading), `EINVAL` (epoll;
+    /// an offset that would overflow; eventfd under 8 bytes), `EISDIR`,
+    /// `EAGAIN`, `ECONNRESET`.
+    pub fn sys_read(&mut self, pid: Pid, fd: i32, len: usize) -> Result<Vec<u8>, Errno> {
+        let mut fp = self.fd_getfile_raw(pid, fd.into())?;
+        if !fp.file().flags.readable() {
+            return Err(Errno::EBADF);
+        }
+        if matches!(fp.file().kind, FileKind::Epoll(_)) {
+            return Err(Errno::EINVAL);
+        }
+        let offset = fp.file().offset;
+        // rw_verify_area: pos + count must not overflow.
+        if (offset as i64).checked_add(len as i64).is_none() {
+            return Err(Errno::EINVAL);
+        }
+        let id = fp.id();
+        let w = fp.world();
+        match &mut w.file_mut(id).kind {
+            FileKind::Larval | FileKind::Epoll(_) => unreachable!("checked above"),
+            FileKind::Eventfd(e) => e.read(len),
+            FileKind::PtyMaster(p) => p.read(len),
+            &mut FileKind::Pipe(p, _) => w.pipe_mut(p).read(len),
+            &mut FileKind::Socket(s, end) => {
+                // sock_read_iter: "Match SYS5 behaviour".
+                if len == 0 {
+                    return Ok(Vec::new());
+                }
+                let got = w.sock_mut(s).recv(end, len)?;
+                // read(2) has no control buffer: files in flight are dropped.
+                w.release(got.fds.into_iter().map(|f| (f, "unp_discard")).collect());
+                Ok(got.data)
+            }
+            &mut FileKind::Vnode(v) => match &w.fs.vnode(v).kind {
+                VnodeKind::Regular(d) => {
+                    let out = d.read(offset, len);
+                    w.file_mut(id).offset = offset + out.len() as u64;
+                    Ok(out)
+                }
+                VnodeKind::Directory => Err(Errno::EISDIR),
+                VnodeKind::Null | VnodeKind::Ptmx => Ok(Vec::new()),
+                VnodeKind::Zero => Ok(vec![0; len]),
+            },
+        }
+    }
+
+    /// `lseek(2)`. Errors: `ESPIPE` (pipes, sockets, terminals), `EINVAL`.
+    pub fn sys_lseek(&mut self, pid: Pid, fd: i32, off: i64, whence: Whence) -> Result<i64, Errno> {
+        let mut fp = self.fd_getfile_raw(pid, fd.into())?;
+        let cur = fp.file().offset as i64;
+        let (eof, max) = match &fp.file().kind {
+            FileKind::Pipe(..) | FileKind::Socket(..) | FileKind::PtyMaster(_) => {
+                return Err(Errno::ESPIPE)
+            }
+            // noop_llseek: the position stays 0 and nothing fails.
+            FileKind::Epoll(_) | FileKind::Eventfd(_) => return Ok(0),
+            FileKind::Larval => unreachable!("fd_getfile never returns a larval file"),
+            &FileKind::Vnode(v) => match &fp.world.fs.vnode(v).kind {
+                VnodeKind::Regular(d) => (d.size() as i64, MAX_BYTES as i64),
+                // ext4 hashed directories: the end is the largest hash.
+                VnodeKind::Directory => (i64::MAX, i64::MAX),
+                // null_lseek: always 0.
+                VnodeKind::Null | VnodeKind::Zero | VnodeKind::Ptmx => return Ok(0),
+            },
+        };
+        let base = match whence {
+            Whence::Set => 0,
+            Whence::Cur => cur,
+            Whence::End => eof,
+        };
+        let new = base
+            .checked_add(off)
+            .filter(|&n| (0..=max).contains(&n))
+            .ok_or(Errno::EINVAL)?;
+        fp.file_mut().offset = new as u64;
+        Ok(new)
+    }
+
+    /// `pipe2(2)`: the read end first.
+    pub fn sys_pipe(&mut self, pid: Pid, cloexec: bool) -> Result<(Fd, Fd), Errno> {
+        self.alloc_pair(pid, cloexec, |w| {
+            let p = PipeId(w.pipes.insert(Pipe::default()));
+            [
+                (FileKind::Pipe(p, PipeEnd::Read), OFlags::RDONLY),
+                (FileKind::Pipe(p, PipeEnd::Write), OFlags::WRONLY),
+            ]
+        })
+    }
+
+    /// `socketpair(AF_UNIX, ty, 0)`.
+    pub fn sys_socketpair(&mut self, pid: Pid, ty: SockType, cloexec: bool) -> Result<(Fd, Fd), Errno> {
+        self.alloc_pair(pid, cloexec, |w| {
+            let s = SockId(w.socks.insert(SockPair::new(ty)));
+            [
+                (FileKind::Socket(s, 0), OFlags::RDWR),
+                (FileKind::Socket(s, 1), OFlags::RDWR),
+            ]
+        })
+    }
+
+    /// `epoll_create1(2)`.
+    pub fn sys_epoll_create(&mut self, pid: Pid, cloexec: bool) -> Result<Fd, Errno> {
+        self.alloc_file(pid, FileKind::Epoll(Epoll::default()), OFlags::RDWR, cloexec)
+    }
+
+    /// `eventfd2(2)` with an initial count of 0.
+    pub fn sys_eventfd(&mut self, pid: Pid, cloexec: bool) -> Result<Fd, Errno> {
+        self.alloc_file(pid, FileKind::Eventfd(Eventfd::default()), OFlags::RDWR, cloexec)
+    }
+
+    /// Sends `data` with `files` in flight from endpoint `end` of `s`.
+    ///
+    /// Consumes: the references in `files` (queued, or released on error).
+    fn sock_send(&mut self, s: SockId, end: usize, data: &[u8], files: Vec<Hold>) -> Result<usize, Errno> {
+        match self.sock_mut(s).plan_send(end, data.len()) {
+            Ok(plan) => {
+                let n = plan.iter().map(|c| c.0).sum();
+                let ids: Vec<FileId> = files
+                    .into_iter()
+                    .map(|h| {
+                        // unp_internalize: the caller's reference is now in flight.
+                        self.file_mut(h.file).callers -= 1;
+                        self.note(|w| format!("unp_internalize({}): in flight", w.fname(h.file)));
+                        h.file
+                    })
+                    .collect();
+                self.sock_mut(s).enqueue(end, &data[..n], &plan, ids);
+                Ok(n)
+            }
+            Err(e) => {
+                for h in files {
+                    self.frele(h);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// `sendmsg(2)` of one NUL byte with SCM_RIGHTS carrying `fds`.
+    ///
+    /// Errors, in Linux's order: `EBADF`/`ENOTSOCK` (the socket), `EINVAL`
+    /// (more than 253 files), `EBADF` (a file), then the send's errors.
+    pub fn sys_sendfds(&mut self, pid: Pid, sock: i32, fds: &[i32]) -> Result<(), Errno> {
+        let sp = self.getsock(pid, sock.into())?.detach();
+        if fds.len() > SCM_MAX_FD {
+            self.frele(sp);
+            return Err(Errno::EINVAL);
+        }
+        let mut files = Vec::with_capacity(fds.len());
+        for &fd in fds {
+            match self.fd_getfile_raw(pid, fd.into()).map(FileRef::detach) {
+                Ok(h) => files.push(h),
+                Err(e) => {
+                    for h in files {
+                        self.frele(h);
+                    }
+                    self.frele(sp);
+                    return Err(e);
+                }
+            }
+        }
+        let FileKind::Socket(s, end) = self.file(sp.id()).kind else {
+            unreachable!("getsock returned a socket")
+        };
+        let r = self.sock_send(s, end, b"\0", files);
+        self.frele(sp);
+        r.map(|_| ())
+    }
+
+    /// `recvmsg(2)` with a one-byte buffer and room for 253 files: installs
+    /// the files that came with the byte at the lowest free numbers, in
+    /// sending order. Files that do not fit under the limit are dropped and
+    /// the call still succeeds (Linux sets MSG_CTRUNC).
+    ///
+    /// Errors: `EBADF`, `ENOTSOCK`, `EAGAIN`, `ECONNRESET`.
+    pub fn sys_recvfds(&mut self, pid: Pid, sock: i32, cloexec: bool) -> Result<Vec<Fd>, Errno> {
+        let sp = self.getsock(pid, sock.into())?.detach();
+        let FileKind::Socket(s, end) = self.file(sp.id()).kind else {
+            unreachable!("getsock returned a socket")
+        };
+        let got = self.sock_mut(s).recv(end, 1);
+        self.frele(sp);
+        let got = got?;
+        let table = self.proc(pid).table;
+        let limit = self.fd_limit(pid);
+        let mut installed = Vec::new();
+        let mut dropped = Vec::new();
+        for f in got.fds {
+            match self.table_mut(table).alloc(0, limit) {
+                Ok(fd) if dropped.is_empty() => {
+                    // unp_externalize: the reference in flight becomes the slot's.
+                    self.file_mut(f).callers += 1;
+                    self.fdinstall(table, fd, Hold { file: f }, cloexec);
+                    installed.push(fd);
+                }
+                Ok(fd) => {
+                    self.table_mut(table).clear(fd);
+                    dropped.push((f, "unp_discard"));
+                }
+                Err(_) => dropped.push((f, "unp_discard")),
+            }
+        }
+        self.release(dropped);
+        Ok(installed)
+    }
+
+    /// `epoll_ctl(2)` ADD and DEL, in Linux's order of checks.
+    ///
+    /// Errors: `EBADF`, `EPERM` (target cannot be polled), `EINVAL` (epfd
+    /// not an epoll, or the target is the epoll itself), `ELOOP`, `EEXIST`,
+    /// `ENOENT`.
+    pub fn sys_epoll_ctl(
+        &mut self,
+        pid: Pid,
+        epfd: i32,
+        op: EpollOp,
+        fd: i32,
+        events: Events,
+    ) -> Result<(), Errno> {
+        let ep = self.fd_getfile_raw(pid, epfd.into())?.detach();
+        let tf = match self.fd_getfile_raw(pid, fd.into()).map(FileRef::detach) {
+            Ok(t) => t,
+            Err(e) => {
+                self.frele(ep);
+                return Err(e);
+            }
+        };
+        let r = self.epoll_ctl_files(ep.id(), op, Fd::new(fd as u32), tf.id(), events);
+        self.frele(tf);
+        self.frele(ep);
+        r
+    }
+
+    fn epoll_ctl_files(
+        &mut self,
+        ep: FileId,
+        op: EpollOp,
+        fd: Fd,
+        target: FileId,
+        events: Events,
+    ) -> Result<(), Errno> {
+        if !self.file(target).can_poll() {
+            return Err(Errno::EPERM);
+        }
+        if ep == target || !matches!(self.file(ep).kind, FileKind::Epoll(_)) {
+            return Err(Errno::EINVAL);
+        }
+        let nested = matches!(self.file(target).kind, FileKind::Epoll(_));
+        if op == EpollOp::Add && nested && self.ep_loop_check(ep, target) {
+            return Err(Errno::ELOOP);
+        }
+        let FileKind::Epoll(e) = &mut self.file_mut(ep).kind else {
+            unreachable!("checked above")
+        };
+        let key = (fd, target);
+        match op {
+            EpollOp::Add => {
+                if e.interest.contains_key(&key) {
+                    return Err(Errno::EEXIST);
+                }
+                // Linux always adds EPOLLERR|EPOLLHUP; they are not shown.
+                e.interest.insert(key, events.shown());
+                self.file_mut(target).watched_by.push(ep);
+            }
+            EpollOp::Del => {
+                if e.interest.remove(&key).is_none() {
+                    return Err(Errno::ENOENT);
+                }
+                let w = &mut self.file_mut(target).watched_by;
+                if let Some(i) = w.iter().position(|&x| x == ep) {
+                    w.swap_remove(i);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether adding epoll `target` to epoll `ep` would make a cycle or nest
+    /// deeper than `EP_MAX_NESTS` (Linux `ep_loop_check`).
+    fn ep_loop_check(&self, ep: FileId, target: FileId) -> bool {
+        // Depth of epoll sets below `f`, or None when `ep` is among them.
+        fn down(w: &World, f: FileId, ep: FileId, depth: usize) -> Option<usize> {
+            if f == ep {
+                return None;
+            }
+            if depth > EP_MAX_NESTS {
+                return Some(depth);
+            }
+            let FileKind::Epoll(e) = &w.file(f).kind else {
+                return Some(0);
+            };
+            let mut best = 0;
+            for g in e.nested() {
+                if matches!(w.file(g).kind, FileKind::Epoll(_)) {
+                    best = best.max(down(w, g, ep, depth + 1)? + 1);
+                }
+            }
+            Some(best)
+        }
+        // Depth of epoll sets above `f`.
+        fn up(w: &World, f: FileId, depth: usize) -> usize {
+            if depth > EP_MAX_NESTS {
+                return depth;
+            }
+            w.file(f)
+                .watched_by
+                .iter()
+                .map(|&p| up(w, p, depth + 1) + 1)
+                .max()
+                .unwrap_or(0)
+        }
+        match down(self, target, ep, 0) {
+            None => true,
+            Some(d) => up(self, ep, 0) + 1 + d > EP_MAX_NESTS,
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The canonical topology: who has which descriptor, which tables are
+//! shared, and what each open file is, numbered so that two backends that
+//! agree print byte-identical JSON.
+//!
+//! Backends describe what they see with opaque keys ([`RawProcess`],
+//! [`RawFile`]): the model uses its own ids, the Linux backend uses what
+//! `kcmp(2)` grouping gives it. [`canonicalize`] assigns the numbers:
+//! - tables in order of their first process by name;
+//! - files in order of first appearance, scanning processes by name and
+//!   their descriptors in ascending order;
+//! - `object` (the pipe or socket pair behind a file) in the same scan order,
+//!   one sequence for pipes and socket pairs;
+//! - epoll targets sorted by (descriptor number, file id), with `null` for a
+//!   target file that no process has open (it may be in flight).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::file::{FileId, FileKind};
+use crate::filedesc::{Slot, TableId};
+use crate::flags::{Events, OFlags};
+use crate::pipe::PipeEnd;
+use crate::socket::SockType;
+use crate::vnode::VnodeKind;
+use crate::world::World;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    pub processes: Vec<ProcessView>,
+    pub tables: Vec<Vec<String>>,
+    pub files: Vec<FileView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessView {
+    pub name: String,
+    pub table: usize,
+    pub fds: Vec<FdView>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdView {
+    pub fd: u32,
+    pub file: usize,
+    pub cloexec: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileView {
+    pub id: usize,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub offset: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub flags: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub end: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none", default)]
+    pub socket_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub object: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub targets: Option<Vec<TargetView>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TargetView {
+    pub fd: u32,
+    pub file: Option<usize>,
+    pub events: String,
+}
+
+/// A process as a backend sees it: its table's key and its descriptors
+/// (number, file key, close-on-exec).
+#[derive(Debug, Clone)]
+pub struct RawProcess<F, T> {
+    pub name: String,
+    pub table: T,
+    pub fds: Vec<(u32, F, bool)>,
+}
+
+/// An open file as a backend sees it; `O` keys the object behind a pipe or
+/// socket end.
+#[derive(Debug, Clone)]
+pub enum RawFile<F, O> {
+    /// `kind` is `regular`, `directory` or `chardev`.
+    Path {
+        kind: &'static str,
+        path: String,
+        offset: u64,
+        flags: OFlags,
+    },
+    Pipe { end: PipeEnd, object: O },
+    Socket { ty: SockType, object: O },
+    /// Registrations: (number, target file if some process has it, events).
+    Epoll { targets: Vec<(u32, Option<F>, Events)> },
+    Eventfd,
+}
+
+/// Numbers what a backend saw, by the rules in the module comment.
+pub fn canonicalize<F, T, O>(
+    mut procs: Vec<RawProcess<F, T>>,
+    files: &BTreeMap<F, RawFile<F, O>>,
+) -> Topology
+where
+    F: Ord + Clone,
+    T: Ord + Clone,
+    O: Ord + Clone,
+{
+    procs.sort_by(|a, b| a.name.cmp(&b.name));
+    for p in &mut procs {
+        p.fds.sort_by_key(|&(fd, _, _)| fd);
+    }
+    let mut table_ids: BTreeMap<T, usize> = BTreeMap::new();
+    let mut tables: Vec<Vec<String>> = Vec::new();
+    let mut file_ids: BTreeMap<F, usize> = BTreeMap::new();
+    let mut order: Vec<F> = Vec::new();
+    let mut processes = Vec::new();
+    for p in &procs {
+        let next = table_ids.len();
+        let t = *table_ids.entry(p.table.clone()).or_insert(next);
+        if t == tables.len() {
+            tables.push(Vec::new());
+        }
+        tables[t].push(p.name.clone());
+        let fds = p
+            .fds
+            .iter()
+            .map(|(fd, key, cloexec)| {
+                let next = file_ids.len();
+                let id = *file_ids.entry(key.clone()).or_insert_with(|| {
+                    order.push(key.clone());
+                    next
+                });
+                FdView {
+                    fd: *fd,
+                    file: id,
+                    cloexec: *cloexec,
+                }
+            })
+            .collect();
+        processes.push(ProcessView {
+            name: p.name.clone(),
+            table: t,
+            fds,
+        });
+    }
+    let mut objects: BTreeMap<O, usize> = BTreeMap::new();
+    let mut object_id = |o: &O| {
+        let next = objects.len();
+        *objects.entry(o.clone()).or_insert(next)
+    };
+    let files = order
+        .iter()
+        .enumerate()
+        .map(|(id, key)| {
+            let mut v = FileView {
+                id,
+                kind: String::new(),
+                path: None,
+                offset: None,
+                flags: None,
+                end: None,
+                socket_type: None,
+                object: None,
+                targets: None,
+            };
+            match files.get(key) {
+                Some(RawFile::Path {
+                    kind,
+                    path,
+                    offset,
+                    flags,
+                }) => {
+                    v.kind = kind.to_string();
+                    v.path = Some(path.clone());
+                    v.offset = Some(*offset);
+                    v.flags = Some(flags.status_string());
+                }
+                Some(RawFile::Pipe { end, object }) => {
+                    v.kind = "pipe".into();
+                    v.end = Some(match end {
+                        PipeEnd::Read => "read".into(),
+                        PipeEnd::Write => "write".into(),
+                    });
+                    v.object = Some(object_id(object));
+                }
+                Some(RawFile::Socket { ty, object }) => {
+                    v.kind = "socket".into();
+                    v.socket_type = Some(ty.name().into());
+                    v.object = Some(object_id(object));
+                }
+                Some(RawFile::Epoll { targets }) => {
+                    v.kind = "epoll".into();
+                    let mut t: Vec<TargetView> = targets
+                        .iter()
+                        .map(|(fd, f, ev)| TargetView {
+                            fd: *fd,
+                            file: f.as_ref().and_then(|f| file_ids.get(f).copied()),
+                            events: ev.shown().to_string(),
+                        })
+                        .collect();
+                    t.sort();
+                    v.targets = Some(t);
+                }
+                Some(RawFile::Eventfd) => v.kind = "eventfd".into(),
+                None => v.kind = "unknown".into(),
+            }
+            v
+        })
+        .collect();
+    Topology {
+        processes,
+        tables,
+        files,
+    }
+}
+
+impl World {
+    /// The model's canonical topology.
+    pub fn topology(&self) -> Topology {
+        let procs = self
+            .processes()
+            .map(|(name, pid)| {
+                let table = self.proc(pid).table;
+                let fds = self
+                    .table(table)
+                    .iter()
+                    .filter_map(|(fd, s)| match s {
+                        Slot::Installed { file, cloexec } => Some((fd.get(), file, cloexec)),
+                        _ => None,
+                    })
+                    .collect();
+                RawProcess::<FileId, TableId> {
+                    name: name.to_string(),
+                    table,
+                    fds,
+                }
+            })
+            .collect();
+        let files: BTreeMap<FileId, RawFile<FileId, (u8, u32)>> = self
+            .files()
+            .filter(|(_, f)| !matches!(f.kind, FileKind::Larval))
+            .map(|(id, f)| {
+                let raw = match &f.kind {
+                    FileKind::Vnode(v) => {
+                        let vn = self.fs.vnode(*v);
+                        // /dev/null and /dev/zero never move (null_lseek).
+                        let offset = match vn.kind {
+                            VnodeKind::Regular(_) | VnodeKind::Directory => f.offset,
+                            _ => 0,
+                        };
+                        RawFile::Path {
+                            kind: vn.topology_kind(),
+                            path: vn.path.clone(),
+                            offset,
+                            flags: f.flags,
+                        }
+                    }
+                    FileKind::PtyMaster(_) => RawFile::Path {
+                        kind: "chardev",
+                        path: "/dev/ptmx".into(),
+                        offset: 0,
+                        flags: f.flags,
+                    },
+                    FileKind::Pipe(p, end) => RawFile::Pipe {
+                        end: *end,
+                        object: (0, p.0),
+                    },
+                    FileKind::Socket(s, _) => RawFile::Socket {
+                        ty: self.sock(*s).ty,
+                        object: (1, s.0),
+                    },
+                    FileKind::Epoll(e) => RawFile::Epoll {
+                        targets: e
+                            .interest
+                            .iter()
+                            .map(|(&(fd, t), &ev)| (fd.get(), Some(t), ev))
+                            .collect(),
+                    },
+                    FileKind::Eventfd(_) | FileKind::Larval => RawFile::Eventfd,
+                };
+                (id, raw)
+            })
+            .collect();
+        canonicalize(procs, &files)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbering_follows_names_then_descriptors() {
+        let procs = vec![
+            RawProcess { name: "q".into(), table: 'B', fds: vec![(4, 20, false), (3, 10, true)] },
+            RawProcess { name: "p".into(), table: 'A', fds: vec![(7, 20, false)] },
+            RawProcess { name: "r".into(), table: 'A', fds: vec![(7, 20, false)] },
+        ];
+        let files = BTreeMap::from([
+            (10, RawFile::Pipe { end: PipeEnd::Read, object: 'x' }),
+            (20, RawFile::Epoll { targets: vec![(9, Some(10), Events::IN), (3, None, Events::OUT)] }),
+        ]);
+        let t = canonicalize(procs, &files);
+        assert_eq!(t.tables, vec![vec!["p".to_string(), "r".into()], vec!["q".into()]]);
+        assert_eq!(t.processes[1].fds[0], FdView { fd: 3, file: 1, cloexec: true });
+        let json = serde_json::to_string(&t.files).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"id":0,"kind":"epoll","targets":[{"fd":3,"file":null,"events":"EPOLLOUT"},{"fd":9,"file":1,"events":"EPOLLIN"}]},{"id":1,"kind":"pipe","end":"read","object":0}]"#
+        );
+    }
+}

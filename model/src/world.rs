@@ -1,0 +1,167 @@
+//! The whole modelled kernel state, and the lookups every layer shares.
+//!
+//! `World` derives `Clone`: a clone is a snapshot of every table, file and
+//! buffer, which `--trace` and the book use to show each step's state. File
+//! contents sit in persistent maps, so a snapshot shares them.
+
+use std::collections::BTreeMap;
+
+use crate::file::{File, FileId};
+use crate::filedesc::{Filedesc, TableId};
+use crate::pipe::{Pipe, PipeId};
+use crate::proc::{Pid, Proc};
+use crate::slab::Slab;
+use crate::socket::{SockId, SockPair};
+use crate::vnode::Fs;
+
+/// The modelled kernel.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub(crate) procs: Slab<Proc>,
+    pub(crate) names: BTreeMap<String, Pid>,
+    pub(crate) tables: Slab<Filedesc>,
+    pub(crate) files: Slab<File>,
+    pub(crate) pipes: Slab<Pipe>,
+    pub(crate) socks: Slab<SockPair>,
+    pub(crate) fs: Fs,
+    pub(crate) next_serial: u64,
+    /// `fs.nr_open`: the ceiling of every `RLIMIT_NOFILE`.
+    pub(crate) nr_open: u64,
+    /// The file(9) calls made, one line each, while tracing.
+    pub(crate) trace: Option<Vec<String>>,
+    /// A socket went away since the garbage collector last ran.
+    pub(crate) gc_pending: bool,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World {
+            procs: Slab::default(),
+            names: BTreeMap::new(),
+            tables: Slab::default(),
+            files: Slab::default(),
+            pipes: Slab::default(),
+            socks: Slab::default(),
+            fs: Fs::default(),
+            next_serial: 0,
+            nr_open: crate::flags::NR_OPEN,
+            trace: None,
+            gc_pending: false,
+        }
+    }
+}
+
+impl World {
+    pub fn new() -> World {
+        World::default()
+    }
+
+    /// Raises `fs.nr_open` (benchmarks open more than 2^20 descriptors).
+    pub fn set_nr_open(&mut self, n: u64) {
+        self.nr_open = n;
+    }
+
+    /// Starts or stops recording file(9) calls.
+    pub fn set_tracing(&mut self, on: bool) {
+        self.trace = on.then(Vec::new);
+    }
+
+    /// The file(9) calls recorded since the last call.
+    pub fn take_trace(&mut self) -> Vec<String> {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Records a trace line; `line` is only evaluated while tracing.
+    #[inline]
+    pub(crate) fn note(&mut self, line: impl FnOnce(&World) -> String) {
+        if self.trace.is_some() {
+            let l = line(self);
+            if let Some(t) = self.trace.as_mut() {
+                t.push(l);
+            }
+        }
+    }
+
+    /// The live process called `name`.
+    pub fn pid(&self, name: &str) -> Option<Pid> {
+        self.names.get(name).copied()
+    }
+
+    /// Live processes by name.
+    pub fn processes(&self) -> impl Iterator<Item = (&str, Pid)> {
+        self.names.iter().map(|(n, &p)| (n.as_str(), p))
+    }
+
+    pub fn proc(&self, pid: Pid) -> &Proc {
+        // Pids come from `pid()`/`spawn()` and die only in `exit`, after which
+        // the scenario validator forbids their use.
+        self.procs.get(pid.0).expect("live pid")
+    }
+
+    pub(crate) fn proc_mut(&mut self, pid: Pid) -> &mut Proc {
+        self.procs.get_mut(pid.0).expect("live pid")
+    }
+
+    /// The table process `pid` uses.
+    pub fn table_of(&self, pid: Pid) -> &Filedesc {
+        self.table(self.proc(pid).table)
+    }
+
+    pub fn table(&self, t: TableId) -> &Filedesc {
+        // A TableId is held only by processes that keep it alive (refcnt).
+        self.tables.get(t.0).expect("live table")
+    }
+
+    pub(crate) fn table_mut(&mut self, t: TableId) -> &mut Filedesc {
+        self.tables.get_mut(t.0).expect("live table")
+    }
+
+    pub fn file(&self, f: FileId) -> &File {
+        // A FileId is only reachable through a counted reference.
+        self.files.get(f.0).expect("live file")
+    }
+
+    pub(crate) fn file_mut(&mut self, f: FileId) -> &mut File {
+        self.files.get_mut(f.0).expect("live file")
+    }
+
+    pub fn pipe(&self, p: PipeId) -> &Pipe {
+        self.pipes.get(p.0).expect("live pipe")
+    }
+
+    pub(crate) fn pipe_mut(&mut self, p: PipeId) -> &mut Pipe {
+        self.pipes.get_mut(p.0).expect("live pipe")
+    }
+
+    pub fn sock(&self, s: SockId) -> &SockPair {
+        self.socks.get(s.0).expect("live socket pair")
+    }
+
+    pub(crate) fn sock_mut(&mut self, s: SockId) -> &mut SockPair {
+        self.socks.get_mut(s.0).expect("live socket pair")
+    }
+
+    pub fn fs(&self) -> &Fs {
+        &self.fs
+    }
+
+    /// Every live open file.
+    pub fn files(&self) -> impl Iterator<Item = (FileId, &File)> {
+        self.files.iter().map(|(i, f)| (FileId(i), f))
+    }
+
+    /// Every live table.
+    pub fn tables(&self) -> impl Iterator<Item = (TableId, &Filedesc)> {
+        self.tables.iter().map(|(i, t)| (TableId(i), t))
+    }
+
+    /// Every live socket pair.
+    pub fn socket_pairs(&self) -> impl Iterator<Item = (SockId, &SockPair)> {
+        self.socks.iter().map(|(i, s)| (SockId(i), s))
+    }
+
+    /// `file#N` as traces print it.
+    pub(crate) fn fname(&self, f: FileId) -> String {
+        format!("file#{}", self.file(f).serial)
+    }
+}
