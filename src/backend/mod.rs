@@ -1,0 +1,63 @@
+//! Backends run scenarios: the model (here) and, later, real Linux processes.
+//! The interpreter in [`crate::run`] drives any of them through [`Backend`].
+
+mod model;
+
+use fdlab_model::{Call, Outcome, Topology};
+
+pub use model::ModelBackend;
+
+/// Why a backend could not do what it was asked (as opposed to a call that
+/// failed with an errno, which is a result).
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("unknown process `{0}`")]
+    UnknownProcess(String),
+    #[error("process name `{0}` is already used")]
+    NameInUse(String),
+}
+
+/// How two descriptors relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileRelation {
+    Same,
+    Differs,
+    /// The first (0) or second (1) descriptor is not open.
+    NotOpen(usize),
+}
+
+/// Whether an epoll set has a registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchRelation {
+    Watches,
+    DoesNot,
+    NotEpoll,
+    /// The epoll (0) or target (1) descriptor is not open.
+    NotOpen(usize),
+}
+
+/// Something that runs scenario processes and can be asked about them.
+pub trait Backend {
+    /// `model`, `linux`.
+    fn name(&self) -> &'static str;
+    /// `spawn NAME [stdio]`.
+    fn spawn(&mut self, name: &str, stdio: bool) -> Result<(), BackendError>;
+    /// Runs `call` as process `proc`.
+    fn call(&mut self, proc: &str, call: &Call) -> Result<Outcome, BackendError>;
+    /// `expect P:FD same|differs Q:FD2`.
+    fn file_relation(&mut self, a: (&str, i32), b: (&str, i32)) -> Result<FileRelation, BackendError>;
+    /// `expect P shares|apart Q`.
+    fn same_table(&mut self, a: &str, b: &str) -> Result<bool, BackendError>;
+    /// `expect P fds ...`: the open descriptors, ascending.
+    fn open_fds(&mut self, proc: &str) -> Result<Vec<i32>, BackendError>;
+    /// `expect P:EPFD watches Q:FD as N`.
+    fn watches(&mut self, ep: (&str, i32), target: (&str, i32), as_fd: i32) -> Result<WatchRelation, BackendError>;
+    /// The canonical topology now.
+    fn topology(&mut self) -> Result<Topology, BackendError>;
+    /// Starts recording what the backend does underneath each call.
+    fn set_tracing(&mut self, _on: bool) {}
+    /// What it did underneath since the last call (the model: file(9) calls).
+    fn take_trace(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+}

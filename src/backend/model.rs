@@ -1,0 +1,123 @@
+//! The model as a backend: every process is a `fdlab_model::Pid`.
+
+use fdlab_model::file::FileKind;
+use fdlab_model::{Call, Fd, FileId, OFlags, Outcome, Pid, Topology, World};
+
+use super::{Backend, BackendError, FileRelation, WatchRelation};
+
+/// Runs scenarios on [`fdlab_model::World`].
+#[derive(Debug, Default, Clone)]
+pub struct ModelBackend {
+    world: World,
+}
+
+impl ModelBackend {
+    pub fn new() -> ModelBackend {
+        ModelBackend::default()
+    }
+
+    /// The world, for tests that check invariants between steps.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    fn pid(&self, name: &str) -> Result<Pid, BackendError> {
+        self.world.pid(name).ok_or_else(|| BackendError::UnknownProcess(name.to_string()))
+    }
+
+    /// The installed file at `proc:fd`.
+    fn file_at(&self, proc: &str, fd: i32) -> Result<Option<FileId>, BackendError> {
+        let pid = self.pid(proc)?;
+        Ok(Fd::from_raw(fd.into()).and_then(|fd| self.world.table_of(pid).installed(fd)))
+    }
+}
+
+impl Backend for ModelBackend {
+    fn name(&self) -> &'static str {
+        "model"
+    }
+
+    fn spawn(&mut self, name: &str, stdio: bool) -> Result<(), BackendError> {
+        let pid = self
+            .world
+            .spawn(name)
+            .map_err(|_| BackendError::NameInUse(name.to_string()))?;
+        if stdio {
+            for flags in [OFlags::RDONLY, OFlags::WRONLY, OFlags::WRONLY] {
+                // A fresh table always has room for three descriptors and
+                // /dev/null always exists.
+                self.world
+                    .sys_open(pid, "/dev/null", flags, 0)
+                    .expect("opening /dev/null in a fresh table");
+            }
+        }
+        Ok(())
+    }
+
+    fn call(&mut self, proc: &str, call: &Call) -> Result<Outcome, BackendError> {
+        let pid = self.pid(proc)?;
+        if let Some(child) = call.child() {
+            if self.world.pid(child).is_some() {
+                return Err(BackendError::NameInUse(child.to_string()));
+            }
+        }
+        Ok(self.world.call(pid, call))
+    }
+
+    fn file_relation(&mut self, a: (&str, i32), b: (&str, i32)) -> Result<FileRelation, BackendError> {
+        let fa = self.file_at(a.0, a.1)?;
+        let fb = self.file_at(b.0, b.1)?;
+        Ok(match (fa, fb) {
+            (None, _) => FileRelation::NotOpen(0),
+            (_, None) => FileRelation::NotOpen(1),
+            (Some(x), Some(y)) if x == y => FileRelation::Same,
+            _ => FileRelation::Differs,
+        })
+    }
+
+    fn same_table(&mut self, a: &str, b: &str) -> Result<bool, BackendError> {
+        let (pa, pb) = (self.pid(a)?, self.pid(b)?);
+        Ok(self.world.proc(pa).table == self.world.proc(pb).table)
+    }
+
+    fn open_fds(&mut self, proc: &str) -> Result<Vec<i32>, BackendError> {
+        let pid = self.pid(proc)?;
+        Ok(self
+            .world
+            .table_of(pid)
+            .iter()
+            .filter(|(fd, _)| self.world.table_of(pid).installed(*fd).is_some())
+            .map(|(fd, _)| fd.get() as i32)
+            .collect())
+    }
+
+    fn watches(&mut self, ep: (&str, i32), target: (&str, i32), as_fd: i32) -> Result<WatchRelation, BackendError> {
+        let Some(e) = self.file_at(ep.0, ep.1)? else {
+            return Ok(WatchRelation::NotOpen(0));
+        };
+        let Some(t) = self.file_at(target.0, target.1)? else {
+            return Ok(WatchRelation::NotOpen(1));
+        };
+        let FileKind::Epoll(epoll) = &self.world.file(e).kind else {
+            return Ok(WatchRelation::NotEpoll);
+        };
+        let key = (Fd::new(as_fd as u32), t);
+        Ok(if epoll.interest.contains_key(&key) {
+            WatchRelation::Watches
+        } else {
+            WatchRelation::DoesNot
+        })
+    }
+
+    fn topology(&mut self) -> Result<Topology, BackendError> {
+        Ok(self.world.topology())
+    }
+
+    fn set_tracing(&mut self, on: bool) {
+        self.world.set_tracing(on);
+    }
+
+    fn take_trace(&mut self) -> Vec<String> {
+        self.world.take_trace()
+    }
+}

@@ -1,0 +1,681 @@
+//! Statements, calls and results, checked against the scenario's live
+//! processes as they are read.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fdlab_model::flags::OPEN_FLAG_NAMES;
+use fdlab_model::{Call, EpollOp, Errno, Events, FcntlCmd, OFlags, SockType, Whence};
+
+use super::lexer::{lex, Tok, Token};
+use super::{Expectation, Expected, Scenario, ScenarioError, Stmt, StmtKind};
+
+/// Descriptor numbers from here up belong to the real backend's harness.
+pub const MAX_FD: i64 = 999;
+/// The largest `rlimit` a scenario may set.
+pub const MAX_RLIMIT: u64 = 1000;
+/// The largest `read` a scenario may ask for (1 MiB).
+pub const MAX_READ: usize = 1 << 20;
+/// The absolute paths a scenario may open.
+pub const DEVICES: [&str; 3] = ["/dev/null", "/dev/zero", "/dev/ptmx"];
+
+/// Parses and validates `src`, read from `file`.
+///
+/// Errors: the first syntax or validation problem, with its position.
+pub fn parse(file: &str, src: &str) -> Result<Scenario, ScenarioError> {
+    let mut p = Parser {
+        file,
+        line: 0,
+        live: BTreeSet::new(),
+        exited: BTreeMap::new(),
+    };
+    let mut stmts = Vec::new();
+    for (i, text) in src.lines().enumerate() {
+        p.line = i + 1;
+        let toks = lex(text).map_err(|(col, msg)| p.err_at(col, msg))?;
+        if toks.is_empty() {
+            continue;
+        }
+        let kind = p.statement(&toks, text.chars().count() + 1)?;
+        stmts.push(Stmt { line: p.line, kind });
+    }
+    Ok(Scenario {
+        file: file.to_string(),
+        stmts,
+    })
+}
+
+struct Parser<'a> {
+    file: &'a str,
+    line: usize,
+    live: BTreeSet<String>,
+    /// Processes that exited, and the line where they did.
+    exited: BTreeMap<String, usize>,
+}
+
+type Res<T> = Result<T, ScenarioError>;
+
+/// The tokens of one statement, consumed left to right.
+struct Cursor<'t> {
+    toks: &'t [Token],
+    i: usize,
+    /// The column just past the end of the line, for "expected ..." at EOL.
+    eol: usize,
+}
+
+impl<'t> Cursor<'t> {
+    fn peek(&self) -> Option<&'t Token> {
+        self.toks.get(self.i)
+    }
+
+    fn next(&mut self) -> Option<&'t Token> {
+        let t = self.toks.get(self.i);
+        self.i += 1;
+        t
+    }
+
+    /// The column of the next token, or the end of the line.
+    fn col(&self) -> usize {
+        self.peek().map_or(self.eol, |t| t.col)
+    }
+
+    /// The next token if it is a word.
+    fn word(&mut self) -> Option<(&'t str, usize)> {
+        match self.peek() {
+            Some(Token {
+                tok: Tok::Word(w),
+                col,
+            }) => {
+                self.i += 1;
+                Some((w.as_str(), *col))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether only `= RESULT` (or nothing) remains.
+    fn at_result(&self) -> bool {
+        matches!(self.peek(), None | Some(Token { tok: Tok::Eq, .. }))
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some('a'..='z'))
+        && c.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn describe(t: Option<&Token>) -> String {
+    match t {
+        None => "end of line".into(),
+        Some(Token { tok: Tok::Eq, .. }) => "`=`".into(),
+        Some(Token {
+            tok: Tok::Word(w), ..
+        }) => format!("`{w}`"),
+        Some(Token { tok: Tok::Str(_), .. }) => "a string".into(),
+    }
+}
+
+impl Parser<'_> {
+    fn err_at(&self, col: usize, message: impl Into<String>) -> ScenarioError {
+        ScenarioError {
+            file: self.file.to_string(),
+            line: self.line,
+            col,
+            message: message.into(),
+        }
+    }
+
+    fn expected<T>(&self, c: &Cursor, what: &str) -> Res<T> {
+        Err(self.err_at(c.col(), format!("expected {what}, found {}", describe(c.peek()))))
+    }
+
+    /// A live process name at `col`.
+    fn live_proc(&self, name: &str, col: usize) -> Res<String> {
+        if !is_name(name) {
+            return Err(self.err_at(
+                col,
+                format!("`{name}` is not a process name ([a-z][a-z0-9_]*)"),
+            ));
+        }
+        if let Some(line) = self.exited.get(name) {
+            return Err(self.err_at(col, format!("process `{name}` exited at line {line}")));
+        }
+        if !self.live.contains(name) {
+            return Err(self.err_at(
+                col,
+                format!("unknown process `{name}` (spawn it, or fork it from another)"),
+            ));
+        }
+        Ok(name.to_string())
+    }
+
+    /// A name for a process about to be created.
+    fn new_proc(&self, c: &mut Cursor) -> Res<String> {
+        let col = c.col();
+        let Some((name, _)) = c.word() else {
+            return self.expected(c, "a process name");
+        };
+        if !is_name(name) {
+            return Err(self.err_at(
+                col,
+                format!("`{name}` is not a process name ([a-z][a-z0-9_]*)"),
+            ));
+        }
+        if self.live.contains(name) || self.exited.contains_key(name) {
+            return Err(self.err_at(col, format!("process name `{name}` is already used")));
+        }
+        Ok(name.to_string())
+    }
+
+    fn statement(&mut self, toks: &[Token], eol: usize) -> Res<StmtKind> {
+        let mut c = Cursor { toks, i: 0, eol };
+        let first_col = c.col();
+        let Some((first, _)) = c.word() else {
+            return self.expected(&c, "`spawn`, `expect` or `PROC:`");
+        };
+        let kind = match first {
+            "spawn" => {
+                let name = self.new_proc(&mut c)?;
+                let stdio = match c.word() {
+                    None => false,
+                    Some(("stdio", _)) => true,
+                    Some((w, col)) => {
+                        return Err(self.err_at(col, format!("expected `stdio` or end of line, found `{w}`")))
+                    }
+                };
+                self.live.insert(name.clone());
+                StmtKind::Spawn { name, stdio }
+            }
+            "expect" => StmtKind::Expect(self.expectation(&mut c)?),
+            w => {
+                let Some((name, rest)) = w.split_once(':') else {
+                    return Err(self.err_at(
+                        first_col,
+                        format!("expected `spawn`, `expect` or `PROC: CALL ...`, found `{w}`"),
+                    ));
+                };
+                let proc = self.live_proc(name, first_col)?;
+                let (call_name, call_col) = if rest.is_empty() {
+                    let col = c.col();
+                    match c.word() {
+                        Some((n, _)) => (n, col),
+                        None => return self.expected(&c, "a call name"),
+                    }
+                } else {
+                    (rest, first_col + name.chars().count() + 1)
+                };
+                let call = self.call(call_name, call_col, &mut c)?;
+                let expected = self.result(&mut c)?;
+                match &call {
+                    Call::Fork { child } | Call::CloneFiles { child } => {
+                        self.live.insert(child.clone());
+                    }
+                    Call::Exit => {
+                        self.live.remove(&proc);
+                        self.exited.insert(proc.clone(), self.line);
+                    }
+                    _ => {}
+                }
+                return Ok(StmtKind::Call {
+                    proc,
+                    call,
+                    expected,
+                });
+            }
+        };
+        match c.peek() {
+            None => Ok(kind),
+            Some(t) => Err(self.err_at(t.col, format!("expected end of line, found {}", describe(Some(t))))),
+        }
+    }
+
+    /// An integer word.
+    fn int(&self, c: &mut Cursor, what: &str) -> Res<(i64, usize)> {
+        let col = c.col();
+        match c.word() {
+            Some((w, _)) => w
+                .parse::<i64>()
+                .map(|n| (n, col))
+                .map_err(|_| self.err_at(col, format!("expected {what}, found `{w}`"))),
+            None => self.expected(c, what),
+        }
+    }
+
+    /// A descriptor number for a call: negative is allowed (the call fails
+    /// with EBADF), above 999 is not.
+    fn fd(&self, c: &mut Cursor) -> Res<i32> {
+        let (n, col) = self.int(c, "a descriptor number")?;
+        if n > MAX_FD {
+            return Err(self.err_at(
+                col,
+                format!("descriptor {n} is reserved for the harness (scenarios use at most {MAX_FD})"),
+            ));
+        }
+        i32::try_from(n).map_err(|_| self.err_at(col, format!("descriptor {n} is out of range")))
+    }
+
+    /// A non-negative descriptor number (close_range bounds, expectations).
+    fn fd_nonneg(&self, c: &mut Cursor) -> Res<i32> {
+        let col = c.col();
+        let n = self.fd(c)?;
+        if n < 0 {
+            return Err(self.err_at(col, format!("expected a descriptor number from 0 to {MAX_FD}, found {n}")));
+        }
+        Ok(n)
+    }
+
+    /// A `|`-joined set of names, each mapped by `known`; `0` is the empty set
+    /// when `zero_ok`.
+    fn flag_set<T: Copy>(
+        &self,
+        c: &mut Cursor,
+        what: &str,
+        zero_ok: bool,
+        known: impl Fn(&str) -> Option<T>,
+    ) -> Res<(Vec<T>, usize)> {
+        let col = c.col();
+        let Some((w, _)) = c.word() else {
+            return self.expected(c, what);
+        };
+        if zero_ok && w == "0" {
+            return Ok((Vec::new(), col));
+        }
+        let mut out = Vec::new();
+        let mut at = col;
+        for part in w.split('|') {
+            match known(part) {
+                Some(v) => out.push(v),
+                None => return Err(self.err_at(at, format!("expected {what}, found `{part}`"))),
+            }
+            at += part.chars().count() + 1;
+        }
+        Ok((out, col))
+    }
+
+    /// An optional single flag word, `name`, at the end of a call.
+    fn opt_flag(&self, c: &mut Cursor, name: &str) -> Res<bool> {
+        if c.at_result() {
+            return Ok(false);
+        }
+        let col = c.col();
+        match c.word() {
+            Some((w, _)) if w == name => Ok(true),
+            _ => Err(self.err_at(col, format!("expected `{name}`, `=` or end of line, found {}", describe(c.toks.get(c.i - 1))))),
+        }
+    }
+
+    fn open_flags(&self, c: &mut Cursor) -> Res<OFlags> {
+        let (flags, col) = self.flag_set(c, "open flags (O_RDONLY|O_CREAT ...)", false, |n| {
+            OPEN_FLAG_NAMES.iter().find(|(x, _)| *x == n).copied()
+        })?;
+        let modes = flags
+            .iter()
+            .filter(|(n, _)| matches!(*n, "O_RDONLY" | "O_WRONLY" | "O_RDWR"))
+            .count();
+        if modes > 1 {
+            return Err(self.err_at(col, "at most one of O_RDONLY, O_WRONLY, O_RDWR"));
+        }
+        Ok(flags.into_iter().fold(OFlags::RDONLY, |a, (_, f)| a | f))
+    }
+
+    fn path(&self, c: &mut Cursor) -> Res<String> {
+        let col = c.col();
+        let path = match c.next() {
+            Some(Token { tok: Tok::Word(w), .. }) => w.clone(),
+            Some(Token { tok: Tok::Str(b), .. }) => String::from_utf8(b.clone())
+                .map_err(|_| self.err_at(col, "a path must be UTF-8"))?,
+            t => return Err(self.err_at(col, format!("expected a path, found {}", describe(t)))),
+        };
+        if path.starts_with('/') {
+            if DEVICES.contains(&path.as_str()) {
+                return Ok(path);
+            }
+            return Err(self.err_at(
+                col,
+                format!("absolute path `{path}` is outside the sandbox (only /dev/null, /dev/zero and /dev/ptmx)"),
+            ));
+        }
+        if path.contains('\0') {
+            return Err(self.err_at(col, "a path cannot contain NUL"));
+        }
+        let mut depth: i64 = 0;
+        for comp in path.split('/') {
+            match comp {
+                "" | "." => {}
+                ".." => {
+                    depth -= 1;
+                    if depth < 0 {
+                        return Err(self.err_at(col, format!("path `{path}` leaves the sandbox")));
+                    }
+                }
+                _ => depth += 1,
+            }
+        }
+        Ok(path)
+    }
+
+    fn call(&mut self, name: &str, col: usize, c: &mut Cursor) -> Res<Call> {
+        Ok(match name {
+            "fork" => Call::Fork { child: self.new_proc(c)? },
+            "clone_files" => Call::CloneFiles { child: self.new_proc(c)? },
+            "unshare_files" => Call::UnshareFiles,
+            "exec" => Call::Exec,
+            "exit" => Call::Exit,
+            "rlimit" => {
+                let (n, col) = self.int(c, "a limit")?;
+                match u64::try_from(n) {
+                    Ok(n) if n <= MAX_RLIMIT => Call::Rlimit { limit: n },
+                    _ => return Err(self.err_at(col, format!("rlimit must be 0 to {MAX_RLIMIT}, found {n}"))),
+                }
+            }
+            "open" => {
+                let path = self.path(c)?;
+                let flags = self.open_flags(c)?;
+                let mode = if c.at_result() {
+                    0o644
+                } else {
+                    let col = c.col();
+                    let (w, _) = c.word().ok_or_else(|| self.err_at(col, "expected an octal mode"))?;
+                    match u32::from_str_radix(w.trim_start_matches("0o"), 8) {
+                        Ok(m) if m <= 0o7777 => m,
+                        _ => return Err(self.err_at(col, format!("expected an octal mode (0 to 07777), found `{w}`"))),
+                    }
+                };
+                Call::Open { path, flags, mode }
+            }
+            "close" => Call::Close { fd: self.fd(c)? },
+            "dup" => Call::Dup { fd: self.fd(c)? },
+            "dup2" => Call::Dup2 { old: self.fd(c)?, new: self.fd(c)? },
+            "dup3" => Call::Dup3 {
+                old: self.fd(c)?,
+                new: self.fd(c)?,
+                cloexec: self.opt_flag(c, "O_CLOEXEC")?,
+            },
+            "fcntl" => {
+                let fd = self.fd(c)?;
+                let col = c.col();
+                let cmd = match c.word() {
+                    Some(("F_DUPFD", _)) => FcntlCmd::DupFd { min: self.fd(c)?, cloexec: false },
+                    Some(("F_DUPFD_CLOEXEC", _)) => FcntlCmd::DupFd { min: self.fd(c)?, cloexec: true },
+                    Some(("F_GETFD", _)) => FcntlCmd::GetFd,
+                    Some(("F_GETFL", _)) => FcntlCmd::GetFl,
+                    Some(("F_SETFD", _)) => {
+                        let col = c.col();
+                        match c.word() {
+                            Some(("0", _)) => FcntlCmd::SetFd { cloexec: false },
+                            Some(("FD_CLOEXEC" | "1", _)) => FcntlCmd::SetFd { cloexec: true },
+                            _ => return Err(self.err_at(col, "expected `0` or `FD_CLOEXEC`")),
+                        }
+                    }
+                    Some(("F_SETFL", _)) => {
+                        let (f, _) = self.flag_set(c, "status flags (O_APPEND|O_NONBLOCK, or 0)", true, OFlags::from_name)?;
+                        FcntlCmd::SetFl { flags: f.into_iter().fold(OFlags::RDONLY, |a, b| a | b) }
+                    }
+                    _ => return Err(self.err_at(col, "expected F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL or F_SETFL")),
+                };
+                Call::Fcntl { fd, cmd }
+            }
+            "close_range" => {
+                let lo = self.fd_nonneg(c)? as u32;
+                let hi = match c.peek() {
+                    Some(Token { tok: Tok::Word(w), .. }) if w == "~0" => {
+                        c.next();
+                        u32::MAX
+                    }
+                    _ => self.fd_nonneg(c)? as u32,
+                };
+                let (mut unshare, mut cloexec) = (false, false);
+                if !c.at_result() {
+                    let (flags, _) = self.flag_set(c, "CLOSE_RANGE_CLOEXEC or CLOSE_RANGE_UNSHARE", true, |n| match n {
+                        "CLOSE_RANGE_CLOEXEC" => Some(true),
+                        "CLOSE_RANGE_UNSHARE" => Some(false),
+                        _ => None,
+                    })?;
+                    cloexec = flags.contains(&true);
+                    unshare = flags.contains(&false);
+                }
+                Call::CloseRange { lo, hi, unshare, cloexec }
+            }
+            "write" => {
+                let fd = self.fd(c)?;
+                let col = c.col();
+                match c.next() {
+                    Some(Token { tok: Tok::Str(b), .. }) => Call::Write { fd, data: b.clone() },
+                    t => return Err(self.err_at(col, format!("expected a quoted string, found {}", describe(t)))),
+                }
+            }
+            "read" => {
+                let fd = self.fd(c)?;
+                let (n, col) = self.int(c, "a byte count")?;
+                match usize::try_from(n) {
+                    Ok(n) if n <= MAX_READ => Call::Read { fd, len: n },
+                    _ => return Err(self.err_at(col, format!("a read takes 0 to {MAX_READ} bytes, found {n}"))),
+                }
+            }
+            "lseek" => {
+                let fd = self.fd(c)?;
+                let (offset, _) = self.int(c, "an offset")?;
+                let col = c.col();
+                let whence = match c.word() {
+                    Some(("SEEK_SET", _)) => Whence::Set,
+                    Some(("SEEK_CUR", _)) => Whence::Cur,
+                    Some(("SEEK_END", _)) => Whence::End,
+                    _ => return Err(self.err_at(col, "expected SEEK_SET, SEEK_CUR or SEEK_END")),
+                };
+                Call::Lseek { fd, offset, whence }
+            }
+            "pipe" => Call::Pipe { cloexec: self.opt_flag(c, "O_CLOEXEC")? },
+            "socketpair" => {
+                let (parts, col) = self.flag_set(c, "SOCK_STREAM or SOCK_DGRAM", false, |n| match n {
+                    "SOCK_STREAM" => Some("SOCK_STREAM"),
+                    "SOCK_DGRAM" => Some("SOCK_DGRAM"),
+                    "SOCK_CLOEXEC" => Some("SOCK_CLOEXEC"),
+                    _ => None,
+                })?;
+                let types: Vec<SockType> = parts
+                    .iter()
+                    .filter_map(|&p| match p {
+                        "SOCK_STREAM" => Some(SockType::Stream),
+                        "SOCK_DGRAM" => Some(SockType::Dgram),
+                        _ => None,
+                    })
+                    .collect();
+                let [ty] = types[..] else {
+                    return Err(self.err_at(col, "expected exactly one of SOCK_STREAM, SOCK_DGRAM"));
+                };
+                let cloexec = parts.contains(&"SOCK_CLOEXEC") | self.opt_flag(c, "SOCK_CLOEXEC")?;
+                Call::Socketpair { ty, cloexec }
+            }
+            "sendfds" => {
+                let sock = self.fd(c)?;
+                let mut fds = vec![self.fd(c)?];
+                while !c.at_result() {
+                    fds.push(self.fd(c)?);
+                }
+                Call::Sendfds { sock, fds }
+            }
+            "recvfds" => Call::Recvfds {
+                sock: self.fd(c)?,
+                cloexec: self.opt_flag(c, "MSG_CMSG_CLOEXEC")?,
+            },
+            "epoll_create" => Call::EpollCreate { cloexec: self.opt_flag(c, "EPOLL_CLOEXEC")? },
+            "epoll_ctl" => {
+                let epfd = self.fd(c)?;
+                let col = c.col();
+                let op = match c.word() {
+                    Some(("EPOLL_CTL_ADD", _)) => EpollOp::Add,
+                    Some(("EPOLL_CTL_DEL", _)) => EpollOp::Del,
+                    _ => return Err(self.err_at(col, "expected EPOLL_CTL_ADD or EPOLL_CTL_DEL")),
+                };
+                let fd = self.fd(c)?;
+                let events = if c.at_result() {
+                    Events::IN
+                } else {
+                    let (e, _) = self.flag_set(c, "events (EPOLLIN|EPOLLOUT)", false, Events::from_name)?;
+                    e.into_iter().fold(Events::default(), |a, b| a | b)
+                };
+                Call::EpollCtl { epfd, op, fd, events }
+            }
+            "eventfd" => Call::Eventfd { cloexec: self.opt_flag(c, "EFD_CLOEXEC")? },
+            other => return Err(self.err_at(col, format!("unknown call `{other}`"))),
+        })
+    }
+
+    /// `= RESULT`, or nothing.
+    fn result(&self, c: &mut Cursor) -> Res<Option<Expected>> {
+        match c.next() {
+            None => return Ok(None),
+            Some(Token { tok: Tok::Eq, .. }) => {}
+            Some(t) => {
+                return Err(self.err_at(t.col, format!("expected `=` or end of line, found {}", describe(Some(t)))))
+            }
+        }
+        let col = c.col();
+        let exp = match c.next() {
+            None => return Err(self.err_at(col, "expected a result after `=`")),
+            Some(Token { tok: Tok::Str(b), .. }) => Expected::Text(b.clone()),
+            Some(Token { tok: Tok::Eq, .. }) => return Err(self.err_at(col, "expected a result, found `=`")),
+            Some(Token { tok: Tok::Word(w), .. }) => {
+                if w == "ok" {
+                    Expected::Ok
+                } else if let Ok(n) = w.parse::<i64>() {
+                    let mut v = vec![n];
+                    while let Some((w, col)) = c.word() {
+                        v.push(w.parse().map_err(|_| self.err_at(col, format!("expected an integer, found `{w}`")))?);
+                    }
+                    Expected::Ints(v)
+                } else if let Some(e) = Errno::from_name(w) {
+                    Expected::Errno(e)
+                } else if w.starts_with("O_") {
+                    let mut f = OFlags::RDONLY;
+                    let mut at = col;
+                    for part in w.split('|') {
+                        f |= OFlags::from_name(part)
+                            .ok_or_else(|| self.err_at(at, format!("unknown flag `{part}`")))?;
+                        at += part.chars().count() + 1;
+                    }
+                    Expected::Flags(f)
+                } else {
+                    return Err(self.err_at(
+                        col,
+                        format!("expected a result (integers, an errno name, a string, a flag set or `ok`), found `{w}`"),
+                    ));
+                }
+            }
+        };
+        match c.peek() {
+            None => Ok(Some(exp)),
+            Some(t) => Err(self.err_at(t.col, format!("expected end of line, found {}", describe(Some(t))))),
+        }
+    }
+
+    /// `P:FD` in an expectation.
+    fn proc_fd(&self, c: &mut Cursor) -> Res<(String, i32)> {
+        let col = c.col();
+        let Some((w, _)) = c.word() else {
+            return self.expected(c, "PROC:FD");
+        };
+        let Some((name, fd)) = w.split_once(':') else {
+            return Err(self.err_at(col, format!("expected PROC:FD, found `{w}`")));
+        };
+        let proc = self.live_proc(name, col)?;
+        let fcol = col + name.chars().count() + 1;
+        match fd.parse::<i32>() {
+            Ok(n) if (0..=MAX_FD as i32).contains(&n) => Ok((proc, n)),
+            _ => Err(self.err_at(fcol, format!("expected a descriptor number from 0 to {MAX_FD}, found `{fd}`"))),
+        }
+    }
+
+    fn expectation(&self, c: &mut Cursor) -> Res<Expectation> {
+        let col = c.col();
+        let Some((first, _)) = c.word() else {
+            return self.expected(c, "PROC or PROC:FD");
+        };
+        if first.contains(':') {
+            c.i -= 1;
+            let a = self.proc_fd(c)?;
+            let vcol = c.col();
+            return match c.word() {
+                Some(("same", _)) => Ok(Expectation::File { a, b: self.proc_fd(c)?, same: true }),
+                Some(("differs", _)) => Ok(Expectation::File { a, b: self.proc_fd(c)?, same: false }),
+                Some(("watches", _)) => {
+                    let target = self.proc_fd(c)?;
+                    let as_fd = match c.word() {
+                        None => target.1,
+                        Some(("as", _)) => self.fd_nonneg(c)?,
+                        Some((w, col)) => return Err(self.err_at(col, format!("expected `as` or end of line, found `{w}`"))),
+                    };
+                    Ok(Expectation::Watches { ep: a, target, as_fd })
+                }
+                _ => Err(self.err_at(vcol, "expected `same`, `differs` or `watches`")),
+            };
+        }
+        let proc = self.live_proc(first, col)?;
+        let vcol = c.col();
+        match c.word() {
+            Some(("shares", _)) | Some(("apart", _)) => {
+                let shares = c.toks[c.i - 1].tok == Tok::Word("shares".into());
+                let ocol = c.col();
+                let Some((other, _)) = c.word() else {
+                    return self.expected(c, "a process name");
+                };
+                let b = self.live_proc(other, ocol)?;
+                Ok(Expectation::Table { a: proc, b, shares })
+            }
+            Some(("fds", _)) => {
+                let mut fds = Vec::new();
+                while c.peek().is_some() {
+                    fds.push(self.fd_nonneg(c)?);
+                }
+                Ok(Expectation::Fds { proc, fds })
+            }
+            _ => Err(self.err_at(vcol, "expected `shares`, `apart` or `fds`")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(src: &str) -> String {
+        parse("t.fds", src).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_every_statement_form() {
+        let s = parse(
+            "t.fds",
+            "spawn p1 stdio\np1: open \"a b\" O_RDWR|O_CREAT 0600 = 3\np1: fork p2\n\
+             expect p1:3 same p2:3\nexpect p1 apart p2\nexpect p2 fds 0 1 2 3\n\
+             p1: epoll_create = 4\np1: epoll_ctl 4 EPOLL_CTL_ADD 0 EPOLLIN|EPOLLOUT\n\
+             expect p1:4 watches p1:0 as 0\np1: fcntl 3 F_GETFL = O_RDWR\np2: exit\n",
+        )
+        .unwrap();
+        assert_eq!(s.stmts.len(), 11);
+        assert!(matches!(
+            &s.stmts[1].kind,
+            StmtKind::Call { call: Call::Open { mode: 0o600, .. }, expected: Some(Expected::Ints(v)), .. } if v == &vec![3]
+        ));
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        assert_eq!(err("spawn p1\np1: dup2 3"), "t.fds:2:11: expected a descriptor number, found end of line");
+        assert_eq!(err("spawn p1\np2: close 3"), "t.fds:2:1: unknown process `p2` (spawn it, or fork it from another)");
+        assert_eq!(err("spawn p1\np1: exit\np1: close 3"), "t.fds:3:1: process `p1` exited at line 2");
+        assert_eq!(err("spawn p1\np1: close 1000"), "t.fds:2:11: descriptor 1000 is reserved for the harness (scenarios use at most 999)");
+        assert_eq!(err("spawn p1\np1: open a/../../x O_RDONLY"), "t.fds:2:10: path `a/../../x` leaves the sandbox");
+        assert_eq!(err("spawn p1\np1: open a O_RDONLY 0999"), "t.fds:2:21: expected an octal mode (0 to 07777), found `0999`");
+        assert_eq!(err("spawn p1\nspawn p1"), "t.fds:2:7: process name `p1` is already used");
+        assert_eq!(err("spawn p1\np1: close 3 = EWHAT"), "t.fds:2:15: expected a result (integers, an errno name, a string, a flag set or `ok`), found `EWHAT`");
+        assert_eq!(err("spawn p1\np1: frob"), "t.fds:2:5: unknown call `frob`");
+        assert_eq!(err("spawn p1\np1: write 3 \"a\\q\""), "t.fds:2:16: unknown escape `\\q` (known: \\n \\t \\r \\0 \\\" \\\\ \\xHH)");
+    }
+
+    #[test]
+    fn negative_descriptors_reach_the_call() {
+        let s = parse("t.fds", "spawn p\np: close -1 = EBADF").unwrap();
+        assert!(matches!(&s.stmts[1].kind, StmtKind::Call { call: Call::Close { fd: -1 }, .. }));
+    }
+}

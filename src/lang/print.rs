@@ -1,0 +1,178 @@
+//! Calls, results and expectations written back as text, in the language's
+//! own spelling (so that any printed result can be pasted as an `= RESULT`).
+
+use fdlab_model::{Call, EpollOp, Errno, FcntlCmd, OFlags, Outcome, Ret, SockType, Whence};
+
+use super::text::quote;
+use super::{Expectation, Expected};
+
+/// The arguments of `call` as the language writes them.
+pub fn call_args(call: &Call) -> Vec<String> {
+    let fd = |n: &i32| n.to_string();
+    let flag = |on: bool, name: &str| if on { vec![name.to_string()] } else { vec![] };
+    match call {
+        Call::Fork { child } | Call::CloneFiles { child } => vec![child.clone()],
+        Call::UnshareFiles | Call::Exec | Call::Exit => vec![],
+        Call::Rlimit { limit } => vec![limit.to_string()],
+        Call::Open { path, flags, mode } => vec![quote(path.as_bytes()), flags.to_string(), format!("{mode:04o}")],
+        Call::Close { fd: n } | Call::Dup { fd: n } => vec![fd(n)],
+        Call::Dup2 { old, new } => vec![fd(old), fd(new)],
+        Call::Dup3 { old, new, cloexec } => [vec![fd(old), fd(new)], flag(*cloexec, "O_CLOEXEC")].concat(),
+        Call::Fcntl { fd: n, cmd } => {
+            let mut v = vec![fd(n)];
+            match cmd {
+                FcntlCmd::DupFd { min, cloexec: false } => v.extend(["F_DUPFD".into(), min.to_string()]),
+                FcntlCmd::DupFd { min, cloexec: true } => v.extend(["F_DUPFD_CLOEXEC".into(), min.to_string()]),
+                FcntlCmd::GetFd => v.push("F_GETFD".into()),
+                FcntlCmd::SetFd { cloexec } => {
+                    v.extend(["F_SETFD".into(), if *cloexec { "FD_CLOEXEC".into() } else { "0".into() }])
+                }
+                FcntlCmd::GetFl => v.push("F_GETFL".into()),
+                FcntlCmd::SetFl { flags } => v.extend(["F_SETFL".into(), setfl(*flags)]),
+            }
+            v
+        }
+        Call::CloseRange { lo, hi, unshare, cloexec } => {
+            let mut v = vec![lo.to_string(), if *hi == u32::MAX { "~0".into() } else { hi.to_string() }];
+            let f: Vec<&str> = [(*cloexec, "CLOSE_RANGE_CLOEXEC"), (*unshare, "CLOSE_RANGE_UNSHARE")]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, n)| *n)
+                .collect();
+            if !f.is_empty() {
+                v.push(f.join("|"));
+            }
+            v
+        }
+        Call::Write { fd: n, data } => vec![fd(n), quote(data)],
+        Call::Read { fd: n, len } => vec![fd(n), len.to_string()],
+        Call::Lseek { fd: n, offset, whence } => vec![
+            fd(n),
+            offset.to_string(),
+            match whence {
+                Whence::Set => "SEEK_SET",
+                Whence::Cur => "SEEK_CUR",
+                Whence::End => "SEEK_END",
+            }
+            .into(),
+        ],
+        Call::Pipe { cloexec } => flag(*cloexec, "O_CLOEXEC"),
+        Call::Socketpair { ty, cloexec } => [
+            vec![match ty {
+                SockType::Stream => "SOCK_STREAM".to_string(),
+                SockType::Dgram => "SOCK_DGRAM".to_string(),
+            }],
+            flag(*cloexec, "SOCK_CLOEXEC"),
+        ]
+        .concat(),
+        Call::Sendfds { sock, fds } => std::iter::once(sock).chain(fds).map(fd).collect(),
+        Call::Recvfds { sock, cloexec } => [vec![fd(sock)], flag(*cloexec, "MSG_CMSG_CLOEXEC")].concat(),
+        Call::EpollCreate { cloexec } => flag(*cloexec, "EPOLL_CLOEXEC"),
+        Call::EpollCtl { epfd, op, fd: n, events } => vec![
+            fd(epfd),
+            match op {
+                EpollOp::Add => "EPOLL_CTL_ADD".into(),
+                EpollOp::Del => "EPOLL_CTL_DEL".into(),
+            },
+            fd(n),
+            events.to_string(),
+        ],
+        Call::Eventfd { cloexec } => flag(*cloexec, "EFD_CLOEXEC"),
+    }
+}
+
+fn setfl(f: OFlags) -> String {
+    let mut v = Vec::new();
+    if f.contains(OFlags::APPEND) {
+        v.push("O_APPEND");
+    }
+    if f.contains(OFlags::NONBLOCK) {
+        v.push("O_NONBLOCK");
+    }
+    if v.is_empty() {
+        "0".into()
+    } else {
+        v.join("|")
+    }
+}
+
+/// A call as a statement line writes it: `dup2 3 10`.
+pub fn call_text(call: &Call) -> String {
+    std::iter::once(call.name().to_string()).chain(call_args(call)).collect::<Vec<_>>().join(" ")
+}
+
+/// A call in strace style: `dup2(3, 10)`.
+pub fn call_strace(call: &Call) -> String {
+    format!("{}({})", call.name(), call_args(call).join(", "))
+}
+
+/// A successful result as `= RESULT` writes it.
+pub fn ret_text(r: &Ret) -> String {
+    match r {
+        Ret::Ints(v) if v.is_empty() => "(none)".into(),
+        Ret::Ints(v) => v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" "),
+        Ret::Bytes(b) => quote(b),
+        Ret::Flags(f) => f.status_string(),
+    }
+}
+
+/// An outcome in strace style: `3`, `-1 EBADF (bad file descriptor)`.
+pub fn outcome_text(o: &Outcome) -> String {
+    match o {
+        Ok(r) => ret_text(r),
+        Err(e) => errno_text(*e),
+    }
+}
+
+fn errno_text(e: Errno) -> String {
+    format!("-1 {} ({})", e.name(), e.description())
+}
+
+pub fn expected_text(e: &Expected) -> String {
+    match e {
+        Expected::Ints(v) => v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" "),
+        Expected::Errno(e) => e.name().to_string(),
+        Expected::Text(b) => quote(b),
+        Expected::Flags(f) => f.status_string(),
+        Expected::Ok => "ok".into(),
+    }
+}
+
+impl Expected {
+    /// Whether `outcome` is what this expectation asks for.
+    pub fn matches(&self, outcome: &Outcome) -> bool {
+        match (self, outcome) {
+            (Expected::Ok, Ok(_)) => true,
+            (Expected::Errno(e), Err(got)) => e == got,
+            (Expected::Ints(v), Ok(Ret::Ints(got))) => v == got,
+            (Expected::Text(t), Ok(Ret::Bytes(got))) => t == got,
+            (Expected::Text(t), Ok(Ret::Flags(f))) => t == f.status_string().as_bytes(),
+            (Expected::Flags(f), Ok(Ret::Flags(got))) => f.and(OFlags::STATUS_MASK) == *got,
+            _ => false,
+        }
+    }
+}
+
+/// An `expect` statement as written.
+pub fn expectation_text(e: &Expectation) -> String {
+    match e {
+        Expectation::File { a, b, same } => {
+            format!("expect {}:{} {} {}:{}", a.0, a.1, if *same { "same" } else { "differs" }, b.0, b.1)
+        }
+        Expectation::Table { a, b, shares } => format!("expect {a} {} {b}", if *shares { "shares" } else { "apart" }),
+        Expectation::Fds { proc, fds } => {
+            let mut s = format!("expect {proc} fds");
+            for f in fds {
+                s.push_str(&format!(" {f}"));
+            }
+            s
+        }
+        Expectation::Watches { ep, target, as_fd } => {
+            let mut s = format!("expect {}:{} watches {}:{}", ep.0, ep.1, target.0, target.1);
+            if *as_fd != target.1 {
+                s.push_str(&format!(" as {as_fd}"));
+            }
+            s
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The interpreter: runs a [`Scenario`] on any [`Backend`] and reports each
+//! step, each expectation and the final topology.
+
+use fdlab_model::{Outcome, Ret, Topology};
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+use crate::backend::{Backend, BackendError, FileRelation, WatchRelation};
+use crate::lang::print::{call_args, call_strace, expectation_text, expected_text, outcome_text};
+use crate::lang::text::json_text;
+use crate::lang::{Expectation, Expected, Scenario, StmtKind};
+
+/// One call that ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub line: usize,
+    pub proc: String,
+    pub call: String,
+    pub args: Vec<String>,
+    #[serde(serialize_with = "ser_outcome")]
+    pub result: Outcome,
+    #[serde(serialize_with = "ser_expected")]
+    pub expected: Option<Expected>,
+    pub passed: bool,
+    /// What the backend did underneath (`--trace`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trace: Vec<String>,
+    /// The call in strace style, for the text output.
+    #[serde(skip)]
+    pub strace: String,
+}
+
+/// One `expect` statement and what was seen.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpectationResult {
+    pub line: usize,
+    pub text: String,
+    pub passed: bool,
+    pub seen: String,
+}
+
+/// A failed expectation (of a call's result or an `expect`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub backend: String,
+    pub steps: Vec<Step>,
+    pub expectations: Vec<ExpectationResult>,
+    pub topology: Topology,
+    pub failures: Vec<Failure>,
+    /// `spawn` lines, for the text output (they are not calls).
+    #[serde(skip)]
+    pub spawns: Vec<(usize, String)>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+fn ser_outcome<S: Serializer>(o: &Outcome, s: S) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(1))?;
+    match o {
+        Ok(Ret::Ints(v)) => m.serialize_entry("ok", v)?,
+        Ok(Ret::Bytes(b)) => m.serialize_entry("ok", &json_text(b))?,
+        Ok(Ret::Flags(f)) => m.serialize_entry("ok", &f.status_string())?,
+        Err(e) => m.serialize_entry("err", e.name())?,
+    }
+    m.end()
+}
+
+fn ser_expected<S: Serializer>(e: &Option<Expected>, s: S) -> Result<S::Ok, S::Error> {
+    let Some(e) = e else {
+        return s.serialize_none();
+    };
+    let mut m = s.serialize_map(Some(1))?;
+    match e {
+        Expected::Ints(v) => m.serialize_entry("ok", v)?,
+        Expected::Text(b) => m.serialize_entry("ok", &json_text(b))?,
+        Expected::Flags(f) => m.serialize_entry("ok", &f.status_string())?,
+        // Any successful result.
+        Expected::Ok => m.serialize_entry("ok", &())?,
+        Expected::Errno(e) => m.serialize_entry("err", e.name())?,
+    }
+    m.end()
+}
+
+/// Runs `scenario` on `backend`. With `trace`, each step records what the
+/// backend did underneath.
+///
+/// Errors: only what the backend itself could not do; failed expectations
+/// are in the report.
+pub fn run(scenario: &Scenario, backend: &mut dyn Backend, trace: bool) -> Result<Report, BackendError> {
+    backend.set_tracing(trace);
+    let mut r = Report {
+        backend: backend.name().to_string(),
+        steps: Vec::new(),
+        expectations: Vec::new(),
+        topology: Topology {
+            processes: vec![],
+            tables: vec![],
+            files: vec![],
+        },
+        failures: Vec::new(),
+        spawns: Vec::new(),
+    };
+    for stmt in &scenario.stmts {
+        match &stmt.kind {
+            StmtKind::Spawn { name, stdio } => {
+                backend.spawn(name, *stdio)?;
+                let mut text = format!("spawn {name}{}", if *stdio { " stdio" } else { "" });
+                for t in backend.take_trace() {
+                    text.push_str(&format!("\n        {t}"));
+                }
+                r.spawns.push((stmt.line, text));
+            }
+            StmtKind::Call { proc, call, expected } => {
+                let result = backend.call(proc, call)?;
+                let passed = expected.as_ref().is_none_or(|e| e.matches(&result));
+                if !passed {
+                    let e = expected.as_ref().map(expected_text).unwrap_or_default();
+                    r.failures.push(Failure {
+                        line: stmt.line,
+                        message: format!(
+                            "{proc}: {}: expected = {e}, got = {}",
+                            call_strace(call),
+                            outcome_text(&result)
+                        ),
+                    });
+                }
+                r.steps.push(Step {
+                    line: stmt.line,
+                    proc: proc.clone(),
+                    call: call.name().to_string(),
+                    args: call_args(call),
+                    result,
+                    expected: expected.clone(),
+                    passed,
+                    trace: backend.take_trace(),
+                    strace: call_strace(call),
+                });
+            }
+            StmtKind::Expect(e) => {
+                let (passed, seen) = check(backend, e)?;
+                let text = expectation_text(e);
+                if !passed {
+                    r.failures.push(Failure {
+                        line: stmt.line,
+                        message: format!("{text}: {seen}"),
+                    });
+                }
+                r.expectations.push(ExpectationResult {
+                    line: stmt.line,
+                    text,
+                    passed,
+                    seen,
+                });
+            }
+        }
+    }
+    r.topology = backend.topology()?;
+    Ok(r)
+}
+
+/// Evaluates an expectation: whether it holds and what was seen.
+fn check(b: &mut dyn Backend, e: &Expectation) -> Result<(bool, String), BackendError> {
+    let name = |p: &(String, i32)| format!("{}:{}", p.0, p.1);
+    Ok(match e {
+        Expectation::File { a, b: other, same } => {
+            match b.file_relation((&a.0, a.1), (&other.0, other.1))? {
+                FileRelation::NotOpen(i) => (false, format!("{} is not open", name([a, other][i]))),
+                FileRelation::Same => (*same, "the same open file".into()),
+                FileRelation::Differs => (!*same, "different open files".into()),
+            }
+        }
+        Expectation::Table { a, b: other, shares } => {
+            let s = b.same_table(a, other)?;
+            (s == *shares, if s { "one shared table".into() } else { "separate tables".into() })
+        }
+        Expectation::Fds { proc, fds } => {
+            let got = b.open_fds(proc)?;
+            let mut want = fds.clone();
+            want.sort_unstable();
+            want.dedup();
+            let seen = if got.is_empty() {
+                "no descriptors open".to_string()
+            } else {
+                format!("open: {}", got.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(" "))
+            };
+            (got == want, seen)
+        }
+        Expectation::Watches { ep, target, as_fd } => {
+            match b.watches((&ep.0, ep.1), (&target.0, target.1), *as_fd)? {
+                WatchRelation::Watches => (true, "registered".into()),
+                WatchRelation::DoesNot => (false, format!("no registration of that file under {as_fd}")),
+                WatchRelation::NotEpoll => (false, format!("{} is not an epoll instance", name(ep))),
+                WatchRelation::NotOpen(i) => (false, format!("{} is not open", name([ep, target][i]))),
+            }
+        }
+    })
+}
+
+/// The report as text: strace-style steps, failures, then the topology.
+pub fn render_text(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut lines: Vec<(usize, String)> = r.spawns.clone();
+    for s in &r.steps {
+        let mut l = format!("{}: {} = {}", s.proc, s.strace, outcome_text(&s.result));
+        if !s.passed {
+            let e = s.expected.as_ref().map(expected_text).unwrap_or_default();
+            let _ = write!(l, "    <- FAILED, expected {e}");
+        }
+        for t in &s.trace {
+            let _ = write!(l, "\n        {t}");
+        }
+        lines.push((s.line, l));
+    }
+    for e in &r.expectations {
+        let verdict = if e.passed { "holds".to_string() } else { format!("FAILED: {}", e.seen) };
+        lines.push((e.line, format!("{}    <- {verdict}", e.text)));
+    }
+    lines.sort_by_key(|(line, _)| *line);
+    for (_, l) in lines {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    if !r.failures.is_empty() {
+        let _ = writeln!(out, "\n{} failed:", r.failures.len());
+        for f in &r.failures {
+            let _ = writeln!(out, "  line {}: {}", f.line, f.message);
+        }
+    }
+    out.push('\n');
+    out.push_str(&render_topology(&r.topology));
+    out
+}
+
+/// The topology as text.
+pub fn render_topology(t: &Topology) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("topology:\n");
+    for (i, names) in t.tables.iter().enumerate() {
+        let _ = writeln!(out, "  table {i}: {}", names.join(" "));
+    }
+    for p in &t.processes {
+        let fds: Vec<String> = p
+            .fds
+            .iter()
+            .map(|f| format!("{}->file {}{}", f.fd, f.file, if f.cloexec { " (cloexec)" } else { "" }))
+            .collect();
+        let list = if fds.is_empty() { "no descriptors".to_string() } else { fds.join(", ") };
+        let _ = writeln!(out, "  {} (table {}): {list}", p.name, p.table);
+    }
+    for f in &t.files {
+        let mut d = format!("  file {}: {}", f.id, f.kind);
+        if let Some(p) = &f.path {
+            let _ = write!(d, " {p}");
+        }
+        if let Some(o) = f.offset {
+            let _ = write!(d, " offset {o}");
+        }
+        if let Some(fl) = &f.flags {
+            let _ = write!(d, " {fl}");
+        }
+        if let Some(ty) = &f.socket_type {
+            let _ = write!(d, " {ty}");
+        }
+        if let Some(e) = &f.end {
+            let _ = write!(d, " {e} end");
+        }
+        if let Some(o) = f.object {
+            let _ = write!(d, " of object {o}");
+        }
+        if let Some(ts) = &f.targets {
+            let list: Vec<String> = ts
+                .iter()
+                .map(|t| {
+                    let file = t.file.map_or("a file no process has open".to_string(), |f| format!("file {f}"));
+                    format!("{} -> {file} ({})", t.fd, t.events)
+                })
+                .collect();
+            let _ = write!(d, " watching [{}]", list.join(", "));
+        }
+        out.push_str(&d);
+        out.push('\n');
+    }
+    out
+}
