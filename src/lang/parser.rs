@@ -670,7 +670,7 @@ mod tests {
         assert_eq!(err("spawn p1\nspawn p1"), "t.fds:2:7: process name `p1` is already used");
         assert_eq!(err("spawn p1\np1: close 3 = EWHAT"), "t.fds:2:15: expected a result (integers, an errno name, a string, a flag set or `ok`), found `EWHAT`");
         assert_eq!(err("spawn p1\np1: frob"), "t.fds:2:5: unknown call `frob`");
-        assert_eq!(err("spawn p1\np1: write 3 \"a\\q\""), "t.fds:2:16: unknown escape `\\q` (known: \\n \\t \\r \\0 \\\" \\\\ \\xHH)");
+        assert_eq!(err("spawn p1\np1: write 3 \"a\\q\""), "t.fds:2:15: unknown escape `\\q` (known: \\n \\t \\r \\0 \\\" \\\\ \\xHH)");
     }
 
     #[test]
