@@ -46,7 +46,10 @@ pub fn corpus(dir: &Path) -> Result<Vec<PathBuf>, Error> {
 pub fn check(files: &[PathBuf]) -> Vec<Row> {
     let mut rows = Vec::new();
     for path in files {
-        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let parsed = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read: {e}"))
             .and_then(|src| parse(&path.display().to_string(), &src).map_err(|e| e.to_string()));
@@ -74,12 +77,24 @@ pub fn check(files: &[PathBuf]) -> Vec<Row> {
 
 /// The rows as an aligned text table with a summary line.
 pub fn render(rows: &[Row]) -> String {
-    let w = rows.iter().map(|r| r.scenario.len()).max().unwrap_or(8).max(8);
+    let w = rows
+        .iter()
+        .map(|r| r.scenario.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
     let mut out = format!("{:<w$}  {:<7}  result\n", "scenario", "backend");
     for r in rows {
-        out.push_str(&format!("{:<w$}  {:<7}  {}\n", r.scenario, r.backend, r.result));
+        out.push_str(&format!(
+            "{:<w$}  {:<7}  {}\n",
+            r.scenario, r.backend, r.result
+        ));
     }
     let failed = rows.iter().filter(|r| !r.passed).count();
-    out.push_str(&format!("\n{} passed, {} failed\n", rows.len() - failed, failed));
+    out.push_str(&format!(
+        "\n{} passed, {} failed\n",
+        rows.len() - failed,
+        failed
+    ));
     out
 }

@@ -106,7 +106,10 @@ fn run_one(file: &PathBuf, backend: BackendName, json: bool, trace: bool) -> Exi
     };
     if json {
         // A report is plain data: serializing it cannot fail.
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        );
     } else {
         print!("{}", run::render_text(&report));
     }
@@ -146,7 +149,10 @@ fn check_all(paths: Vec<PathBuf>, json: bool) -> ExitCode {
     }
     let rows = check::check(&files);
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows serialize")
+        );
     } else {
         print!("{}", check::render(&rows));
     }

@@ -97,7 +97,11 @@ fn ser_expected<S: Serializer>(e: &Option<Expected>, s: S) -> Result<S::Ok, S::E
 ///
 /// Errors: only what the backend itself could not do; failed expectations
 /// are in the report.
-pub fn run(scenario: &Scenario, backend: &mut dyn Backend, trace: bool) -> Result<Report, BackendError> {
+pub fn run(
+    scenario: &Scenario,
+    backend: &mut dyn Backend,
+    trace: bool,
+) -> Result<Report, BackendError> {
     backend.set_tracing(trace);
     let mut r = Report {
         backend: backend.name().to_string(),
@@ -121,7 +125,11 @@ pub fn run(scenario: &Scenario, backend: &mut dyn Backend, trace: bool) -> Resul
                 }
                 r.spawns.push((stmt.line, text));
             }
-            StmtKind::Call { proc, call, expected } => {
+            StmtKind::Call {
+                proc,
+                call,
+                expected,
+            } => {
                 let result = backend.call(proc, call)?;
                 let passed = expected.as_ref().is_none_or(|e| e.matches(&result));
                 if !passed {
@@ -180,9 +188,20 @@ fn check(b: &mut dyn Backend, e: &Expectation) -> Result<(bool, String), Backend
                 FileRelation::Differs => (!*same, "different open files".into()),
             }
         }
-        Expectation::Table { a, b: other, shares } => {
+        Expectation::Table {
+            a,
+            b: other,
+            shares,
+        } => {
             let s = b.same_table(a, other)?;
-            (s == *shares, if s { "one shared table".into() } else { "separate tables".into() })
+            (
+                s == *shares,
+                if s {
+                    "one shared table".into()
+                } else {
+                    "separate tables".into()
+                },
+            )
         }
         Expectation::Fds { proc, fds } => {
             let got = b.open_fds(proc)?;
@@ -192,16 +211,28 @@ fn check(b: &mut dyn Backend, e: &Expectation) -> Result<(bool, String), Backend
             let seen = if got.is_empty() {
                 "no descriptors open".to_string()
             } else {
-                format!("open: {}", got.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(" "))
+                format!(
+                    "open: {}",
+                    got.iter()
+                        .map(|f| f.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
             };
             (got == want, seen)
         }
         Expectation::Watches { ep, target, as_fd } => {
             match b.watches((&ep.0, ep.1), (&target.0, target.1), *as_fd)? {
                 WatchRelation::Watches => (true, "registered".into()),
-                WatchRelation::DoesNot => (false, format!("no registration of that file under {as_fd}")),
-                WatchRelation::NotEpoll => (false, format!("{} is not an epoll instance", name(ep))),
-                WatchRelation::NotOpen(i) => (false, format!("{} is not open", name([ep, target][i]))),
+                WatchRelation::DoesNot => {
+                    (false, format!("no registration of that file under {as_fd}"))
+                }
+                WatchRelation::NotEpoll => {
+                    (false, format!("{} is not an epoll instance", name(ep)))
+                }
+                WatchRelation::NotOpen(i) => {
+                    (false, format!("{} is not open", name([ep, target][i])))
+                }
             }
         }
     })
@@ -224,7 +255,11 @@ pub fn render_text(r: &Report) -> String {
         lines.push((s.line, l));
     }
     for e in &r.expectations {
-        let verdict = if e.passed { "holds".to_string() } else { format!("FAILED: {}", e.seen) };
+        let verdict = if e.passed {
+            "holds".to_string()
+        } else {
+            format!("FAILED: {}", e.seen)
+        };
         lines.push((e.line, format!("{}    <- {verdict}", e.text)));
     }
     lines.sort_by_key(|(line, _)| *line);
@@ -254,9 +289,20 @@ pub fn render_topology(t: &Topology) -> String {
         let fds: Vec<String> = p
             .fds
             .iter()
-            .map(|f| format!("{}->file {}{}", f.fd, f.file, if f.cloexec { " (cloexec)" } else { "" }))
+            .map(|f| {
+                format!(
+                    "{}->file {}{}",
+                    f.fd,
+                    f.file,
+                    if f.cloexec { " (cloexec)" } else { "" }
+                )
+            })
             .collect();
-        let list = if fds.is_empty() { "no descriptors".to_string() } else { fds.join(", ") };
+        let list = if fds.is_empty() {
+            "no descriptors".to_string()
+        } else {
+            fds.join(", ")
+        };
         let _ = writeln!(out, "  {} (table {}): {list}", p.name, p.table);
     }
     for f in &t.files {
@@ -283,7 +329,11 @@ pub fn render_topology(t: &Topology) -> String {
             let list: Vec<String> = ts
                 .iter()
                 .map(|t| {
-                    let file = t.file.map_or("a file no process has open".to_string(), |f| format!("file {f}"));
+                    let file = t
+                        .file
+                        .map_or("a file no process has open".to_string(), |f| {
+                            format!("file {f}")
+                        });
                     format!("{} -> {file} ({})", t.fd, t.events)
                 })
                 .collect();

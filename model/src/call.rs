@@ -39,30 +39,89 @@ pub enum FcntlCmd {
 /// rather than being made by one).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Call {
-    Fork { child: String },
-    CloneFiles { child: String },
+    Fork {
+        child: String,
+    },
+    CloneFiles {
+        child: String,
+    },
     UnshareFiles,
     Exec,
     Exit,
-    Rlimit { limit: u64 },
-    Open { path: String, flags: OFlags, mode: u32 },
-    Close { fd: i32 },
-    Dup { fd: i32 },
-    Dup2 { old: i32, new: i32 },
-    Dup3 { old: i32, new: i32, cloexec: bool },
-    Fcntl { fd: i32, cmd: FcntlCmd },
+    Rlimit {
+        limit: u64,
+    },
+    Open {
+        path: String,
+        flags: OFlags,
+        mode: u32,
+    },
+    Close {
+        fd: i32,
+    },
+    Dup {
+        fd: i32,
+    },
+    Dup2 {
+        old: i32,
+        new: i32,
+    },
+    Dup3 {
+        old: i32,
+        new: i32,
+        cloexec: bool,
+    },
+    Fcntl {
+        fd: i32,
+        cmd: FcntlCmd,
+    },
     /// `hi == u32::MAX` is `~0`.
-    CloseRange { lo: u32, hi: u32, unshare: bool, cloexec: bool },
-    Write { fd: i32, data: Vec<u8> },
-    Read { fd: i32, len: usize },
-    Lseek { fd: i32, offset: i64, whence: Whence },
-    Pipe { cloexec: bool },
-    Socketpair { ty: SockType, cloexec: bool },
-    Sendfds { sock: i32, fds: Vec<i32> },
-    Recvfds { sock: i32, cloexec: bool },
-    EpollCreate { cloexec: bool },
-    EpollCtl { epfd: i32, op: EpollOp, fd: i32, events: Events },
-    Eventfd { cloexec: bool },
+    CloseRange {
+        lo: u32,
+        hi: u32,
+        unshare: bool,
+        cloexec: bool,
+    },
+    Write {
+        fd: i32,
+        data: Vec<u8>,
+    },
+    Read {
+        fd: i32,
+        len: usize,
+    },
+    Lseek {
+        fd: i32,
+        offset: i64,
+        whence: Whence,
+    },
+    Pipe {
+        cloexec: bool,
+    },
+    Socketpair {
+        ty: SockType,
+        cloexec: bool,
+    },
+    Sendfds {
+        sock: i32,
+        fds: Vec<i32>,
+    },
+    Recvfds {
+        sock: i32,
+        cloexec: bool,
+    },
+    EpollCreate {
+        cloexec: bool,
+    },
+    EpollCtl {
+        epfd: i32,
+        op: EpollOp,
+        fd: i32,
+        events: Events,
+    },
+    Eventfd {
+        cloexec: bool,
+    },
 }
 
 impl Call {

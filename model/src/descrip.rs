@@ -195,13 +195,7 @@ impl World {
             self.fname(t.file)
         );
         self.file_mut(t.file).count -= 1;
-        self.note(|w| {
-            format!(
-                "closef({}) count {count} -> {}",
-                w.fname(t.file),
-                count - 1
-            )
-        });
+        self.note(|w| format!("closef({}) count {count} -> {}", w.fname(t.file), count - 1));
         self.frele(h);
     }
 
@@ -243,8 +237,13 @@ impl World {
     /// Consumes: the reference.
     pub(crate) fn fdinstall(&mut self, table: TableId, fd: Fd, h: Hold, cloexec: bool) {
         self.file_mut(h.file).callers -= 1;
-        self.table_mut(table)
-            .set(fd, Slot::Installed { file: h.file, cloexec });
+        self.table_mut(table).set(
+            fd,
+            Slot::Installed {
+                file: h.file,
+                cloexec,
+            },
+        );
         self.note(|w| format!("fdinsert(fd {fd}, {})", w.fname(h.file)));
     }
 

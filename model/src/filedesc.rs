@@ -34,7 +34,10 @@ pub enum Slot {
     /// Reserved by `falloc`: the number is taken, but the file is not visible
     /// to `fd_getfile` until `fdinsert` (Linux: `fd_is_open` with a NULL file).
     Larval(FileId),
-    Installed { file: FileId, cloexec: bool },
+    Installed {
+        file: FileId,
+        cloexec: bool,
+    },
 }
 
 /// A descriptor table.
@@ -226,12 +229,24 @@ mod tests {
         for want in 0..5 {
             let fd = t.alloc(0, 1000).unwrap();
             assert_eq!(fd.get(), want);
-            t.set(fd, Slot::Installed { file: f, cloexec: false });
+            t.set(
+                fd,
+                Slot::Installed {
+                    file: f,
+                    cloexec: false,
+                },
+            );
         }
         t.clear(Fd::new(1));
         assert_eq!(t.freefile(), 1);
         assert_eq!(t.alloc(0, 1000).unwrap().get(), 1);
-        t.set(Fd::new(1), Slot::Installed { file: f, cloexec: false });
+        t.set(
+            Fd::new(1),
+            Slot::Installed {
+                file: f,
+                cloexec: false,
+            },
+        );
         assert_eq!(t.alloc(3, 1000).unwrap().get(), 5);
         t.set(Fd::new(5), Slot::Larval(f));
         assert_eq!(t.alloc(0, 6), Err(Errno::EMFILE));

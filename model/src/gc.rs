@@ -56,7 +56,10 @@ impl World {
                 }
             }
         }
-        inflight.into_keys().filter(|f| !marked.contains(f)).collect()
+        inflight
+            .into_keys()
+            .filter(|f| !marked.contains(f))
+            .collect()
     }
 
     /// `unix_gc`: purges the queues of unreachable sockets and returns the

@@ -114,7 +114,11 @@ pub fn share_counts_match(w: &World) -> Result<(), Violation> {
         if table.refcnt() != n {
             return fail(
                 "share_counts_match",
-                format!("table {} has refcnt {} but {n} processes", t.0, table.refcnt()),
+                format!(
+                    "table {} has refcnt {} but {n} processes",
+                    t.0,
+                    table.refcnt()
+                ),
             );
         }
     }
@@ -135,7 +139,10 @@ pub fn nothing_dead_reachable(w: &World) -> Result<(), Violation> {
     let mut sock_ends: BTreeMap<u32, [bool; 2]> = BTreeMap::new();
     for (id, f) in w.files() {
         if f.count == 0 {
-            return fail("nothing_dead_reachable", format!("file#{} has count 0", f.serial));
+            return fail(
+                "nothing_dead_reachable",
+                format!("file#{} has count 0", f.serial),
+            );
         }
         match &f.kind {
             FileKind::Pipe(p, end) => {
@@ -148,7 +155,10 @@ pub fn nothing_dead_reachable(w: &World) -> Result<(), Violation> {
                     if w.files.get(t.0).is_none() {
                         return fail(
                             "nothing_dead_reachable",
-                            format!("epoll file#{} watches fd {fd} of freed file {}", f.serial, t.0),
+                            format!(
+                                "epoll file#{} watches fd {fd} of freed file {}",
+                                f.serial, t.0
+                            ),
                         );
                     }
                 }
@@ -175,7 +185,10 @@ pub fn nothing_dead_reachable(w: &World) -> Result<(), Violation> {
         if sock_ends.get(&i) != Some(&open) {
             return fail(
                 "nothing_dead_reachable",
-                format!("socket pair {i}: ends open {open:?} but files {:?}", sock_ends.get(&i)),
+                format!(
+                    "socket pair {i}: ends open {open:?} but files {:?}",
+                    sock_ends.get(&i)
+                ),
             );
         }
         for end in 0..2 {
@@ -252,7 +265,10 @@ pub fn quiescent(w: &World) -> Result<(), Violation> {
     if let Some((_, f)) = w.files().find(|(_, f)| f.callers != 0) {
         return fail(
             "quiescent",
-            format!("file#{} still has {} caller references", f.serial, f.callers),
+            format!(
+                "file#{} still has {} caller references",
+                f.serial, f.callers
+            ),
         );
     }
     Ok(())

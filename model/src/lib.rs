@@ -56,6 +56,11 @@ pub mod topology;
 pub mod vnode;
 pub mod world;
 
+#[cfg(test)]
+mod mutant;
+#[cfg(test)]
+mod state_machine_tests;
+
 pub use call::{Call, EpollOp, FcntlCmd, Outcome, Ret, Whence};
 pub use errno::Errno;
 pub use fd::Fd;

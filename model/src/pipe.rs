@@ -145,7 +145,11 @@ mod tests {
         }
         assert_eq!(total, 65536);
         assert_eq!(p.read(1).unwrap(), b"x");
-        assert_eq!(p.write(b"y"), Err(Errno::EAGAIN), "one byte read frees no page");
+        assert_eq!(
+            p.write(b"y"),
+            Err(Errno::EAGAIN),
+            "one byte read frees no page"
+        );
         p.read(4095).unwrap();
         assert_eq!(p.write(b"y"), Ok(1));
     }

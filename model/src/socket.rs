@@ -283,7 +283,10 @@ impl SockPair {
 
     /// Files in flight in endpoint `me`'s queue.
     pub fn in_flight(&self, me: usize) -> impl Iterator<Item = FileId> + '_ {
-        self.ends[me].queue.iter().flat_map(|s| s.fds.iter().copied())
+        self.ends[me]
+            .queue
+            .iter()
+            .flat_map(|s| s.fds.iter().copied())
     }
 }
 

@@ -161,7 +161,13 @@ impl World {
         let limit = self.fd_limit(pid);
         match self.table_mut(table).alloc(min, limit) {
             Ok(new) => {
+                #[cfg(test)]
+                let planted = crate::mutant::dup_forgets_ref().then_some(h.file);
                 self.fdinstall(table, new, h, cloexec);
+                #[cfg(test)]
+                if let Some(f) = planted {
+                    self.file_mut(f).count -= 1;
+                }
                 Ok(new)
             }
             Err(e) => {
@@ -434,7 +440,12 @@ impl World {
     }
 
     /// `socketpair(AF_UNIX, ty, 0)`.
-    pub fn sys_socketpair(&mut self, pid: Pid, ty: SockType, cloexec: bool) -> Result<(Fd, Fd), Errno> {
+    pub fn sys_socketpair(
+        &mut self,
+        pid: Pid,
+        ty: SockType,
+        cloexec: bool,
+    ) -> Result<(Fd, Fd), Errno> {
         self.alloc_pair(pid, cloexec, |w| {
             let s = SockId(w.socks.insert(SockPair::new(ty)));
             [
@@ -446,18 +457,34 @@ impl World {
 
     /// `epoll_create1(2)`.
     pub fn sys_epoll_create(&mut self, pid: Pid, cloexec: bool) -> Result<Fd, Errno> {
-        self.alloc_file(pid, FileKind::Epoll(Epoll::default()), OFlags::RDWR, cloexec)
+        self.alloc_file(
+            pid,
+            FileKind::Epoll(Epoll::default()),
+            OFlags::RDWR,
+            cloexec,
+        )
     }
 
     /// `eventfd2(2)` with an initial count of 0.
     pub fn sys_eventfd(&mut self, pid: Pid, cloexec: bool) -> Result<Fd, Errno> {
-        self.alloc_file(pid, FileKind::Eventfd(Eventfd::default()), OFlags::RDWR, cloexec)
+        self.alloc_file(
+            pid,
+            FileKind::Eventfd(Eventfd::default()),
+            OFlags::RDWR,
+            cloexec,
+        )
     }
 
     /// Sends `data` with `files` in flight from endpoint `end` of `s`.
     ///
     /// Consumes: the references in `files` (queued, or released on error).
-    fn sock_send(&mut self, s: SockId, end: usize, data: &[u8], files: Vec<Hold>) -> Result<usize, Errno> {
+    fn sock_send(
+        &mut self,
+        s: SockId,
+        end: usize,
+        data: &[u8],
+        files: Vec<Hold>,
+    ) -> Result<usize, Errno> {
         match self.sock_mut(s).plan_send(end, data.len()) {
             Ok(plan) => {
                 let n = plan.iter().map(|c| c.0).sum();

@@ -93,10 +93,18 @@ pub enum RawFile<F, O> {
         offset: u64,
         flags: OFlags,
     },
-    Pipe { end: PipeEnd, object: O },
-    Socket { ty: SockType, object: O },
+    Pipe {
+        end: PipeEnd,
+        object: O,
+    },
+    Socket {
+        ty: SockType,
+        object: O,
+    },
     /// Registrations: (number, target file if some process has it, events).
-    Epoll { targets: Vec<(u32, Option<F>, Events)> },
+    Epoll {
+        targets: Vec<(u32, Option<F>, Events)>,
+    },
     Eventfd,
 }
 
@@ -297,17 +305,50 @@ mod tests {
     #[test]
     fn numbering_follows_names_then_descriptors() {
         let procs = vec![
-            RawProcess { name: "q".into(), table: 'B', fds: vec![(4, 20, false), (3, 10, true)] },
-            RawProcess { name: "p".into(), table: 'A', fds: vec![(7, 20, false)] },
-            RawProcess { name: "r".into(), table: 'A', fds: vec![(7, 20, false)] },
+            RawProcess {
+                name: "q".into(),
+                table: 'B',
+                fds: vec![(4, 20, false), (3, 10, true)],
+            },
+            RawProcess {
+                name: "p".into(),
+                table: 'A',
+                fds: vec![(7, 20, false)],
+            },
+            RawProcess {
+                name: "r".into(),
+                table: 'A',
+                fds: vec![(7, 20, false)],
+            },
         ];
         let files = BTreeMap::from([
-            (10, RawFile::Pipe { end: PipeEnd::Read, object: 'x' }),
-            (20, RawFile::Epoll { targets: vec![(9, Some(10), Events::IN), (3, None, Events::OUT)] }),
+            (
+                10,
+                RawFile::Pipe {
+                    end: PipeEnd::Read,
+                    object: 'x',
+                },
+            ),
+            (
+                20,
+                RawFile::Epoll {
+                    targets: vec![(9, Some(10), Events::IN), (3, None, Events::OUT)],
+                },
+            ),
         ]);
         let t = canonicalize(procs, &files);
-        assert_eq!(t.tables, vec![vec!["p".to_string(), "r".into()], vec!["q".into()]]);
-        assert_eq!(t.processes[1].fds[0], FdView { fd: 3, file: 1, cloexec: true });
+        assert_eq!(
+            t.tables,
+            vec![vec!["p".to_string(), "r".into()], vec!["q".into()]]
+        );
+        assert_eq!(
+            t.processes[1].fds[0],
+            FdView {
+                fd: 3,
+                file: 1,
+                cloexec: true
+            }
+        );
         let json = serde_json::to_string(&t.files).unwrap();
         assert_eq!(
             json,

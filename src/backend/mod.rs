@@ -45,13 +45,22 @@ pub trait Backend {
     /// Runs `call` as process `proc`.
     fn call(&mut self, proc: &str, call: &Call) -> Result<Outcome, BackendError>;
     /// `expect P:FD same|differs Q:FD2`.
-    fn file_relation(&mut self, a: (&str, i32), b: (&str, i32)) -> Result<FileRelation, BackendError>;
+    fn file_relation(
+        &mut self,
+        a: (&str, i32),
+        b: (&str, i32),
+    ) -> Result<FileRelation, BackendError>;
     /// `expect P shares|apart Q`.
     fn same_table(&mut self, a: &str, b: &str) -> Result<bool, BackendError>;
     /// `expect P fds ...`: the open descriptors, ascending.
     fn open_fds(&mut self, proc: &str) -> Result<Vec<i32>, BackendError>;
     /// `expect P:EPFD watches Q:FD as N`.
-    fn watches(&mut self, ep: (&str, i32), target: (&str, i32), as_fd: i32) -> Result<WatchRelation, BackendError>;
+    fn watches(
+        &mut self,
+        ep: (&str, i32),
+        target: (&str, i32),
+        as_fd: i32,
+    ) -> Result<WatchRelation, BackendError>;
     /// The canonical topology now.
     fn topology(&mut self) -> Result<Topology, BackendError>;
     /// Starts recording what the backend does underneath each call.

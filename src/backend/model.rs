@@ -22,7 +22,9 @@ impl ModelBackend {
     }
 
     fn pid(&self, name: &str) -> Result<Pid, BackendError> {
-        self.world.pid(name).ok_or_else(|| BackendError::UnknownProcess(name.to_string()))
+        self.world
+            .pid(name)
+            .ok_or_else(|| BackendError::UnknownProcess(name.to_string()))
     }
 
     /// The installed file at `proc:fd`.
@@ -64,7 +66,11 @@ impl Backend for ModelBackend {
         Ok(self.world.call(pid, call))
     }
 
-    fn file_relation(&mut self, a: (&str, i32), b: (&str, i32)) -> Result<FileRelation, BackendError> {
+    fn file_relation(
+        &mut self,
+        a: (&str, i32),
+        b: (&str, i32),
+    ) -> Result<FileRelation, BackendError> {
         let fa = self.file_at(a.0, a.1)?;
         let fb = self.file_at(b.0, b.1)?;
         Ok(match (fa, fb) {
@@ -91,7 +97,12 @@ impl Backend for ModelBackend {
             .collect())
     }
 
-    fn watches(&mut self, ep: (&str, i32), target: (&str, i32), as_fd: i32) -> Result<WatchRelation, BackendError> {
+    fn watches(
+        &mut self,
+        ep: (&str, i32),
+        target: (&str, i32),
+        as_fd: i32,
+    ) -> Result<WatchRelation, BackendError> {
         let Some(e) = self.file_at(ep.0, ep.1)? else {
             return Ok(WatchRelation::NotOpen(0));
         };

@@ -37,13 +37,17 @@ pub fn lex(line: &str) -> Result<Vec<Token>, (usize, String)> {
             let mut raw = String::new();
             loop {
                 match chars.get(i) {
-                    None => return Err((col, "unterminated string: expected a closing `\"`".into())),
+                    None => {
+                        return Err((col, "unterminated string: expected a closing `\"`".into()))
+                    }
                     Some('"') => break,
                     Some('\\') => {
                         raw.push('\\');
                         match chars.get(i + 1) {
                             Some(&n) => raw.push(n),
-                            None => return Err((i + 1, "unterminated escape at end of line".into())),
+                            None => {
+                                return Err((i + 1, "unterminated escape at end of line".into()))
+                            }
                         }
                         i += 2;
                     }
@@ -55,10 +59,16 @@ pub fn lex(line: &str) -> Result<Vec<Token>, (usize, String)> {
             }
             i += 1;
             let bytes = unescape(&raw).map_err(|(off, msg)| (start + 2 + off, msg))?;
-            out.push(Token { tok: Tok::Str(bytes), col });
+            out.push(Token {
+                tok: Tok::Str(bytes),
+                col,
+            });
         } else {
             let start = i;
-            while i < chars.len() && !chars[i].is_whitespace() && !matches!(chars[i], '"' | '#' | '=') {
+            while i < chars.len()
+                && !chars[i].is_whitespace()
+                && !matches!(chars[i], '"' | '#' | '=')
+            {
                 i += 1;
             }
             out.push(Token {

@@ -111,7 +111,9 @@ fn describe(t: Option<&Token>) -> String {
         Some(Token {
             tok: Tok::Word(w), ..
         }) => format!("`{w}`"),
-        Some(Token { tok: Tok::Str(_), .. }) => "a string".into(),
+        Some(Token {
+            tok: Tok::Str(_), ..
+        }) => "a string".into(),
     }
 }
 
@@ -126,7 +128,10 @@ impl Parser<'_> {
     }
 
     fn expected<T>(&self, c: &Cursor, what: &str) -> Res<T> {
-        Err(self.err_at(c.col(), format!("expected {what}, found {}", describe(c.peek()))))
+        Err(self.err_at(
+            c.col(),
+            format!("expected {what}, found {}", describe(c.peek())),
+        ))
     }
 
     /// A live process name at `col`.
@@ -180,7 +185,8 @@ impl Parser<'_> {
                     None => false,
                     Some(("stdio", _)) => true,
                     Some((w, col)) => {
-                        return Err(self.err_at(col, format!("expected `stdio` or end of line, found `{w}`")))
+                        return Err(self
+                            .err_at(col, format!("expected `stdio` or end of line, found `{w}`")))
                     }
                 };
                 self.live.insert(name.clone());
@@ -225,7 +231,10 @@ impl Parser<'_> {
         };
         match c.peek() {
             None => Ok(kind),
-            Some(t) => Err(self.err_at(t.col, format!("expected end of line, found {}", describe(Some(t))))),
+            Some(t) => Err(self.err_at(
+                t.col,
+                format!("expected end of line, found {}", describe(Some(t))),
+            )),
         }
     }
 
@@ -248,7 +257,9 @@ impl Parser<'_> {
         if n > MAX_FD {
             return Err(self.err_at(
                 col,
-                format!("descriptor {n} is reserved for the harness (scenarios use at most {MAX_FD})"),
+                format!(
+                    "descriptor {n} is reserved for the harness (scenarios use at most {MAX_FD})"
+                ),
             ));
         }
         i32::try_from(n).map_err(|_| self.err_at(col, format!("descriptor {n} is out of range")))
@@ -259,7 +270,10 @@ impl Parser<'_> {
         let col = c.col();
         let n = self.fd(c)?;
         if n < 0 {
-            return Err(self.err_at(col, format!("expected a descriptor number from 0 to {MAX_FD}, found {n}")));
+            return Err(self.err_at(
+                col,
+                format!("expected a descriptor number from 0 to {MAX_FD}, found {n}"),
+            ));
         }
         Ok(n)
     }
@@ -300,7 +314,13 @@ impl Parser<'_> {
         let col = c.col();
         match c.word() {
             Some((w, _)) if w == name => Ok(true),
-            _ => Err(self.err_at(col, format!("expected `{name}`, `=` or end of line, found {}", describe(c.toks.get(c.i - 1))))),
+            _ => Err(self.err_at(
+                col,
+                format!(
+                    "expected `{name}`, `=` or end of line, found {}",
+                    describe(c.toks.get(c.i - 1))
+                ),
+            )),
         }
     }
 
@@ -321,8 +341,12 @@ impl Parser<'_> {
     fn path(&self, c: &mut Cursor) -> Res<String> {
         let col = c.col();
         let path = match c.next() {
-            Some(Token { tok: Tok::Word(w), .. }) => w.clone(),
-            Some(Token { tok: Tok::Str(b), .. }) => String::from_utf8(b.clone())
+            Some(Token {
+                tok: Tok::Word(w), ..
+            }) => w.clone(),
+            Some(Token {
+                tok: Tok::Str(b), ..
+            }) => String::from_utf8(b.clone())
                 .map_err(|_| self.err_at(col, "a path must be UTF-8"))?,
             t => return Err(self.err_at(col, format!("expected a path, found {}", describe(t)))),
         };
@@ -356,8 +380,12 @@ impl Parser<'_> {
 
     fn call(&mut self, name: &str, col: usize, c: &mut Cursor) -> Res<Call> {
         Ok(match name {
-            "fork" => Call::Fork { child: self.new_proc(c)? },
-            "clone_files" => Call::CloneFiles { child: self.new_proc(c)? },
+            "fork" => Call::Fork {
+                child: self.new_proc(c)?,
+            },
+            "clone_files" => Call::CloneFiles {
+                child: self.new_proc(c)?,
+            },
             "unshare_files" => Call::UnshareFiles,
             "exec" => Call::Exec,
             "exit" => Call::Exit,
@@ -365,7 +393,10 @@ impl Parser<'_> {
                 let (n, col) = self.int(c, "a limit")?;
                 match u64::try_from(n) {
                     Ok(n) if n <= MAX_RLIMIT => Call::Rlimit { limit: n },
-                    _ => return Err(self.err_at(col, format!("rlimit must be 0 to {MAX_RLIMIT}, found {n}"))),
+                    _ => {
+                        return Err(self
+                            .err_at(col, format!("rlimit must be 0 to {MAX_RLIMIT}, found {n}")))
+                    }
                 }
             }
             "open" => {
@@ -375,17 +406,27 @@ impl Parser<'_> {
                     0o644
                 } else {
                     let col = c.col();
-                    let (w, _) = c.word().ok_or_else(|| self.err_at(col, "expected an octal mode"))?;
+                    let (w, _) = c
+                        .word()
+                        .ok_or_else(|| self.err_at(col, "expected an octal mode"))?;
                     match u32::from_str_radix(w.trim_start_matches("0o"), 8) {
                         Ok(m) if m <= 0o7777 => m,
-                        _ => return Err(self.err_at(col, format!("expected an octal mode (0 to 07777), found `{w}`"))),
+                        _ => {
+                            return Err(self.err_at(
+                                col,
+                                format!("expected an octal mode (0 to 07777), found `{w}`"),
+                            ))
+                        }
                     }
                 };
                 Call::Open { path, flags, mode }
             }
             "close" => Call::Close { fd: self.fd(c)? },
             "dup" => Call::Dup { fd: self.fd(c)? },
-            "dup2" => Call::Dup2 { old: self.fd(c)?, new: self.fd(c)? },
+            "dup2" => Call::Dup2 {
+                old: self.fd(c)?,
+                new: self.fd(c)?,
+            },
             "dup3" => Call::Dup3 {
                 old: self.fd(c)?,
                 new: self.fd(c)?,
@@ -395,8 +436,14 @@ impl Parser<'_> {
                 let fd = self.fd(c)?;
                 let col = c.col();
                 let cmd = match c.word() {
-                    Some(("F_DUPFD", _)) => FcntlCmd::DupFd { min: self.fd(c)?, cloexec: false },
-                    Some(("F_DUPFD_CLOEXEC", _)) => FcntlCmd::DupFd { min: self.fd(c)?, cloexec: true },
+                    Some(("F_DUPFD", _)) => FcntlCmd::DupFd {
+                        min: self.fd(c)?,
+                        cloexec: false,
+                    },
+                    Some(("F_DUPFD_CLOEXEC", _)) => FcntlCmd::DupFd {
+                        min: self.fd(c)?,
+                        cloexec: true,
+                    },
                     Some(("F_GETFD", _)) => FcntlCmd::GetFd,
                     Some(("F_GETFL", _)) => FcntlCmd::GetFl,
                     Some(("F_SETFD", _)) => {
@@ -408,17 +455,29 @@ impl Parser<'_> {
                         }
                     }
                     Some(("F_SETFL", _)) => {
-                        let (f, _) = self.flag_set(c, "status flags (O_APPEND|O_NONBLOCK, or 0)", true, OFlags::from_name)?;
-                        FcntlCmd::SetFl { flags: f.into_iter().fold(OFlags::RDONLY, |a, b| a | b) }
+                        let (f, _) = self.flag_set(
+                            c,
+                            "status flags (O_APPEND|O_NONBLOCK, or 0)",
+                            true,
+                            OFlags::from_name,
+                        )?;
+                        FcntlCmd::SetFl {
+                            flags: f.into_iter().fold(OFlags::RDONLY, |a, b| a | b),
+                        }
                     }
-                    _ => return Err(self.err_at(col, "expected F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL or F_SETFL")),
+                    _ => return Err(self.err_at(
+                        col,
+                        "expected F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL or F_SETFL",
+                    )),
                 };
                 Call::Fcntl { fd, cmd }
             }
             "close_range" => {
                 let lo = self.fd_nonneg(c)? as u32;
                 let hi = match c.peek() {
-                    Some(Token { tok: Tok::Word(w), .. }) if w == "~0" => {
+                    Some(Token {
+                        tok: Tok::Word(w), ..
+                    }) if w == "~0" => {
                         c.next();
                         u32::MAX
                     }
@@ -426,22 +485,42 @@ impl Parser<'_> {
                 };
                 let (mut unshare, mut cloexec) = (false, false);
                 if !c.at_result() {
-                    let (flags, _) = self.flag_set(c, "CLOSE_RANGE_CLOEXEC or CLOSE_RANGE_UNSHARE", true, |n| match n {
-                        "CLOSE_RANGE_CLOEXEC" => Some(true),
-                        "CLOSE_RANGE_UNSHARE" => Some(false),
-                        _ => None,
-                    })?;
+                    let (flags, _) = self.flag_set(
+                        c,
+                        "CLOSE_RANGE_CLOEXEC or CLOSE_RANGE_UNSHARE",
+                        true,
+                        |n| match n {
+                            "CLOSE_RANGE_CLOEXEC" => Some(true),
+                            "CLOSE_RANGE_UNSHARE" => Some(false),
+                            _ => None,
+                        },
+                    )?;
                     cloexec = flags.contains(&true);
                     unshare = flags.contains(&false);
                 }
-                Call::CloseRange { lo, hi, unshare, cloexec }
+                Call::CloseRange {
+                    lo,
+                    hi,
+                    unshare,
+                    cloexec,
+                }
             }
             "write" => {
                 let fd = self.fd(c)?;
                 let col = c.col();
                 match c.next() {
-                    Some(Token { tok: Tok::Str(b), .. }) => Call::Write { fd, data: b.clone() },
-                    t => return Err(self.err_at(col, format!("expected a quoted string, found {}", describe(t)))),
+                    Some(Token {
+                        tok: Tok::Str(b), ..
+                    }) => Call::Write {
+                        fd,
+                        data: b.clone(),
+                    },
+                    t => {
+                        return Err(self.err_at(
+                            col,
+                            format!("expected a quoted string, found {}", describe(t)),
+                        ))
+                    }
                 }
             }
             "read" => {
@@ -449,7 +528,12 @@ impl Parser<'_> {
                 let (n, col) = self.int(c, "a byte count")?;
                 match usize::try_from(n) {
                     Ok(n) if n <= MAX_READ => Call::Read { fd, len: n },
-                    _ => return Err(self.err_at(col, format!("a read takes 0 to {MAX_READ} bytes, found {n}"))),
+                    _ => {
+                        return Err(self.err_at(
+                            col,
+                            format!("a read takes 0 to {MAX_READ} bytes, found {n}"),
+                        ))
+                    }
                 }
             }
             "lseek" => {
@@ -464,14 +548,17 @@ impl Parser<'_> {
                 };
                 Call::Lseek { fd, offset, whence }
             }
-            "pipe" => Call::Pipe { cloexec: self.opt_flag(c, "O_CLOEXEC")? },
+            "pipe" => Call::Pipe {
+                cloexec: self.opt_flag(c, "O_CLOEXEC")?,
+            },
             "socketpair" => {
-                let (parts, col) = self.flag_set(c, "SOCK_STREAM or SOCK_DGRAM", false, |n| match n {
-                    "SOCK_STREAM" => Some("SOCK_STREAM"),
-                    "SOCK_DGRAM" => Some("SOCK_DGRAM"),
-                    "SOCK_CLOEXEC" => Some("SOCK_CLOEXEC"),
-                    _ => None,
-                })?;
+                let (parts, col) =
+                    self.flag_set(c, "SOCK_STREAM or SOCK_DGRAM", false, |n| match n {
+                        "SOCK_STREAM" => Some("SOCK_STREAM"),
+                        "SOCK_DGRAM" => Some("SOCK_DGRAM"),
+                        "SOCK_CLOEXEC" => Some("SOCK_CLOEXEC"),
+                        _ => None,
+                    })?;
                 let types: Vec<SockType> = parts
                     .iter()
                     .filter_map(|&p| match p {
@@ -498,7 +585,9 @@ impl Parser<'_> {
                 sock: self.fd(c)?,
                 cloexec: self.opt_flag(c, "MSG_CMSG_CLOEXEC")?,
             },
-            "epoll_create" => Call::EpollCreate { cloexec: self.opt_flag(c, "EPOLL_CLOEXEC")? },
+            "epoll_create" => Call::EpollCreate {
+                cloexec: self.opt_flag(c, "EPOLL_CLOEXEC")?,
+            },
             "epoll_ctl" => {
                 let epfd = self.fd(c)?;
                 let col = c.col();
@@ -511,12 +600,20 @@ impl Parser<'_> {
                 let events = if c.at_result() {
                     Events::IN
                 } else {
-                    let (e, _) = self.flag_set(c, "events (EPOLLIN|EPOLLOUT)", false, Events::from_name)?;
+                    let (e, _) =
+                        self.flag_set(c, "events (EPOLLIN|EPOLLOUT)", false, Events::from_name)?;
                     e.into_iter().fold(Events::default(), |a, b| a | b)
                 };
-                Call::EpollCtl { epfd, op, fd, events }
+                Call::EpollCtl {
+                    epfd,
+                    op,
+                    fd,
+                    events,
+                }
             }
-            "eventfd" => Call::Eventfd { cloexec: self.opt_flag(c, "EFD_CLOEXEC")? },
+            "eventfd" => Call::Eventfd {
+                cloexec: self.opt_flag(c, "EFD_CLOEXEC")?,
+            },
             other => return Err(self.err_at(col, format!("unknown call `{other}`"))),
         })
     }
@@ -527,21 +624,32 @@ impl Parser<'_> {
             None => return Ok(None),
             Some(Token { tok: Tok::Eq, .. }) => {}
             Some(t) => {
-                return Err(self.err_at(t.col, format!("expected `=` or end of line, found {}", describe(Some(t)))))
+                return Err(self.err_at(
+                    t.col,
+                    format!("expected `=` or end of line, found {}", describe(Some(t))),
+                ))
             }
         }
         let col = c.col();
         let exp = match c.next() {
             None => return Err(self.err_at(col, "expected a result after `=`")),
-            Some(Token { tok: Tok::Str(b), .. }) => Expected::Text(b.clone()),
-            Some(Token { tok: Tok::Eq, .. }) => return Err(self.err_at(col, "expected a result, found `=`")),
-            Some(Token { tok: Tok::Word(w), .. }) => {
+            Some(Token {
+                tok: Tok::Str(b), ..
+            }) => Expected::Text(b.clone()),
+            Some(Token { tok: Tok::Eq, .. }) => {
+                return Err(self.err_at(col, "expected a result, found `=`"))
+            }
+            Some(Token {
+                tok: Tok::Word(w), ..
+            }) => {
                 if w == "ok" {
                     Expected::Ok
                 } else if let Ok(n) = w.parse::<i64>() {
                     let mut v = vec![n];
                     while let Some((w, col)) = c.word() {
-                        v.push(w.parse().map_err(|_| self.err_at(col, format!("expected an integer, found `{w}`")))?);
+                        v.push(w.parse().map_err(|_| {
+                            self.err_at(col, format!("expected an integer, found `{w}`"))
+                        })?);
                     }
                     Expected::Ints(v)
                 } else if let Some(e) = Errno::from_name(w) {
@@ -565,7 +673,10 @@ impl Parser<'_> {
         };
         match c.peek() {
             None => Ok(Some(exp)),
-            Some(t) => Err(self.err_at(t.col, format!("expected end of line, found {}", describe(Some(t))))),
+            Some(t) => Err(self.err_at(
+                t.col,
+                format!("expected end of line, found {}", describe(Some(t))),
+            )),
         }
     }
 
@@ -582,7 +693,10 @@ impl Parser<'_> {
         let fcol = col + name.chars().count() + 1;
         match fd.parse::<i32>() {
             Ok(n) if (0..=MAX_FD as i32).contains(&n) => Ok((proc, n)),
-            _ => Err(self.err_at(fcol, format!("expected a descriptor number from 0 to {MAX_FD}, found `{fd}`"))),
+            _ => Err(self.err_at(
+                fcol,
+                format!("expected a descriptor number from 0 to {MAX_FD}, found `{fd}`"),
+            )),
         }
     }
 
@@ -596,16 +710,31 @@ impl Parser<'_> {
             let a = self.proc_fd(c)?;
             let vcol = c.col();
             return match c.word() {
-                Some(("same", _)) => Ok(Expectation::File { a, b: self.proc_fd(c)?, same: true }),
-                Some(("differs", _)) => Ok(Expectation::File { a, b: self.proc_fd(c)?, same: false }),
+                Some(("same", _)) => Ok(Expectation::File {
+                    a,
+                    b: self.proc_fd(c)?,
+                    same: true,
+                }),
+                Some(("differs", _)) => Ok(Expectation::File {
+                    a,
+                    b: self.proc_fd(c)?,
+                    same: false,
+                }),
                 Some(("watches", _)) => {
                     let target = self.proc_fd(c)?;
                     let as_fd = match c.word() {
                         None => target.1,
                         Some(("as", _)) => self.fd_nonneg(c)?,
-                        Some((w, col)) => return Err(self.err_at(col, format!("expected `as` or end of line, found `{w}`"))),
+                        Some((w, col)) => {
+                            return Err(self
+                                .err_at(col, format!("expected `as` or end of line, found `{w}`")))
+                        }
                     };
-                    Ok(Expectation::Watches { ep: a, target, as_fd })
+                    Ok(Expectation::Watches {
+                        ep: a,
+                        target,
+                        as_fd,
+                    })
                 }
                 _ => Err(self.err_at(vcol, "expected `same`, `differs` or `watches`")),
             };
@@ -661,21 +790,51 @@ mod tests {
 
     #[test]
     fn errors_name_line_and_column() {
-        assert_eq!(err("spawn p1\np1: dup2 3"), "t.fds:2:11: expected a descriptor number, found end of line");
-        assert_eq!(err("spawn p1\np2: close 3"), "t.fds:2:1: unknown process `p2` (spawn it, or fork it from another)");
-        assert_eq!(err("spawn p1\np1: exit\np1: close 3"), "t.fds:3:1: process `p1` exited at line 2");
-        assert_eq!(err("spawn p1\np1: close 1000"), "t.fds:2:11: descriptor 1000 is reserved for the harness (scenarios use at most 999)");
-        assert_eq!(err("spawn p1\np1: open a/../../x O_RDONLY"), "t.fds:2:10: path `a/../../x` leaves the sandbox");
-        assert_eq!(err("spawn p1\np1: open a O_RDONLY 0999"), "t.fds:2:21: expected an octal mode (0 to 07777), found `0999`");
-        assert_eq!(err("spawn p1\nspawn p1"), "t.fds:2:7: process name `p1` is already used");
+        assert_eq!(
+            err("spawn p1\np1: dup2 3"),
+            "t.fds:2:11: expected a descriptor number, found end of line"
+        );
+        assert_eq!(
+            err("spawn p1\np2: close 3"),
+            "t.fds:2:1: unknown process `p2` (spawn it, or fork it from another)"
+        );
+        assert_eq!(
+            err("spawn p1\np1: exit\np1: close 3"),
+            "t.fds:3:1: process `p1` exited at line 2"
+        );
+        assert_eq!(
+            err("spawn p1\np1: close 1000"),
+            "t.fds:2:11: descriptor 1000 is reserved for the harness (scenarios use at most 999)"
+        );
+        assert_eq!(
+            err("spawn p1\np1: open a/../../x O_RDONLY"),
+            "t.fds:2:10: path `a/../../x` leaves the sandbox"
+        );
+        assert_eq!(
+            err("spawn p1\np1: open a O_RDONLY 0999"),
+            "t.fds:2:21: expected an octal mode (0 to 07777), found `0999`"
+        );
+        assert_eq!(
+            err("spawn p1\nspawn p1"),
+            "t.fds:2:7: process name `p1` is already used"
+        );
         assert_eq!(err("spawn p1\np1: close 3 = EWHAT"), "t.fds:2:15: expected a result (integers, an errno name, a string, a flag set or `ok`), found `EWHAT`");
         assert_eq!(err("spawn p1\np1: frob"), "t.fds:2:5: unknown call `frob`");
-        assert_eq!(err("spawn p1\np1: write 3 \"a\\q\""), "t.fds:2:15: unknown escape `\\q` (known: \\n \\t \\r \\0 \\\" \\\\ \\xHH)");
+        assert_eq!(
+            err("spawn p1\np1: write 3 \"a\\q\""),
+            "t.fds:2:15: unknown escape `\\q` (known: \\n \\t \\r \\0 \\\" \\\\ \\xHH)"
+        );
     }
 
     #[test]
     fn negative_descriptors_reach_the_call() {
         let s = parse("t.fds", "spawn p\np: close -1 = EBADF").unwrap();
-        assert!(matches!(&s.stmts[1].kind, StmtKind::Call { call: Call::Close { fd: -1 }, .. }));
+        assert!(matches!(
+            &s.stmts[1].kind,
+            StmtKind::Call {
+                call: Call::Close { fd: -1 },
+                ..
+            }
+        ));
     }
 }

@@ -14,31 +14,62 @@ pub fn call_args(call: &Call) -> Vec<String> {
         Call::Fork { child } | Call::CloneFiles { child } => vec![child.clone()],
         Call::UnshareFiles | Call::Exec | Call::Exit => vec![],
         Call::Rlimit { limit } => vec![limit.to_string()],
-        Call::Open { path, flags, mode } => vec![quote(path.as_bytes()), flags.to_string(), format!("{mode:04o}")],
+        Call::Open { path, flags, mode } => vec![
+            quote(path.as_bytes()),
+            flags.to_string(),
+            format!("{mode:04o}"),
+        ],
         Call::Close { fd: n } | Call::Dup { fd: n } => vec![fd(n)],
         Call::Dup2 { old, new } => vec![fd(old), fd(new)],
-        Call::Dup3 { old, new, cloexec } => [vec![fd(old), fd(new)], flag(*cloexec, "O_CLOEXEC")].concat(),
+        Call::Dup3 { old, new, cloexec } => {
+            [vec![fd(old), fd(new)], flag(*cloexec, "O_CLOEXEC")].concat()
+        }
         Call::Fcntl { fd: n, cmd } => {
             let mut v = vec![fd(n)];
             match cmd {
-                FcntlCmd::DupFd { min, cloexec: false } => v.extend(["F_DUPFD".into(), min.to_string()]),
-                FcntlCmd::DupFd { min, cloexec: true } => v.extend(["F_DUPFD_CLOEXEC".into(), min.to_string()]),
-                FcntlCmd::GetFd => v.push("F_GETFD".into()),
-                FcntlCmd::SetFd { cloexec } => {
-                    v.extend(["F_SETFD".into(), if *cloexec { "FD_CLOEXEC".into() } else { "0".into() }])
+                FcntlCmd::DupFd {
+                    min,
+                    cloexec: false,
+                } => v.extend(["F_DUPFD".into(), min.to_string()]),
+                FcntlCmd::DupFd { min, cloexec: true } => {
+                    v.extend(["F_DUPFD_CLOEXEC".into(), min.to_string()])
                 }
+                FcntlCmd::GetFd => v.push("F_GETFD".into()),
+                FcntlCmd::SetFd { cloexec } => v.extend([
+                    "F_SETFD".into(),
+                    if *cloexec {
+                        "FD_CLOEXEC".into()
+                    } else {
+                        "0".into()
+                    },
+                ]),
                 FcntlCmd::GetFl => v.push("F_GETFL".into()),
                 FcntlCmd::SetFl { flags } => v.extend(["F_SETFL".into(), setfl(*flags)]),
             }
             v
         }
-        Call::CloseRange { lo, hi, unshare, cloexec } => {
-            let mut v = vec![lo.to_string(), if *hi == u32::MAX { "~0".into() } else { hi.to_string() }];
-            let f: Vec<&str> = [(*cloexec, "CLOSE_RANGE_CLOEXEC"), (*unshare, "CLOSE_RANGE_UNSHARE")]
-                .iter()
-                .filter(|(on, _)| *on)
-                .map(|(_, n)| *n)
-                .collect();
+        Call::CloseRange {
+            lo,
+            hi,
+            unshare,
+            cloexec,
+        } => {
+            let mut v = vec![
+                lo.to_string(),
+                if *hi == u32::MAX {
+                    "~0".into()
+                } else {
+                    hi.to_string()
+                },
+            ];
+            let f: Vec<&str> = [
+                (*cloexec, "CLOSE_RANGE_CLOEXEC"),
+                (*unshare, "CLOSE_RANGE_UNSHARE"),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
             if !f.is_empty() {
                 v.push(f.join("|"));
             }
@@ -46,7 +77,11 @@ pub fn call_args(call: &Call) -> Vec<String> {
         }
         Call::Write { fd: n, data } => vec![fd(n), quote(data)],
         Call::Read { fd: n, len } => vec![fd(n), len.to_string()],
-        Call::Lseek { fd: n, offset, whence } => vec![
+        Call::Lseek {
+            fd: n,
+            offset,
+            whence,
+        } => vec![
             fd(n),
             offset.to_string(),
             match whence {
@@ -66,9 +101,16 @@ pub fn call_args(call: &Call) -> Vec<String> {
         ]
         .concat(),
         Call::Sendfds { sock, fds } => std::iter::once(sock).chain(fds).map(fd).collect(),
-        Call::Recvfds { sock, cloexec } => [vec![fd(sock)], flag(*cloexec, "MSG_CMSG_CLOEXEC")].concat(),
+        Call::Recvfds { sock, cloexec } => {
+            [vec![fd(sock)], flag(*cloexec, "MSG_CMSG_CLOEXEC")].concat()
+        }
         Call::EpollCreate { cloexec } => flag(*cloexec, "EPOLL_CLOEXEC"),
-        Call::EpollCtl { epfd, op, fd: n, events } => vec![
+        Call::EpollCtl {
+            epfd,
+            op,
+            fd: n,
+            events,
+        } => vec![
             fd(epfd),
             match op {
                 EpollOp::Add => "EPOLL_CTL_ADD".into(),
@@ -98,7 +140,10 @@ fn setfl(f: OFlags) -> String {
 
 /// A call as a statement line writes it: `dup2 3 10`.
 pub fn call_text(call: &Call) -> String {
-    std::iter::once(call.name().to_string()).chain(call_args(call)).collect::<Vec<_>>().join(" ")
+    std::iter::once(call.name().to_string())
+        .chain(call_args(call))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A call in strace style: `dup2(3, 10)`.
@@ -110,7 +155,11 @@ pub fn call_strace(call: &Call) -> String {
 pub fn ret_text(r: &Ret) -> String {
     match r {
         Ret::Ints(v) if v.is_empty() => "(none)".into(),
-        Ret::Ints(v) => v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" "),
+        Ret::Ints(v) => v
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
         Ret::Bytes(b) => quote(b),
         Ret::Flags(f) => f.status_string(),
     }
@@ -130,7 +179,11 @@ fn errno_text(e: Errno) -> String {
 
 pub fn expected_text(e: &Expected) -> String {
     match e {
-        Expected::Ints(v) => v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" "),
+        Expected::Ints(v) => v
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
         Expected::Errno(e) => e.name().to_string(),
         Expected::Text(b) => quote(b),
         Expected::Flags(f) => f.status_string(),
@@ -157,9 +210,19 @@ impl Expected {
 pub fn expectation_text(e: &Expectation) -> String {
     match e {
         Expectation::File { a, b, same } => {
-            format!("expect {}:{} {} {}:{}", a.0, a.1, if *same { "same" } else { "differs" }, b.0, b.1)
+            format!(
+                "expect {}:{} {} {}:{}",
+                a.0,
+                a.1,
+                if *same { "same" } else { "differs" },
+                b.0,
+                b.1
+            )
         }
-        Expectation::Table { a, b, shares } => format!("expect {a} {} {b}", if *shares { "shares" } else { "apart" }),
+        Expectation::Table { a, b, shares } => format!(
+            "expect {a} {} {b}",
+            if *shares { "shares" } else { "apart" }
+        ),
         Expectation::Fds { proc, fds } => {
             let mut s = format!("expect {proc} fds");
             for f in fds {
