@@ -134,8 +134,18 @@ impl SockPair {
     ///
     /// Errors: stream: `EPIPE` (peer gone), `EAGAIN` (buffer full).
     /// Dgram: `EMSGSIZE`, `EAGAIN`, `ENOTCONN`, `ECONNREFUSED` (the first
-    /// send after the peer went away; it marks this end disconnected).
-    pub fn plan_send(&mut self, me: usize, len: usize) -> Result<Vec<(usize, u64)>, Errno> {
+    /// send after the peer went away: it disconnects this end and, as
+    /// Linux's `unix_dgram_disconnected` does, purges this end's own queue;
+    /// the files that were in flight there come back with the error for the
+    /// caller to drop).
+    pub fn plan_send(&mut self, me: usize, len: usize) -> Result<Vec<(usize, u64)>, (Errno, Vec<FileId>)> {
+        self.plan_send_inner(me, len).map_err(|e| {
+            let lost = if e == Errno::ECONNREFUSED { self.purge(me) } else { Vec::new() };
+            (e, lost)
+        })
+    }
+
+    fn plan_send_inner(&mut self, me: usize, len: usize) -> Result<Vec<(usize, u64)>, Errno> {
         let peer = 1 - me;
         let len = len as u64;
         match self.ty {
@@ -295,7 +305,7 @@ mod tests {
     use super::*;
 
     fn send(p: &mut SockPair, me: usize, data: &[u8]) -> Result<usize, Errno> {
-        let plan = p.plan_send(me, data.len())?;
+        let plan = p.plan_send(me, data.len()).map_err(|e| e.0)?;
         let n = plan.iter().map(|c| c.0).sum();
         p.enqueue(me, &data[..n], &plan, Vec::new());
         Ok(n)
@@ -334,7 +344,7 @@ mod tests {
         assert_eq!(p.recv(1, 100).unwrap_err(), Errno::EAGAIN);
         send(&mut p, 1, b"unread").unwrap();
         assert!(p.release(0).is_empty());
-        assert_eq!(p.plan_send(1, 1), Err(Errno::EPIPE));
+        assert_eq!(p.plan_send(1, 1).unwrap_err().0, Errno::EPIPE);
         assert_eq!(p.recv(1, 10).unwrap_err(), Errno::ECONNRESET);
         assert_eq!(p.recv(1, 10).unwrap().data, b"");
         assert_eq!(p.ends[1].wmem, 0);
@@ -343,9 +353,12 @@ mod tests {
     #[test]
     fn dgram_peer_gone_refused_then_not_connected() {
         let mut p = SockPair::new(SockType::Dgram);
+        send(&mut p, 1, b"one").unwrap();
+        send(&mut p, 1, b"two").unwrap();
         p.release(1);
-        assert_eq!(p.plan_send(0, 1), Err(Errno::ECONNREFUSED));
-        assert_eq!(p.plan_send(0, 1), Err(Errno::ENOTCONN));
-        assert_eq!(p.recv(0, 1).unwrap_err(), Errno::EAGAIN);
+        assert_eq!(p.recv(0, 10).unwrap().data, b"one");
+        assert_eq!(p.plan_send(0, 1).unwrap_err().0, Errno::ECONNREFUSED);
+        assert_eq!(p.recv(0, 1).unwrap_err(), Errno::EAGAIN, "\"two\" was purged");
+        assert_eq!(p.plan_send(0, 1).unwrap_err().0, Errno::ENOTCONN);
     }
 }

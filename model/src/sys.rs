@@ -500,10 +500,11 @@ impl World {
                 self.sock_mut(s).enqueue(end, &data[..n], &plan, ids);
                 Ok(n)
             }
-            Err(e) => {
+            Err((e, lost)) => {
                 for h in files {
                     self.frele(h);
                 }
+                self.release(lost.into_iter().map(|f| (f, "unp_discard")).collect());
                 Err(e)
             }
         }
