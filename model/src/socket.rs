@@ -138,9 +138,17 @@ impl SockPair {
     /// Linux's `unix_dgram_disconnected` does, purges this end's own queue;
     /// the files that were in flight there come back with the error for the
     /// caller to drop).
-    pub fn plan_send(&mut self, me: usize, len: usize) -> Result<Vec<(usize, u64)>, (Errno, Vec<FileId>)> {
+    pub fn plan_send(
+        &mut self,
+        me: usize,
+        len: usize,
+    ) -> Result<Vec<(usize, u64)>, (Errno, Vec<FileId>)> {
         self.plan_send_inner(me, len).map_err(|e| {
-            let lost = if e == Errno::ECONNREFUSED { self.purge(me) } else { Vec::new() };
+            let lost = if e == Errno::ECONNREFUSED {
+                self.purge(me)
+            } else {
+                Vec::new()
+            };
             (e, lost)
         })
     }
@@ -358,7 +366,11 @@ mod tests {
         p.release(1);
         assert_eq!(p.recv(0, 10).unwrap().data, b"one");
         assert_eq!(p.plan_send(0, 1).unwrap_err().0, Errno::ECONNREFUSED);
-        assert_eq!(p.recv(0, 1).unwrap_err(), Errno::EAGAIN, "\"two\" was purged");
+        assert_eq!(
+            p.recv(0, 1).unwrap_err(),
+            Errno::EAGAIN,
+            "\"two\" was purged"
+        );
         assert_eq!(p.plan_send(0, 1).unwrap_err().0, Errno::ENOTCONN);
     }
 }

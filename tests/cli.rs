@@ -1,0 +1,141 @@
+//! The `fdlab` binary as a user meets it: exit codes, one-line errors, JSON.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn fdlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fdlab"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run fdlab")
+}
+
+fn tmp_scenario(name: &str, src: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("fdlab-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, src).unwrap();
+    p
+}
+
+#[test]
+fn run_passes_with_exit_0_and_prints_strace_style() {
+    let p = tmp_scenario(
+        "ok.fds",
+        "spawn p1\np1: pipe = 0 1\np1: dup2 0 10 = 10\np1: close 7 = EBADF\n",
+    );
+    let out = fdlab(&["run", p.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("p1: dup2(0, 10) = 10"), "{text}");
+    assert!(
+        text.contains("p1: close(7) = -1 EBADF (bad file descriptor)"),
+        "{text}"
+    );
+    assert!(text.contains("file 0: pipe read end of object 0"), "{text}");
+}
+
+#[test]
+fn a_failed_expectation_exits_1_and_says_what_was_seen() {
+    let p = tmp_scenario(
+        "bad.fds",
+        "spawn p1\np1: pipe = 0 1\np1: dup 0 = 5\nexpect p1 fds 0 1\n",
+    );
+    let out = fdlab(&["run", p.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text.contains("line 3: p1: dup(0): expected = 5, got = 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 4: expect p1 fds 0 1: open: 0 1 2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_invalid_scenario_exits_2_with_one_line_naming_the_place() {
+    let p = tmp_scenario("invalid.fds", "spawn p1\np1: close 3\np2: close 3\n");
+    let out = fdlab(&["run", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing runs");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.ends_with(
+            "invalid.fds:3:1: unknown process `p2` (spawn it, or fork it from another)\n"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_file_exits_2() {
+    let out = fdlab(&["run", "/nonexistent/x.fds"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("fdlab: /nonexistent/x.fds: "), "{err}");
+}
+
+#[test]
+fn json_follows_the_contract() {
+    let p = tmp_scenario(
+        "json.fds",
+        "spawn p1\np1: open notes.txt O_RDWR|O_CREAT = 0\np1: dup 0 = 1\np1: read 0 4 = \"\"\n",
+    );
+    let out = fdlab(&["run", p.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backend"], "model");
+    assert_eq!(v["steps"][1]["call"], "dup");
+    assert_eq!(v["steps"][1]["args"], serde_json::json!(["0"]));
+    assert_eq!(v["steps"][1]["result"], serde_json::json!({"ok": [1]}));
+    assert_eq!(v["steps"][1]["passed"], true);
+    assert_eq!(v["steps"][2]["result"], serde_json::json!({"ok": ""}));
+    assert_eq!(
+        v["topology"]["files"][0],
+        serde_json::json!({"id": 0, "kind": "regular", "path": "notes.txt", "offset": 0, "flags": "O_RDWR"})
+    );
+    assert_eq!(v["topology"]["tables"], serde_json::json!([["p1"]]));
+    assert_eq!(v["failures"], serde_json::json!([]));
+}
+
+#[test]
+fn trace_shows_file9_calls_with_counts() {
+    let p = tmp_scenario("trace.fds", "spawn p1\np1: pipe = 0 1\np1: close 0 = 0\n");
+    let out = fdlab(&["run", p.to_str().unwrap(), "--trace"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("fd_getfile(p1, 0) -> file#0 count 1 -> 2"),
+        "{text}"
+    );
+    assert!(text.contains("closef(file#0) count 2 -> 1"), "{text}");
+    assert!(text.contains("fdrop(file#0): freed"), "{text}");
+}
+
+#[test]
+fn check_runs_the_corpus() {
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .is_dir());
+    let out = fdlab(&["check"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("scenario"), "{text}");
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn check_reports_a_failing_scenario_as_a_row() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/failing");
+    let out = fdlab(&["check", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["passed"] == false));
+}
