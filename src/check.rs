@@ -4,15 +4,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::backend::{Backend, ModelBackend};
+use crate::backend::ALL;
 use crate::lang::parse;
 use crate::run::run;
 use crate::Error;
-
-/// Which backends exist, by name, and how to make one.
-pub fn backends() -> Vec<(&'static str, fn() -> Box<dyn Backend>)> {
-    vec![("model", || Box::new(ModelBackend::new()))]
-}
 
 /// One cell of the table.
 #[derive(Debug, Clone, Serialize)]
@@ -53,7 +48,7 @@ pub fn check(files: &[PathBuf]) -> Vec<Row> {
         let parsed = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read: {e}"))
             .and_then(|src| parse(&path.display().to_string(), &src).map_err(|e| e.to_string()));
-        for (backend, make) in backends() {
+        for &(backend, make) in ALL {
             let result = match &parsed {
                 Err(e) => Err(e.clone()),
                 Ok(s) => match run(s, make().as_mut(), false) {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use fdlab::backend::{Backend, ModelBackend};
+use fdlab::backend::{self, Backend};
 use fdlab::{check, lang, run, Error};
 
 #[derive(Parser)]
@@ -62,9 +62,11 @@ enum BackendName {
 
 impl BackendName {
     fn make(self) -> Box<dyn Backend> {
-        match self {
-            BackendName::Model => Box::new(ModelBackend::new()),
-        }
+        let name = match self {
+            BackendName::Model => "model",
+        };
+        // Every BackendName has an entry in backend::ALL.
+        backend::by_name(name).expect("a known backend")
     }
 }
 

@@ -72,6 +72,18 @@ fn truesize(len: u64, max_head: u64) -> u64 {
     SKB_STRUCT + head_alloc(len - data_len) + data_len
 }
 
+/// The skbs a send makes: (bytes, truesize) each.
+pub type Plan = Vec<(usize, u64)>;
+
+/// A send that failed, with the files it made lose their place in flight.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SendError {
+    pub errno: Errno,
+    /// Files that were in flight in the sender's own queue, purged by a
+    /// refused datagram send; the caller drops them.
+    pub lost: Vec<FileId>,
+}
+
 /// One message in a receive queue.
 #[derive(Debug, Clone)]
 pub struct Segment {
@@ -138,22 +150,18 @@ impl SockPair {
     /// Linux's `unix_dgram_disconnected` does, purges this end's own queue;
     /// the files that were in flight there come back with the error for the
     /// caller to drop).
-    pub fn plan_send(
-        &mut self,
-        me: usize,
-        len: usize,
-    ) -> Result<Vec<(usize, u64)>, (Errno, Vec<FileId>)> {
-        self.plan_send_inner(me, len).map_err(|e| {
-            let lost = if e == Errno::ECONNREFUSED {
+    pub fn plan_send(&mut self, me: usize, len: usize) -> Result<Plan, SendError> {
+        self.plan_send_inner(me, len).map_err(|errno| {
+            let lost = if errno == Errno::ECONNREFUSED {
                 self.purge(me)
             } else {
                 Vec::new()
             };
-            (e, lost)
+            SendError { errno, lost }
         })
     }
 
-    fn plan_send_inner(&mut self, me: usize, len: usize) -> Result<Vec<(usize, u64)>, Errno> {
+    fn plan_send_inner(&mut self, me: usize, len: usize) -> Result<Plan, Errno> {
         let peer = 1 - me;
         let len = len as u64;
         match self.ty {
@@ -313,7 +321,7 @@ mod tests {
     use super::*;
 
     fn send(p: &mut SockPair, me: usize, data: &[u8]) -> Result<usize, Errno> {
-        let plan = p.plan_send(me, data.len()).map_err(|e| e.0)?;
+        let plan = p.plan_send(me, data.len()).map_err(|e| e.errno)?;
         let n = plan.iter().map(|c| c.0).sum();
         p.enqueue(me, &data[..n], &plan, Vec::new());
         Ok(n)
@@ -352,7 +360,7 @@ mod tests {
         assert_eq!(p.recv(1, 100).unwrap_err(), Errno::EAGAIN);
         send(&mut p, 1, b"unread").unwrap();
         assert!(p.release(0).is_empty());
-        assert_eq!(p.plan_send(1, 1).unwrap_err().0, Errno::EPIPE);
+        assert_eq!(p.plan_send(1, 1).unwrap_err().errno, Errno::EPIPE);
         assert_eq!(p.recv(1, 10).unwrap_err(), Errno::ECONNRESET);
         assert_eq!(p.recv(1, 10).unwrap().data, b"");
         assert_eq!(p.ends[1].wmem, 0);
@@ -365,12 +373,12 @@ mod tests {
         send(&mut p, 1, b"two").unwrap();
         p.release(1);
         assert_eq!(p.recv(0, 10).unwrap().data, b"one");
-        assert_eq!(p.plan_send(0, 1).unwrap_err().0, Errno::ECONNREFUSED);
+        assert_eq!(p.plan_send(0, 1).unwrap_err().errno, Errno::ECONNREFUSED);
         assert_eq!(
             p.recv(0, 1).unwrap_err(),
             Errno::EAGAIN,
             "\"two\" was purged"
         );
-        assert_eq!(p.plan_send(0, 1).unwrap_err().0, Errno::ENOTCONN);
+        assert_eq!(p.plan_send(0, 1).unwrap_err().errno, Errno::ENOTCONN);
     }
 }

@@ -677,16 +677,18 @@ fn planted_bug_is_caught() {
         ..Config::default()
     };
     let mut runner = TestRunner::new(config.clone());
-    let result = crate::mutant::with_dup_bug(|| {
-        runner.run(
-            &Ref::sequential_strategy(1..60),
-            |(state, transitions, seen)| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    Ref::test_sequential(config.clone(), state, transitions, seen)
-                }))
-                .map_err(|_| TestCaseError::fail("the model diverged"))
-            },
-        )
+    let caught = crate::mutant::with_dup_bug(|| {
+        runner
+            .run(
+                &Ref::sequential_strategy(1..60),
+                |(state, transitions, seen)| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        Ref::test_sequential(config.clone(), state, transitions, seen)
+                    }))
+                    .map_err(|_| TestCaseError::fail("the model diverged"))
+                },
+            )
+            .is_err()
     });
-    assert!(result.is_err(), "the planted bug went unnoticed");
+    assert!(caught, "the planted bug went unnoticed");
 }

@@ -500,12 +500,12 @@ impl World {
                 self.sock_mut(s).enqueue(end, &data[..n], &plan, ids);
                 Ok(n)
             }
-            Err((e, lost)) => {
+            Err(e) => {
                 for h in files {
                     self.frele(h);
                 }
-                self.release(lost.into_iter().map(|f| (f, "unp_discard")).collect());
-                Err(e)
+                self.release(e.lost.into_iter().map(|f| (f, "unp_discard")).collect());
+                Err(e.errno)
             }
         }
     }

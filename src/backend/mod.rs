@@ -7,6 +7,21 @@ use fdlab_model::{Call, Outcome, Topology};
 
 pub use model::ModelBackend;
 
+/// Makes a fresh backend.
+pub type MakeBackend = fn() -> Box<dyn Backend>;
+
+fn model() -> Box<dyn Backend> {
+    Box::new(ModelBackend::new())
+}
+
+/// Every backend there is, by name, in the order `fdlab check` shows them.
+pub const ALL: &[(&str, MakeBackend)] = &[("model", model)];
+
+/// A fresh backend called `name`, if there is one.
+pub fn by_name(name: &str) -> Option<Box<dyn Backend>> {
+    ALL.iter().find(|(n, _)| *n == name).map(|(_, make)| make())
+}
+
 /// Why a backend could not do what it was asked (as opposed to a call that
 /// failed with an errno, which is a result).
 #[derive(Debug, thiserror::Error)]
