@@ -449,3 +449,114 @@ impl World {
         self.release(Work::new());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::{Call, Ret};
+    use crate::{invariants, Errno, OFlags, SockType};
+
+    fn world() -> (World, Pid) {
+        let mut w = World::new();
+        let p = w.spawn("p").unwrap();
+        (w, p)
+    }
+
+    #[test]
+    fn falloc_counts_two_and_stays_invisible_until_fdinsert() {
+        let (mut w, p) = world();
+        let l = w.falloc(p).unwrap();
+        let (fd, id) = (l.fd(), l.id());
+        assert_eq!(w.file(id).count, 2, "one for the table, one for the caller");
+        assert_eq!(w.fd_getfile(p, fd).err(), Some(Errno::EBADF), "larval is invisible");
+        assert_eq!(w.sys_dup2(p, 0, 0), Err(Errno::EBADF));
+        // dup2 onto a larval slot is EBUSY (Linux do_dup2, OpenBSD dodup3).
+        let other = w.sys_open(p, "/dev/null", OFlags::RDONLY, 0).unwrap();
+        assert_eq!(w.sys_dup2(p, other.get() as i32, fd.get() as i32), Err(Errno::EBUSY));
+        let h = w.fdinsert(l, false);
+        w.frele(h);
+        assert_eq!(w.file(id).count, 1);
+        assert!(w.fd_getfile(p, fd).is_ok());
+        invariants::check_all(&w).unwrap();
+    }
+
+    #[test]
+    fn fdabort_leaves_nothing_behind() {
+        let (mut w, p) = world();
+        let l = w.falloc(p).unwrap();
+        let id = l.id();
+        w.fdabort(l);
+        assert!(w.files.get(id.0).is_none());
+        assert_eq!(w.table_of(p).iter().count(), 0);
+        invariants::check_all(&w).unwrap();
+    }
+
+    #[test]
+    fn getsock_and_getvnode_check_the_kind() {
+        let (mut w, p) = world();
+        let (a, _) = w.sys_socketpair(p, SockType::Stream, false).unwrap();
+        let (r, _) = w.sys_pipe(p, false).unwrap();
+        let v = w.sys_open(p, "/dev/null", OFlags::RDONLY, 0).unwrap();
+        assert!(w.getsock(p, a.get().into()).is_ok());
+        assert_eq!(w.getsock(p, r.get().into()).err(), Some(Errno::ENOTSOCK));
+        assert_eq!(w.getsock(p, 99).err(), Some(Errno::EBADF));
+        assert!(w.getvnode(p, v.get().into()).is_ok());
+        assert_eq!(w.getvnode(p, a.get().into()).err(), Some(Errno::EINVAL));
+        assert_eq!(w.getvnode(p, -1).err(), Some(Errno::EBADF));
+        invariants::check_all(&w).unwrap();
+    }
+
+    #[test]
+    fn close_while_held_frees_on_the_last_frele_once() {
+        let (mut w, p) = world();
+        let (r, _) = w.sys_pipe(p, false).unwrap();
+        let held = w.fd_getfile(p, r).unwrap().detach();
+        let id = held.id();
+        w.fdrelease(p, r).unwrap();
+        assert_eq!(w.file(id).count, 1, "the descriptor is gone, the file lives");
+        assert_eq!(w.fd_getfile(p, r).err(), Some(Errno::EBADF));
+        w.set_tracing(true);
+        w.frele(held);
+        let trace = w.take_trace();
+        assert_eq!(trace.iter().filter(|l| l.starts_with("fdrop(")).count(), 1, "{trace:?}");
+        assert!(w.files.get(id.0).is_none());
+    }
+
+    #[test]
+    fn a_cycle_in_flight_is_collected_when_its_last_process_exits() {
+        // Each end is sent into its own queue, then both descriptors close:
+        // no socket is ever released, so only the exit can collect them.
+        let (mut w, p) = world();
+        let (a, b) = w.sys_socketpair(p, SockType::Dgram, false).unwrap();
+        let (a, b) = (a.get() as i32, b.get() as i32);
+        assert_eq!(w.call(p, &Call::Sendfds { sock: a, fds: vec![b] }), Ok(Ret::int(0)));
+        assert_eq!(w.call(p, &Call::Sendfds { sock: b, fds: vec![a] }), Ok(Ret::int(0)));
+        w.call(p, &Call::Close { fd: a }).unwrap();
+        w.call(p, &Call::Close { fd: b }).unwrap();
+        assert_eq!(w.files().count(), 2, "alive in flight, unreachable");
+        assert_eq!(w.unreachable().len(), 2);
+        w.call(p, &Call::Exit).unwrap();
+        assert_eq!(w.files().count(), 0);
+        assert_eq!(w.socket_pairs().count(), 0);
+    }
+
+    #[test]
+    fn fork_share_unshare_exec_exit() {
+        let (mut w, p) = world();
+        let fd = w.sys_open(p, "/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, 0).unwrap();
+        let id = w.fd_getfile(p, fd).unwrap().id();
+        let c = w.fork(p, "c").unwrap();
+        assert_eq!(w.file(id).count, 2);
+        let s = w.fdshare(p, "s").unwrap();
+        assert_eq!(w.table_of(p).refcnt(), 2);
+        assert_eq!(w.file(id).count, 2, "sharing a table adds no reference");
+        w.sys_exec(s);
+        assert_eq!(w.table_of(p).refcnt(), 1);
+        assert!(w.table_of(s).installed(fd).is_none(), "exec closed the cloexec slot");
+        assert!(w.table_of(p).installed(fd).is_some(), "in s's private copy only");
+        w.fdfree(c);
+        w.fdfree(s);
+        assert_eq!(w.file(id).count, 1);
+        invariants::check_all(&w).unwrap();
+    }
+}
