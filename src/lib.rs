@@ -15,7 +15,9 @@
 
 pub mod backend;
 pub mod check;
+pub mod compare;
 pub mod lang;
+pub mod linux;
 pub mod run;
 
 /// What the library's operations can fail with.

@@ -1,12 +1,19 @@
-//! The `fdlab` command.
+//! The `fdlab` command, and the hidden `fdlab __helper` mode that runs
+//! scenario processes for the Linux backend.
+//!
+//! The binary is `#![no_main]`: the helper mode must start before Rust's
+//! runtime setup, which reopens descriptors 0, 1 and 2 on `/dev/null` when
+//! they are closed (see `fdlab::linux::helper`).
+
+#![no_main]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use fdlab::backend::{self, Backend};
-use fdlab::{check, lang, run, Error};
+use fdlab::backend::{self, BackendError};
+use fdlab::{check, compare, lang, run, Error};
 
 #[derive(Parser)]
 #[command(
@@ -14,10 +21,11 @@ use fdlab::{check, lang, run, Error};
     version,
     about = "Teaches and checks how operating systems keep file descriptors",
     long_about = "fdlab runs .fds scenarios (processes, descriptor tables, open files, \
-                  SCM_RIGHTS, epoll) on a model of the BSD descriptor layer and prints \
-                  what happened, strace style, with the resulting topology.\n\n\
-                  Start with `fdlab check` (the built-in corpus) or \
-                  `fdlab run scenarios/fork-shares-offset.fds --trace`."
+                  SCM_RIGHTS, epoll) on a model of the BSD descriptor layer and on real \
+                  Linux processes, prints what happened, strace style, with the resulting \
+                  topology, and compares the two.\n\n\
+                  Start with `fdlab check` (the built-in corpus on every backend) or \
+                  `fdlab run scenarios/fork-shares-offset.fds --backend both`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,24 +35,31 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run one scenario and print each call, failed expectations and the
-    /// final topology. Exit 0 when every expectation holds, 1 when one
-    /// fails, 2 when the scenario is invalid.
+    /// final topology. Exit 0 when every expectation holds (and, with
+    /// `--backend both`, the backends agree), 1 otherwise, 2 when the
+    /// scenario is invalid or a backend cannot run it.
     Run {
         /// The .fds file.
         file: PathBuf,
-        /// Where to run it.
+        /// Where to run it: the model, real Linux processes, or both in
+        /// lockstep, compared step by step.
         #[arg(long, value_enum, default_value_t = BackendName::Model)]
         backend: BackendName,
         /// Print one JSON document instead of text.
         #[arg(long)]
         json: bool,
         /// Under each call, print the file(9) calls the model made, with
-        /// each file's count before and after.
+        /// each file's count before and after (model only).
         #[arg(long)]
         trace: bool,
+        /// With `--backend both`: compare the topologies after every step,
+        /// not only at the end.
+        #[arg(long)]
+        every_step: bool,
     },
-    /// Run the scenario corpus on every backend and print a table. Exit 0
-    /// when all pass, 1 otherwise.
+    /// Run the scenario corpus on every backend and print a table: one column
+    /// per backend and whether model and Linux agree. Exit 0 when all pass
+    /// and agree, 1 otherwise.
     Check {
         /// Scenario files or folders (default: the project's scenarios/).
         paths: Vec<PathBuf>,
@@ -54,23 +69,43 @@ enum Cmd {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BackendName {
     /// The model of the BSD descriptor layer (fdlab-model).
     Model,
+    /// Real processes on this Linux kernel, observed with /proc and kcmp.
+    Linux,
+    /// Both, in lockstep: every step's result and the topologies compared.
+    Both,
 }
 
-impl BackendName {
-    fn make(self) -> Box<dyn Backend> {
-        let name = match self {
-            BackendName::Model => "model",
-        };
-        // Every BackendName has an entry in backend::ALL.
-        backend::by_name(name).expect("a known backend")
+/// The C entry point: `fdlab __helper ...` goes to the helper before any
+/// runtime setup; everything else is the command line.
+#[no_mangle]
+pub extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("__helper") {
+        fdlab::linux::helper::main(&args[2..]);
+    }
+    // SIGPIPE as Rust programs have it: a closed stdout is an error, not a
+    // silent death.
+    // SAFETY: installs SIG_IGN, which runs no code in this process.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let code = cli_main();
+    // ExitCode has no public numeric value; report() prints nothing.
+    if code == ExitCode::SUCCESS {
+        0
+    } else if code == ExitCode::from(1) {
+        1
+    } else {
+        2
     }
 }
 
-fn main() -> ExitCode {
+fn cli_main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run {
@@ -78,7 +113,8 @@ fn main() -> ExitCode {
             backend,
             json,
             trace,
-        } => run_one(&file, backend, json, trace),
+            every_step,
+        } => run_one(&file, backend, json, trace, every_step),
         Cmd::Check { paths, json } => check_all(paths, json),
     }
 }
@@ -88,7 +124,13 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn run_one(file: &PathBuf, backend: BackendName, json: bool, trace: bool) -> ExitCode {
+fn run_one(
+    file: &PathBuf,
+    backend: BackendName,
+    json: bool,
+    trace: bool,
+    every_step: bool,
+) -> ExitCode {
     let src = match std::fs::read_to_string(file) {
         Ok(s) => s,
         Err(e) => {
@@ -102,7 +144,42 @@ fn run_one(file: &PathBuf, backend: BackendName, json: bool, trace: bool) -> Exi
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let report = match run::run(&scenario, backend.make().as_mut(), trace) {
+    if backend == BackendName::Both {
+        let c = (|| -> Result<compare::Comparison, BackendError> {
+            let (mut m, mut l) = (backend::by_name("model")?, backend::by_name("linux")?);
+            compare::run_both(&scenario, m.as_mut(), l.as_mut(), every_step)
+        })();
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => return fail(Error::from(e)),
+        };
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&c).expect("a comparison serializes")
+            );
+        } else {
+            print!("{}", run::render_text(&c.linux));
+            if c.divergences.is_empty() {
+                println!("\nmodel and linux agree on every step and on the topology");
+            } else {
+                println!("\n{} divergences (model vs linux):", c.divergences.len());
+                print!("{}", compare::render(&c.divergences));
+            }
+        }
+        return if c.passed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
+    let name = if backend == BackendName::Linux {
+        "linux"
+    } else {
+        "model"
+    };
+    let report = backend::by_name(name).and_then(|mut b| run::run(&scenario, b.as_mut(), trace));
+    let report = match report {
         Ok(r) => r,
         Err(e) => return fail(Error::from(e)),
     };
@@ -158,7 +235,7 @@ fn check_all(paths: Vec<PathBuf>, json: bool) -> ExitCode {
     } else {
         print!("{}", check::render(&rows));
     }
-    if rows.iter().all(|r| r.passed) {
+    if rows.iter().all(check::Row::passed) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

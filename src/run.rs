@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 use crate::backend::{Backend, BackendError, FileRelation, WatchRelation};
 use crate::lang::print::{call_args, call_strace, expectation_text, expected_text, outcome_text};
 use crate::lang::text::json_text;
-use crate::lang::{Expectation, Expected, Scenario, StmtKind};
+use crate::lang::{Expectation, Expected, Scenario, Stmt, StmtKind};
 
 /// One call that ran.
 #[derive(Debug, Clone, Serialize)]
@@ -92,30 +92,51 @@ fn ser_expected<S: Serializer>(e: &Option<Expected>, s: S) -> Result<S::Ok, S::E
     m.end()
 }
 
-/// Runs `scenario` on `backend`. With `trace`, each step records what the
-/// backend did underneath.
-///
-/// Errors: only what the backend itself could not do; failed expectations
-/// are in the report.
-pub fn run(
-    scenario: &Scenario,
-    backend: &mut dyn Backend,
-    trace: bool,
-) -> Result<Report, BackendError> {
-    backend.set_tracing(trace);
-    let mut r = Report {
-        backend: backend.name().to_string(),
-        steps: Vec::new(),
-        expectations: Vec::new(),
-        topology: Topology {
-            processes: vec![],
-            tables: vec![],
-            files: vec![],
-        },
-        failures: Vec::new(),
-        spawns: Vec::new(),
-    };
-    for stmt in &scenario.stmts {
+/// Runs a scenario one statement at a time on one backend, recording the
+/// report as it goes (so that two backends can run in lockstep).
+pub struct Runner<'b> {
+    backend: &'b mut dyn Backend,
+    report: Report,
+}
+
+impl<'b> Runner<'b> {
+    /// With `trace`, each step records what the backend did underneath.
+    pub fn new(backend: &'b mut dyn Backend, trace: bool) -> Runner<'b> {
+        backend.set_tracing(trace);
+        let name = backend.name().to_string();
+        Runner {
+            backend,
+            report: Report {
+                backend: name,
+                steps: Vec::new(),
+                expectations: Vec::new(),
+                topology: Topology {
+                    processes: vec![],
+                    tables: vec![],
+                    files: vec![],
+                },
+                failures: Vec::new(),
+                spawns: Vec::new(),
+            },
+        }
+    }
+
+    /// The backend, for queries between statements.
+    pub fn backend(&mut self) -> &mut dyn Backend {
+        self.backend
+    }
+
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// Runs one statement.
+    ///
+    /// Errors: only what the backend itself could not do; failed
+    /// expectations go in the report.
+    pub fn exec(&mut self, stmt: &Stmt) -> Result<(), BackendError> {
+        let r = &mut self.report;
+        let backend = &mut *self.backend;
         match &stmt.kind {
             StmtKind::Spawn { name, stdio } => {
                 backend.spawn(name, *stdio)?;
@@ -172,9 +193,31 @@ pub fn run(
                 });
             }
         }
+        Ok(())
     }
-    r.topology = backend.topology()?;
-    Ok(r)
+
+    /// Takes the final topology and returns the report.
+    pub fn finish(mut self) -> Result<Report, BackendError> {
+        self.report.topology = self.backend.topology()?;
+        Ok(self.report)
+    }
+}
+
+/// Runs `scenario` on `backend`. With `trace`, each step records what the
+/// backend did underneath.
+///
+/// Errors: only what the backend itself could not do; failed expectations
+/// are in the report.
+pub fn run(
+    scenario: &Scenario,
+    backend: &mut dyn Backend,
+    trace: bool,
+) -> Result<Report, BackendError> {
+    let mut r = Runner::new(backend, trace);
+    for stmt in &scenario.stmts {
+        r.exec(stmt)?;
+    }
+    r.finish()
 }
 
 /// Evaluates an expectation: whether it holds and what was seen.

@@ -30,7 +30,8 @@ fn corpus_is_large_and_passes_on_every_backend() {
         let src = std::fs::read_to_string(path).unwrap();
         let s = parse(&path.display().to_string(), &src).unwrap_or_else(|e| panic!("{e}"));
         for &(name, make) in ALL {
-            let r = run(&s, make().as_mut(), false).unwrap();
+            let mut b = make().unwrap_or_else(|e| panic!("{name} cannot start: {e}"));
+            let r = run(&s, b.as_mut(), false).unwrap();
             for f in &r.failures {
                 failures.push(format!(
                     "{} on {name}: line {}: {}",

@@ -5,6 +5,8 @@
 //! the real system call. Descriptor arguments stay raw (`i32`) here, because a
 //! scenario may pass a negative number and expect `EBADF`.
 
+use serde::{Deserialize, Serialize};
+
 use crate::errno::Errno;
 use crate::flags::{Events, OFlags};
 use crate::proc::Pid;
@@ -12,21 +14,21 @@ use crate::socket::SockType;
 use crate::world::World;
 
 /// `lseek` whence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Whence {
     Set,
     Cur,
     End,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EpollOp {
     Add,
     Del,
 }
 
 /// A `fcntl` command and its argument.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FcntlCmd {
     DupFd { min: i32, cloexec: bool },
     GetFd,
@@ -37,7 +39,7 @@ pub enum FcntlCmd {
 
 /// One call of the language (everything but `spawn`, which makes a process
 /// rather than being made by one).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Call {
     Fork {
         child: String,
@@ -164,7 +166,7 @@ impl Call {
 }
 
 /// What a successful call returned.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Ret {
     /// Descriptors, a count, an offset or 0: `= 3`, `= 5 6`; an empty list
     /// for `recvfds` that received no files.

@@ -468,11 +468,18 @@ mod tests {
         let l = w.falloc(p).unwrap();
         let (fd, id) = (l.fd(), l.id());
         assert_eq!(w.file(id).count, 2, "one for the table, one for the caller");
-        assert_eq!(w.fd_getfile(p, fd).err(), Some(Errno::EBADF), "larval is invisible");
+        assert_eq!(
+            w.fd_getfile(p, fd).err(),
+            Some(Errno::EBADF),
+            "larval is invisible"
+        );
         assert_eq!(w.sys_dup2(p, 0, 0), Err(Errno::EBADF));
         // dup2 onto a larval slot is EBUSY (Linux do_dup2, OpenBSD dodup3).
         let other = w.sys_open(p, "/dev/null", OFlags::RDONLY, 0).unwrap();
-        assert_eq!(w.sys_dup2(p, other.get() as i32, fd.get() as i32), Err(Errno::EBUSY));
+        assert_eq!(
+            w.sys_dup2(p, other.get() as i32, fd.get() as i32),
+            Err(Errno::EBUSY)
+        );
         let h = w.fdinsert(l, false);
         w.frele(h);
         assert_eq!(w.file(id).count, 1);
@@ -513,12 +520,20 @@ mod tests {
         let held = w.fd_getfile(p, r).unwrap().detach();
         let id = held.id();
         w.fdrelease(p, r).unwrap();
-        assert_eq!(w.file(id).count, 1, "the descriptor is gone, the file lives");
+        assert_eq!(
+            w.file(id).count,
+            1,
+            "the descriptor is gone, the file lives"
+        );
         assert_eq!(w.fd_getfile(p, r).err(), Some(Errno::EBADF));
         w.set_tracing(true);
         w.frele(held);
         let trace = w.take_trace();
-        assert_eq!(trace.iter().filter(|l| l.starts_with("fdrop(")).count(), 1, "{trace:?}");
+        assert_eq!(
+            trace.iter().filter(|l| l.starts_with("fdrop(")).count(),
+            1,
+            "{trace:?}"
+        );
         assert!(w.files.get(id.0).is_none());
     }
 
@@ -529,8 +544,26 @@ mod tests {
         let (mut w, p) = world();
         let (a, b) = w.sys_socketpair(p, SockType::Dgram, false).unwrap();
         let (a, b) = (a.get() as i32, b.get() as i32);
-        assert_eq!(w.call(p, &Call::Sendfds { sock: a, fds: vec![b] }), Ok(Ret::int(0)));
-        assert_eq!(w.call(p, &Call::Sendfds { sock: b, fds: vec![a] }), Ok(Ret::int(0)));
+        assert_eq!(
+            w.call(
+                p,
+                &Call::Sendfds {
+                    sock: a,
+                    fds: vec![b]
+                }
+            ),
+            Ok(Ret::int(0))
+        );
+        assert_eq!(
+            w.call(
+                p,
+                &Call::Sendfds {
+                    sock: b,
+                    fds: vec![a]
+                }
+            ),
+            Ok(Ret::int(0))
+        );
         w.call(p, &Call::Close { fd: a }).unwrap();
         w.call(p, &Call::Close { fd: b }).unwrap();
         assert_eq!(w.files().count(), 2, "alive in flight, unreachable");
@@ -543,7 +576,9 @@ mod tests {
     #[test]
     fn fork_share_unshare_exec_exit() {
         let (mut w, p) = world();
-        let fd = w.sys_open(p, "/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, 0).unwrap();
+        let fd = w
+            .sys_open(p, "/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, 0)
+            .unwrap();
         let id = w.fd_getfile(p, fd).unwrap().id();
         let c = w.fork(p, "c").unwrap();
         assert_eq!(w.file(id).count, 2);
@@ -552,8 +587,14 @@ mod tests {
         assert_eq!(w.file(id).count, 2, "sharing a table adds no reference");
         w.sys_exec(s);
         assert_eq!(w.table_of(p).refcnt(), 1);
-        assert!(w.table_of(s).installed(fd).is_none(), "exec closed the cloexec slot");
-        assert!(w.table_of(p).installed(fd).is_some(), "in s's private copy only");
+        assert!(
+            w.table_of(s).installed(fd).is_none(),
+            "exec closed the cloexec slot"
+        );
+        assert!(
+            w.table_of(p).installed(fd).is_some(),
+            "in s's private copy only"
+        );
         w.fdfree(c);
         w.fdfree(s);
         assert_eq!(w.file(id).count, 1);

@@ -9,7 +9,7 @@ use std::fmt;
 macro_rules! errnos {
     ($($name:ident = $val:expr, $text:expr;)*) => {
         /// A system-call failure, named as in `<errno.h>`.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
         #[allow(clippy::upper_case_acronyms)]
         pub enum Errno {
             $(#[doc = $text] $name,)*

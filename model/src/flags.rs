@@ -4,10 +4,12 @@
 //! unchanged. Names are kept here, once, for the parser and the printers.
 
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
 use std::ops::{BitOr, BitOrAssign};
 
 /// `open(2)` flags and the status flags of an open file (`F_GETFL`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct OFlags(u32);
 
 impl OFlags {
@@ -147,7 +149,9 @@ impl fmt::Display for OFlags {
 }
 
 /// The events of an epoll registration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 pub struct Events(u32);
 
 impl Events {

@@ -1,25 +1,36 @@
 //! Backends run scenarios: the model (here) and, later, real Linux processes.
 //! The interpreter in [`crate::run`] drives any of them through [`Backend`].
 
+mod linux;
 mod model;
 
 use fdlab_model::{Call, Outcome, Topology};
 
+pub use linux::{helper_path, LinuxBackend};
 pub use model::ModelBackend;
 
-/// Makes a fresh backend.
-pub type MakeBackend = fn() -> Box<dyn Backend>;
+/// Makes a fresh backend, or says why it cannot.
+pub type MakeBackend = fn() -> Result<Box<dyn Backend>, BackendError>;
 
-fn model() -> Box<dyn Backend> {
-    Box::new(ModelBackend::new())
+fn model() -> Result<Box<dyn Backend>, BackendError> {
+    Ok(Box::new(ModelBackend::new()))
+}
+
+fn linux() -> Result<Box<dyn Backend>, BackendError> {
+    Ok(Box::new(LinuxBackend::new(&helper_path())?))
 }
 
 /// Every backend there is, by name, in the order `fdlab check` shows them.
-pub const ALL: &[(&str, MakeBackend)] = &[("model", model)];
+pub const ALL: &[(&str, MakeBackend)] = &[("model", model), ("linux", linux)];
 
-/// A fresh backend called `name`, if there is one.
-pub fn by_name(name: &str) -> Option<Box<dyn Backend>> {
-    ALL.iter().find(|(n, _)| *n == name).map(|(_, make)| make())
+/// A fresh backend called `name`.
+///
+/// Errors: no backend has that name, or it cannot start.
+pub fn by_name(name: &str) -> Result<Box<dyn Backend>, BackendError> {
+    match ALL.iter().find(|(n, _)| *n == name) {
+        Some((_, make)) => make(),
+        None => Err(BackendError::UnknownBackend(name.to_string())),
+    }
 }
 
 /// Why a backend could not do what it was asked (as opposed to a call that
@@ -28,8 +39,18 @@ pub fn by_name(name: &str) -> Option<Box<dyn Backend>> {
 pub enum BackendError {
     #[error("unknown process `{0}`")]
     UnknownProcess(String),
+    #[error("unknown backend `{0}`")]
+    UnknownBackend(String),
     #[error("process name `{0}` is already used")]
     NameInUse(String),
+    /// The real backend could not do something: names the process and what
+    /// it was doing.
+    #[error("{proc}: {what}: {detail}")]
+    Linux {
+        proc: String,
+        what: String,
+        detail: String,
+    },
 }
 
 /// How two descriptors relate.

@@ -1,0 +1,376 @@
+//! Scenarios on real Linux processes.
+//!
+//! A run owns a sandbox directory and a *nursery* helper in its own session.
+//! Scenario processes are started by the nursery, so every one of them, and
+//! every orphan, ends up its descendant: when the runner is done (or gone,
+//! after a panic or Ctrl-C closes its channel) the nursery ends them all and
+//! removes the sandbox. Dropping the backend waits for that and checks it.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fdlab_model::{Call, Outcome, Topology};
+
+use super::{Backend, BackendError, FileRelation, WatchRelation};
+use crate::lang::print::call_text;
+use crate::linux::ctl::{self, Channel, Reply, Request};
+use crate::linux::observe::{self, Cost};
+use crate::linux::sys;
+
+/// How long any wait on a helper may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The helper binary: `$FDLAB_HELPER`, this program if it is `fdlab`, or
+/// `fdlab` beside it (tests run from `target/*/deps/`).
+pub fn helper_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("FDLAB_HELPER") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("fdlab"));
+    if exe.file_name().is_some_and(|n| n == "fdlab") {
+        return exe;
+    }
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    for cand in [dir.join("fdlab"), dir.join("../fdlab")] {
+        if cand.is_file() {
+            return cand;
+        }
+    }
+    exe
+}
+
+struct Proc {
+    pid: i32,
+    ctl: Channel<OwnedFd>,
+    pidfd: OwnedFd,
+}
+
+/// Runs scenarios on real processes.
+pub struct LinuxBackend {
+    sandbox: PathBuf,
+    nursery: Option<(Child, Channel<OwnedFd>)>,
+    procs: BTreeMap<String, Proc>,
+    cost: Cell<Cost>,
+}
+
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+fn linux_err(proc: &str, what: impl Into<String>, e: impl std::fmt::Display) -> BackendError {
+    BackendError::Linux {
+        proc: proc.to_string(),
+        what: what.into(),
+        detail: e.to_string(),
+    }
+}
+
+impl LinuxBackend {
+    /// Creates the sandbox and starts the nursery from `helper` (see
+    /// [`helper_path`]).
+    ///
+    /// Errors: the sandbox or the nursery cannot be made.
+    pub fn new(helper: &Path) -> Result<LinuxBackend, BackendError> {
+        let n = RUNS.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let sandbox =
+            std::env::temp_dir().join(format!("fdlab-run-{}-{n}-{nanos:x}", std::process::id()));
+        std::fs::create_dir(&sandbox)
+            .map_err(|e| linux_err("-", format!("creating sandbox {}", sandbox.display()), e))?;
+        // Canonical, so that /proc links compare with it.
+        let sandbox = sandbox.canonicalize().unwrap_or(sandbox);
+        let mut b = LinuxBackend {
+            sandbox,
+            nursery: None,
+            procs: BTreeMap::new(),
+            cost: Cell::new(Cost::default()),
+        };
+        let (mine, theirs) =
+            ctl::pair().map_err(|e| linux_err("-", "creating the nursery's channel", e))?;
+        let theirs_raw = theirs.fd().as_raw_fd();
+        let mut cmd = Command::new(helper);
+        cmd.args(["__helper", "nursery", "--ctl", "1000", "--sandbox"])
+            .arg(&b.sandbox)
+            .current_dir(&b.sandbox)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        // SAFETY: runs in the forked child before exec, and only makes
+        // async-signal-safe calls: dup2 (which clears close-on-exec on 1000)
+        // and setsid (its own session and process group).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(theirs_raw, 1000) < 0 || libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| linux_err("-", format!("starting the helper {}", helper.display()), e))?;
+        drop(theirs);
+        b.nursery = Some((child, mine));
+        Ok(b)
+    }
+
+    /// The sandbox directory of this run.
+    pub fn sandbox(&self) -> &Path {
+        &self.sandbox
+    }
+
+    /// What observation has cost so far.
+    pub fn cost(&self) -> Cost {
+        self.cost.get()
+    }
+
+    fn proc(&self, name: &str) -> Result<&Proc, BackendError> {
+        self.procs
+            .get(name)
+            .ok_or_else(|| BackendError::UnknownProcess(name.to_string()))
+    }
+
+    fn pid(&self, name: &str) -> Result<i32, BackendError> {
+        self.proc(name).map(|p| p.pid)
+    }
+
+    /// Waits for the next reply of `p` (named `name`, doing `what`).
+    fn reply(name: &str, p: &Proc, what: &str) -> Result<(Reply, Vec<OwnedFd>), BackendError> {
+        match p.ctl.wait(Some(p.pidfd.as_fd()), TIMEOUT) {
+            Ok(true) => {}
+            Ok(false) => return Err(linux_err(name, what, "the helper process died")),
+            Err(e) => return Err(linux_err(name, what, format!("{e} after {TIMEOUT:?}"))),
+        }
+        match p.ctl.recv::<Reply>() {
+            Ok(Some((Reply::Fatal(m), _))) => Err(linux_err(name, what, m)),
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(linux_err(name, what, "the helper closed its channel")),
+            Err(e) => Err(linux_err(name, what, e)),
+        }
+    }
+
+    fn done(name: &str, p: &Proc, what: &str) -> Result<Outcome, BackendError> {
+        match Self::reply(name, p, what)? {
+            (Reply::Done(o), _) => Ok(o),
+            (other, _) => Err(linux_err(
+                name,
+                what,
+                format!("unexpected answer {other:?}"),
+            )),
+        }
+    }
+
+    /// Takes in a new process whose channel came with `reply`, and waits
+    /// until it is ready.
+    fn adopt(
+        &mut self,
+        name: &str,
+        reply: (Reply, Vec<OwnedFd>),
+        what: &str,
+    ) -> Result<(), BackendError> {
+        let (Reply::Child { pid }, mut fds) = reply else {
+            return Err(linux_err(
+                name,
+                what,
+                format!("unexpected answer {:?}", reply.0),
+            ));
+        };
+        let Some(fd) = fds.pop() else {
+            return Err(linux_err(
+                name,
+                what,
+                "no channel came with the new process",
+            ));
+        };
+        let pidfd = sys::pidfd_open(pid).map_err(|e| linux_err(name, "pidfd_open", e))?;
+        let p = Proc {
+            pid,
+            ctl: Channel::new(fd),
+            pidfd,
+        };
+        match Self::done(name, &p, what)? {
+            Ok(_) => {}
+            Err(e) => {
+                return Err(linux_err(
+                    name,
+                    what,
+                    format!("the new process failed to start: {e}"),
+                ))
+            }
+        }
+        self.procs.insert(name.to_string(), p);
+        Ok(())
+    }
+
+    fn wait_gone(name: &str, p: &Proc) -> Result<(), BackendError> {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut fds = [rustix::event::PollFd::new(
+            &p.pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(linux_err(name, "exit", "the process did not end in time"));
+            }
+            let ts = rustix::event::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: left.subsec_nanos() as i64,
+            };
+            match rustix::event::poll(&mut fds, Some(&ts)) {
+                Ok(n) if n > 0 => return Ok(()),
+                Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(linux_err(name, "exit", e)),
+            }
+        }
+    }
+
+    fn observe_err(&self, e: observe::ObserveError) -> BackendError {
+        let name = self
+            .procs
+            .iter()
+            .find(|(_, p)| p.pid == e.pid)
+            .map_or_else(|| format!("pid {}", e.pid), |(n, _)| n.clone());
+        linux_err(&name, "observing", e)
+    }
+
+    /// Ends the run: the nursery ends every process and removes the sandbox;
+    /// this waits for it, and does both itself if the nursery does not.
+    fn finish(&mut self) {
+        self.procs.clear();
+        if let Some((mut child, chan)) = self.nursery.take() {
+            drop(chan);
+            let deadline = Instant::now() + TIMEOUT;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if let Ok(None) = child.try_wait() {
+                // SAFETY: signals the nursery's process group (its pid, as
+                // it called setsid); integer arguments.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.sandbox);
+    }
+}
+
+impl Drop for LinuxBackend {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl Backend for LinuxBackend {
+    fn name(&self) -> &'static str {
+        "linux"
+    }
+
+    fn spawn(&mut self, name: &str, stdio: bool) -> Result<(), BackendError> {
+        if self.procs.contains_key(name) {
+            return Err(BackendError::NameInUse(name.to_string()));
+        }
+        let Some((_, chan)) = &self.nursery else {
+            return Err(linux_err(name, "spawn", "the run has ended"));
+        };
+        chan.send(&Request::Spawn { stdio }, &[])
+            .map_err(|e| linux_err(name, "spawn", e))?;
+        let reply = match chan.wait(None, TIMEOUT) {
+            Ok(_) => chan.recv::<Reply>(),
+            Err(e) => Err(e),
+        };
+        let reply = match reply {
+            Ok(Some((Reply::Fatal(m), _))) => return Err(linux_err(name, "spawn", m)),
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(linux_err(name, "spawn", "the nursery is gone")),
+            Err(e) => return Err(linux_err(name, "spawn", e)),
+        };
+        self.adopt(name, reply, "spawn")
+    }
+
+    fn call(&mut self, proc: &str, call: &Call) -> Result<Outcome, BackendError> {
+        let what = call_text(call);
+        let p = self.proc(proc)?;
+        p.ctl
+            .send(&Request::Call(call.clone()), &[])
+            .map_err(|e| linux_err(proc, &what, e))?;
+        match call {
+            Call::Exit => {
+                let p = self.procs.remove(proc).expect("looked up above");
+                Self::wait_gone(proc, &p)?;
+                Ok(Ok(fdlab_model::Ret::int(0)))
+            }
+            Call::Fork { child } | Call::CloneFiles { child } => {
+                if self.procs.contains_key(child.as_str()) {
+                    return Err(BackendError::NameInUse(child.clone()));
+                }
+                let first = Self::reply(proc, p, &what)?;
+                if let (Reply::Done(o), _) = first {
+                    return Ok(o);
+                }
+                self.adopt(child, first, &what)?;
+                let p = self.proc(proc)?;
+                Self::done(proc, p, &what)
+            }
+            _ => Self::done(proc, p, &what),
+        }
+    }
+
+    fn file_relation(
+        &mut self,
+        a: (&str, i32),
+        b: (&str, i32),
+    ) -> Result<FileRelation, BackendError> {
+        let (pa, pb) = (self.pid(a.0)?, self.pid(b.0)?);
+        Ok(
+            match observe::same_file((pa, a.1), (pb, b.1)).map_err(|e| self.observe_err(e))? {
+                Ok(true) => FileRelation::Same,
+                Ok(false) => FileRelation::Differs,
+                Err(i) => FileRelation::NotOpen(i),
+            },
+        )
+    }
+
+    fn same_table(&mut self, a: &str, b: &str) -> Result<bool, BackendError> {
+        let (pa, pb) = (self.pid(a)?, self.pid(b)?);
+        observe::same_table(pa, pb).map_err(|e| self.observe_err(e))
+    }
+
+    fn open_fds(&mut self, proc: &str) -> Result<Vec<i32>, BackendError> {
+        let pid = self.pid(proc)?;
+        observe::list_fds(pid).map_err(|e| self.observe_err(e))
+    }
+
+    fn watches(
+        &mut self,
+        ep: (&str, i32),
+        target: (&str, i32),
+        as_fd: i32,
+    ) -> Result<WatchRelation, BackendError> {
+        let (pe, pt) = (self.pid(ep.0)?, self.pid(target.0)?);
+        Ok(
+            match observe::watches((pe, ep.1), (pt, target.1), as_fd)
+                .map_err(|e| self.observe_err(e))?
+            {
+                Ok(true) => WatchRelation::Watches,
+                Ok(false) => WatchRelation::DoesNot,
+                Err(2) => WatchRelation::NotEpoll,
+                Err(i) => WatchRelation::NotOpen(i),
+            },
+        )
+    }
+
+    fn topology(&mut self) -> Result<Topology, BackendError> {
+        let procs: Vec<(String, i32)> =
+            self.procs.iter().map(|(n, p)| (n.clone(), p.pid)).collect();
+        observe::topology(&procs, &self.sandbox, &self.cost).map_err(|e| self.observe_err(e))
+    }
+}

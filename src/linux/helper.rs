@@ -1,0 +1,390 @@
+//! The helper processes: the hidden `fdlab __helper` mode.
+//!
+//! The binary runs this before Rust's runtime setup (it is `#![no_main]`),
+//! because that setup reopens descriptors 0, 1 and 2 on `/dev/null` when they
+//! are closed: after a scenario's `exec` it would change the very table under
+//! study.
+//!
+//! - The **nursery** (one per run) starts scenario processes, reaps every
+//!   orphan (it is a child subreaper with SIGCHLD ignored), and when the
+//!   runner's end of its channel closes (the run ended, panicked or was
+//!   interrupted) it ends every process of the run and removes the sandbox.
+//! - A **scenario process** runs one call at a time, for real, and answers on
+//!   its channel. Its channel sits at 1000 or above (the language keeps
+//!   scenarios below 1000) and is the only descriptor it has of its own.
+
+use std::os::fd::BorrowedFd;
+
+use fdlab_model::{Call, EpollOp, Errno, FcntlCmd, OFlags, Outcome, Ret, SockType, Whence};
+
+use super::ctl::{Channel, Reply, Request};
+use super::kernel::{self, Sys};
+
+/// The lowest number a helper's own descriptors use.
+pub const CTL_MIN: i64 = 1000;
+
+/// Entry point of `fdlab __helper ARGS...`; never returns.
+pub fn main(args: &[String]) -> ! {
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    let ctl: Option<i32> = opt("--ctl").and_then(|s| s.parse().ok());
+    let Some(ctl) = ctl.filter(|&c| i64::from(c) >= CTL_MIN) else {
+        eprintln!("fdlab __helper: internal mode of fdlab, not for direct use");
+        kernel::exit_now(2)
+    };
+    kernel::ignore(libc::SIGPIPE);
+    kernel::ignore(libc::SIGCHLD);
+    match args.first().map(String::as_str) {
+        Some("nursery") => nursery(ctl, opt("--sandbox").cloned()),
+        _ => {
+            let soft = opt("--rlimit").and_then(|s| s.parse().ok()).unwrap_or(1000);
+            let stdio = args.iter().any(|a| a == "--stdio");
+            let after_exec = args.iter().any(|a| a == "--after-exec");
+            process(ctl, soft, stdio, after_exec)
+        }
+    }
+}
+
+/// A channel on the helper's own control descriptor.
+fn channel(ctl: i32) -> Channel<BorrowedFd<'static>> {
+    // SAFETY: `ctl` is this helper's control descriptor, open from start to
+    // exit; the helper closes it only by exiting or exec'ing.
+    Channel::new(unsafe { BorrowedFd::borrow_raw(ctl) })
+}
+
+/// Closes every descriptor from 1000 up except `keep` (copies of other
+/// processes' channels after a fork or unshare: the table is private now).
+fn close_other_channels(keep: i32) {
+    let keep = keep as u32;
+    let _ = super::sys::close_range(CTL_MIN as u32, keep - 1, 0);
+    let _ = super::sys::close_range(keep + 1, u32::MAX, 0);
+}
+
+/// A new channel for a child-to-be: the runner's end stays low (it is sent
+/// away and closed before the call returns), the child's end moves to 1000 or
+/// above, inheritable. The caller has raised the soft limit.
+fn new_channel() -> Sys<(i32, i32)> {
+    let (a, b) = kernel::socketpair(libc::SOCK_STREAM | libc::SOCK_CLOEXEC)?;
+    let b2 = kernel::fcntl(b, libc::F_DUPFD, CTL_MIN as libc::c_long);
+    let _ = kernel::close(b);
+    match b2 {
+        Ok(b2) => Ok((a, b2)),
+        Err(e) => {
+            let _ = kernel::close(a);
+            Err(e)
+        }
+    }
+}
+
+fn nursery(ctl: i32, sandbox: Option<String>) -> ! {
+    kernel::become_subreaper();
+    let chan = channel(ctl);
+    let exe = "/proc/self/exe";
+    loop {
+        match chan.recv::<Request>() {
+            Ok(Some((Request::Spawn { stdio }, _))) => {
+                let reply = match new_channel() {
+                    Err(e) => Reply::Fatal(format!("nursery: no descriptor for a channel: {e}")),
+                    Ok((a, b2)) => match kernel::fork(false) {
+                        Ok(0) => {
+                            // The child: nothing but its channel, then the helper.
+                            let _ = super::sys::close_range(0, b2 as u32 - 1, 0);
+                            let _ = super::sys::close_range(b2 as u32 + 1, u32::MAX, 0);
+                            let mut argv =
+                                vec!["fdlab".to_string(), "__helper".into(), "process".into()];
+                            argv.extend([
+                                "--ctl".into(),
+                                b2.to_string(),
+                                "--rlimit".into(),
+                                "1000".into(),
+                            ]);
+                            if stdio {
+                                argv.push("--stdio".into());
+                            }
+                            kernel::execve(exe, &argv);
+                            kernel::exit_now(127)
+                        }
+                        Ok(pid) => {
+                            // SAFETY: `a` was just created and is open.
+                            let fd = unsafe { BorrowedFd::borrow_raw(a) };
+                            let sent = chan.send(&Reply::Child { pid }, &[fd]);
+                            let _ = kernel::close(a);
+                            let _ = kernel::close(b2);
+                            if sent.is_err() {
+                                shutdown(sandbox.as_deref());
+                            }
+                            continue;
+                        }
+                        Err(e) => {
+                            let _ = kernel::close(a);
+                            let _ = kernel::close(b2);
+                            Reply::Fatal(format!("nursery: fork failed: {e}"))
+                        }
+                    },
+                };
+                if chan.send(&reply, &[]).is_err() {
+                    shutdown(sandbox.as_deref());
+                }
+            }
+            Ok(Some((Request::Call(_), _))) => {
+                let _ = chan.send(&Reply::Fatal("the nursery runs no calls".into()), &[]);
+            }
+            // The runner is gone or done: end the run.
+            Ok(None) | Err(_) => shutdown(sandbox.as_deref()),
+        }
+    }
+}
+
+/// Ends every process of the run, removes the sandbox, exits.
+fn shutdown(sandbox: Option<&str>) -> ! {
+    // SIGTERM, which the nursery ignores itself: scenario processes keep
+    // its default action, so they end; the nursery lives on to reap them.
+    kernel::signal_group(libc::SIGTERM);
+    kernel::wait_children();
+    if let Some(dir) = sandbox {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    kernel::exit_now(0)
+}
+
+struct Helper {
+    ctl: i32,
+    /// The scenario's soft RLIMIT_NOFILE (the helper raises it briefly for
+    /// its own descriptors and for the dynamic loader at exec).
+    soft: u64,
+}
+
+fn process(ctl: i32, soft: u64, stdio: bool, after_exec: bool) -> ! {
+    if stdio {
+        for flags in [libc::O_RDONLY, libc::O_WRONLY, libc::O_WRONLY] {
+            let _ = kernel::open("/dev/null", flags, 0);
+        }
+    }
+    let mut h = Helper { ctl, soft };
+    let _ = kernel::set_nofile(soft);
+    if after_exec {
+        close_other_channels(ctl);
+    }
+    // Ready: the spawn (or exec) is complete.
+    if channel(ctl)
+        .send(&Reply::Done(Ok(Ret::int(0))), &[])
+        .is_err()
+    {
+        kernel::exit_now(0);
+    }
+    loop {
+        let req = match channel(h.ctl).recv::<Request>() {
+            Ok(Some((r, _))) => r,
+            // The runner is gone: nothing more to do.
+            _ => kernel::exit_now(0),
+        };
+        let reply = match req {
+            Request::Call(call) => h.call(&call),
+            Request::Spawn { .. } => Reply::Fatal("a scenario process does not spawn".into()),
+        };
+        if channel(h.ctl).send(&reply, &[]).is_err() {
+            kernel::exit_now(0);
+        }
+    }
+}
+
+fn ints(v: &[i32]) -> Ret {
+    Ret::Ints(v.iter().map(|&n| i64::from(n)).collect())
+}
+
+fn flag(on: bool, f: i32) -> i32 {
+    if on {
+        f
+    } else {
+        0
+    }
+}
+
+impl Helper {
+    fn call(&mut self, call: &Call) -> Reply {
+        let out: Outcome = match call {
+            Call::Fork { .. } => return self.fork(false),
+            Call::CloneFiles { .. } => return self.fork(true),
+            Call::Exec => return self.exec(),
+            Call::Exit => kernel::exit_now(0),
+            Call::UnshareFiles => kernel::unshare_files().map(|_| {
+                close_other_channels(self.ctl);
+                Ret::int(0)
+            }),
+            Call::Rlimit { limit } => kernel::set_nofile(*limit).map(|_| {
+                self.soft = *limit;
+                Ret::int(0)
+            }),
+            Call::Open { path, flags, mode } => {
+                kernel::open(path, flags.bits() as i32, *mode).map(|fd| ints(&[fd]))
+            }
+            Call::Close { fd } => kernel::close(*fd).map(|_| Ret::int(0)),
+            Call::Dup { fd } => kernel::dup(*fd).map(|n| ints(&[n])),
+            Call::Dup2 { old, new } => kernel::dup2(*old, *new).map(|n| ints(&[n])),
+            Call::Dup3 { old, new, cloexec } => {
+                kernel::dup3(*old, *new, flag(*cloexec, libc::O_CLOEXEC)).map(|n| ints(&[n]))
+            }
+            Call::Fcntl { fd, cmd } => fcntl(*fd, *cmd),
+            Call::CloseRange {
+                lo,
+                hi,
+                unshare,
+                cloexec,
+            } => {
+                // The helper's own descriptors sit at 1000 and up: `~0`
+                // means "every scenario descriptor".
+                let hi = if hi < lo {
+                    *hi
+                } else {
+                    (*hi).min(CTL_MIN as u32 - 1)
+                };
+                let flags = flag(*unshare, libc::CLOSE_RANGE_UNSHARE as i32)
+                    | flag(*cloexec, libc::CLOSE_RANGE_CLOEXEC as i32);
+                super::sys::close_range(*lo, hi, flags as u32)
+                    .map(|_| Ret::int(0))
+                    .map_err(|e| Errno::from_raw(e).unwrap_or(Errno::EIO))
+            }
+            Call::Write { fd, data } => kernel::write(*fd, data).map(|n| Ret::int(n as i64)),
+            Call::Read { fd, len } => kernel::read(*fd, *len).map(Ret::Bytes),
+            Call::Lseek { fd, offset, whence } => {
+                let w = match whence {
+                    Whence::Set => libc::SEEK_SET,
+                    Whence::Cur => libc::SEEK_CUR,
+                    Whence::End => libc::SEEK_END,
+                };
+                kernel::lseek(*fd, *offset, w).map(Ret::int)
+            }
+            Call::Pipe { cloexec } => {
+                kernel::pipe2(flag(*cloexec, libc::O_CLOEXEC)).map(|(r, w)| ints(&[r, w]))
+            }
+            Call::Socketpair { ty, cloexec } => {
+                let t = match ty {
+                    SockType::Stream => libc::SOCK_STREAM,
+                    SockType::Dgram => libc::SOCK_DGRAM,
+                };
+                kernel::socketpair(t | flag(*cloexec, libc::SOCK_CLOEXEC))
+                    .map(|(a, b)| ints(&[a, b]))
+            }
+            Call::Sendfds { sock, fds } => kernel::sendfds(*sock, b"\0", fds).map(|_| Ret::int(0)),
+            Call::Recvfds { sock, cloexec } => kernel::recvfds(
+                *sock,
+                fdlab_model::flags::SCM_MAX_FD,
+                flag(*cloexec, libc::MSG_CMSG_CLOEXEC),
+            )
+            .map(|v| ints(&v)),
+            Call::EpollCreate { cloexec } => {
+                kernel::epoll_create(flag(*cloexec, libc::EPOLL_CLOEXEC)).map(|n| ints(&[n]))
+            }
+            Call::EpollCtl {
+                epfd,
+                op,
+                fd,
+                events,
+            } => {
+                let op = match op {
+                    EpollOp::Add => libc::EPOLL_CTL_ADD,
+                    EpollOp::Del => libc::EPOLL_CTL_DEL,
+                };
+                kernel::epoll_ctl(*epfd, op, *fd, events.bits()).map(|_| Ret::int(0))
+            }
+            Call::Eventfd { cloexec } => {
+                kernel::eventfd(flag(*cloexec, libc::EFD_CLOEXEC)).map(|n| ints(&[n]))
+            }
+        };
+        Reply::Done(out)
+    }
+
+    /// `fork` or `clone(CLONE_FILES)`. The parent answers `Child` (with the
+    /// runner's end of the child's channel), then `Done`; the child answers
+    /// `Done` on its own channel once its table holds nothing of the
+    /// helper's but that channel.
+    fn fork(&mut self, share: bool) -> Reply {
+        let hard = kernel::nofile_hard();
+        let _ = kernel::set_nofile(hard);
+        let (a, b2) = match new_channel() {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = kernel::set_nofile(self.soft);
+                return Reply::Fatal(format!("no descriptor for a child's channel: {e}"));
+            }
+        };
+        match kernel::fork(share) {
+            Ok(0) => {
+                if !share {
+                    let _ = kernel::close(a);
+                    close_other_channels(b2);
+                }
+                self.ctl = b2;
+                let _ = kernel::set_nofile(self.soft);
+                Reply::Done(Ok(Ret::int(0)))
+            }
+            Ok(pid) => {
+                // SAFETY: `a` was just created and is open.
+                let fd = unsafe { BorrowedFd::borrow_raw(a) };
+                let sent = channel(self.ctl).send(&Reply::Child { pid }, &[fd]);
+                let _ = kernel::close(a);
+                if !share {
+                    let _ = kernel::close(b2);
+                }
+                let _ = kernel::set_nofile(self.soft);
+                match sent {
+                    Ok(()) => Reply::Done(Ok(Ret::int(0))),
+                    Err(e) => Reply::Fatal(format!("could not hand over the child's channel: {e}")),
+                }
+            }
+            Err(e) => {
+                let _ = kernel::close(a);
+                let _ = kernel::close(b2);
+                let _ = kernel::set_nofile(self.soft);
+                Reply::Done(Err(e))
+            }
+        }
+    }
+
+    /// A real `execve` of the helper: the kernel unshares the table and
+    /// closes close-on-exec descriptors. The new image answers.
+    fn exec(&mut self) -> Reply {
+        // The dynamic loader opens libraries at the lowest free numbers: give
+        // it room, the new image puts the scenario's limit back.
+        let _ = kernel::set_nofile(kernel::nofile_hard());
+        let argv = vec![
+            "fdlab".to_string(),
+            "__helper".into(),
+            "process".into(),
+            "--ctl".into(),
+            self.ctl.to_string(),
+            "--rlimit".into(),
+            self.soft.to_string(),
+            "--after-exec".into(),
+        ];
+        let e = kernel::execve("/proc/self/exe", &argv);
+        let _ = kernel::set_nofile(self.soft);
+        Reply::Done(Err(e))
+    }
+}
+
+fn fcntl(fd: i32, cmd: FcntlCmd) -> Outcome {
+    match cmd {
+        FcntlCmd::DupFd { min, cloexec } => {
+            let c = if cloexec {
+                libc::F_DUPFD_CLOEXEC
+            } else {
+                libc::F_DUPFD
+            };
+            kernel::fcntl(fd, c, min.into()).map(|n| ints(&[n]))
+        }
+        FcntlCmd::GetFd => kernel::fcntl(fd, libc::F_GETFD, 0).map(|n| Ret::int(n.into())),
+        FcntlCmd::SetFd { cloexec } => {
+            kernel::fcntl(fd, libc::F_SETFD, flag(cloexec, libc::FD_CLOEXEC).into())
+                .map(|_| Ret::int(0))
+        }
+        FcntlCmd::GetFl => kernel::fcntl(fd, libc::F_GETFL, 0)
+            .map(|f| Ret::Flags(OFlags::from_bits(f as u32).and(OFlags::STATUS_MASK))),
+        FcntlCmd::SetFl { flags } => {
+            kernel::fcntl(fd, libc::F_SETFL, flags.bits().into()).map(|_| Ret::int(0))
+        }
+    }
+}

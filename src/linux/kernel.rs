@@ -1,0 +1,337 @@
+//! The scenario's system calls, made for real by a helper process.
+//!
+//! Descriptor arguments here are whatever the scenario says: closed numbers,
+//! negative ones. `BorrowedFd` and `OwnedFd` promise an open descriptor, so
+//! this file speaks raw `libc` on purpose, and every call's errno comes back
+//! as the model's [`Errno`]. Every `unsafe` block of the helper is here.
+
+use std::ffi::CString;
+use std::io;
+
+use fdlab_model::Errno;
+
+pub type Sys<T> = Result<T, Errno>;
+
+/// The errno of the last failed call, as the model names it (`EIO` for one
+/// the model does not know, which then shows as a divergence).
+fn errno() -> Errno {
+    let raw = io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO);
+    Errno::from_raw(raw).unwrap_or(Errno::EIO)
+}
+
+fn check(r: libc::c_int) -> Sys<libc::c_int> {
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r)
+    }
+}
+
+fn check_size(r: isize) -> Sys<usize> {
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+pub fn open(path: &str, flags: i32, mode: u32) -> Sys<i32> {
+    let c = CString::new(path).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: `c` is a NUL-terminated string alive for the call.
+    check(unsafe { libc::open(c.as_ptr(), flags, mode as libc::c_uint) })
+}
+
+pub fn close(fd: i32) -> Sys<()> {
+    // SAFETY: closing any number is safe for memory; the helper owns its table.
+    check(unsafe { libc::close(fd) }).map(|_| ())
+}
+
+pub fn dup(fd: i32) -> Sys<i32> {
+    // SAFETY: integer arguments.
+    check(unsafe { libc::dup(fd) })
+}
+
+pub fn dup2(old: i32, new: i32) -> Sys<i32> {
+    // SAFETY: integer arguments.
+    check(unsafe { libc::dup2(old, new) })
+}
+
+pub fn dup3(old: i32, new: i32, flags: i32) -> Sys<i32> {
+    // SAFETY: integer arguments.
+    check(unsafe { libc::dup3(old, new, flags) })
+}
+
+pub fn fcntl(fd: i32, cmd: i32, arg: libc::c_long) -> Sys<i32> {
+    // SAFETY: the commands used here take an integer argument.
+    check(unsafe { libc::fcntl(fd, cmd, arg) })
+}
+
+/// Runs `f` with `O_NONBLOCK` set on `fd`'s open file, so that a call that
+/// would wait says `EAGAIN` instead, then puts the flags back. Scenario
+/// processes run one call at a time, so nobody sees the flag.
+fn nonblocking<T>(fd: i32, f: impl FnOnce() -> Sys<T>) -> Sys<T> {
+    match fcntl(fd, libc::F_GETFL, 0) {
+        Ok(fl) if fl & libc::O_NONBLOCK == 0 => {
+            let set = fcntl(fd, libc::F_SETFL, (fl | libc::O_NONBLOCK) as libc::c_long).is_ok();
+            let r = f();
+            if set {
+                let _ = fcntl(fd, libc::F_SETFL, fl as libc::c_long);
+            }
+            r
+        }
+        _ => f(),
+    }
+}
+
+pub fn write(fd: i32, data: &[u8]) -> Sys<usize> {
+    nonblocking(fd, || {
+        // SAFETY: reads `data.len()` bytes from `data`.
+        check_size(unsafe { libc::write(fd, data.as_ptr() as *const libc::c_void, data.len()) })
+    })
+}
+
+pub fn read(fd: i32, len: usize) -> Sys<Vec<u8>> {
+    nonblocking(fd, || {
+        let mut buf = vec![0u8; len];
+        // SAFETY: writes at most `len` bytes into `buf`, which has `len`.
+        let n = check_size(unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, len) })?;
+        buf.truncate(n);
+        Ok(buf)
+    })
+}
+
+pub fn lseek(fd: i32, off: i64, whence: i32) -> Sys<i64> {
+    // SAFETY: integer arguments.
+    let r = unsafe { libc::lseek(fd, off, whence) };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r)
+    }
+}
+
+pub fn pipe2(flags: i32) -> Sys<(i32, i32)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: the kernel writes two ints into `fds`.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), flags) })?;
+    Ok((fds[0], fds[1]))
+}
+
+pub fn socketpair(ty: i32) -> Sys<(i32, i32)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: the kernel writes two ints into `fds`.
+    check(unsafe { libc::socketpair(libc::AF_UNIX, ty, 0, fds.as_mut_ptr()) })?;
+    Ok((fds[0], fds[1]))
+}
+
+/// The control-message space for `n` descriptors.
+fn cmsg_space(n: usize) -> usize {
+    // SAFETY: CMSG_SPACE is arithmetic.
+    unsafe { libc::CMSG_SPACE((n * std::mem::size_of::<i32>()) as u32) as usize }
+}
+
+/// `sendmsg` of `data` with SCM_RIGHTS carrying `fds`, never blocking and
+/// never raising SIGPIPE.
+pub fn sendfds(sock: i32, data: &[u8], fds: &[i32]) -> Sys<usize> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let bytes = std::mem::size_of_val(fds);
+    let mut control = vec![0u8; cmsg_space(fds.len())];
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = control.len();
+    // SAFETY: `control` has CMSG_SPACE(bytes), so the first header and its
+    // data fit; CMSG_FIRSTHDR/CMSG_DATA point inside it.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(bytes as u32) as usize;
+        std::ptr::copy_nonoverlapping(fds.as_ptr() as *const u8, libc::CMSG_DATA(c), bytes);
+    }
+    // SAFETY: `msg` points at `iov`, `data` and `control`, all alive.
+    check_size(unsafe { libc::sendmsg(sock, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
+}
+
+/// `recvmsg` with a one-byte buffer and room for `max` descriptors, never
+/// blocking; returns the descriptors received, in order.
+pub fn recvfds(sock: i32, max: usize, flags: i32) -> Sys<Vec<i32>> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
+    let mut control = vec![0u8; cmsg_space(max)];
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = control.len();
+    // SAFETY: `msg` points at `iov`, `byte` and `control`, all alive.
+    check_size(unsafe { libc::recvmsg(sock, &mut msg, flags | libc::MSG_DONTWAIT) })?;
+    let mut out = Vec::new();
+    // SAFETY: the kernel filled `control` up to msg_controllen with
+    // well-formed headers; CMSG_FIRSTHDR/NXTHDR walk within it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let n = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<i32>();
+                let data = libc::CMSG_DATA(c) as *const i32;
+                for i in 0..n {
+                    out.push(std::ptr::read_unaligned(data.add(i)));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok(out)
+}
+
+pub fn epoll_create(flags: i32) -> Sys<i32> {
+    // SAFETY: integer argument.
+    check(unsafe { libc::epoll_create1(flags) })
+}
+
+pub fn epoll_ctl(epfd: i32, op: i32, fd: i32, events: u32) -> Sys<()> {
+    let mut ev = libc::epoll_event {
+        events,
+        u64: fd as u64,
+    };
+    // SAFETY: `ev` is a valid epoll_event alive for the call.
+    check(unsafe { libc::epoll_ctl(epfd, op, fd, &mut ev) }).map(|_| ())
+}
+
+pub fn eventfd(flags: i32) -> Sys<i32> {
+    // SAFETY: integer arguments.
+    check(unsafe { libc::eventfd(0, flags) })
+}
+
+pub fn set_nofile(soft: u64) -> Sys<()> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: the kernel writes a struct rlimit into `lim`.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    lim.rlim_cur = soft;
+    // SAFETY: reads the struct rlimit `lim`.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }).map(|_| ())
+}
+
+/// The hard `RLIMIT_NOFILE`.
+pub fn nofile_hard() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: the kernel writes a struct rlimit into `lim`.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    lim.rlim_max
+}
+
+pub fn unshare_files() -> Sys<()> {
+    // SAFETY: integer argument.
+    check(unsafe { libc::unshare(libc::CLONE_FILES) }).map(|_| ())
+}
+
+/// `fork(2)`, or `clone(CLONE_FILES)` with fork's calling convention (no
+/// new stack: the child runs on a copy of the parent's, like fork). Returns
+/// the child's pid in the parent and 0 in the child.
+///
+/// Precondition: the calling process is single-threaded (a helper is).
+pub fn fork(share_files: bool) -> Sys<i32> {
+    let r = if share_files {
+        // SAFETY: a raw clone without CLONE_VM and with a null stack behaves
+        // as fork; the helper is single-threaded, so the child's copy of the
+        // address space is consistent.
+        unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                libc::CLONE_FILES | libc::SIGCHLD,
+                0,
+                0,
+                0,
+                0,
+            ) as i32
+        }
+    } else {
+        // SAFETY: as above; the helper is single-threaded.
+        unsafe { libc::fork() }
+    };
+    check(r)
+}
+
+/// `execve(path, argv, environ)`; returns only on failure.
+pub fn execve(path: &str, argv: &[String]) -> Errno {
+    let (Ok(p), Ok(args)) = (
+        CString::new(path),
+        argv.iter()
+            .map(|a| CString::new(a.as_str()))
+            .collect::<Result<Vec<_>, _>>(),
+    ) else {
+        return Errno::EINVAL;
+    };
+    let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: `p` and every `args` string are NUL-terminated and alive;
+    // `ptrs` is NULL-terminated; `environ` is the C library's environment.
+    unsafe { libc::execve(p.as_ptr(), ptrs.as_ptr(), environ) };
+    errno()
+}
+
+/// Ends the process at once, without running destructors (`_exit`).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+/// Ignores a signal (`SIGPIPE`: the language wants `EPIPE`; `SIGCHLD`:
+/// children are reaped by the kernel).
+pub fn ignore(sig: i32) {
+    // SAFETY: installs SIG_IGN, which runs no code in this process.
+    unsafe { libc::signal(sig, libc::SIG_IGN) };
+}
+
+/// Makes this process the reaper of its orphaned descendants.
+pub fn become_subreaper() {
+    // SAFETY: integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+/// Sends `sig` to every process in this process group but this one (it
+/// ignores `sig` first).
+pub fn signal_group(sig: i32) {
+    ignore(sig);
+    // SAFETY: kill(0, sig) signals this process group; integer arguments.
+    unsafe { libc::kill(0, sig) };
+}
+
+/// Waits for every child to end (with SIGCHLD ignored the kernel reaps them;
+/// `wait` returns ECHILD when none is left).
+pub fn wait_children() {
+    loop {
+        let mut status = 0;
+        // SAFETY: the kernel writes an int into `status`.
+        let r = unsafe { libc::wait(&mut status) };
+        if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+}
+
+pub fn getpid() -> i32 {
+    // SAFETY: no arguments.
+    unsafe { libc::getpid() }
+}

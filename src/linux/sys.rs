@@ -1,0 +1,306 @@
+//! The raw system calls the runner needs and libc does not wrap: `kcmp(2)`,
+//! `pidfd_open(2)`, `close_range(2)`, and the unix-socket `sock_diag`
+//! netlink query that tells which sockets are each other's peers (how CRIU
+//! finds socket pairs).
+//!
+//! Every `unsafe` block of the runner side is here, each with its argument.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// `kcmp` types (include/uapi/linux/kcmp.h; libc has no constants for them).
+pub const KCMP_FILE: libc::c_int = 0;
+pub const KCMP_FILES: libc::c_int = 2;
+pub const KCMP_EPOLL_TFD: libc::c_int = 7;
+
+/// `struct kcmp_epoll_slot`.
+#[repr(C)]
+struct KcmpEpollSlot {
+    efd: u32,
+    tfd: u32,
+    toff: u64,
+}
+
+/// What `kcmp` says of two kernel objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kcmp {
+    /// Equal, or ordered (by the kernel's obfuscated pointer order).
+    Order(Ordering),
+    /// Not equal, with no order available (return value 3).
+    Unordered,
+}
+
+fn kcmp_result(r: libc::c_long) -> io::Result<Kcmp> {
+    match r {
+        0 => Ok(Kcmp::Order(Ordering::Equal)),
+        1 => Ok(Kcmp::Order(Ordering::Less)),
+        2 => Ok(Kcmp::Order(Ordering::Greater)),
+        3 => Ok(Kcmp::Unordered),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// `kcmp(pid1, pid2, type, idx1, idx2)` for `KCMP_FILE` and `KCMP_FILES`.
+///
+/// Errors: `EPERM` without ptrace access to both, `EBADF` for a closed
+/// descriptor, `ESRCH` for a gone process.
+pub fn kcmp(pid1: i32, pid2: i32, ty: libc::c_int, idx1: u64, idx2: u64) -> io::Result<Kcmp> {
+    // SAFETY: kcmp takes plain integers for these types; no memory is passed.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, ty, idx1, idx2) };
+    kcmp_result(r)
+}
+
+/// `kcmp(KCMP_EPOLL_TFD)`: whether the file at `fd` in `pid1` is the target
+/// registered as number `tfd`, the `toff`-th such, in the epoll at `efd` of
+/// `pid2`.
+pub fn kcmp_epoll_tfd(
+    pid1: i32,
+    fd: i32,
+    pid2: i32,
+    efd: i32,
+    tfd: i32,
+    toff: u64,
+) -> io::Result<Kcmp> {
+    let slot = KcmpEpollSlot {
+        efd: efd as u32,
+        tfd: tfd as u32,
+        toff,
+    };
+    // SAFETY: the kernel reads a `struct kcmp_epoll_slot` from idx2; `slot`
+    // is one, laid out as the uapi struct (repr(C)), alive for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid1,
+            pid2,
+            KCMP_EPOLL_TFD,
+            fd as libc::c_ulong,
+            &slot as *const KcmpEpollSlot,
+        )
+    };
+    kcmp_result(r)
+}
+
+/// `pidfd_open(pid, 0)`.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// `close_range(lo, hi, flags)`; returns the raw errno on failure.
+pub fn close_range(lo: u32, hi: u32, flags: u32) -> Result<(), i32> {
+    // SAFETY: plain integer arguments; closing descriptors is the point (the
+    // callers are helper processes managing their own table).
+    let r = unsafe { libc::syscall(libc::SYS_close_range, lo, hi, flags) };
+    if r < 0 {
+        Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    } else {
+        Ok(())
+    }
+}
+
+/// A unix socket as `sock_diag` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixSock {
+    /// `SOCK_STREAM`, `SOCK_DGRAM`, `SOCK_SEQPACKET`.
+    pub ty: u8,
+    /// The peer's inode, 0 for none.
+    pub peer: u32,
+}
+
+const NETLINK_SOCK_DIAG: libc::c_int = 4;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const UDIAG_SHOW_PEER: u32 = 0x4;
+const UNIX_DIAG_PEER: u16 = 2;
+
+#[repr(C)]
+struct NlMsgHdr {
+    len: u32,
+    ty: u16,
+    flags: u16,
+    seq: u32,
+    pid: u32,
+}
+
+#[repr(C)]
+struct UnixDiagReq {
+    family: u8,
+    protocol: u8,
+    pad: u16,
+    states: u32,
+    ino: u32,
+    show: u32,
+    cookie: [u32; 2],
+}
+
+#[repr(C)]
+struct DiagRequest {
+    hdr: NlMsgHdr,
+    req: UnixDiagReq,
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_ne_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Every unix socket of this network namespace, by inode, with its type and
+/// peer (`NETLINK_SOCK_DIAG` dump with `UDIAG_SHOW_PEER`).
+pub fn unix_sockets() -> io::Result<HashMap<u32, UnixSock>> {
+    // SAFETY: plain integer arguments; the result is checked below.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            NETLINK_SOCK_DIAG,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: socket() returned a new descriptor that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    let msg = DiagRequest {
+        hdr: NlMsgHdr {
+            len: std::mem::size_of::<DiagRequest>() as u32,
+            ty: SOCK_DIAG_BY_FAMILY,
+            flags: (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
+            seq: 1,
+            pid: 0,
+        },
+        req: UnixDiagReq {
+            family: libc::AF_UNIX as u8,
+            protocol: 0,
+            pad: 0,
+            states: !0,
+            ino: 0,
+            show: UDIAG_SHOW_PEER,
+            cookie: [!0, !0],
+        },
+    };
+    // SAFETY: sends the bytes of `msg`, a repr(C) struct alive for the call;
+    // a null address sends to the kernel (netlink's default peer).
+    let sent = unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            &msg as *const DiagRequest as *const libc::c_void,
+            std::mem::size_of::<DiagRequest>(),
+            0,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = HashMap::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        // SAFETY: receives into `buf`, whose length is passed.
+        let n = unsafe {
+            libc::recv(
+                sock.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let data = &buf[..n as usize];
+        let mut at = 0;
+        while at + 16 <= data.len() {
+            let len = u32_at(data, at) as usize;
+            let ty = u16_at(data, at + 4);
+            if len < 16 || at + len > data.len() {
+                break;
+            }
+            match ty as i32 {
+                libc::NLMSG_DONE => return Ok(out),
+                libc::NLMSG_ERROR => {
+                    let errno = -(u32_at(data, at + 16) as i32);
+                    return Err(io::Error::from_raw_os_error(errno));
+                }
+                _ => {}
+            }
+            // unix_diag_msg: family, type, state, pad, ino, cookie[2].
+            let body = at + 16;
+            if body + 16 <= at + len {
+                let sock_ty = data[body + 1];
+                let ino = u32_at(data, body + 4);
+                let mut peer = 0;
+                let mut a = body + 16;
+                while a + 4 <= at + len {
+                    let alen = u16_at(data, a) as usize;
+                    let aty = u16_at(data, a + 2);
+                    if alen < 4 {
+                        break;
+                    }
+                    if aty == UNIX_DIAG_PEER && alen >= 8 {
+                        peer = u32_at(data, a + 4);
+                    }
+                    a += alen.div_ceil(4) * 4;
+                }
+                out.insert(ino, UnixSock { ty: sock_ty, peer });
+            }
+            at += len.div_ceil(4) * 4;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sock_diag_sees_a_socketpair_and_its_peer() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let ino = |s: &std::os::unix::net::UnixStream| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(format!("/proc/self/fd/{}", s.as_raw_fd()))
+                .unwrap()
+                .ino() as u32
+        };
+        let all = unix_sockets().unwrap();
+        let (ia, ib) = (ino(&a), ino(&b));
+        assert_eq!(all[&ia].peer, ib);
+        assert_eq!(all[&ib].peer, ia);
+        assert_eq!(all[&ia].ty, libc::SOCK_STREAM as u8);
+    }
+
+    #[test]
+    fn kcmp_compares_files_in_this_process() {
+        let f = std::fs::File::open("/dev/null").unwrap();
+        let g = f.try_clone().unwrap();
+        let h = std::fs::File::open("/dev/null").unwrap();
+        let me = std::process::id() as i32;
+        let (fd, gd, hd) = (
+            f.as_raw_fd() as u64,
+            g.as_raw_fd() as u64,
+            h.as_raw_fd() as u64,
+        );
+        assert_eq!(
+            kcmp(me, me, KCMP_FILE, fd, gd).unwrap(),
+            Kcmp::Order(Ordering::Equal)
+        );
+        assert_ne!(
+            kcmp(me, me, KCMP_FILE, fd, hd).unwrap(),
+            Kcmp::Order(Ordering::Equal)
+        );
+        assert_eq!(
+            kcmp(me, me, KCMP_FILES, 0, 0).unwrap(),
+            Kcmp::Order(Ordering::Equal)
+        );
+    }
+}
