@@ -133,9 +133,12 @@ fn check_reports_a_failing_scenario_as_a_row() {
     let out = fdlab(&["check", dir.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["passed"] == false));
+    assert_eq!(rows.as_array().unwrap().len(), 4);
+    for row in rows.as_array().unwrap() {
+        // Each fixture fails at a line on both backends, and they agree.
+        for r in row["results"].as_array().unwrap() {
+            assert!(r[1].as_str().unwrap().starts_with("line "), "{row}");
+        }
+        assert_eq!(row["agree"], true, "{row}");
+    }
 }
