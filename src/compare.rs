@@ -26,6 +26,10 @@ pub struct Comparison {
     pub model: Report,
     pub linux: Report,
     pub divergences: Vec<Divergence>,
+    /// Where the comparison stopped because the answers became
+    /// timing-dependent (line, reason); the rest of the scenario was not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<(usize, String)>,
 }
 
 impl Comparison {
@@ -67,7 +71,12 @@ pub fn run_both(
     let mut m = Runner::new(model, false);
     let mut l = Runner::new(linux, false);
     let mut divergences = Vec::new();
+    let mut stopped = None;
     for stmt in &scenario.stmts {
+        if let Some(why) = m.backend().timing_dependent() {
+            stopped = Some((stmt.line, why));
+            break;
+        }
         m.exec(stmt)?;
         l.exec(stmt)?;
         match &stmt.kind {
@@ -114,7 +123,7 @@ pub fn run_both(
         }
     }
     let (model, linux) = (m.finish()?, l.finish()?);
-    if !every_step {
+    if !every_step && stopped.is_none() {
         if let Some((a, b)) = topology_diff(&model.topology, &linux.topology) {
             divergences.push(Divergence {
                 line: scenario.stmts.last().map_or(0, |s| s.line),
@@ -128,6 +137,7 @@ pub fn run_both(
         model,
         linux,
         divergences,
+        stopped,
     })
 }
 

@@ -16,6 +16,8 @@
 pub mod backend;
 pub mod check;
 pub mod compare;
+pub mod fuzz;
+pub mod gen;
 pub mod lang;
 pub mod linux;
 pub mod run;

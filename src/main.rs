@@ -57,6 +57,24 @@ enum Cmd {
         #[arg(long)]
         every_step: bool,
     },
+    /// Generate random scenarios, run each on the model and on Linux in
+    /// lockstep, and compare every step's result and topology. A
+    /// disagreement shrinks to a minimal scenario, written as a .fds file
+    /// whose expectations are Linux's answers. Exit 0 when all agree.
+    Fuzz {
+        /// How many scenarios.
+        #[arg(long, default_value_t = 1000)]
+        cases: u32,
+        /// The random seed (default: from the clock; printed either way).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The most operations per scenario.
+        #[arg(long, default_value_t = 40)]
+        len: usize,
+        /// Where to write a minimal failing scenario.
+        #[arg(long, default_value = "fuzz-failure.fds")]
+        out: PathBuf,
+    },
     /// Run the scenario corpus on every backend and print a table: one column
     /// per backend and whether model and Linux agree. Exit 0 when all pass
     /// and agree, 1 otherwise.
@@ -116,6 +134,55 @@ fn cli_main() -> ExitCode {
             every_step,
         } => run_one(&file, backend, json, trace, every_step),
         Cmd::Check { paths, json } => check_all(paths, json),
+        Cmd::Fuzz {
+            cases,
+            seed,
+            len,
+            out,
+        } => fuzz(cases, seed, len, &out),
+    }
+}
+
+fn fuzz(cases: u32, seed: Option<u64>, len: usize, out: &PathBuf) -> ExitCode {
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    println!("fuzzing {cases} scenarios of up to {len} operations, seed {seed}");
+    let r = fdlab::fuzz::fuzz(cases, seed, len, &backend::helper_path());
+    let secs = r.elapsed.as_secs_f64();
+    println!(
+        "{} scenarios ({} steps) in {secs:.1} s: {:.0} scenarios/s; {} stopped early where Linux's garbage \
+         collector makes answers timing-dependent",
+        r.cases,
+        r.steps,
+        f64::from(r.cases) / secs.max(1e-9),
+        r.stopped_early
+    );
+    if r.cost.descriptors > 0 {
+        println!(
+            "observation: {} kcmp calls for {} descriptors ({:.2} per descriptor)",
+            r.cost.kcmp_calls,
+            r.cost.descriptors,
+            r.cost.kcmp_calls as f64 / r.cost.descriptors as f64
+        );
+    }
+    match r.failure {
+        None => {
+            println!("model and linux agree on every case");
+            ExitCode::SUCCESS
+        }
+        Some((text, why)) => {
+            if let Err(e) = std::fs::write(out, &text) {
+                eprintln!("fdlab: cannot write {}: {e}", out.display());
+            }
+            println!(
+                "DISAGREEMENT (minimal scenario written to {}):\n{why}\n{text}",
+                out.display()
+            );
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -74,6 +74,7 @@ impl World {
             }
         }
         if !work.is_empty() {
+            self.gc_collections += 1;
             self.note(|_| format!("unp_gc: {} references in flight dropped", work.len()));
         }
         work

@@ -31,6 +31,8 @@ pub struct World {
     pub(crate) trace: Option<Vec<String>>,
     /// A socket went away since the garbage collector last ran.
     pub(crate) gc_pending: bool,
+    /// How many times the collector freed something.
+    pub(crate) gc_collections: u64,
 }
 
 impl Default for World {
@@ -47,6 +49,7 @@ impl Default for World {
             nr_open: crate::flags::NR_OPEN,
             trace: None,
             gc_pending: false,
+            gc_collections: 0,
         }
     }
 }
@@ -139,6 +142,11 @@ impl World {
 
     pub(crate) fn sock_mut(&mut self, s: SockId) -> &mut SockPair {
         self.socks.get_mut(s.0).expect("live socket pair")
+    }
+
+    /// How many times the unix garbage collector has freed something.
+    pub fn gc_collections(&self) -> u64 {
+        self.gc_collections
     }
 
     pub fn fs(&self) -> &Fs {

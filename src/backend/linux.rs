@@ -119,14 +119,14 @@ impl LinuxBackend {
         Ok(b)
     }
 
+    /// The pid of scenario process `name`, while it lives.
+    pub fn pid_of(&self, name: &str) -> Option<i32> {
+        self.procs.get(name).map(|p| p.pid)
+    }
+
     /// The sandbox directory of this run.
     pub fn sandbox(&self) -> &Path {
         &self.sandbox
-    }
-
-    /// What observation has cost so far.
-    pub fn cost(&self) -> Cost {
-        self.cost.get()
     }
 
     fn proc(&self, name: &str) -> Result<&Proc, BackendError> {
@@ -149,8 +149,12 @@ impl LinuxBackend {
         match p.ctl.recv::<Reply>() {
             Ok(Some((Reply::Fatal(m), _))) => Err(linux_err(name, what, m)),
             Ok(Some(r)) => Ok(r),
-            Ok(None) => Err(linux_err(name, what, "the helper closed its channel")),
-            Err(e) => Err(linux_err(name, what, e)),
+            Ok(None) => Err(linux_err(
+                name,
+                what,
+                Self::why(p, std::io::ErrorKind::UnexpectedEof.into()),
+            )),
+            Err(e) => Err(linux_err(name, what, Self::why(p, e))),
         }
     }
 
@@ -205,6 +209,24 @@ impl LinuxBackend {
         }
         self.procs.insert(name.to_string(), p);
         Ok(())
+    }
+
+    /// An I/O error on `p`'s channel, explained by its death if it died (a
+    /// dying process closes its descriptors a moment before its pidfd says
+    /// so: wait briefly).
+    fn why(p: &Proc, e: std::io::Error) -> String {
+        let mut fds = [rustix::event::PollFd::new(
+            &p.pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        let brief = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
+        };
+        match rustix::event::poll(&mut fds, Some(&brief)) {
+            Ok(n) if n > 0 => format!("the helper process died ({e})"),
+            _ => e.to_string(),
+        }
     }
 
     fn wait_gone(name: &str, p: &Proc) -> Result<(), BackendError> {
@@ -299,9 +321,9 @@ impl Backend for LinuxBackend {
     fn call(&mut self, proc: &str, call: &Call) -> Result<Outcome, BackendError> {
         let what = call_text(call);
         let p = self.proc(proc)?;
-        p.ctl
-            .send(&Request::Call(call.clone()), &[])
-            .map_err(|e| linux_err(proc, &what, e))?;
+        if let Err(e) = p.ctl.send(&Request::Call(call.clone()), &[]) {
+            return Err(linux_err(proc, &what, Self::why(p, e)));
+        }
         match call {
             Call::Exit => {
                 let p = self.procs.remove(proc).expect("looked up above");
@@ -366,6 +388,10 @@ impl Backend for LinuxBackend {
                 Err(i) => WatchRelation::NotOpen(i),
             },
         )
+    }
+
+    fn cost(&self) -> Cost {
+        self.cost.get()
     }
 
     fn topology(&mut self) -> Result<Topology, BackendError> {

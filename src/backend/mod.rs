@@ -99,6 +99,17 @@ pub trait Backend {
     ) -> Result<WatchRelation, BackendError>;
     /// The canonical topology now.
     fn topology(&mut self) -> Result<Topology, BackendError>;
+    /// Whether, from now on, the backend's answers depend on timing that the
+    /// other backend does not share, and why (the model says so once files in
+    /// flight became unreachable: Linux's collector frees them whenever any
+    /// unix socket anywhere is released, from a work queue).
+    fn timing_dependent(&self) -> Option<String> {
+        None
+    }
+    /// What observing has cost so far (Linux: kcmp calls, descriptors read).
+    fn cost(&self) -> crate::linux::observe::Cost {
+        crate::linux::observe::Cost::default()
+    }
     /// Starts recording what the backend does underneath each call.
     fn set_tracing(&mut self, _on: bool) {}
     /// What it did underneath since the last call (the model: file(9) calls).

@@ -124,6 +124,16 @@ impl Backend for ModelBackend {
         Ok(self.world.topology())
     }
 
+    fn timing_dependent(&self) -> Option<String> {
+        if self.world.gc_collections() > 0 {
+            Some("the unix garbage collector freed files in flight, which Linux does later, from a work queue".into())
+        } else if !self.world.unreachable().is_empty() {
+            Some("files in flight became unreachable, and Linux's collector may free them at any moment".into())
+        } else {
+            None
+        }
+    }
+
     fn set_tracing(&mut self, on: bool) {
         self.world.set_tracing(on);
     }

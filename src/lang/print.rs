@@ -239,3 +239,43 @@ pub fn expectation_text(e: &Expectation) -> String {
         }
     }
 }
+
+/// A scenario as `.fds` text that parses back to it.
+pub fn scenario_text(s: &super::Scenario) -> String {
+    let mut out = String::new();
+    for stmt in &s.stmts {
+        match &stmt.kind {
+            super::StmtKind::Spawn { name, stdio } => out.push_str(&format!(
+                "spawn {name}{}\n",
+                if *stdio { " stdio" } else { "" }
+            )),
+            super::StmtKind::Call {
+                proc,
+                call,
+                expected,
+            } => {
+                out.push_str(&format!("{proc}: {}", call_text(call)));
+                if let Some(e) = expected {
+                    out.push_str(&format!(" = {}", expected_text(e)));
+                }
+                out.push('\n');
+            }
+            super::StmtKind::Expect(e) => {
+                out.push_str(&expectation_text(e));
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// The expectation that an outcome satisfies exactly.
+pub fn expected_of(o: &Outcome) -> Expected {
+    match o {
+        Ok(Ret::Ints(v)) if v.is_empty() => Expected::Ok,
+        Ok(Ret::Ints(v)) => Expected::Ints(v.clone()),
+        Ok(Ret::Bytes(b)) => Expected::Text(b.clone()),
+        Ok(Ret::Flags(f)) => Expected::Flags(*f),
+        Err(e) => Expected::Errno(*e),
+    }
+}

@@ -1,0 +1,327 @@
+//! Random scenarios from the whole language, for differential testing.
+//!
+//! Proptest generates a list of abstract operations; [`realize`] turns it
+//! into a valid scenario by naming processes only as they come to exist
+//! (operations that cannot apply, such as a call when no process is alive,
+//! are dropped). Any sub-list realizes to a valid scenario too, so a failure
+//! shrinks to a minimal one.
+
+use fdlab_model::{Call, EpollOp, Events, FcntlCmd, OFlags, SockType, Whence};
+use proptest::prelude::*;
+
+use crate::lang::{Expectation, Scenario, Stmt, StmtKind};
+
+/// At most this many processes live at once.
+pub const MAX_PROCS: usize = 4;
+
+const PATHS: &[&str] = &["a", "b", ".", "/dev/null", "/dev/zero", "a/", "missing/x"];
+const TEXTS: &[&[u8]] = &[b"x", b"hello", b"aaaaaaaa", b"", b"ab\n"];
+
+/// A call whose process is chosen when the scenario is realized.
+#[derive(Debug, Clone)]
+pub enum CallGen {
+    Open(usize, u32),
+    Close(i32),
+    Dup(i32),
+    Dup2(i32, i32),
+    Dup3(i32, i32, bool),
+    Fcntl(i32, u8, i32),
+    CloseRange(u32, Option<u32>, bool, bool),
+    Write(i32, usize),
+    Read(i32, usize),
+    Lseek(i32, i64, u8),
+    Pipe(bool),
+    Socketpair(bool, bool),
+    Sendfds(i32, Vec<i32>),
+    Recvfds(i32, bool),
+    EpollCreate(bool),
+    EpollCtl(i32, bool, i32, u8),
+    Eventfd(bool),
+    Fork,
+    CloneFiles,
+    Unshare,
+    Exec,
+    Exit,
+    Rlimit(u64),
+}
+
+#[derive(Debug, Clone)]
+pub enum ExpectGen {
+    Same(i32, i32),
+    Shares,
+    Fds(Vec<i32>),
+    Watches(i32, i32),
+}
+
+/// One abstract operation; `u8` selectors pick among the live processes.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Spawn(bool),
+    Call(u8, CallGen),
+    Expect(u8, u8, ExpectGen),
+}
+
+fn fd() -> impl Strategy<Value = i32> {
+    prop_oneof![10 => 0..7i32, 1 => Just(-1), 1 => 7..12i32]
+}
+
+fn call_gen() -> impl Strategy<Value = CallGen> {
+    prop_oneof![
+        4 => (0..PATHS.len(), any::<u32>()).prop_map(|(p, f)| CallGen::Open(p, f)),
+        3 => fd().prop_map(CallGen::Close),
+        2 => fd().prop_map(CallGen::Dup),
+        2 => (fd(), fd()).prop_map(|(a, b)| CallGen::Dup2(a, b)),
+        1 => (fd(), fd(), any::<bool>()).prop_map(|(a, b, c)| CallGen::Dup3(a, b, c)),
+        2 => (fd(), 0..6u8, -1..12i32).prop_map(|(f, k, a)| CallGen::Fcntl(f, k, a)),
+        1 => (0..8u32, proptest::option::of(0..12u32), any::<bool>(), any::<bool>())
+            .prop_map(|(lo, hi, u, c)| CallGen::CloseRange(lo, hi, u, c)),
+        3 => (fd(), 0..TEXTS.len()).prop_map(|(f, t)| CallGen::Write(f, t)),
+        3 => (fd(), 0..12usize).prop_map(|(f, n)| CallGen::Read(f, n)),
+        1 => (fd(), -3..12i64, 0..3u8).prop_map(|(f, o, w)| CallGen::Lseek(f, o, w)),
+        2 => any::<bool>().prop_map(CallGen::Pipe),
+        2 => (any::<bool>(), any::<bool>()).prop_map(|(d, c)| CallGen::Socketpair(d, c)),
+        2 => (fd(), proptest::collection::vec(fd(), 1..3)).prop_map(|(s, v)| CallGen::Sendfds(s, v)),
+        2 => (fd(), any::<bool>()).prop_map(|(s, c)| CallGen::Recvfds(s, c)),
+        1 => any::<bool>().prop_map(CallGen::EpollCreate),
+        2 => (fd(), any::<bool>(), fd(), 1..4u8).prop_map(|(e, a, f, ev)| CallGen::EpollCtl(e, a, f, ev)),
+        1 => any::<bool>().prop_map(CallGen::Eventfd),
+        1 => Just(CallGen::Fork),
+        1 => Just(CallGen::CloneFiles),
+        1 => Just(CallGen::Unshare),
+        1 => Just(CallGen::Exec),
+        1 => Just(CallGen::Exit),
+        1 => (0..10u64).prop_map(CallGen::Rlimit),
+    ]
+}
+
+fn expect_gen() -> impl Strategy<Value = ExpectGen> {
+    prop_oneof![
+        (fd().prop_map(|f| f.max(0)), fd().prop_map(|f| f.max(0)))
+            .prop_map(|(a, b)| ExpectGen::Same(a, b)),
+        Just(ExpectGen::Shares),
+        proptest::collection::vec(0..8i32, 0..4).prop_map(ExpectGen::Fds),
+        (0..8i32, 0..8i32).prop_map(|(a, b)| ExpectGen::Watches(a, b)),
+    ]
+}
+
+/// Abstract operations for a scenario of about `len` steps.
+pub fn ops(len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<Op>> {
+    let op = prop_oneof![
+        2 => any::<bool>().prop_map(Op::Spawn),
+        16 => (any::<u8>(), call_gen()).prop_map(|(p, c)| Op::Call(p, c)),
+        2 => (any::<u8>(), any::<u8>(), expect_gen()).prop_map(|(a, b, e)| Op::Expect(a, b, e)),
+    ];
+    // Every scenario starts with a process.
+    (any::<bool>(), proptest::collection::vec(op, len)).prop_map(|(stdio, mut v)| {
+        v.insert(0, Op::Spawn(stdio));
+        v
+    })
+}
+
+fn open_flags(bits: u32) -> OFlags {
+    let mut f = match bits % 3 {
+        0 => OFlags::RDONLY,
+        1 => OFlags::WRONLY,
+        _ => OFlags::RDWR,
+    };
+    for (i, flag) in [
+        OFlags::CREAT,
+        OFlags::EXCL,
+        OFlags::TRUNC,
+        OFlags::APPEND,
+        OFlags::CLOEXEC,
+        OFlags::NONBLOCK,
+        OFlags::DIRECTORY,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // CREAT often, the rest now and then.
+        let odds = if i == 0 { 2 } else { 5 };
+        if (bits >> (2 + 3 * i)) % odds == 0 {
+            f |= flag;
+        }
+    }
+    f
+}
+
+fn events(bits: u8) -> Events {
+    match bits {
+        1 => Events::IN,
+        2 => Events::OUT,
+        _ => Events::IN | Events::OUT,
+    }
+}
+
+/// Turns operations into a valid scenario.
+pub fn realize(ops: &[Op]) -> Scenario {
+    let mut live: Vec<String> = Vec::new();
+    let mut next = 1;
+    let mut stmts = Vec::new();
+    let mut fresh = |live: &mut Vec<String>| {
+        let n = format!("p{next}");
+        next += 1;
+        live.push(n.clone());
+        n
+    };
+    for op in ops {
+        let kind = match op {
+            Op::Spawn(stdio) => {
+                if live.len() >= MAX_PROCS {
+                    continue;
+                }
+                StmtKind::Spawn {
+                    name: fresh(&mut live),
+                    stdio: *stdio,
+                }
+            }
+            Op::Expect(a, b, e) => {
+                if live.is_empty() {
+                    continue;
+                }
+                let pa = live[*a as usize % live.len()].clone();
+                let pb = live[*b as usize % live.len()].clone();
+                StmtKind::Expect(match e {
+                    ExpectGen::Same(x, y) => Expectation::File {
+                        a: (pa, *x),
+                        b: (pb, *y),
+                        same: x % 2 == 0,
+                    },
+                    ExpectGen::Shares => Expectation::Table {
+                        a: pa,
+                        b: pb,
+                        shares: true,
+                    },
+                    ExpectGen::Fds(v) => Expectation::Fds {
+                        proc: pa,
+                        fds: v.clone(),
+                    },
+                    ExpectGen::Watches(x, y) => Expectation::Watches {
+                        ep: (pa, *x),
+                        target: (pb, *y),
+                        as_fd: *y,
+                    },
+                })
+            }
+            Op::Call(sel, cg) => {
+                if live.is_empty() {
+                    continue;
+                }
+                let proc = live[*sel as usize % live.len()].clone();
+                let call = match cg {
+                    CallGen::Open(p, bits) => Call::Open {
+                        path: PATHS[*p].to_string(),
+                        flags: open_flags(*bits),
+                        mode: 0o644,
+                    },
+                    CallGen::Close(f) => Call::Close { fd: *f },
+                    CallGen::Dup(f) => Call::Dup { fd: *f },
+                    CallGen::Dup2(a, b) => Call::Dup2 { old: *a, new: *b },
+                    CallGen::Dup3(a, b, c) => Call::Dup3 {
+                        old: *a,
+                        new: *b,
+                        cloexec: *c,
+                    },
+                    CallGen::Fcntl(f, k, a) => Call::Fcntl {
+                        fd: *f,
+                        cmd: match k {
+                            0 => FcntlCmd::DupFd {
+                                min: *a,
+                                cloexec: false,
+                            },
+                            1 => FcntlCmd::DupFd {
+                                min: *a,
+                                cloexec: true,
+                            },
+                            2 => FcntlCmd::GetFd,
+                            3 => FcntlCmd::SetFd {
+                                cloexec: a % 2 == 0,
+                            },
+                            4 => FcntlCmd::GetFl,
+                            _ => FcntlCmd::SetFl {
+                                flags: [
+                                    OFlags::RDONLY,
+                                    OFlags::APPEND,
+                                    OFlags::NONBLOCK,
+                                    OFlags::APPEND | OFlags::NONBLOCK,
+                                ][a.rem_euclid(4) as usize],
+                            },
+                        },
+                    },
+                    CallGen::CloseRange(lo, hi, u, c) => Call::CloseRange {
+                        lo: *lo,
+                        hi: hi.unwrap_or(u32::MAX),
+                        unshare: *u,
+                        cloexec: *c,
+                    },
+                    CallGen::Write(f, t) => Call::Write {
+                        fd: *f,
+                        data: TEXTS[*t].to_vec(),
+                    },
+                    CallGen::Read(f, n) => Call::Read { fd: *f, len: *n },
+                    CallGen::Lseek(f, o, w) => Call::Lseek {
+                        fd: *f,
+                        offset: *o,
+                        whence: [Whence::Set, Whence::Cur, Whence::End][*w as usize],
+                    },
+                    CallGen::Pipe(c) => Call::Pipe { cloexec: *c },
+                    CallGen::Socketpair(d, c) => Call::Socketpair {
+                        ty: if *d {
+                            SockType::Dgram
+                        } else {
+                            SockType::Stream
+                        },
+                        cloexec: *c,
+                    },
+                    CallGen::Sendfds(s, v) => Call::Sendfds {
+                        sock: *s,
+                        fds: v.clone(),
+                    },
+                    CallGen::Recvfds(s, c) => Call::Recvfds {
+                        sock: *s,
+                        cloexec: *c,
+                    },
+                    CallGen::EpollCreate(c) => Call::EpollCreate { cloexec: *c },
+                    CallGen::EpollCtl(e, add, f, ev) => Call::EpollCtl {
+                        epfd: *e,
+                        op: if *add { EpollOp::Add } else { EpollOp::Del },
+                        fd: *f,
+                        events: events(*ev),
+                    },
+                    CallGen::Eventfd(c) => Call::Eventfd { cloexec: *c },
+                    CallGen::Fork | CallGen::CloneFiles => {
+                        if live.len() >= MAX_PROCS {
+                            continue;
+                        }
+                        let child = fresh(&mut live);
+                        if matches!(cg, CallGen::Fork) {
+                            Call::Fork { child }
+                        } else {
+                            Call::CloneFiles { child }
+                        }
+                    }
+                    CallGen::Unshare => Call::UnshareFiles,
+                    CallGen::Exec => Call::Exec,
+                    CallGen::Exit => {
+                        live.retain(|p| *p != proc);
+                        Call::Exit
+                    }
+                    CallGen::Rlimit(n) => Call::Rlimit { limit: *n },
+                };
+                StmtKind::Call {
+                    proc,
+                    call,
+                    expected: None,
+                }
+            }
+        };
+        stmts.push(Stmt {
+            line: stmts.len() + 1,
+            kind,
+        });
+    }
+    Scenario {
+        file: "generated.fds".into(),
+        stmts,
+    }
+}

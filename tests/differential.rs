@@ -1,0 +1,119 @@
+//! Generated scenarios on the model and on Linux, compared step by step and
+//! topology by topology. `FDLAB_CASES=N` runs more (the default keeps CI
+//! quick); `fdlab fuzz` does the same outside cargo.
+
+use std::path::Path;
+
+use fdlab::backend::{Backend, BackendError, ModelBackend};
+use fdlab::fuzz::{fuzz, fuzz_with};
+use fdlab::gen::{ops, realize};
+use fdlab::lang::parse;
+use fdlab::lang::print::scenario_text;
+use fdlab_model::{Call, Outcome, Ret, Topology};
+use proptest::prelude::*;
+
+fn cases(default: u32) -> u32 {
+    std::env::var("FDLAB_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn generated_scenarios_agree_with_linux() {
+    let seed = std::env::var("FDLAB_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2026);
+    let r = fuzz(cases(150), seed, 40, Path::new(env!("CARGO_BIN_EXE_fdlab")));
+    if let Some((text, why)) = &r.failure {
+        panic!("model and Linux disagree (seed {seed}):\n{why}\n{text}");
+    }
+    assert_eq!(r.cases, cases(150));
+    assert!(
+        r.steps > u64::from(r.cases) * 5,
+        "scenarios are too short: {} steps",
+        r.steps
+    );
+    assert!(r.cost.kcmp_calls > 0 && r.cost.descriptors > 0);
+}
+
+/// The model, except that `dup` answers one more than it did.
+struct Liar(ModelBackend);
+
+impl Backend for Liar {
+    fn name(&self) -> &'static str {
+        "liar"
+    }
+    fn spawn(&mut self, n: &str, stdio: bool) -> Result<(), BackendError> {
+        self.0.spawn(n, stdio)
+    }
+    fn call(&mut self, p: &str, c: &Call) -> Result<Outcome, BackendError> {
+        let r = self.0.call(p, c)?;
+        Ok(match (c, r) {
+            (Call::Dup { .. }, Ok(Ret::Ints(v))) => {
+                Ok(Ret::Ints(v.iter().map(|n| n + 1).collect()))
+            }
+            (_, r) => r,
+        })
+    }
+    fn file_relation(
+        &mut self,
+        a: (&str, i32),
+        b: (&str, i32),
+    ) -> Result<fdlab::backend::FileRelation, BackendError> {
+        self.0.file_relation(a, b)
+    }
+    fn same_table(&mut self, a: &str, b: &str) -> Result<bool, BackendError> {
+        self.0.same_table(a, b)
+    }
+    fn open_fds(&mut self, p: &str) -> Result<Vec<i32>, BackendError> {
+        self.0.open_fds(p)
+    }
+    fn watches(
+        &mut self,
+        e: (&str, i32),
+        t: (&str, i32),
+        n: i32,
+    ) -> Result<fdlab::backend::WatchRelation, BackendError> {
+        self.0.watches(e, t, n)
+    }
+    fn topology(&mut self) -> Result<Topology, BackendError> {
+        self.0.topology()
+    }
+}
+
+#[test]
+fn a_disagreement_is_caught_and_shrunk_to_a_minimal_scenario() {
+    let make = || -> Result<(Box<dyn Backend>, Box<dyn Backend>), BackendError> {
+        Ok((
+            Box::new(ModelBackend::new()),
+            Box::new(Liar(ModelBackend::new())),
+        ))
+    };
+    let r = fuzz_with(300, 1, 40, &make);
+    let (text, why) = r.failure.expect("the lie is found");
+    assert!(why.contains("dup("), "{why}");
+    let calls: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("spawn"))
+        .collect();
+    // Minimal: something to dup, and the dup.
+    assert!(calls.len() <= 2, "not minimal:\n{text}");
+    assert!(calls.iter().any(|l| l.contains(": dup ")), "{text}");
+    // The file parses back, with the liar's answers as expectations.
+    parse("min.fds", &text).unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, .. ProptestConfig::default() })]
+
+    /// Generated scenarios print as `.fds` text that parses back to them.
+    #[test]
+    fn printed_scenarios_parse_back(ops in ops(1..40)) {
+        let s = realize(&ops);
+        let text = scenario_text(&s);
+        let back = parse(&s.file, &text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        prop_assert_eq!(back.stmts, s.stmts);
+    }
+}

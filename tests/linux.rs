@@ -1,0 +1,123 @@
+//! The Linux backend as a user of it relies on: the corpus agrees with the
+//! model after every step, and no process or directory outlives a run,
+//! whether it ends normally, panics, or loses a helper.
+
+use std::path::Path;
+
+use fdlab::backend::{Backend, BackendError, LinuxBackend, ModelBackend};
+use fdlab::check::corpus;
+use fdlab::compare::run_both;
+use fdlab::lang::parse;
+use fdlab_model::{Call, OFlags};
+
+fn helper() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_fdlab"))
+}
+
+/// Whether `pid` is still a process (not even a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+#[test]
+fn corpus_agrees_with_the_model_after_every_step() {
+    let mut bad = Vec::new();
+    for path in corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")).unwrap() {
+        let s = parse("x", &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut linux = LinuxBackend::new(helper()).unwrap();
+        let c = run_both(&s, &mut ModelBackend::new(), &mut linux, true).unwrap();
+        if !c.passed() {
+            bad.push(format!(
+                "{}: {:?} {:?}",
+                path.display(),
+                c.divergences,
+                c.linux.failures
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+fn busy_run() -> (LinuxBackend, Vec<i32>) {
+    let mut b = LinuxBackend::new(helper()).unwrap();
+    b.spawn("p1", true).unwrap();
+    b.call("p1", &Call::Fork { child: "p2".into() })
+        .unwrap()
+        .unwrap();
+    b.call("p2", &Call::CloneFiles { child: "p3".into() })
+        .unwrap()
+        .unwrap();
+    let open = Call::Open {
+        path: "f".into(),
+        flags: OFlags::CREAT | OFlags::RDWR,
+        mode: 0o644,
+    };
+    b.call("p3", &open).unwrap().unwrap();
+    // p2 exits: p3, its clone, is now an orphan.
+    b.call("p2", &Call::Exit).unwrap().unwrap();
+    let pids = ["p1", "p3"].iter().map(|n| b.pid_of(n).unwrap()).collect();
+    (b, pids)
+}
+
+#[test]
+fn a_run_leaves_no_process_and_no_sandbox() {
+    let (b, pids) = busy_run();
+    let dir = b.sandbox().to_path_buf();
+    assert!(dir.join("f").is_file());
+    assert!(pids.iter().all(|&p| alive(p)));
+    drop(b);
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+    for p in pids {
+        assert!(!alive(p), "pid {p} is left behind");
+    }
+}
+
+#[test]
+fn a_panicking_run_leaves_nothing_behind() {
+    let seen = std::sync::Mutex::new(None);
+    let r = std::panic::catch_unwind(|| {
+        let (b, pids) = busy_run();
+        *seen.lock().unwrap() = Some((b.sandbox().to_path_buf(), pids));
+        panic!("mid-run");
+    });
+    assert!(r.is_err());
+    let (dir, pids) = seen.lock().unwrap().take().unwrap();
+    assert!(!dir.exists());
+    assert!(pids.iter().all(|&p| !alive(p)));
+}
+
+#[test]
+fn a_dead_helper_is_a_clear_error_not_a_hang() {
+    let mut b = LinuxBackend::new(helper()).unwrap();
+    b.spawn("p1", false).unwrap();
+    let pid = b.pid_of("p1").unwrap();
+    // SAFETY: signals a process this test started; integer arguments.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let e = b.call("p1", &Call::Dup { fd: 0 }).unwrap_err();
+    let BackendError::Linux { proc, what, detail } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!((proc.as_str(), what.as_str()), ("p1", "dup 0"));
+    assert!(detail.contains("died") || detail.contains("closed"), "{e}");
+}
+
+#[test]
+fn expectations_use_kcmp_across_processes() {
+    let src = "spawn p1\np1: pipe = 0 1\np1: fork p2\np2: epoll_create = 2\n\
+               p2: epoll_ctl 2 EPOLL_CTL_ADD 0\np2: dup 0 = 3\np2: close 0 = 0\n\
+               expect p1:0 same p2:3\nexpect p1:0 differs p1:1\nexpect p1 apart p2\n\
+               expect p2:2 watches p1:0 as 0\nexpect p2:2 watches p2:3 as 0\nexpect p2 fds 1 2 3\n";
+    let s = parse("t.fds", src).unwrap();
+    let mut linux = LinuxBackend::new(helper()).unwrap();
+    let r = fdlab::run::run(&s, &mut linux, false).unwrap();
+    assert!(r.passed(), "{:?}", r.failures);
+    assert_eq!(r.expectations.len(), 6);
+    // A registration under a closed number names the file, not the number.
+    let t = &r.topology;
+    let ep = t.files.iter().find(|f| f.kind == "epoll").unwrap();
+    let target = ep.targets.as_ref().unwrap()[0].clone();
+    assert_eq!(target.fd, 0);
+    assert_eq!(target.file, Some(t.processes[0].fds[0].file));
+}
