@@ -31,13 +31,16 @@ pub struct FuzzReport {
     pub failure: Option<(String, String)>,
 }
 
-/// Makes the two backends one case compares (the first is the model).
-pub type MakePair<'a> = dyn Fn() -> Result<(Box<dyn Backend>, Box<dyn Backend>), BackendError> + 'a;
+/// The two backends one case compares; the first is the model.
+pub type Pair = (Box<dyn Backend>, Box<dyn Backend>);
+
+/// Makes a fresh [`Pair`].
+pub type MakePair<'a> = dyn Fn() -> Result<Pair, BackendError> + 'a;
 
 /// Runs `cases` generated scenarios of up to `len` operations on the model
 /// and on Linux (helpers from `helper`).
 pub fn fuzz(cases: u32, seed: u64, len: usize, helper: &std::path::Path) -> FuzzReport {
-    let make = || -> Result<(Box<dyn Backend>, Box<dyn Backend>), BackendError> {
+    let make = || -> Result<Pair, BackendError> {
         Ok((
             Box::new(ModelBackend::new()),
             Box::new(LinuxBackend::new(helper)?),
@@ -64,9 +67,7 @@ pub fn fuzz_with(cases: u32, seed: u64, len: usize, make: &MakePair<'_>) -> Fuzz
         let s = realize(&ops);
         let c = compare_once(&s, make).map_err(TestCaseError::fail)?;
         let (n, stopped, steps, mut cost) = stats.get();
-        let lc = c.1;
-        cost.kcmp_calls += lc.kcmp_calls;
-        cost.descriptors += lc.descriptors;
+        cost.add(&c.1);
         stats.set((
             n + 1,
             stopped + u32::from(c.0.stopped.is_some()),

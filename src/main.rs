@@ -160,12 +160,24 @@ fn fuzz(cases: u32, seed: Option<u64>, len: usize, out: &PathBuf) -> ExitCode {
         f64::from(r.cases) / secs.max(1e-9),
         r.stopped_early
     );
+    let c = &r.cost;
+    println!(
+        "time: process creation {:.1} s, control round trips {:.1} s, observation {:.1} s (of which kcmp {:.1} s), \
+         the rest (the model, generation, shrinking) {:.1} s",
+        c.spawn.as_secs_f64(),
+        c.calls.as_secs_f64(),
+        c.observe.as_secs_f64(),
+        c.kcmp.as_secs_f64(),
+        (secs - (c.spawn + c.calls + c.observe).as_secs_f64()).max(0.0)
+    );
     if r.cost.descriptors > 0 {
         println!(
-            "observation: {} kcmp calls for {} descriptors ({:.2} per descriptor)",
+            "observation: {} kcmp calls for {} descriptors ({:.2} per descriptor; comparing all pairs: {}, {:.2} per descriptor)",
             r.cost.kcmp_calls,
             r.cost.descriptors,
-            r.cost.kcmp_calls as f64 / r.cost.descriptors as f64
+            r.cost.kcmp_calls as f64 / r.cost.descriptors as f64,
+            r.cost.all_pairs,
+            r.cost.all_pairs as f64 / r.cost.descriptors as f64
         );
     }
     match r.failure {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use fdlab::backend::{Backend, BackendError, ModelBackend};
-use fdlab::fuzz::{fuzz, fuzz_with};
+use fdlab::fuzz::{fuzz, fuzz_with, Pair};
 use fdlab::gen::{ops, realize};
 use fdlab::lang::parse;
 use fdlab::lang::print::scenario_text;
@@ -85,7 +85,7 @@ impl Backend for Liar {
 
 #[test]
 fn a_disagreement_is_caught_and_shrunk_to_a_minimal_scenario() {
-    let make = || -> Result<(Box<dyn Backend>, Box<dyn Backend>), BackendError> {
+    let make = || -> Result<Pair, BackendError> {
         Ok((
             Box::new(ModelBackend::new()),
             Box::new(Liar(ModelBackend::new())),

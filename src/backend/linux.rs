@@ -291,12 +291,15 @@ impl Drop for LinuxBackend {
     }
 }
 
-impl Backend for LinuxBackend {
-    fn name(&self) -> &'static str {
-        "linux"
+impl LinuxBackend {
+    /// Adds the time since `t` to one of the cost's clocks.
+    fn charge(&self, t: Instant, clock: impl FnOnce(&mut Cost) -> &mut Duration) {
+        let mut c = self.cost.get();
+        *clock(&mut c) += t.elapsed();
+        self.cost.set(c);
     }
 
-    fn spawn(&mut self, name: &str, stdio: bool) -> Result<(), BackendError> {
+    fn spawn_inner(&mut self, name: &str, stdio: bool) -> Result<(), BackendError> {
         if self.procs.contains_key(name) {
             return Err(BackendError::NameInUse(name.to_string()));
         }
@@ -318,7 +321,7 @@ impl Backend for LinuxBackend {
         self.adopt(name, reply, "spawn")
     }
 
-    fn call(&mut self, proc: &str, call: &Call) -> Result<Outcome, BackendError> {
+    fn call_inner(&mut self, proc: &str, call: &Call) -> Result<Outcome, BackendError> {
         let what = call_text(call);
         let p = self.proc(proc)?;
         if let Err(e) = p.ctl.send(&Request::Call(call.clone()), &[]) {
@@ -344,6 +347,30 @@ impl Backend for LinuxBackend {
             }
             _ => Self::done(proc, p, &what),
         }
+    }
+}
+
+impl Backend for LinuxBackend {
+    fn name(&self) -> &'static str {
+        "linux"
+    }
+
+    fn spawn(&mut self, name: &str, stdio: bool) -> Result<(), BackendError> {
+        let t = Instant::now();
+        let r = self.spawn_inner(name, stdio);
+        self.charge(t, |c| &mut c.spawn);
+        r
+    }
+
+    fn call(&mut self, proc: &str, call: &Call) -> Result<Outcome, BackendError> {
+        let t = Instant::now();
+        let r = self.call_inner(proc, call);
+        let creates = matches!(
+            call,
+            Call::Fork { .. } | Call::CloneFiles { .. } | Call::Exec
+        );
+        self.charge(t, |c| if creates { &mut c.spawn } else { &mut c.calls });
+        r
     }
 
     fn file_relation(
@@ -395,8 +422,12 @@ impl Backend for LinuxBackend {
     }
 
     fn topology(&mut self) -> Result<Topology, BackendError> {
+        let t = Instant::now();
         let procs: Vec<(String, i32)> =
             self.procs.iter().map(|(n, p)| (n.clone(), p.pid)).collect();
-        observe::topology(&procs, &self.sandbox, &self.cost).map_err(|e| self.observe_err(e))
+        let r =
+            observe::topology(&procs, &self.sandbox, &self.cost).map_err(|e| self.observe_err(e));
+        self.charge(t, |c| &mut c.observe);
+        r
     }
 }

@@ -52,11 +52,41 @@ fn err(pid: i32, what: impl Into<String>) -> impl FnOnce(io::Error) -> ObserveEr
     move |source| ObserveError { pid, what, source }
 }
 
-/// Counts of what an observation cost.
+/// What running and observing processes cost, in calls and in time.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Cost {
     pub kcmp_calls: u64,
     pub descriptors: u64,
+    /// The kcmp calls comparing all pairs of the same descriptors would take.
+    pub all_pairs: u64,
+    /// Time spent creating processes (spawn, fork, clone, exec).
+    pub spawn: std::time::Duration,
+    /// Time spent in control round trips for other calls.
+    pub calls: std::time::Duration,
+    /// Time spent observing (/proc reads, kcmp, sock_diag).
+    pub observe: std::time::Duration,
+    /// Of `observe`, the time in kcmp.
+    pub kcmp: std::time::Duration,
+}
+
+impl Cost {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Cost) {
+        self.kcmp_calls += other.kcmp_calls;
+        self.descriptors += other.descriptors;
+        self.all_pairs += other.all_pairs;
+        self.spawn += other.spawn;
+        self.calls += other.calls;
+        self.observe += other.observe;
+        self.kcmp += other.kcmp;
+    }
+
+    fn kcmp_call(cell: &Cell<Cost>, took: std::time::Duration) {
+        let mut c = cell.get();
+        c.kcmp_calls += 1;
+        c.kcmp += took;
+        cell.set(c);
+    }
 }
 
 /// One descriptor as `/proc` shows it.
@@ -167,10 +197,10 @@ struct Comparer<'a> {
 
 impl Comparer<'_> {
     fn cmp(&self, ty: libc::c_int, a: (i32, i32), b: (i32, i32)) -> Ordering {
-        let mut c = self.cost.get();
-        c.kcmp_calls += 1;
-        self.cost.set(c);
-        match sys::kcmp(a.0, b.0, ty, a.1 as u64, b.1 as u64) {
+        let t = std::time::Instant::now();
+        let r = sys::kcmp(a.0, b.0, ty, a.1 as u64, b.1 as u64);
+        Cost::kcmp_call(self.cost, t.elapsed());
+        match r {
             Ok(Kcmp::Order(o)) => o,
             Ok(Kcmp::Unordered) => {
                 self.unordered.set(true);
@@ -273,6 +303,7 @@ pub fn topology(
     }
     let mut c = cost.get();
     c.descriptors += entries.len() as u64;
+    c.all_pairs += (entries.len() as u64) * (entries.len() as u64).saturating_sub(1) / 2;
     cost.set(c);
     // Files: cheap key first, kcmp only inside a group.
     let mut groups: HashMap<(u64, u64, u64, u32), Vec<usize>> = HashMap::new();
@@ -397,10 +428,10 @@ fn epoll_targets(
             if e.ino != ino || file_of[i] != i {
                 continue;
             }
-            let mut c = cost.get();
-            c.kcmp_calls += 1;
-            cost.set(c);
-            let r = sys::kcmp_epoll_tfd(e.pid, e.fd, ep.pid, ep.fd, tfd, *toff).map_err(err(
+            let t = std::time::Instant::now();
+            let r = sys::kcmp_epoll_tfd(e.pid, e.fd, ep.pid, ep.fd, tfd, *toff);
+            Cost::kcmp_call(cost, t.elapsed());
+            let r = r.map_err(err(
                 ep.pid,
                 format!("kcmp(KCMP_EPOLL_TFD) of epoll fd {}", ep.fd),
             ))?;
