@@ -82,13 +82,13 @@ impl World {
         pid: Pid,
         path: &str,
         flags: OFlags,
-        _mode: u32,
+        mode: u32,
     ) -> Result<Fd, Errno> {
         if flags.contains(OFlags::CREAT) && flags.contains(OFlags::DIRECTORY) {
             return Err(Errno::EINVAL); // Linux 6.4 and later
         }
         let l = self.falloc(pid)?;
-        let kind = match self.vn_open(path, flags) {
+        let kind = match self.vn_open(path, flags, mode) {
             Ok(k) => k,
             Err(e) => {
                 self.fdabort(l);
@@ -107,7 +107,7 @@ impl World {
     /// The name-space half of `open`: finds or creates the vnode and applies
     /// `O_TRUNC`. Checks in Linux's order (`open_last_lookups`, `do_open`,
     /// `may_open`).
-    fn vn_open(&mut self, path: &str, flags: OFlags) -> Result<FileKind, Errno> {
+    fn vn_open(&mut self, path: &str, flags: OFlags, mode: u32) -> Result<FileKind, Errno> {
         let creat = flags.contains(OFlags::CREAT);
         if creat && path.ends_with('/') {
             // Resolve the directories on the way; then O_CREAT of a name
@@ -115,8 +115,12 @@ impl World {
             self.fs.lookup(path.trim_end_matches('/')).map(|_| ())?;
             return Err(Errno::EISDIR);
         }
+        let mut created = false;
         let v = match self.fs.lookup(path)? {
-            Lookup::Missing(name) if creat => self.fs.create(name),
+            Lookup::Missing(name) if creat => {
+                created = true;
+                self.fs.create(name, mode & 0o7777)
+            }
             Lookup::Missing(_) => return Err(Errno::ENOENT),
             Lookup::Found(v) => {
                 if creat && flags.contains(OFlags::EXCL) {
@@ -126,11 +130,21 @@ impl World {
             }
         };
         let writes = flags.writable() || flags.contains(OFlags::TRUNC);
+        let privileged = self.privileged;
         match &mut self.fs.vnode_mut(v).kind {
             VnodeKind::Directory if creat || writes => Err(Errno::EISDIR),
             VnodeKind::Directory => Ok(FileKind::Vnode(v)),
             _ if flags.contains(OFlags::DIRECTORY) => Err(Errno::ENOTDIR),
-            VnodeKind::Regular(data) => {
+            VnodeKind::Regular(data, perm) => {
+                // may_open: the new file's own mode does not apply to the
+                // open that creates it; CAP_DAC_OVERRIDE skips the check.
+                if !created && !privileged {
+                    let denied =
+                        (flags.readable() && *perm & 0o400 == 0) || (writes && *perm & 0o200 == 0);
+                    if denied {
+                        return Err(Errno::EACCES);
+                    }
+                }
                 // Linux truncates even for O_RDONLY|O_TRUNC.
                 if flags.contains(OFlags::TRUNC) {
                     data.clear();
@@ -331,7 +345,7 @@ impl World {
             &mut FileKind::Pipe(p, _) => w.pipe_mut(p).write(data),
             &mut FileKind::Socket(s, end) => w.sock_send(s, end, data, Vec::new()),
             &mut FileKind::Vnode(v) => match &mut w.fs.vnode_mut(v).kind {
-                VnodeKind::Regular(d) => {
+                VnodeKind::Regular(d, _) => {
                     if data.is_empty() {
                         return Ok(0);
                     }
@@ -384,7 +398,7 @@ impl World {
                 Ok(got.data)
             }
             &mut FileKind::Vnode(v) => match &w.fs.vnode(v).kind {
-                VnodeKind::Regular(d) => {
+                VnodeKind::Regular(d, _) => {
                     let out = d.read(offset, len);
                     w.file_mut(id).offset = offset + out.len() as u64;
                     Ok(out)
@@ -408,7 +422,7 @@ impl World {
             FileKind::Epoll(_) | FileKind::Eventfd(_) => return Ok(0),
             FileKind::Larval => unreachable!("fd_getfile never returns a larval file"),
             &FileKind::Vnode(v) => match &fp.world.fs.vnode(v).kind {
-                VnodeKind::Regular(d) => (d.size() as i64, MAX_BYTES as i64),
+                VnodeKind::Regular(d, _) => (d.size() as i64, MAX_BYTES as i64),
                 // ext4 hashed directories: the end is the largest hash.
                 VnodeKind::Directory => (i64::MAX, i64::MAX),
                 // null_lseek: always 0.
@@ -687,5 +701,29 @@ impl World {
             None => true,
             Some(d) => up(self, ep, 0) + 1 + d > EP_MAX_NESTS,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Errno, OFlags, World};
+
+    #[test]
+    fn owner_bits_apply_unless_privileged() {
+        let mut w = World::new();
+        let p = w.spawn("p").unwrap();
+        // Creating with mode 0400 and O_WRONLY succeeds: the mode applies
+        // to later opens.
+        assert!(w
+            .sys_open(p, "f", OFlags::CREAT | OFlags::WRONLY, 0o400)
+            .is_ok());
+        assert!(w.sys_open(p, "f", OFlags::RDWR, 0).is_ok(), "root bypasses");
+        w.set_privileged(false);
+        assert_eq!(w.sys_open(p, "f", OFlags::RDWR, 0), Err(Errno::EACCES));
+        assert_eq!(
+            w.sys_open(p, "f", OFlags::RDONLY | OFlags::TRUNC, 0),
+            Err(Errno::EACCES)
+        );
+        assert!(w.sys_open(p, "f", OFlags::RDONLY, 0).is_ok());
     }
 }

@@ -258,7 +258,7 @@ impl World {
                         let vn = self.fs.vnode(*v);
                         // /dev/null and /dev/zero never move (null_lseek).
                         let offset = match vn.kind {
-                            VnodeKind::Regular(_) | VnodeKind::Directory => f.offset,
+                            VnodeKind::Regular(..) | VnodeKind::Directory => f.offset,
                             _ => 0,
                         };
                         RawFile::Path {

@@ -86,7 +86,9 @@ impl Data {
 /// What a vnode is.
 #[derive(Debug, Clone)]
 pub enum VnodeKind {
-    Regular(Data),
+    /// A regular file and its permission bits (the owner is whoever runs
+    /// the scenario; only the owner bits are ever consulted).
+    Regular(Data, u32),
     Directory,
     /// `/dev/null`: reads end at once, writes vanish.
     Null,
@@ -108,7 +110,7 @@ impl Vnode {
     /// The kind the canonical topology shows.
     pub fn topology_kind(&self) -> &'static str {
         match self.kind {
-            VnodeKind::Regular(_) => "regular",
+            VnodeKind::Regular(..) => "regular",
             VnodeKind::Directory => "directory",
             VnodeKind::Null | VnodeKind::Zero | VnodeKind::Ptmx => "chardev",
         }
@@ -225,11 +227,12 @@ impl Fs {
         }
     }
 
-    /// Creates an empty regular file named `name` in the sandbox directory.
-    pub fn create(&mut self, name: String) -> VnodeId {
+    /// Creates an empty regular file named `name` in the sandbox directory,
+    /// with permission bits `mode` (helpers run with umask 0).
+    pub fn create(&mut self, name: String, mode: u32) -> VnodeId {
         let v = VnodeId(self.vnodes.insert(Vnode {
             path: name.clone(),
-            kind: VnodeKind::Regular(Data::default()),
+            kind: VnodeKind::Regular(Data::default(), mode),
         }));
         self.entries.insert(name, v);
         v
@@ -256,7 +259,7 @@ mod tests {
     fn lookup_walks_components() {
         let mut fs = Fs::default();
         assert!(matches!(fs.lookup("a"), Ok(Lookup::Missing(n)) if n == "a"));
-        fs.create("a".into());
+        fs.create("a".into(), 0o644);
         assert!(matches!(fs.lookup("./a"), Ok(Lookup::Found(_))));
         assert_eq!(fs.lookup("a/b").err(), Some(Errno::ENOTDIR));
         assert_eq!(fs.lookup("a/").err(), Some(Errno::ENOTDIR));

@@ -33,6 +33,9 @@ pub struct World {
     pub(crate) gc_pending: bool,
     /// How many times the collector freed something.
     pub(crate) gc_collections: u64,
+    /// Whether scenario processes bypass permission bits (CAP_DAC_OVERRIDE,
+    /// as root has); otherwise the owner bits of a file's mode apply.
+    pub(crate) privileged: bool,
 }
 
 impl Default for World {
@@ -50,6 +53,7 @@ impl Default for World {
             trace: None,
             gc_pending: false,
             gc_collections: 0,
+            privileged: true,
         }
     }
 }
@@ -62,6 +66,12 @@ impl World {
     /// Raises `fs.nr_open` (benchmarks open more than 2^20 descriptors).
     pub fn set_nr_open(&mut self, n: u64) {
         self.nr_open = n;
+    }
+
+    /// Whether processes bypass permission bits, as root does (the default),
+    /// or are held to the owner bits of a file's mode, as any other user is.
+    pub fn set_privileged(&mut self, on: bool) {
+        self.privileged = on;
     }
 
     /// Starts or stops recording file(9) calls.

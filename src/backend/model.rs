@@ -6,14 +6,26 @@ use fdlab_model::{Call, Fd, FileId, OFlags, Outcome, Pid, Topology, World};
 use super::{Backend, BackendError, FileRelation, WatchRelation};
 
 /// Runs scenarios on [`fdlab_model::World`].
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct ModelBackend {
     world: World,
 }
 
+impl Default for ModelBackend {
+    fn default() -> Self {
+        ModelBackend::new()
+    }
+}
+
 impl ModelBackend {
+    /// A model whose processes have the privileges of this one, so that it
+    /// answers as Linux does for the same user (root bypasses permission
+    /// bits).
     pub fn new() -> ModelBackend {
-        ModelBackend::default()
+        let mut world = World::new();
+        // SAFETY: geteuid has no arguments and cannot fail.
+        world.set_privileged(unsafe { libc::geteuid() } == 0);
+        ModelBackend { world }
     }
 
     /// The world, for tests that check invariants between steps.

@@ -37,6 +37,8 @@ pub fn main(args: &[String]) -> ! {
     };
     kernel::ignore(libc::SIGPIPE);
     kernel::ignore(libc::SIGCHLD);
+    // A scenario's MODE is the mode a file gets, whatever the runner's umask.
+    kernel::clear_umask();
     match args.first().map(String::as_str) {
         Some("nursery") => nursery(ctl, opt("--sandbox").cloned()),
         _ => {

@@ -331,6 +331,11 @@ pub fn wait_children() {
     }
 }
 
+pub fn clear_umask() {
+    // SAFETY: integer argument; umask cannot fail.
+    unsafe { libc::umask(0) };
+}
+
 pub fn getpid() -> i32 {
     // SAFETY: no arguments.
     unsafe { libc::getpid() }
