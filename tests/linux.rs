@@ -121,3 +121,71 @@ fn expectations_use_kcmp_across_processes() {
     assert_eq!(target.fd, 0);
     assert_eq!(target.file, Some(t.processes[0].fds[0].file));
 }
+
+/// Helper processes of runs whose sandboxes live under `root`.
+fn helpers_under(root: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+        if cmd.windows(8).any(|w| w == b"__helper") && cwd.starts_with(root) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn ctrl_c_mid_run_leaves_no_process_and_no_sandbox() {
+    let root = std::env::temp_dir().join(format!("fdlab-ctrlc-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let scenario = root.join("slow.fds");
+    let mut src = String::from("spawn p1 stdio\np1: fork p2\np2: clone_files p3\np2: exit\n");
+    for _ in 0..50 {
+        src.push_str("p1: dup 0\n");
+    }
+    std::fs::write(&scenario, src).unwrap();
+    let mut child = std::process::Command::new(helper())
+        .args(["run", scenario.to_str().unwrap(), "--backend", "linux"])
+        .env("TMPDIR", &root)
+        .env("FDLAB_STEP_DELAY_MS", "50")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the run is under way: its helpers exist.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while helpers_under(&root).len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: interrupts the child this test started; integer arguments.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    // The nursery notices its runner is gone and cleans up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p != &scenario)
+            .collect();
+        let procs = helpers_under(&root);
+        if left.is_empty() && procs.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left behind: {left:?}, helper pids {procs:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}

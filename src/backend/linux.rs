@@ -53,6 +53,9 @@ struct Proc {
 
 /// Runs scenarios on real processes.
 pub struct LinuxBackend {
+    /// `$FDLAB_STEP_DELAY_MS`, a testing aid: a pause before every call, so
+    /// that a test can interrupt a run in the middle.
+    delay: Duration,
     sandbox: PathBuf,
     nursery: Option<(Child, Channel<OwnedFd>)>,
     procs: BTreeMap<String, Proc>,
@@ -85,7 +88,12 @@ impl LinuxBackend {
             .map_err(|e| linux_err("-", format!("creating sandbox {}", sandbox.display()), e))?;
         // Canonical, so that /proc links compare with it.
         let sandbox = sandbox.canonicalize().unwrap_or(sandbox);
+        let delay = std::env::var("FDLAB_STEP_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_millis);
         let mut b = LinuxBackend {
+            delay,
             sandbox,
             nursery: None,
             procs: BTreeMap::new(),
@@ -363,6 +371,7 @@ impl Backend for LinuxBackend {
     }
 
     fn call(&mut self, proc: &str, call: &Call) -> Result<Outcome, BackendError> {
+        std::thread::sleep(self.delay);
         let t = Instant::now();
         let r = self.call_inner(proc, call);
         let creates = matches!(
