@@ -232,25 +232,19 @@ fn run_one(
             Ok(c) => c,
             Err(e) => return fail(Error::from(e)),
         };
-        if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&c).expect("a comparison serializes")
-            );
-        } else {
-            print!("{}", run::render_text(&c.linux));
+        return finish(json, &c, c.passed(), || {
+            let mut out = run::render_text(&c.linux);
             if c.divergences.is_empty() {
-                println!("\nmodel and linux agree on every step and on the topology");
+                out.push_str("\nmodel and linux agree on every step and on the topology\n");
             } else {
-                println!("\n{} divergences (model vs linux):", c.divergences.len());
-                print!("{}", compare::render(&c.divergences));
+                out.push_str(&format!(
+                    "\n{} divergences (model vs linux):\n",
+                    c.divergences.len()
+                ));
+                out.push_str(&compare::render(&c.divergences));
             }
-        }
-        return if c.passed() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        };
+            out
+        });
     }
     let name = if backend == BackendName::Linux {
         "linux"
@@ -262,16 +256,26 @@ fn run_one(
         Ok(r) => r,
         Err(e) => return fail(Error::from(e)),
     };
+    finish(json, &report, report.passed(), || run::render_text(&report))
+}
+
+/// Prints `value` as JSON, or `text()`, and exits 0 if `passed`, else 1.
+fn finish<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    passed: bool,
+    text: impl FnOnce() -> String,
+) -> ExitCode {
     if json {
-        // A report is plain data: serializing it cannot fail.
+        // Reports and rows are plain data: serializing them cannot fail.
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).expect("report serializes")
+            serde_json::to_string_pretty(value).expect("plain data serializes")
         );
     } else {
-        print!("{}", run::render_text(&report));
+        print!("{}", text());
     }
-    if report.passed() {
+    if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -306,17 +310,6 @@ fn check_all(paths: Vec<PathBuf>, json: bool) -> ExitCode {
         return fail("no .fds scenarios found");
     }
     let rows = check::check(&files);
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).expect("rows serialize")
-        );
-    } else {
-        print!("{}", check::render(&rows));
-    }
-    if rows.iter().all(check::Row::passed) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    let passed = rows.iter().all(check::Row::passed);
+    finish(json, &rows, passed, || check::render(&rows))
 }
