@@ -5,8 +5,15 @@
 //! (operations that cannot apply, such as a call when no process is alive,
 //! are dropped). Any sub-list realizes to a valid scenario too, so a failure
 //! shrinks to a minimal one.
+//!
+//! Descriptor arguments are mostly *selectors* ("the k-th open descriptor",
+//! "the k-th open socket"): `realize` runs the model as it goes and picks
+//! among what is open, so that sends, receives and epoll registrations
+//! succeed often enough to matter. Raw numbers, often closed, keep the
+//! error paths covered.
 
-use fdlab_model::{Call, EpollOp, Events, FcntlCmd, OFlags, SockType, Whence};
+use fdlab_model::file::FileKind;
+use fdlab_model::{Call, EpollOp, Events, FcntlCmd, OFlags, Pid, SockType, Whence, World};
 use proptest::prelude::*;
 
 use crate::lang::{Expectation, Scenario, Stmt, StmtKind};
@@ -17,25 +24,33 @@ pub const MAX_PROCS: usize = 4;
 const PATHS: &[&str] = &["a", "b", ".", "/dev/null", "/dev/zero", "a/", "missing/x"];
 const TEXTS: &[&[u8]] = &[b"x", b"hello", b"aaaaaaaa", b"", b"ab\n"];
 
+/// A descriptor argument: a raw number, or the k-th open descriptor (of a
+/// kind, where the call wants one) of the calling process.
+#[derive(Debug, Clone, Copy)]
+pub enum FdSel {
+    Raw(i32),
+    Open(u8),
+}
+
 /// A call whose process is chosen when the scenario is realized.
 #[derive(Debug, Clone)]
 pub enum CallGen {
     Open(usize, u32),
-    Close(i32),
-    Dup(i32),
-    Dup2(i32, i32),
-    Dup3(i32, i32, bool),
-    Fcntl(i32, u8, i32),
+    Close(FdSel),
+    Dup(FdSel),
+    Dup2(FdSel, i32),
+    Dup3(FdSel, i32, bool),
+    Fcntl(FdSel, u8, i32),
     CloseRange(u32, Option<u32>, bool, bool),
-    Write(i32, usize),
-    Read(i32, usize),
-    Lseek(i32, i64, u8),
+    Write(FdSel, usize),
+    Read(FdSel, usize),
+    Lseek(FdSel, i64, u8),
     Pipe(bool),
     Socketpair(bool, bool),
-    Sendfds(i32, Vec<i32>),
-    Recvfds(i32, bool),
+    Sendfds(FdSel, Vec<FdSel>),
+    Recvfds(FdSel, bool),
     EpollCreate(bool),
-    EpollCtl(i32, bool, i32, u8),
+    EpollCtl(FdSel, bool, FdSel, u8),
     Eventfd(bool),
     Fork,
     CloneFiles,
@@ -65,25 +80,29 @@ fn fd() -> impl Strategy<Value = i32> {
     prop_oneof![10 => 0..7i32, 1 => Just(-1), 1 => 7..12i32]
 }
 
+fn sel() -> impl Strategy<Value = FdSel> {
+    prop_oneof![4 => any::<u8>().prop_map(FdSel::Open), 1 => fd().prop_map(FdSel::Raw)]
+}
+
 fn call_gen() -> impl Strategy<Value = CallGen> {
     prop_oneof![
         4 => (0..PATHS.len(), any::<u32>()).prop_map(|(p, f)| CallGen::Open(p, f)),
-        3 => fd().prop_map(CallGen::Close),
-        2 => fd().prop_map(CallGen::Dup),
-        2 => (fd(), fd()).prop_map(|(a, b)| CallGen::Dup2(a, b)),
-        1 => (fd(), fd(), any::<bool>()).prop_map(|(a, b, c)| CallGen::Dup3(a, b, c)),
-        2 => (fd(), 0..6u8, -1..12i32).prop_map(|(f, k, a)| CallGen::Fcntl(f, k, a)),
+        3 => sel().prop_map(CallGen::Close),
+        2 => sel().prop_map(CallGen::Dup),
+        2 => (sel(), fd()).prop_map(|(a, b)| CallGen::Dup2(a, b)),
+        1 => (sel(), fd(), any::<bool>()).prop_map(|(a, b, c)| CallGen::Dup3(a, b, c)),
+        2 => (sel(), 0..6u8, -1..12i32).prop_map(|(f, k, a)| CallGen::Fcntl(f, k, a)),
         1 => (0..8u32, proptest::option::of(0..12u32), any::<bool>(), any::<bool>())
             .prop_map(|(lo, hi, u, c)| CallGen::CloseRange(lo, hi, u, c)),
-        3 => (fd(), 0..TEXTS.len()).prop_map(|(f, t)| CallGen::Write(f, t)),
-        3 => (fd(), 0..12usize).prop_map(|(f, n)| CallGen::Read(f, n)),
-        1 => (fd(), -3..12i64, 0..3u8).prop_map(|(f, o, w)| CallGen::Lseek(f, o, w)),
+        3 => (sel(), 0..TEXTS.len()).prop_map(|(f, t)| CallGen::Write(f, t)),
+        3 => (sel(), 0..12usize).prop_map(|(f, n)| CallGen::Read(f, n)),
+        1 => (sel(), -3..12i64, 0..3u8).prop_map(|(f, o, w)| CallGen::Lseek(f, o, w)),
         2 => any::<bool>().prop_map(CallGen::Pipe),
         2 => (any::<bool>(), any::<bool>()).prop_map(|(d, c)| CallGen::Socketpair(d, c)),
-        2 => (fd(), proptest::collection::vec(fd(), 1..3)).prop_map(|(s, v)| CallGen::Sendfds(s, v)),
-        2 => (fd(), any::<bool>()).prop_map(|(s, c)| CallGen::Recvfds(s, c)),
-        1 => any::<bool>().prop_map(CallGen::EpollCreate),
-        2 => (fd(), any::<bool>(), fd(), 1..4u8).prop_map(|(e, a, f, ev)| CallGen::EpollCtl(e, a, f, ev)),
+        5 => (sel(), proptest::collection::vec(sel(), 1..3)).prop_map(|(s, v)| CallGen::Sendfds(s, v)),
+        5 => (sel(), any::<bool>()).prop_map(|(s, c)| CallGen::Recvfds(s, c)),
+        2 => any::<bool>().prop_map(CallGen::EpollCreate),
+        5 => (sel(), any::<bool>(), sel(), 1..4u8).prop_map(|(e, a, f, ev)| CallGen::EpollCtl(e, a, f, ev)),
         1 => any::<bool>().prop_map(CallGen::Eventfd),
         1 => Just(CallGen::Fork),
         1 => Just(CallGen::CloneFiles),
@@ -153,8 +172,53 @@ fn events(bits: u8) -> Events {
     }
 }
 
-/// Turns operations into a valid scenario.
+/// The open descriptors of `pid` whose file satisfies `want`, ascending.
+fn open_fds(w: &World, pid: Pid, want: fn(&FileKind) -> bool) -> Vec<i32> {
+    let t = w.table_of(pid);
+    t.iter()
+        .filter_map(|(fd, _)| t.installed(fd).map(|f| (fd, f)))
+        .filter(|&(_, f)| want(&w.file(f).kind))
+        .map(|(fd, _)| fd.get() as i32)
+        .collect()
+}
+
+/// The number a selector names in `pid`'s table now: the k-th descriptor
+/// of the wanted kind (of any kind, if none is open), or the raw number.
+fn pick(w: &World, pid: Pid, s: FdSel, want: fn(&FileKind) -> bool) -> i32 {
+    match s {
+        FdSel::Raw(n) => n,
+        FdSel::Open(k) => {
+            let mut v = open_fds(w, pid, want);
+            if v.is_empty() {
+                v = open_fds(w, pid, |_| true);
+            }
+            v.get(k as usize % v.len().max(1))
+                .copied()
+                .unwrap_or(i32::from(k % 8))
+        }
+    }
+}
+
+fn socket(k: &FileKind) -> bool {
+    matches!(k, FileKind::Socket(..))
+}
+
+fn epoll(k: &FileKind) -> bool {
+    matches!(k, FileKind::Epoll(_))
+}
+
+fn pollable(k: &FileKind) -> bool {
+    !matches!(k, FileKind::Vnode(_))
+}
+
+fn pollable_not_epoll(k: &FileKind) -> bool {
+    pollable(k) && !epoll(k)
+}
+
+/// Turns operations into a valid scenario, running the model alongside to
+/// resolve descriptor selectors.
 pub fn realize(ops: &[Op]) -> Scenario {
+    let mut world = World::new();
     let mut live: Vec<String> = Vec::new();
     let mut next = 1;
     let mut stmts = Vec::new();
@@ -170,8 +234,16 @@ pub fn realize(ops: &[Op]) -> Scenario {
                 if live.len() >= MAX_PROCS {
                     continue;
                 }
+                let name = fresh(&mut live);
+                // A fresh name in a fresh world: spawning cannot fail.
+                let pid = world.spawn(&name).expect("fresh name");
+                if *stdio {
+                    for f in [OFlags::RDONLY, OFlags::WRONLY, OFlags::WRONLY] {
+                        let _ = world.sys_open(pid, "/dev/null", f, 0);
+                    }
+                }
                 StmtKind::Spawn {
-                    name: fresh(&mut live),
+                    name,
                     stdio: *stdio,
                 }
             }
@@ -208,22 +280,56 @@ pub fn realize(ops: &[Op]) -> Scenario {
                     continue;
                 }
                 let proc = live[*sel as usize % live.len()].clone();
+                // Every live name is a live process of `world`.
+                let pid = world.pid(&proc).expect("live process");
+                // Give the call what it needs if the process has none of it:
+                // a socket pair to send on, an epoll and a pipe to watch.
+                let needs: &[(fn(&FileKind) -> bool, Call)] = match cg {
+                    CallGen::Sendfds(..) | CallGen::Recvfds(..) => &[(
+                        socket,
+                        Call::Socketpair {
+                            ty: SockType::Stream,
+                            cloexec: false,
+                        },
+                    )],
+                    CallGen::EpollCtl(..) => &[
+                        (epoll, Call::EpollCreate { cloexec: false }),
+                        (pollable_not_epoll, Call::Pipe { cloexec: false }),
+                    ],
+                    _ => &[],
+                };
+                for (want, make) in needs {
+                    if open_fds(&world, pid, *want).is_empty() && world.call(pid, make).is_ok() {
+                        stmts.push(Stmt {
+                            line: stmts.len() + 1,
+                            kind: StmtKind::Call {
+                                proc: proc.clone(),
+                                call: make.clone(),
+                                expected: None,
+                            },
+                        });
+                    }
+                }
+                let any = |s: &FdSel| pick(&world, pid, *s, |_| true);
                 let call = match cg {
                     CallGen::Open(p, bits) => Call::Open {
                         path: PATHS[*p].to_string(),
                         flags: open_flags(*bits),
                         mode: 0o644,
                     },
-                    CallGen::Close(f) => Call::Close { fd: *f },
-                    CallGen::Dup(f) => Call::Dup { fd: *f },
-                    CallGen::Dup2(a, b) => Call::Dup2 { old: *a, new: *b },
+                    CallGen::Close(f) => Call::Close { fd: any(f) },
+                    CallGen::Dup(f) => Call::Dup { fd: any(f) },
+                    CallGen::Dup2(a, b) => Call::Dup2 {
+                        old: any(a),
+                        new: *b,
+                    },
                     CallGen::Dup3(a, b, c) => Call::Dup3 {
-                        old: *a,
+                        old: any(a),
                         new: *b,
                         cloexec: *c,
                     },
                     CallGen::Fcntl(f, k, a) => Call::Fcntl {
-                        fd: *f,
+                        fd: any(f),
                         cmd: match k {
                             0 => FcntlCmd::DupFd {
                                 min: *a,
@@ -255,12 +361,15 @@ pub fn realize(ops: &[Op]) -> Scenario {
                         cloexec: *c,
                     },
                     CallGen::Write(f, t) => Call::Write {
-                        fd: *f,
+                        fd: any(f),
                         data: TEXTS[*t].to_vec(),
                     },
-                    CallGen::Read(f, n) => Call::Read { fd: *f, len: *n },
+                    CallGen::Read(f, n) => Call::Read {
+                        fd: any(f),
+                        len: *n,
+                    },
                     CallGen::Lseek(f, o, w) => Call::Lseek {
-                        fd: *f,
+                        fd: any(f),
                         offset: *o,
                         whence: [Whence::Set, Whence::Cur, Whence::End][*w as usize],
                     },
@@ -274,18 +383,18 @@ pub fn realize(ops: &[Op]) -> Scenario {
                         cloexec: *c,
                     },
                     CallGen::Sendfds(s, v) => Call::Sendfds {
-                        sock: *s,
-                        fds: v.clone(),
+                        sock: pick(&world, pid, *s, socket),
+                        fds: v.iter().map(any).collect(),
                     },
                     CallGen::Recvfds(s, c) => Call::Recvfds {
-                        sock: *s,
+                        sock: pick(&world, pid, *s, socket),
                         cloexec: *c,
                     },
                     CallGen::EpollCreate(c) => Call::EpollCreate { cloexec: *c },
                     CallGen::EpollCtl(e, add, f, ev) => Call::EpollCtl {
-                        epfd: *e,
+                        epfd: pick(&world, pid, *e, epoll),
                         op: if *add { EpollOp::Add } else { EpollOp::Del },
-                        fd: *f,
+                        fd: pick(&world, pid, *f, pollable_not_epoll),
                         events: events(*ev),
                     },
                     CallGen::Eventfd(c) => Call::Eventfd { cloexec: *c },
@@ -308,6 +417,7 @@ pub fn realize(ops: &[Op]) -> Scenario {
                     }
                     CallGen::Rlimit(n) => Call::Rlimit { limit: *n },
                 };
+                let _ = world.call(pid, &call);
                 StmtKind::Call {
                     proc,
                     call,
