@@ -173,7 +173,10 @@ fn events(bits: u8) -> Events {
 }
 
 /// The open descriptors of `pid` whose file satisfies `want`, ascending.
-fn open_fds(w: &World, pid: Pid, want: fn(&FileKind) -> bool) -> Vec<i32> {
+/// Which files a descriptor selector accepts.
+type Want = fn(&FileKind) -> bool;
+
+fn open_fds(w: &World, pid: Pid, want: Want) -> Vec<i32> {
     let t = w.table_of(pid);
     t.iter()
         .filter_map(|(fd, _)| t.installed(fd).map(|f| (fd, f)))
@@ -184,7 +187,7 @@ fn open_fds(w: &World, pid: Pid, want: fn(&FileKind) -> bool) -> Vec<i32> {
 
 /// The number a selector names in `pid`'s table now: the k-th descriptor
 /// of the wanted kind (of any kind, if none is open), or the raw number.
-fn pick(w: &World, pid: Pid, s: FdSel, want: fn(&FileKind) -> bool) -> i32 {
+fn pick(w: &World, pid: Pid, s: FdSel, want: Want) -> i32 {
     match s {
         FdSel::Raw(n) => n,
         FdSel::Open(k) => {
@@ -284,7 +287,7 @@ pub fn realize(ops: &[Op]) -> Scenario {
                 let pid = world.pid(&proc).expect("live process");
                 // Give the call what it needs if the process has none of it:
                 // a socket pair to send on, an epoll and a pipe to watch.
-                let needs: &[(fn(&FileKind) -> bool, Call)] = match cg {
+                let needs: &[(Want, Call)] = match cg {
                     CallGen::Sendfds(..) | CallGen::Recvfds(..) => &[(
                         socket,
                         Call::Socketpair {
