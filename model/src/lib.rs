@@ -46,6 +46,7 @@ pub mod filedesc;
 pub mod flags;
 pub mod gc;
 pub mod invariants;
+pub mod mt;
 pub mod pipe;
 pub mod proc;
 pub mod pty;
@@ -53,6 +54,7 @@ pub mod slab;
 pub mod socket;
 pub mod sys;
 pub mod topology;
+pub mod tracker;
 pub mod vnode;
 pub mod world;
 

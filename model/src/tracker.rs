@@ -374,8 +374,8 @@ impl Tracker {
         self.make_room(1)?;
         let inode = match self.names.get(name) {
             Some(&i) => {
-                if access.trunc {
-                    self.inodes.get_mut(&i).map(|i| i.data.clear());
+                if let Some(inode) = self.inodes.get_mut(&i).filter(|_| access.trunc) {
+                    inode.data.clear();
                 }
                 i
             }
@@ -425,8 +425,9 @@ impl Tracker {
                 return Err(e);
             }
             let bug = self.bug;
-            if bug == Some(PlantedBug::ReplayTrunc) && handle.access.trunc {
-                self.inodes.get_mut(&handle.inode).map(|i| i.data.clear());
+            let replay = bug == Some(PlantedBug::ReplayTrunc) && handle.access.trunc;
+            if let Some(inode) = self.inodes.get_mut(&handle.inode).filter(|_| replay) {
+                inode.data.clear();
             }
             if let Some(handle) = self.handles.get_mut(&h) {
                 handle.active = true;
@@ -480,11 +481,17 @@ impl Tracker {
     }
 
     /// `write(2)` through a handle in use: at its offset, or at the end for
-    /// `O_APPEND`, filling a hole with zeros.
+    /// `O_APPEND`, filling a hole with zeros. Writing nothing changes
+    /// nothing.
     pub fn write(&mut self, h: HandleId, bytes: &[u8]) -> Result<usize, ErrorKind> {
         let handle = self.in_use(h)?;
         if !handle.access.write {
             return Err(ErrorKind::Misuse);
+        }
+        if bytes.is_empty() {
+            // Linux writes nothing and moves nothing, O_APPEND or not:
+            // `new_sync_write` updates the position only for a positive count.
+            return Ok(0);
         }
         let (inode, append, offset) = (handle.inode, handle.access.append, handle.offset);
         let data = &mut self.inodes.get_mut(&inode).ok_or(ErrorKind::Misuse)?.data;
@@ -570,9 +577,7 @@ impl Tracker {
             Callback::Duplicate(_) => return Err(ErrorKind::Misuse),
             Callback::Fresh | Callback::Count(_) => {}
         }
-        let ids: Vec<UnsuspendableId> = (0..count)
-            .map(|_| UnsuspendableId(self.fresh()))
-            .collect();
+        let ids: Vec<UnsuspendableId> = (0..count).map(|_| UnsuspendableId(self.fresh())).collect();
         self.unsuspendable.extend(ids.iter().copied());
         Ok(ids)
     }
@@ -664,7 +669,10 @@ pub fn inode_refs_match(t: &Tracker) -> Result<(), Violation> {
     for h in t.handles.values() {
         *refs.entry(h.inode).or_insert(0) += 1;
         if !t.inodes.contains_key(&h.inode) {
-            return fail("inode_refs_match", format!("a handle holds freed inode {}", h.inode.0));
+            return fail(
+                "inode_refs_match",
+                format!("a handle holds freed inode {}", h.inode.0),
+            );
         }
     }
     for (id, i) in &t.inodes {
@@ -686,7 +694,10 @@ pub fn files_are_reachable(t: &Tracker) -> Result<(), Violation> {
         if i.refs == 0 && t.reachable(*id).is_err() {
             return fail(
                 "files_are_reachable",
-                format!("inode {} at {:?} has no handle and no name", id.0, i.location),
+                format!(
+                    "inode {} at {:?} has no handle and no name",
+                    id.0, i.location
+                ),
             );
         }
         if i.refs == 0 && matches!(i.location, Location::Pooled(_)) {
@@ -779,7 +790,10 @@ mod tests {
         t.open("b", Access::CREATE_RW).unwrap();
         t.get(a).unwrap();
         // 2 active (a in use) + 3 = 5 > 3: 2 to suspend, only b can go.
-        assert_eq!(t.open_unsuspendable(3, Callback::Fresh), Err(ErrorKind::NoRoom));
+        assert_eq!(
+            t.open_unsuspendable(3, Callback::Fresh),
+            Err(ErrorKind::NoRoom)
+        );
         assert_eq!(t.stats().active, 2, "nothing was suspended");
         let u = t.open_unsuspendable(1, Callback::Fresh).unwrap();
         assert_eq!(
@@ -790,9 +804,18 @@ mod tests {
             t.open_unsuspendable(1, Callback::Count(2)),
             Err(ErrorKind::Invalid)
         );
-        assert_eq!(t.open_unsuspendable(1, Callback::Fails), Err(ErrorKind::Callback));
-        assert_eq!(t.close_unsuspendable(&u, true, false), Err(ErrorKind::NotTracked));
-        assert_eq!(t.close_unsuspendable(&u, false, true), Err(ErrorKind::Callback));
+        assert_eq!(
+            t.open_unsuspendable(1, Callback::Fails),
+            Err(ErrorKind::Callback)
+        );
+        assert_eq!(
+            t.close_unsuspendable(&u, true, false),
+            Err(ErrorKind::NotTracked)
+        );
+        assert_eq!(
+            t.close_unsuspendable(&u, false, true),
+            Err(ErrorKind::Callback)
+        );
         assert_eq!(t.stats().unsuspendable, 1);
         t.close_unsuspendable(&u, false, false).unwrap();
         assert_eq!(t.stats().unsuspendable, 0);

@@ -1,0 +1,346 @@
+//! The open file of the concurrent table, its count, and the two kinds of
+//! counted reference a caller can hold.
+//!
+//! Field legend (`[c]` constant after `falloc`, `[a]` atomic, changed by
+//! any thread):
+//! - `serial`, `data` `[c]`: a display number and what the file is.
+//! - `count` `[a]`: f_count, the file's logical life: the table slots that
+//!   name it (installed or larval, in every table) plus the references
+//!   callers hold ([`FileRef`], [`Hold`], the caller's half of a
+//!   [`super::Larval`]).
+//! - `closes` `[a]`: how many times closef's work ran: 0 while `count > 0`,
+//!   then 1 for good.
+//!
+//! Two lifetimes, on purpose. The `Arc` around a `File` keeps its *memory*
+//! valid for whoever holds a pointer to it, so nothing here is ever a
+//! dangling pointer and the crate stays free of `unsafe`. The *file* lives
+//! while `count > 0`: when FRELE takes it to zero, closef's work runs once
+//! and the file is dead, though its memory may live on in a reader's
+//! `Arc`. A reader that gets that wrong does not corrupt memory; it trips
+//! [`File::assert_live`] or the second-closef check in [`File::frele`],
+//! which is what lets loom find such a bug (see `mutant`). Linux gets the
+//! same guarantee differently: `struct file` is `SLAB_TYPESAFE_BY_RCU`, so
+//! its memory stays a `struct file` while a reader may look at it.
+
+use std::ops::Deref;
+// A display number only: no check orders anything by it, so it need not
+// be visible to loom.
+use std::sync::atomic::AtomicU64;
+
+use super::publish::{Publish, SlotCell};
+use super::sync::{fence, Arc, AtomicU32, Ordering};
+
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
+/// Panics on a broken invariant, unless the thread is already unwinding
+/// from one: a second panic would abort the process and hide the first
+/// message (a guard dropped during the unwind runs FRELE, which may find
+/// the damage the first panic reported).
+#[cold]
+pub(crate) fn broken(msg: std::fmt::Arguments<'_>) {
+    if !std::thread::panicking() {
+        panic!("{msg}");
+    }
+}
+
+/// An open file description shared by threads.
+///
+/// Aligned to a cache line so that two threads working on two different
+/// files never write to the same line (their counts are the only words a
+/// lookup writes); `benches/concurrent.rs` measures the two-thread case.
+#[repr(align(64))]
+pub struct File<T> {
+    serial: u64,
+    count: AtomicU32,
+    closes: AtomicU32,
+    data: T,
+}
+
+impl<T> File<T> {
+    /// falloc's new file: "one [reference] for the table, one for the
+    /// caller" (falloc(9)).
+    pub(crate) fn new(data: T) -> File<T> {
+        File {
+            serial: NEXT_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            count: AtomicU32::new(2),
+            closes: AtomicU32::new(0),
+            data,
+        }
+    }
+
+    /// A number for messages and invariants, never reused.
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// What the file is.
+    pub fn data(&self) -> &T {
+        &self.data
+    }
+
+    /// f_count now. Exact only when no other thread is working on the
+    /// file (at quiescence, where the invariants read it).
+    pub fn count(&self) -> u32 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// How many times closef's work ran on the file: 0 or 1 unless the
+    /// table is broken.
+    pub fn closes(&self) -> u32 {
+        self.closes.load(Ordering::Acquire)
+    }
+
+    /// Whether closef's work ran: the file is dead.
+    pub fn is_closed(&self) -> bool {
+        self.closes() != 0
+    }
+
+    /// Panics if closef's work already ran: the caller is using a file it
+    /// holds no reference to (a use after closef).
+    #[inline]
+    pub fn assert_live(&self) {
+        let closes = self.closes.load(Ordering::Acquire);
+        if closes != 0 {
+            broken(format_args!(
+                "use after closef: file#{} (closef ran {closes} times, count {})",
+                self.serial,
+                self.count.load(Ordering::Relaxed)
+            ));
+        }
+    }
+
+    /// FREF for a reader that reached the file without a reference:
+    /// increments the count unless it is zero (Linux `file_ref_get`, before
+    /// it `atomic_long_inc_not_zero` in `get_file_rcu`). A zero count means
+    /// the file is dead and stays dead, so the reader must not use it.
+    #[inline]
+    pub(crate) fn inc_not_zero(&self) -> bool {
+        let mut c = self.count.load(Ordering::Relaxed);
+        loop {
+            if c == 0 {
+                return false;
+            }
+            // Acquire: the reader's uses of the file come after its count.
+            match self
+                .count
+                .compare_exchange_weak(c, c + 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => c = now,
+            }
+        }
+    }
+
+    /// FREF from a reference the caller already holds (a slot's, under the
+    /// writer lock, or a [`Hold`]): the count is at least 1 and cannot reach
+    /// zero meanwhile, so a plain increment is enough, as in `Arc::clone`.
+    pub(crate) fn fref(&self) {
+        let prev = self.count.fetch_add(1, Ordering::Relaxed);
+        if prev == 0 {
+            broken(format_args!(
+                "FREF from a reference on dead file#{}",
+                self.serial
+            ));
+        }
+    }
+
+    /// The mutant's FREF: a plain increment from no reference at all.
+    #[cfg(test)]
+    pub(crate) fn fref_unconditional(&self) {
+        self.count.fetch_add(1, Ordering::Acquire);
+    }
+
+    /// FRELE: drops one reference; the last one runs closef's work.
+    ///
+    /// Consumes: one reference (the caller's count).
+    pub(crate) fn frele(&self) {
+        // Release: this reference's uses happen before the closef work,
+        // whichever thread runs it.
+        let prev = self.count.fetch_sub(1, Ordering::Release);
+        if prev == 0 {
+            broken(format_args!(
+                "FRELE on dead file#{} (count was 0)",
+                self.serial
+            ));
+        }
+        if prev == 1 {
+            // Acquire: pairs with every other FRELE's Release.
+            fence(Ordering::Acquire);
+            self.fdrop();
+        }
+    }
+
+    /// closef's work, once the count reached zero (OpenBSD `fdrop`, Linux
+    /// `__fput`). Here it only marks the file dead: what a file's teardown
+    /// does is the sequential model's business (`descrip::fdrop`).
+    fn fdrop(&self) {
+        let before = self.closes.fetch_add(1, Ordering::AcqRel);
+        if before != 0 {
+            broken(format_args!(
+                "FRELE after closef: file#{} reached count 0 a second time",
+                self.serial
+            ));
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for File<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "file#{} (count {}, closes {})",
+            self.serial,
+            self.count.load(Ordering::Relaxed),
+            self.closes.load(Ordering::Relaxed)
+        )
+    }
+}
+
+/// The publication guard a lookup keeps: it holds the file's memory.
+pub(crate) type Loaded<T> = <SlotCell<File<T>> as Publish<File<T>>>::Guard;
+
+/// A use reference taken by `fd_getfile` (FREF): while it lives the file
+/// stays alive, whatever happens to the descriptor. Dropping it is FRELE,
+/// and the last FRELE runs closef's work in whichever thread drops it.
+///
+/// It keeps the slot's load guard rather than an `Arc` clone: with
+/// arc-swap that is a per-thread debt, two atomic operations cheaper than
+/// an `Arc` clone and drop. Keep it on the stack for the length of a system
+/// call; [`FileRef::into_hold`] makes a reference to keep longer.
+#[must_use = "dropping a FileRef at once is FREF immediately followed by FRELE"]
+pub struct FileRef<T> {
+    loaded: Loaded<T>,
+    /// False only in the `FreleEarly` mutant, whose guard holds no count.
+    #[cfg(test)]
+    pub(crate) counted: bool,
+}
+
+impl<T> FileRef<T> {
+    /// Precondition: `loaded` is `Some`, and the caller took a count on it.
+    pub(crate) fn new(loaded: Loaded<T>) -> FileRef<T> {
+        debug_assert!(loaded.is_some());
+        FileRef {
+            loaded,
+            #[cfg(test)]
+            counted: true,
+        }
+    }
+
+    /// The file's memory (not a reference: its `Arc` does not count).
+    pub fn arc(&self) -> &Arc<File<T>> {
+        match &*self.loaded {
+            Some(f) => f,
+            None => unreachable!("FileRef::new is only given a loaded Some"),
+        }
+    }
+
+    /// Keeps the reference beyond the system call, as a [`Hold`]: FREF for
+    /// the hold, then FRELE for this guard.
+    pub fn into_hold(self) -> Hold<T> {
+        let f = Arc::clone(self.arc());
+        f.assert_live();
+        f.fref();
+        Hold { file: Some(f) }
+    }
+}
+
+impl<T> Deref for FileRef<T> {
+    type Target = File<T>;
+
+    /// Every use of the file goes through here, and checks it is alive.
+    #[inline]
+    fn deref(&self) -> &File<T> {
+        let f = self.arc();
+        f.assert_live();
+        f
+    }
+}
+
+impl<T> Drop for FileRef<T> {
+    fn drop(&mut self) {
+        #[cfg(test)]
+        if !self.counted {
+            return;
+        }
+        self.arc().frele();
+    }
+}
+
+impl<T> std::fmt::Debug for FileRef<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileRef({:?})", **self.arc())
+    }
+}
+
+/// A counted reference a caller owns and may send to another thread: the
+/// caller's half of a new file after `fdinsert`, a [`FileRef`] kept longer,
+/// a file in flight to another table. Dropping it is FRELE.
+///
+/// Consumes: FRELE (drop), [`super::Filedesc::fdinstall`] (it becomes a
+/// slot's reference).
+#[must_use = "a Hold is a counted reference: dropping it is FRELE"]
+pub struct Hold<T> {
+    /// `Some` until the reference is handed on ([`Hold::into_table`]).
+    file: Option<Arc<File<T>>>,
+}
+
+impl<T> Hold<T> {
+    /// Wraps a reference the caller took. Precondition: the count includes it.
+    pub(crate) fn from_counted(file: Arc<File<T>>) -> Hold<T> {
+        Hold { file: Some(file) }
+    }
+
+    /// The file's memory (not a reference: its `Arc` does not count).
+    pub fn arc(&self) -> &Arc<File<T>> {
+        match &self.file {
+            Some(f) => f,
+            None => unreachable!("a Hold is Some until into_table consumes it"),
+        }
+    }
+
+    /// Another reference to the same file (FREF).
+    ///
+    /// Returns with a reference.
+    pub fn fref(&self) -> Hold<T> {
+        self.arc().fref();
+        Hold::from_counted(Arc::clone(self.arc()))
+    }
+
+    /// Hands the reference to a table slot without touching the count.
+    ///
+    /// Consumes: the reference (it is the slot's now).
+    pub(crate) fn into_table(mut self) -> Arc<File<T>> {
+        match self.file.take() {
+            Some(f) => f,
+            None => unreachable!("a Hold is Some until into_table consumes it"),
+        }
+    }
+}
+
+impl<T> Deref for Hold<T> {
+    type Target = File<T>;
+
+    #[inline]
+    fn deref(&self) -> &File<T> {
+        let f = self.arc();
+        f.assert_live();
+        f
+    }
+}
+
+impl<T> Drop for Hold<T> {
+    fn drop(&mut self) {
+        if let Some(f) = &self.file {
+            f.frele();
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Hold<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "Hold({file:?})"),
+            None => write!(f, "Hold(handed on)"),
+        }
+    }
+}

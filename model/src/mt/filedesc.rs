@@ -1,0 +1,788 @@
+//! The descriptor table that threads share (Linux `struct files_struct`
+//! under RCU, OpenBSD `struct filedesc` with its `fd_fplock`).
+//!
+//! Field legend (`[o]` set once under `[w]`, then read by anyone without a
+//! lock; `[p]` published under `[w]`, read by anyone without a lock; `[w]`
+//! the writer lock; `[c]` constant):
+//! - `dir` `[o]`: the chunk directory. Chunk `k` holds `FIRST << k` slots,
+//!   so chunks 0..k hold `FIRST * (2^k - 1)`: a table grows by adding one
+//!   chunk as large as all the others together, and never copies or
+//!   replaces a chunk.
+//! - the slots inside the chunks `[p]`: the installed file, or nothing for
+//!   a free or larval slot, which is how a larval file stays invisible.
+//! - `writer` `[w]`: each slot's state (free, larval, installed) with its
+//!   file and close-on-exec bit, the two-level bitmap, the first-free hint.
+//! - `limit` `[c]`: the highest descriptor number plus one (`RLIMIT_NOFILE`
+//!   capped by `fs.nr_open`, fixed for the table's life in this slice).
+//!
+//! Readers (`fd_getfile`) take no lock. Writers (`falloc`, `fdinsert`,
+//! `fdrelease`, `dup`, `dup2`, `fdinstall`) serialize on `[w]`, change the
+//! state, publish the slot, and drop the lock before any FRELE, so closef's
+//! work never runs under the table lock (Linux `close_fd` calls
+//! `filp_close` after `spin_unlock`; xv6's rule: slow work after the lock).
+//!
+//! The share count is the `Arc<Filedesc>`'s strong count: a clone is
+//! `fdshare` (`clone(CLONE_FILES)`), a drop is the sharing part of `fdfree`,
+//! and the last drop closes every descriptor (`Drop`).
+//!
+//! Chunks grow geometrically rather than by fixed 64-slot chunks listed in
+//! an `ArcSwap<Vec<_>>`: the directory then has a fixed size, set once per
+//! entry, so a reader pays one acquire load for it (an arc-swap load costs
+//! as much as an `Arc` clone), and there is no old chunk list for a reader
+//! to be left holding, which is what Linux's recheck of `files->fdt` is for.
+
+use crate::bitmap::Bitmap;
+use crate::errno::Errno;
+use crate::Fd;
+
+use super::file::{broken, File, FileRef, Hold};
+#[cfg(test)]
+use super::mutant::Mutant;
+use super::publish::{OnceCell, Publish, PublishOnce, SlotCell};
+use super::sync::{only_handle, Arc, Mutex, MutexGuard};
+
+/// Slots in chunk 0; chunk `k` has `FIRST << k`. 64 as Linux's
+/// `NR_OPEN_DEFAULT`; 2 under loom, so that a model with three descriptors
+/// already grows its table.
+const FIRST: usize = if cfg!(loom) { 2 } else { 64 };
+
+/// Linux's default `fs.nr_open`, the default limit of a new table.
+pub const NR_OPEN: u32 = 1 << 20;
+
+/// A chunk of published slots.
+type Chunk<T> = Box<[SlotCell<File<T>>]>;
+
+/// The chunk holding `fd`, and the slot's index in it.
+#[inline]
+pub(super) fn locate(fd: usize) -> (usize, usize) {
+    let i = fd + FIRST;
+    let k = (usize::BITS - 1 - i.leading_zeros() - FIRST.trailing_zeros()) as usize;
+    (k, i - (FIRST << k))
+}
+
+/// How many slots chunks `0..n` hold.
+const fn capacity_of(n: usize) -> usize {
+    FIRST * ((1 << n) - 1)
+}
+
+/// Publishes `v` in slot `i`. Precondition: the writer lock is held (or the
+/// table is not shared yet), and slot `i`'s chunk is made
+/// (`Writer::expand`).
+fn publish<T>(dir: &[OnceCell<Chunk<T>>], i: usize, v: Option<Arc<File<T>>>) {
+    let (k, off) = locate(i);
+    // Through the traits, so that loom runs the same calls on its stand-ins.
+    match PublishOnce::get(&dir[k]) {
+        Some(chunk) => Publish::store(&chunk[off], v),
+        None => unreachable!("slot {i} published before its chunk {k} was made"),
+    }
+}
+
+/// A slot as the writer keeps it. The slot's one reference (its share of
+/// `f_count`) is accounted here; while installed, the published slot holds
+/// a second `Arc` of the same file, for memory only.
+enum WSlot<T> {
+    Free,
+    /// Reserved by `falloc`: the number is taken, the file not published
+    /// (Linux: the bit is set in `open_fds`, `fdt->fd[fd]` is NULL).
+    Larval(Arc<File<T>>),
+    Installed {
+        file: Arc<File<T>>,
+        cloexec: bool,
+    },
+}
+
+/// What the writer lock guards.
+struct Writer<T> {
+    /// One per slot of the made chunks: `capacity_of(chunks)` of them.
+    slots: Vec<WSlot<T>>,
+    chunks: usize,
+    map: Bitmap,
+    /// OpenBSD's `fd_freefile`: every slot below it is used.
+    freefile: u32,
+}
+
+impl<T> Writer<T> {
+    /// Makes the chunks up to the one holding `i` (`fdexpand`, without the
+    /// copy). Precondition: `i < limit`, so the directory has its chunk.
+    fn expand(&mut self, dir: &[OnceCell<Chunk<T>>], i: usize) {
+        if i < self.slots.len() {
+            return;
+        }
+        let (k, _) = locate(i);
+        for (j, cell) in dir.iter().enumerate().take(k + 1).skip(self.chunks) {
+            cell.set_with(|| (0..FIRST << j).map(|_| SlotCell::default()).collect());
+        }
+        self.chunks = k + 1;
+        let cap = capacity_of(self.chunks);
+        // The writer's own arrays grow by doubling like any Vec (amortized
+        // O(1) a slot); what readers see is never copied.
+        self.slots.resize_with(cap, || WSlot::Free);
+        self.map.grow(cap);
+    }
+
+    /// Finds and marks used the lowest free slot `>= want` below `limit`
+    /// (OpenBSD `fdalloc`). The caller sets the slot at once.
+    ///
+    /// Errors: `EMFILE`.
+    fn alloc(
+        &mut self,
+        dir: &[OnceCell<Chunk<T>>],
+        want: usize,
+        limit: u32,
+    ) -> Result<usize, Errno> {
+        let start = want.max(self.freefile as usize);
+        let i = self.map.first_free_from(start);
+        if i >= limit as usize {
+            return Err(Errno::EMFILE);
+        }
+        self.expand(dir, i);
+        self.map.set(i);
+        if want <= self.freefile as usize {
+            // Every slot below `i` is used: the hint may move up to it.
+            self.freefile = i as u32;
+        }
+        Ok(i)
+    }
+
+    /// Frees slot `i` (OpenBSD `fd_unused`) and returns what it held.
+    /// The caller unpublishes it.
+    fn clear(&mut self, i: usize) -> WSlot<T> {
+        let old = std::mem::replace(&mut self.slots[i], WSlot::Free);
+        self.map.clear(i);
+        if i < self.freefile as usize {
+            self.freefile = i as u32;
+        }
+        old
+    }
+
+    /// The file installed at `fd`, if any.
+    fn installed(&self, fd: Fd) -> Option<&Arc<File<T>>> {
+        match self.slots.get(fd.index()) {
+            Some(WSlot::Installed { file, .. }) => Some(file),
+            _ => None,
+        }
+    }
+}
+
+/// One slot, as seen from outside (a snapshot taken under the lock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Free,
+    Larval { serial: u64 },
+    Installed { serial: u64, cloexec: bool },
+}
+
+/// A descriptor table several threads use at once. Share it with
+/// `Arc<Filedesc<T>>`; `T` is what a file is (the table does not look).
+pub struct Filedesc<T> {
+    dir: Box<[OnceCell<Chunk<T>>]>,
+    writer: Mutex<Writer<T>>,
+    limit: u32,
+    #[cfg(test)]
+    mutant: Mutant,
+}
+
+impl<T> Default for Filedesc<T> {
+    fn default() -> Self {
+        Filedesc::new(NR_OPEN)
+    }
+}
+
+impl<T> Filedesc<T> {
+    /// An empty table whose descriptors are below `limit`.
+    pub fn new(limit: u32) -> Filedesc<T> {
+        let mut n = 0;
+        while capacity_of(n) < limit as usize {
+            n += 1;
+        }
+        Filedesc {
+            dir: (0..n).map(|_| OnceCell::default()).collect(),
+            writer: Mutex::new(Writer {
+                slots: Vec::new(),
+                chunks: 0,
+                map: Bitmap::default(),
+                freefile: 0,
+            }),
+            limit,
+            #[cfg(test)]
+            mutant: Mutant::None,
+        }
+    }
+
+    /// A table carrying a planted bug (see `mutant`).
+    #[cfg(test)]
+    pub(crate) fn with_mutant(limit: u32, mutant: Mutant) -> Filedesc<T> {
+        let mut t = Filedesc::new(limit);
+        t.mutant = mutant;
+        t
+    }
+
+    /// The highest descriptor number plus one.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Slots the table has made so far.
+    pub fn capacity(&self) -> usize {
+        self.lock().slots.len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Writer<T>> {
+        // Poison means a writer panicked on a broken invariant, maybe half
+        // way through a change: going on would report a second, confusing
+        // violation, unless this thread is unwinding from the first.
+        self.writer.lock().unwrap_or_else(|e| {
+            if !std::thread::panicking() {
+                panic!("descriptor table lock poisoned: a writer panicked");
+            }
+            e.into_inner()
+        })
+    }
+
+    /// fd_getfile(9), the shared path (Linux `__fget_files_rcu`): the file
+    /// installed at `fd`, found without the table lock.
+    ///
+    /// Returns with a reference (FREF), released when the guard drops.
+    /// Errors: `EBADF` for a number that is out of range, free or larval.
+    ///
+    /// The races it survives, each checked by a loom test:
+    /// - `close` between the load and the count: the count may have reached
+    ///   zero and closef's work run. `inc_not_zero` then fails, and since a
+    ///   slot's reference is part of the count, the slot no longer holds
+    ///   the file: load again (Linux retries the same way).
+    /// - `close` after the count: the descriptor is gone at once, the file
+    ///   lives until this guard's FRELE, which runs closef's work.
+    /// - `dup2` replacing the slot: the lookup returns the old file (if it
+    ///   counted it in time) or the new one, each with a reference.
+    /// - `falloc` in the slot: a larval slot is published empty, so the
+    ///   lookup fails with `EBADF` until `fdinsert` publishes the file.
+    /// - growth: a chunk is set once and never replaced, so there is no
+    ///   stale table to recheck.
+    ///
+    /// Linux rechecks `fdt->fd[fd]` after taking the count, because a
+    /// `struct file` is `SLAB_TYPESAFE_BY_RCU`: the memory it counted may
+    /// by then be another file, and `fdt` may have been replaced. Here the
+    /// `Arc` the load returned is this file's memory for as long as it is
+    /// held, and chunks are never replaced, so a successful `inc_not_zero`
+    /// on it counts the file that was installed at the load, which is where
+    /// the lookup takes effect (it is linearizable there). So there is no
+    /// recheck, and one arc-swap load fewer: a second load would cost about
+    /// as much as the whole raw baseline of the 2.5x target.
+    #[inline]
+    pub fn fd_getfile(&self, fd: Fd) -> Result<FileRef<T>, Errno> {
+        let (k, off) = locate(fd.index());
+        let chunk = self
+            .dir
+            .get(k)
+            .and_then(|c| PublishOnce::get(c))
+            .ok_or(Errno::EBADF)?;
+        let cell = &chunk[off];
+        loop {
+            let loaded = Publish::load(cell);
+            let Some(file) = &*loaded else {
+                return Err(Errno::EBADF);
+            };
+            #[cfg(test)]
+            match self.mutant {
+                Mutant::FrefAfterZero => {
+                    file.fref_unconditional();
+                    return Ok(FileRef::new(loaded));
+                }
+                Mutant::FreleEarly => {
+                    if !file.inc_not_zero() {
+                        continue;
+                    }
+                    file.frele();
+                    let mut r = FileRef::new(loaded);
+                    r.counted = false;
+                    return Ok(r);
+                }
+                Mutant::None | Mutant::PublishLarval => {}
+            }
+            if file.inc_not_zero() {
+                return Ok(FileRef::new(loaded));
+            }
+            // The file died between the load and the count: its slot was
+            // emptied or given another file first. Look again.
+        }
+    }
+
+    /// fd_getfile's fast path for a table only the caller uses (Linux
+    /// `__fget_light` when `files->count == 1`): the file installed at
+    /// `fd`, borrowed without a count.
+    ///
+    /// Conditions, all proven by the `&mut self` borrow:
+    /// - no other thread can reach the table, so none can close `fd` or
+    ///   replace its file while the borrow lives (the table is not shared:
+    ///   reach it through `Arc::get_mut`, as [`fdget`] does);
+    /// - the caller cannot close `fd` either until it gives the borrow back;
+    /// - the table cannot be shared (no `Arc` clone, no `fdshare`) while the
+    ///   borrow lives, which is Linux's "no `clone(CLONE_FILES)` between
+    ///   `fdget` and `fdput`".
+    ///
+    /// The slot's reference keeps the file alive meanwhile, whatever other
+    /// threads do with their own references to it.
+    ///
+    /// Errors: `EBADF` for a number that is out of range, free or larval.
+    #[inline]
+    pub fn fd_getfile_unshared(&mut self, fd: Fd) -> Result<&File<T>, Errno> {
+        let w = match self.writer.get_mut() {
+            Ok(w) => w,
+            Err(_) => panic!("descriptor table lock poisoned: a writer panicked"),
+        };
+        match w.slots.get(fd.index()) {
+            Some(WSlot::Installed { file, .. }) => Ok(file),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    /// falloc(9): reserves the lowest free slot for a new file made of
+    /// `data`, larval: the number is taken, the file not visible.
+    ///
+    /// Returns with a reference: count 2, one for the slot, one for the
+    /// caller. Errors: `EMFILE`.
+    pub fn falloc(&self, data: T) -> Result<Larval<'_, T>, Errno> {
+        // Made before the lock, so that the lock covers the slot only.
+        let file = Arc::new(File::new(data));
+        let mut w = self.lock();
+        let i = w.alloc(&self.dir, 0, self.limit)?;
+        w.slots[i] = WSlot::Larval(Arc::clone(&file));
+        #[cfg(test)]
+        if self.mutant == Mutant::PublishLarval {
+            publish(&self.dir, i, Some(Arc::clone(&file)));
+        }
+        drop(w);
+        Ok(Larval {
+            table: self,
+            fd: Fd::new(i as u32),
+            file: Some(file),
+        })
+    }
+
+    /// Publishes a larval file at its slot (OpenBSD `fdinsert`, Linux
+    /// `fd_install`).
+    fn insert_larval(&self, fd: Fd, file: &Arc<File<T>>, cloexec: bool) {
+        let i = fd.index();
+        let mut w = self.lock();
+        if !matches!(&w.slots[i], WSlot::Larval(f) if Arc::ptr_eq(f, file)) {
+            broken(format_args!(
+                "fdinsert: fd {fd} does not hold {file:?} larval"
+            ));
+        }
+        w.slots[i] = WSlot::Installed {
+            file: Arc::clone(file),
+            cloexec,
+        };
+        publish(&self.dir, i, Some(Arc::clone(file)));
+    }
+
+    /// Frees a larval slot and drops both references, so that the call
+    /// "never happened".
+    fn abort_larval(&self, fd: Fd, file: Arc<File<T>>) {
+        let mut w = self.lock();
+        let old = w.clear(fd.index());
+        #[cfg(test)]
+        if self.mutant == Mutant::PublishLarval {
+            publish(&self.dir, fd.index(), None);
+        }
+        drop(w);
+        match old {
+            WSlot::Larval(f) if Arc::ptr_eq(&f, &file) => f.frele(),
+            _ => broken(format_args!(
+                "fdabort: fd {fd} does not hold {file:?} larval"
+            )),
+        }
+        // The caller's reference: the last, so closef's work runs here.
+        file.frele();
+    }
+
+    /// fdrelease: closes `fd` (`close(2)`; Linux `close_fd`). The
+    /// descriptor is gone when this returns; the file lives until its last
+    /// FRELE, which may be another thread's.
+    ///
+    /// Errors: `EBADF` for a number that is free or larval (Linux and
+    /// OpenBSD alike: a reserved number has no file to close).
+    pub fn fdrelease(&self, fd: Fd) -> Result<(), Errno> {
+        let i = fd.index();
+        let mut w = self.lock();
+        if w.installed(fd).is_none() {
+            return Err(Errno::EBADF);
+        }
+        let WSlot::Installed { file, .. } = w.clear(i) else {
+            unreachable!("slot {i} was installed under the same lock")
+        };
+        // Unpublished before the slot's reference is dropped, so a published
+        // file always has a count of at least 1.
+        publish(&self.dir, i, None);
+        drop(w);
+        // closef: the slot's reference.
+        file.frele();
+        Ok(())
+    }
+
+    /// dup2: makes `new` name the file `old` names, closing what `new`
+    /// held (Linux `do_dup2`, OpenBSD `dodup3`).
+    ///
+    /// Errors: `EBADF` if `old` is not installed or `new` is out of range;
+    /// `EBUSY` if `new` is larval (Linux and OpenBSD both refuse: the
+    /// caller of `falloc` will install there).
+    pub fn dup2(&self, old: Fd, new: Fd) -> Result<Fd, Errno> {
+        if new.get() >= self.limit {
+            return Err(Errno::EBADF);
+        }
+        let n = new.index();
+        let mut w = self.lock();
+        let file = Arc::clone(w.installed(old).ok_or(Errno::EBADF)?);
+        if old == new {
+            return Ok(new);
+        }
+        if matches!(w.slots.get(n), Some(WSlot::Larval(_))) {
+            return Err(Errno::EBUSY);
+        }
+        w.expand(&self.dir, n);
+        // The new slot's reference, taken from the old slot's.
+        file.fref();
+        let was = std::mem::replace(
+            &mut w.slots[n],
+            WSlot::Installed {
+                file: Arc::clone(&file),
+                cloexec: false,
+            },
+        );
+        if matches!(was, WSlot::Free) {
+            w.map.set(n);
+        }
+        publish(&self.dir, n, Some(file));
+        drop(w);
+        if let WSlot::Installed { file: gone, .. } = was {
+            // closef of the replaced file, after the lock (Linux frees
+            // `tofree` after `spin_unlock`).
+            gone.frele();
+        }
+        Ok(new)
+    }
+
+    /// dup, or `fcntl(F_DUPFD)` with `min`: the lowest free number `>= min`
+    /// names the file `old` names (Linux `f_dupfd`).
+    ///
+    /// Errors: `EBADF` if `old` is not installed, then `EINVAL` if `min` is
+    /// out of range, `EMFILE`.
+    pub fn dup(&self, old: Fd, min: u32, cloexec: bool) -> Result<Fd, Errno> {
+        let mut w = self.lock();
+        let file = Arc::clone(w.installed(old).ok_or(Errno::EBADF)?);
+        if min >= self.limit {
+            return Err(Errno::EINVAL);
+        }
+        let i = w.alloc(&self.dir, min as usize, self.limit)?;
+        file.fref();
+        w.slots[i] = WSlot::Installed {
+            file: Arc::clone(&file),
+            cloexec,
+        };
+        publish(&self.dir, i, Some(file));
+        Ok(Fd::new(i as u32))
+    }
+
+    /// Installs a reference the caller holds at the lowest free number: a
+    /// file received from another table (SCM_RIGHTS; Linux `receive_fd`,
+    /// OpenBSD `unp_externalize`).
+    ///
+    /// Consumes: the reference (it becomes the slot's; on error it is
+    /// dropped, FRELE). Errors: `EMFILE`.
+    pub fn fdinstall(&self, h: Hold<T>, cloexec: bool) -> Result<Fd, Errno> {
+        let mut w = self.lock();
+        let i = match w.alloc(&self.dir, 0, self.limit) {
+            Ok(i) => i,
+            Err(e) => {
+                drop(w);
+                drop(h);
+                return Err(e);
+            }
+        };
+        let file = h.into_table();
+        w.slots[i] = WSlot::Installed {
+            file: Arc::clone(&file),
+            cloexec,
+        };
+        publish(&self.dir, i, Some(file));
+        Ok(Fd::new(i as u32))
+    }
+
+    /// Sets or clears close-on-exec (`fcntl(F_SETFD)`).
+    ///
+    /// Errors: `EBADF` unless `fd` is installed.
+    pub fn set_cloexec(&self, fd: Fd, on: bool) -> Result<(), Errno> {
+        let mut w = self.lock();
+        match w.slots.get_mut(fd.index()) {
+            Some(WSlot::Installed { cloexec, .. }) => {
+                *cloexec = on;
+                Ok(())
+            }
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    /// fdcopy: a private copy for `fork`, with the installed slots and
+    /// their close-on-exec bits, not the larval ones (Linux `dup_fd`); each
+    /// copied slot takes a reference.
+    pub fn fdcopy(&self) -> Filedesc<T> {
+        let mut copy = Filedesc::new(self.limit);
+        #[cfg(test)]
+        {
+            copy.mutant = self.mutant;
+        }
+        let w = self.lock();
+        let Filedesc { dir, writer, .. } = &mut copy;
+        let cw = match writer.get_mut() {
+            Ok(cw) => cw,
+            Err(_) => unreachable!("a new table's lock is not poisoned"),
+        };
+        if let Some(last) = w.slots.len().checked_sub(1) {
+            cw.expand(dir, last);
+        }
+        for (i, s) in w.slots.iter().enumerate() {
+            if let WSlot::Installed { file, cloexec } = s {
+                file.fref();
+                cw.slots[i] = WSlot::Installed {
+                    file: Arc::clone(file),
+                    cloexec: *cloexec,
+                };
+                cw.map.set(i);
+                publish(dir, i, Some(Arc::clone(file)));
+            }
+        }
+        cw.freefile = cw.map.first_free_from(0) as u32;
+        drop(w);
+        copy
+    }
+
+    /// The slot of `fd` (free when beyond the table).
+    pub fn slot(&self, fd: Fd) -> Slot {
+        let w = self.lock();
+        match w.slots.get(fd.index()) {
+            Some(WSlot::Larval(f)) => Slot::Larval { serial: f.serial() },
+            Some(WSlot::Installed { file, cloexec }) => Slot::Installed {
+                serial: file.serial(),
+                cloexec: *cloexec,
+            },
+            Some(WSlot::Free) | None => Slot::Free,
+        }
+    }
+
+    /// Every used slot, ascending, with its file's memory.
+    pub fn used(&self) -> Vec<(Fd, Slot, Arc<File<T>>)> {
+        let w = self.lock();
+        w.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let fd = Fd::new(i as u32);
+                match s {
+                    WSlot::Free => None,
+                    WSlot::Larval(f) => {
+                        Some((fd, Slot::Larval { serial: f.serial() }, Arc::clone(f)))
+                    }
+                    WSlot::Installed { file, cloexec } => Some((
+                        fd,
+                        Slot::Installed {
+                            serial: file.serial(),
+                            cloexec: *cloexec,
+                        },
+                        Arc::clone(file),
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    /// Checks the table against itself: chunks, bitmap and hint against
+    /// the slot states, and the published slots against the writer's
+    /// (installed: the same file, alive; free or larval: nothing).
+    /// Precondition: quiescence, for the counts it reads.
+    pub fn check(&self) -> Result<(), String> {
+        let w = self.lock();
+        if w.slots.len() != capacity_of(w.chunks) {
+            return Err(format!(
+                "{} slots for {} chunks ({} expected)",
+                w.slots.len(),
+                w.chunks,
+                capacity_of(w.chunks)
+            ));
+        }
+        for (k, c) in self.dir.iter().enumerate() {
+            if PublishOnce::get(c).is_some() != (k < w.chunks) {
+                return Err(format!(
+                    "chunk {k} is made: {} but the writer has {} chunks",
+                    k >= w.chunks,
+                    w.chunks
+                ));
+            }
+        }
+        w.map.summary_agrees()?;
+        if w.map.capacity() < w.slots.len() {
+            return Err(format!(
+                "bitmap holds {} bits for {} slots",
+                w.map.capacity(),
+                w.slots.len()
+            ));
+        }
+        if let Some(i) = (w.slots.len()..w.map.capacity()).find(|&i| w.map.is_set(i)) {
+            return Err(format!("bit {i} is set beyond the last slot"));
+        }
+        for (i, s) in w.slots.iter().enumerate() {
+            let used = !matches!(s, WSlot::Free);
+            if used != w.map.is_set(i) {
+                return Err(format!(
+                    "slot {i} used: {used} but its bitmap bit is {}",
+                    !used
+                ));
+            }
+            if !used && (i as u32) < w.freefile {
+                return Err(format!(
+                    "slot {i} is free below the first-free hint {}",
+                    w.freefile
+                ));
+            }
+            let (k, off) = locate(i);
+            let chunk = PublishOnce::get(&self.dir[k])
+                .ok_or_else(|| format!("slot {i} has no chunk {k}"))?;
+            let loaded = Publish::load(&chunk[off]);
+            match (s, &*loaded) {
+                (WSlot::Installed { file, .. }, Some(p)) if Arc::ptr_eq(file, p) => {}
+                (WSlot::Free | WSlot::Larval(_), None) => {}
+                (_, p) => {
+                    return Err(format!(
+                        "slot {i} is {} but publishes {:?}",
+                        match s {
+                            WSlot::Free => "free",
+                            WSlot::Larval(_) => "larval",
+                            WSlot::Installed { .. } => "installed",
+                        },
+                        p.as_deref()
+                    ))
+                }
+            }
+            if let WSlot::Larval(f) | WSlot::Installed { file: f, .. } = s {
+                if f.is_closed() || f.count() == 0 {
+                    return Err(format!("slot {i} names dead {f:?}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T> Drop for Filedesc<T> {
+    /// fdfree, for the last user: closes every descriptor.
+    fn drop(&mut self) {
+        let w = match self.writer.get_mut() {
+            Ok(w) => w,
+            Err(e) => e.into_inner(),
+        };
+        for (i, s) in std::mem::take(&mut w.slots).into_iter().enumerate() {
+            match s {
+                WSlot::Free => {}
+                WSlot::Installed { file, .. } => file.frele(),
+                // A Larval borrows the table, so only a forgotten one can be
+                // here; its references are lost with it.
+                WSlot::Larval(f) => broken(format_args!("fdfree: fd {i} is larval ({f:?})")),
+            }
+        }
+    }
+}
+
+/// A file between `falloc` and `fdinsert`: its slot is reserved and its
+/// count is 2. Consumed by [`Larval::fdinsert`], or by [`Larval::fdabort`]
+/// or a drop, which undo the `falloc`.
+#[must_use = "a larval file must be inserted (fdinsert) or abandoned (fdabort)"]
+pub struct Larval<'t, T> {
+    table: &'t Filedesc<T>,
+    fd: Fd,
+    /// `Some` until consumed.
+    file: Option<Arc<File<T>>>,
+}
+
+impl<T> Larval<'_, T> {
+    pub fn fd(&self) -> Fd {
+        self.fd
+    }
+
+    /// The file's memory (not a reference: its `Arc` does not count).
+    pub fn arc(&self) -> &Arc<File<T>> {
+        match &self.file {
+            Some(f) => f,
+            None => unreachable!("a Larval is Some until consumed"),
+        }
+    }
+
+    /// fdinsert: makes the file visible at its slot, for every thread.
+    ///
+    /// Consumes: the larval file. Returns the caller's reference.
+    pub fn fdinsert(mut self, cloexec: bool) -> Hold<T> {
+        let file = match self.file.take() {
+            Some(f) => f,
+            None => unreachable!("a Larval is Some until consumed"),
+        };
+        self.table.insert_larval(self.fd, &file, cloexec);
+        Hold::from_counted(file)
+    }
+
+    /// The error path after `falloc`: frees the slot and drops both
+    /// references, so the call "never happened". Dropping does the same.
+    ///
+    /// Consumes: the larval file.
+    pub fn fdabort(self) {
+        drop(self);
+    }
+}
+
+impl<T> Drop for Larval<'_, T> {
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            self.table.abort_larval(self.fd, file);
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Larval<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Larval(fd {}, {:?})", self.fd, self.file)
+    }
+}
+
+/// What [`fdget`] returns (Linux `struct fd`): a borrow when the table was
+/// not shared, a counted reference when it was.
+pub enum Fdget<'a, T> {
+    /// The fast path's borrow: no count was taken, none is dropped.
+    Borrowed(&'a File<T>),
+    /// The shared path's FREF: dropping it is FRELE.
+    Counted(FileRef<T>),
+}
+
+impl<T> std::ops::Deref for Fdget<'_, T> {
+    type Target = File<T>;
+
+    fn deref(&self) -> &File<T> {
+        match self {
+            Fdget::Borrowed(f) => f,
+            Fdget::Counted(r) => r,
+        }
+    }
+}
+
+/// fdget (Linux `fdget` → `__fget_light`): the fast path when the caller
+/// holds the table's only `Arc` (share count 1, checked the way Linux reads
+/// `files->count`), the shared path otherwise.
+///
+/// Errors: `EBADF`, as [`Filedesc::fd_getfile`].
+pub fn fdget<T>(table: &mut Arc<Filedesc<T>>, fd: Fd) -> Result<Fdget<'_, T>, Errno> {
+    // Two loads decide, so that the shared path pays no more than them;
+    // `get_mut` (a compare-and-swap) then runs once, on the fast path.
+    if only_handle(table) {
+        // No other `Arc` or `Weak` exists, and none can be made from the
+        // one the caller holds by `&mut`: `get_mut` cannot fail.
+        let t = Arc::get_mut(table).expect("the only Arc stays the only one");
+        return t.fd_getfile_unshared(fd).map(Fdget::Borrowed);
+    }
+    table.fd_getfile(fd).map(Fdget::Counted)
+}

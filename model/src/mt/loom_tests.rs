@@ -1,0 +1,286 @@
+//! Loom models of the races the concurrent table must survive. Each runs
+//! every interleaving of two threads (up to the preemption bound) over the
+//! same code the table runs normally: `sync` and `publish` swap in loom's
+//! primitives under `--cfg loom`, and chunk 0 has 2 slots, so that a third
+//! descriptor grows the table.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p
+//! fdlab-model --release --lib mt::`. The two-thread models explore every
+//! interleaving, the three-thread one those with at most 5 preemptions;
+//! `LOOM_MAX_PREEMPTIONS` sets one bound for all.
+//!
+//! Each scenario runs twice: on the table as written, where it must pass,
+//! and on a table carrying a planted bug (`mutant`), where loom must find
+//! an interleaving that breaks it. A test that cannot fail proves nothing.
+
+use std::sync::atomic::AtomicBool as StdBool;
+
+use loom::sync::atomic::{AtomicU32, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+
+use super::invariants::check_all;
+use super::mutant::Mutant;
+use super::{File, Filedesc, Slot};
+use crate::{Errno, Fd};
+
+/// Runs `f` under loom: every interleaving when `bound` is `None`, those
+/// with at most `bound` preemptions otherwise. `LOOM_MAX_PREEMPTIONS`
+/// overrides either.
+fn model(bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+        b.preemption_bound = bound;
+    }
+    b.check(f);
+}
+
+/// Two threads: small enough to explore every interleaving.
+fn model2(f: impl Fn() + Sync + Send + 'static) {
+    model(None, f)
+}
+
+fn fd(n: u32) -> Fd {
+    Fd::new(n)
+}
+
+/// Opens a file at the lowest free slot; returns its number and memory.
+fn open(t: &Filedesc<u32>, data: u32) -> (Fd, Arc<File<u32>>) {
+    let l = t.falloc(data).unwrap();
+    let (n, f) = (l.fd(), Arc::clone(l.arc()));
+    drop(l.fdinsert(false));
+    (n, f)
+}
+
+/// FREF/FRELE against close: a thread looks up fd 0 and uses the file while
+/// another closes it. Exactly one closef, never a use after it, whichever
+/// FRELE is last.
+fn fref_against_close(m: Mutant) {
+    model2(move || {
+        let t = Arc::new(Filedesc::with_mutant(4, m));
+        let (n, a) = open(&t, 7);
+        let t2 = Arc::clone(&t);
+        let reader = thread::spawn(move || match t2.fd_getfile(n) {
+            // The use: `*f` checks the file is alive.
+            Ok(f) => assert_eq!(*f.data(), 7),
+            Err(e) => assert_eq!(e, Errno::EBADF),
+        });
+        t.fdrelease(n).unwrap();
+        reader.join().unwrap();
+        assert_eq!((a.count(), a.closes()), (0, 1));
+        check_all(&[&*t], &[a], &[]).unwrap();
+    });
+}
+
+#[test]
+fn fref_against_close_closes_once() {
+    fref_against_close(Mutant::None);
+}
+
+/// Two lookups against a close, three threads: any of the three may run
+/// the last FRELE, and closef's work still runs once.
+#[test]
+fn two_frefs_against_close_close_once() {
+    // Three threads: every interleaving is out of reach (bound 4 explores
+    // 26 thousand, 5 explores 160 thousand in about 7 s).
+    model(Some(5), || {
+        let t = Arc::new(Filedesc::new(4));
+        let (n, a) = open(&t, 7);
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let t2 = Arc::clone(&t);
+                thread::spawn(move || {
+                    if let Ok(f) = t2.fd_getfile(n) {
+                        assert_eq!(*f.data(), 7);
+                    }
+                })
+            })
+            .collect();
+        t.fdrelease(n).unwrap();
+        for r in readers {
+            r.join().unwrap();
+        }
+        assert_eq!((a.count(), a.closes()), (0, 1));
+        check_all(&[&*t], &[a], &[]).unwrap();
+    });
+}
+
+#[test]
+#[should_panic(expected = "after closef")]
+fn mutant_fref_after_zero_is_caught() {
+    fref_against_close(Mutant::FrefAfterZero);
+}
+
+#[test]
+#[should_panic(expected = "after closef")]
+fn mutant_frele_early_is_caught() {
+    fref_against_close(Mutant::FreleEarly);
+}
+
+/// A reference held across the close races the close's own FRELE: one of
+/// the two runs closef's work, once.
+#[test]
+fn frele_against_close_closes_once() {
+    model2(|| {
+        let t = Arc::new(Filedesc::new(4));
+        let (n, a) = open(&t, 0);
+        let held = t.fd_getfile(n).unwrap().into_hold();
+        let holder = thread::spawn(move || {
+            assert_eq!(*held.data(), 0);
+            drop(held);
+        });
+        t.fdrelease(n).unwrap();
+        assert_eq!(t.fd_getfile(n).err(), Some(Errno::EBADF), "gone at once");
+        holder.join().unwrap();
+        assert_eq!((a.count(), a.closes()), (0, 1));
+        check_all(&[&*t], &[a], &[]).unwrap();
+    });
+}
+
+/// fd_getfile against dup2 replacing the slot: the lookup gets the old file
+/// or the new one, alive and counted; the old one is closed once.
+fn getfile_against_dup2(m: Mutant) {
+    model2(move || {
+        let t = Arc::new(Filedesc::with_mutant(4, m));
+        let (zero, a) = open(&t, 0);
+        let (one, b) = open(&t, 1);
+        let t2 = Arc::clone(&t);
+        let reader = thread::spawn(move || {
+            if let Ok(f) = t2.fd_getfile(one) {
+                assert!(*f.data() <= 1, "fd 1 names file {}", *f.data());
+            }
+        });
+        assert_eq!(t.dup2(zero, one), Ok(one));
+        reader.join().unwrap();
+        assert_eq!((b.count(), b.closes()), (0, 1));
+        assert_eq!(a.count(), 2);
+        assert_eq!(
+            t.slot(one),
+            Slot::Installed {
+                serial: a.serial(),
+                cloexec: false
+            }
+        );
+        check_all(&[&*t], &[a, b], &[]).unwrap();
+    });
+}
+
+#[test]
+fn getfile_against_dup2_gets_old_or_new() {
+    getfile_against_dup2(Mutant::None);
+}
+
+#[test]
+#[should_panic(expected = "after closef")]
+fn mutant_fref_after_zero_is_caught_by_dup2() {
+    getfile_against_dup2(Mutant::FrefAfterZero);
+}
+
+/// fd_getfile against fdrelease and a new file at the same number: the
+/// lookup gets the old file, the new one or EBADF, never a dead one.
+#[test]
+fn getfile_against_fdrelease_and_reuse() {
+    model2(|| {
+        let t = Arc::new(Filedesc::new(4));
+        let (zero, a) = open(&t, 0);
+        let t2 = Arc::clone(&t);
+        let reader = thread::spawn(move || match t2.fd_getfile(zero) {
+            Ok(f) => assert!(matches!(*f.data(), 0 | 2)),
+            Err(e) => assert_eq!(e, Errno::EBADF),
+        });
+        t.fdrelease(zero).unwrap();
+        let (again, c) = open(&t, 2);
+        assert_eq!(again, zero);
+        reader.join().unwrap();
+        assert_eq!((a.count(), a.closes()), (0, 1));
+        assert_eq!(c.count(), 1);
+        check_all(&[&*t], &[a, c], &[]).unwrap();
+    });
+}
+
+/// falloc's larval window: another thread's fd_getfile never sees the file
+/// before fdinsert. The creator sets `data` between the two, as a caller
+/// fills in a new file; a reader that got it early could see it unset.
+fn larval_invisible(m: Mutant) {
+    model2(move || {
+        let t: Arc<Filedesc<AtomicU32>> = Arc::new(Filedesc::with_mutant(4, m));
+        let t2 = Arc::clone(&t);
+        let creator = thread::spawn(move || {
+            let l = t2.falloc(AtomicU32::new(0)).unwrap();
+            l.arc().data().store(1, Ordering::Relaxed);
+            drop(l.fdinsert(false));
+        });
+        if let Ok(f) = t.fd_getfile(fd(0)) {
+            assert_eq!(
+                f.data().load(Ordering::Relaxed),
+                1,
+                "fd_getfile saw a larval file"
+            );
+        }
+        creator.join().unwrap();
+        let f = t.used().pop().unwrap().2;
+        assert_eq!(f.count(), 1);
+        check_all(&[&*t], &[f], &[]).unwrap();
+    });
+}
+
+#[test]
+fn larval_is_invisible() {
+    larval_invisible(Mutant::None);
+}
+
+#[test]
+#[should_panic(expected = "saw a larval file")]
+fn mutant_publish_larval_is_caught() {
+    larval_invisible(Mutant::PublishLarval);
+}
+
+/// dup2 onto a larval slot is EBUSY, and only then: before the falloc it
+/// takes the number (falloc then gets the next one, in a new chunk), after
+/// the fdinsert it replaces the new file.
+#[test]
+fn dup2_onto_larval_is_ebusy() {
+    static SAW_EBUSY: StdBool = StdBool::new(false);
+    model2(|| {
+        let t = Arc::new(Filedesc::new(4));
+        let (zero, a) = open(&t, 0);
+        let t2 = Arc::clone(&t);
+        let creator = thread::spawn(move || open(&t2, 1));
+        let r = t.dup2(zero, fd(1));
+        let (at, b) = creator.join().unwrap();
+        match (r, at.get()) {
+            (Err(Errno::EBUSY), 1) => {
+                SAW_EBUSY.store(true, std::sync::atomic::Ordering::Relaxed);
+                assert_eq!((a.count(), b.count()), (1, 1));
+            }
+            (Ok(_), 1) => assert_eq!((a.count(), b.closes()), (2, 1), "replaced after fdinsert"),
+            (Ok(_), 2) => assert_eq!((a.count(), b.count()), (2, 1), "dup2 came first"),
+            other => panic!("dup2 -> {:?}, falloc -> fd {}", other.0, other.1),
+        }
+        check_all(&[&*t], &[a, b], &[]).unwrap();
+    });
+    assert!(
+        SAW_EBUSY.load(std::sync::atomic::Ordering::Relaxed),
+        "no interleaving hit the larval window"
+    );
+}
+
+/// A lookup while falloc grows the table: the new chunk is published once,
+/// and the lookup sees EBADF or the installed file.
+#[test]
+fn getfile_against_growth() {
+    model2(|| {
+        let t = Arc::new(Filedesc::new(6));
+        let (_, a) = open(&t, 0);
+        let (_, b) = open(&t, 1);
+        let t2 = Arc::clone(&t);
+        let creator = thread::spawn(move || open(&t2, 2));
+        match t.fd_getfile(fd(2)) {
+            Ok(f) => assert_eq!(*f.data(), 2),
+            Err(e) => assert_eq!(e, Errno::EBADF),
+        }
+        let (at, c) = creator.join().unwrap();
+        assert_eq!((at, t.capacity()), (fd(2), 6), "chunk 1 (4 slots) was made");
+        check_all(&[&*t], &[a, b, c], &[]).unwrap();
+    });
+}

@@ -1,0 +1,67 @@
+//! # A descriptor table that threads share
+//!
+//! The man page's CONCURRENT ACCESS section is why FREF and FRELE exist:
+//! several threads can share one descriptor table, so a file must not be
+//! freed while another thread is still using it. This module is that table
+//! as a real concurrent data structure, checked with loom.
+//!
+//! - [`file`]: the open file, its atomic `f_count`, and the references to
+//!   it: [`FileRef`] (FREF from `fd_getfile`; its drop is FRELE) and
+//!   [`Hold`] (a reference a caller keeps or sends). The last FRELE runs
+//!   closef's work, exactly once.
+//! - [`filedesc`]: the table. `fd_getfile` takes no lock: the slots are
+//!   published one by one (arc-swap, as Linux publishes `fdt->fd[]` under
+//!   RCU) in chunks that are never copied; `falloc`, `fdinsert`,
+//!   `fdrelease`, `dup`, `dup2`, `fdinstall` serialize on a writer lock.
+//!   [`Filedesc::fd_getfile_unshared`] is the fast path for a table one
+//!   thread uses, [`fdget`] picks the path.
+//! - [`invariants`]: what holds at quiescence, as functions that fail.
+//! - `publish`: the two publication points behind small traits, with loom
+//!   stand-ins; `sync`: std or loom primitives.
+//!
+//! Not yet wired in: the sequential [`crate::World`] still keeps its
+//! tables in [`crate::filedesc`], and its scenarios and differential tests
+//! do not run on this table. Moving `World` onto it (files carrying their
+//! `FileKind`, closef's work doing `descrip::fdrop`'s teardown, processes
+//! holding `Arc<Filedesc>`) is the next step of issue 5.
+//!
+//! Model checking: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom
+//! cargo test -p fdlab-model --release --lib mt::` (see the book's
+//! "Threads sharing a table").
+//!
+//! ```
+//! use std::sync::Arc;
+//! use fdlab_model::mt::Filedesc;
+//! use fdlab_model::{Errno, Fd};
+//!
+//! let table = Arc::new(Filedesc::<&str>::default());
+//! let l = table.falloc("pipe").unwrap();
+//! let fd = l.fd();
+//! drop(l.fdinsert(false)); // the caller's reference: FRELE
+//! let other = Arc::clone(&table); // fdshare: another thread's handle
+//! let held = std::thread::spawn(move || other.fd_getfile(fd).unwrap().into_hold())
+//!     .join()
+//!     .unwrap();
+//! table.fdrelease(fd).unwrap(); // the descriptor is gone at once...
+//! assert_eq!(table.fd_getfile(fd).err(), Some(Errno::EBADF));
+//! assert!(!held.is_closed()); // ...the file lives until the last FRELE
+//! let file = Arc::clone(held.arc());
+//! drop(held);
+//! assert_eq!(file.closes(), 1);
+//! ```
+
+pub mod file;
+pub mod filedesc;
+pub mod invariants;
+mod publish;
+mod sync;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+#[cfg(test)]
+mod mutant;
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+pub use file::{File, FileRef, Hold};
+pub use filedesc::{fdget, Fdget, Filedesc, Larval, Slot, NR_OPEN};

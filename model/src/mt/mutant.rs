@@ -1,0 +1,21 @@
+//! Bugs planted for the loom tests to catch (test builds only). Each is a
+//! field of the table it breaks, set when the table is made, not a global
+//! switch, so that tests running in parallel do not see each other's bugs.
+
+/// Which bug a table carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Mutant {
+    /// The table as written.
+    #[default]
+    None,
+    /// `fd_getfile` takes its count with a plain `fetch_add` instead of
+    /// `inc_not_zero`, so it can bring back a file whose count already
+    /// reached zero (and whose closef work ran).
+    FrefAfterZero,
+    /// `fd_getfile` drops its count before it returns: the guard it hands
+    /// out protects the memory but not the file (FRELE too early).
+    FreleEarly,
+    /// `falloc` publishes the larval file at once, so another thread's
+    /// `fd_getfile` can see it before `fdinsert`.
+    PublishLarval,
+}
