@@ -154,13 +154,19 @@ impl Slot {
     /// Precondition: the tracker's mutex is held. Returns false if the
     /// handle is in use (or not active).
     pub(crate) fn claim(&self) -> bool {
+        // Only the uses bits can change under us (a harvest, or a get that
+        // won): the loop retries on the former and gives up on the latter.
+        self.lock_if(|s| s & (USERS_MASK | LOCKED) == 0 && s & ACTIVE != 0)
+    }
+
+    /// Sets LOCKED while `ok` holds for the state word; false once it does
+    /// not.
+    fn lock_if(&self, ok: impl Fn(u64) -> bool) -> bool {
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
-            if s & (USERS_MASK | LOCKED) != 0 || s & ACTIVE == 0 {
+            if !ok(s) {
                 return false;
             }
-            // Only the uses bits can change under us (a harvest, or a get
-            // that won): retry on the former, give up on the latter above.
             match self.state.compare_exchange_weak(
                 s,
                 s | LOCKED,
@@ -212,21 +218,7 @@ impl Slot {
     /// Precondition: the mutex is held. Returns false if it is not
     /// suspended.
     pub(crate) fn begin_restore(&self) -> bool {
-        let mut s = self.state.load(Ordering::Relaxed);
-        loop {
-            if s & (ACTIVE | LOCKED) != 0 {
-                return false;
-            }
-            match self.state.compare_exchange_weak(
-                s,
-                s | LOCKED,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(now) => s = now,
-            }
-        }
+        self.lock_if(|s| s & (ACTIVE | LOCKED) == 0)
     }
 
     /// Installs the reopened descriptor: the handle is active, with no
