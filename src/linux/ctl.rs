@@ -65,10 +65,6 @@ impl<F: AsFd> Channel<F> {
         self.fd.as_fd()
     }
 
-    pub fn into_inner(self) -> F {
-        self.fd
-    }
-
     /// Sends `msg`, with `fds` on its first bytes.
     pub fn send<T: Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
         let body = serde_json::to_vec(msg).map_err(io::Error::other)?;

@@ -335,8 +335,3 @@ pub fn clear_umask() {
     // SAFETY: integer argument; umask cannot fail.
     unsafe { libc::umask(0) };
 }
-
-pub fn getpid() -> i32 {
-    // SAFETY: no arguments.
-    unsafe { libc::getpid() }
-}
