@@ -26,10 +26,14 @@ pub struct Comparison {
     pub model: Report,
     pub linux: Report,
     pub divergences: Vec<Divergence>,
-    /// Where the comparison stopped because the answers became
-    /// timing-dependent (line, reason); the rest of the scenario was not run.
+    /// Where the comparison stopped, and why (line, reason): the model
+    /// would have had to follow too many states. The rest of the scenario
+    /// was not run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<(usize, String)>,
+    /// The most states the model was followed in at once (1: Linux's
+    /// timing never mattered).
+    pub states: usize,
 }
 
 impl Comparison {
@@ -59,60 +63,177 @@ pub fn topology_diff(m: &Topology, l: &Topology) -> Option<(String, String)> {
     Some((pick(&al), pick(&bl)))
 }
 
-/// Runs `scenario` on `model` and `linux` together.
+/// The most model states the comparison follows at once. A scenario that
+/// needs more stops there, and says so in [`Comparison::stopped`].
+pub const MAX_STATES: usize = 64;
+
+/// One state the model may be in, and the report of how it got there.
+struct State {
+    backend: Box<dyn Backend>,
+    report: Report,
+}
+
+impl State {
+    /// The result of the call just run.
+    fn step(&self) -> &fdlab_model::Outcome {
+        &self.report.steps.last().expect("a call ran").result
+    }
+
+    /// The expectation just checked.
+    fn expectation(&self) -> &crate::run::ExpectationResult {
+        self.report
+            .expectations
+            .last()
+            .expect("an expectation was checked")
+    }
+}
+
+/// Every state the model may be in that has answered as Linux did so far.
+///
+/// Linux finishes some work after the call that started it, from a work
+/// queue (the unix garbage collector, a pty's echo), so after a step it may
+/// be in any of several states, and which one shows only in later answers.
+/// The model backend lists those states (`Backend::later_states`); this set
+/// follows all of them and drops each one as soon as it answers otherwise
+/// than Linux did. The comparison fails only when none is left, so it
+/// accepts exactly the answers that some timing of the work explains.
+struct States {
+    all: Vec<State>,
+    /// The most states followed at once.
+    most: usize,
+}
+
+impl States {
+    /// Adds the states that the pending work may have reached by now, one
+    /// per state key. Returns false if there are more than [`MAX_STATES`].
+    fn settle(&mut self) -> bool {
+        let mut keys = std::collections::BTreeSet::new();
+        let mut next = Vec::new();
+        for s in std::mem::take(&mut self.all) {
+            let Some(later) = s.backend.later_states() else {
+                return false;
+            };
+            let mut fresh = |b: &dyn Backend| b.state_key().is_none_or(|k| keys.insert(k));
+            let later: Vec<_> = later.into_iter().filter(|b| fresh(b.as_ref())).collect();
+            let report = s.report.clone();
+            if fresh(s.backend.as_ref()) {
+                next.push(s);
+            }
+            next.extend(later.into_iter().map(|backend| State {
+                backend,
+                report: report.clone(),
+            }));
+        }
+        self.all = next;
+        self.most = self.most.max(self.all.len());
+        self.all.len() <= MAX_STATES
+    }
+
+    /// Keeps the states for which `agrees` holds, if any state does, and
+    /// returns whether one did (if none did, all are kept, so that later
+    /// steps are still compared).
+    fn keep(&mut self, agrees: &[bool]) -> bool {
+        if !agrees.contains(&true) {
+            return false;
+        }
+        let mut i = 0;
+        self.all.retain(|_| {
+            i += 1;
+            agrees[i - 1]
+        });
+        true
+    }
+
+    /// The different `text`s of the states, joined by "or".
+    fn texts(&self, text: impl Fn(&State) -> String) -> String {
+        let mut seen: Vec<String> = Vec::new();
+        for s in &self.all {
+            let t = text(s);
+            if !seen.contains(&t) {
+                seen.push(t);
+            }
+        }
+        seen.join(" or ")
+    }
+}
+
+/// Runs `scenario` on `model` and `linux` together, `model` in every state
+/// it may be in (see `States`; a `ModelBackend::deferred` lists them).
 ///
 /// Errors: what either backend could not do.
 pub fn run_both(
     scenario: &Scenario,
-    model: &mut dyn Backend,
+    model: Box<dyn Backend>,
     linux: &mut dyn Backend,
     every_step: bool,
 ) -> Result<Comparison, BackendError> {
-    let mut m = Runner::new(model, false);
+    let report = Report::new(model.name());
+    let mut states = States {
+        all: vec![State {
+            backend: model,
+            report,
+        }],
+        most: 1,
+    };
     let mut l = Runner::new(linux, false);
     let mut divergences = Vec::new();
     let mut stopped = None;
+    let too_many = |line| {
+        Some((
+            line,
+            format!("the model would have to follow more than {MAX_STATES} states"),
+        ))
+    };
     for stmt in &scenario.stmts {
-        if let Some(why) = m.backend().timing_dependent() {
-            stopped = Some((stmt.line, why));
+        // The pending work may have run before this statement.
+        if !states.settle() {
+            stopped = too_many(stmt.line);
             break;
         }
-        m.exec(stmt)?;
         l.exec(stmt)?;
+        for s in &mut states.all {
+            s.report.exec(s.backend.as_mut(), stmt)?;
+        }
         match &stmt.kind {
             StmtKind::Call { proc, call, .. } => {
-                let (a, b) = (
-                    &m.report().steps.last().expect("a step ran").result,
-                    &l.report().steps.last().expect("a step ran").result,
-                );
-                if a != b {
+                let want = &l.report().steps.last().expect("a step ran").result;
+                let agrees: Vec<bool> = states.all.iter().map(|s| s.step() == want).collect();
+                if !states.keep(&agrees) {
                     divergences.push(Divergence {
                         line: stmt.line,
                         what: format!("{proc}: {}", call_strace(call)),
-                        model: outcome_text(a),
-                        linux: outcome_text(b),
+                        model: states.texts(|s| outcome_text(s.step())),
+                        linux: outcome_text(want),
                     });
                 }
             }
             StmtKind::Expect(e) => {
-                let (a, b) = (
-                    m.report().expectations.last().expect("checked"),
-                    l.report().expectations.last().expect("checked"),
-                );
-                if a.passed != b.passed {
+                let want = l.report().expectations.last().expect("checked");
+                let agrees: Vec<bool> = states
+                    .all
+                    .iter()
+                    .map(|s| s.expectation().passed == want.passed)
+                    .collect();
+                if !states.keep(&agrees) {
                     divergences.push(Divergence {
                         line: stmt.line,
                         what: expectation_text(e),
-                        model: a.seen.clone(),
-                        linux: b.seen.clone(),
+                        model: states.texts(|s| s.expectation().seen.clone()),
+                        linux: want.seen.clone(),
                     });
                 }
             }
             StmtKind::Spawn { .. } => {}
         }
         if every_step {
-            let (tm, tl) = (m.backend().topology()?, l.backend().topology()?);
-            if let Some((a, b)) = topology_diff(&tm, &tl) {
+            // Linux is observed after the call, and the work may have run
+            // in between.
+            if !states.settle() {
+                stopped = too_many(stmt.line);
+                break;
+            }
+            let tl = l.backend().topology()?;
+            if let Some((a, b)) = states.match_topology(&tl)? {
                 divergences.push(Divergence {
                     line: stmt.line,
                     what: "topology".into(),
@@ -122,9 +243,9 @@ pub fn run_both(
             }
         }
     }
-    let (model, linux) = (m.finish()?, l.finish()?);
-    if !every_step && stopped.is_none() {
-        if let Some((a, b)) = topology_diff(&model.topology, &linux.topology) {
+    let linux = l.finish()?;
+    if !every_step && stopped.is_none() && states.settle() {
+        if let Some((a, b)) = states.match_topology(&linux.topology)? {
             divergences.push(Divergence {
                 line: scenario.stmts.last().map_or(0, |s| s.line),
                 what: "final topology".into(),
@@ -133,12 +254,37 @@ pub fn run_both(
             });
         }
     }
+    let most = states.most;
+    // Every state in the set answered alike, so any one can stand for the
+    // model; the first is the one that did the least pending work.
+    let mut first = states.all.swap_remove(0);
+    first.report.topology = first.backend.topology()?;
     Ok(Comparison {
-        model,
+        model: first.report,
         linux,
         divergences,
         stopped,
+        states: most,
     })
+}
+
+impl States {
+    /// Keeps the states whose topology is `linux`'s; if none is, the lines
+    /// of the first state's topology and of `linux`'s that differ.
+    fn match_topology(
+        &mut self,
+        linux: &Topology,
+    ) -> Result<Option<(String, String)>, BackendError> {
+        let mut tops = Vec::with_capacity(self.all.len());
+        for s in &mut self.all {
+            tops.push(s.backend.topology()?);
+        }
+        let agrees: Vec<bool> = tops.iter().map(|t| t == linux).collect();
+        if self.keep(&agrees) {
+            return Ok(None);
+        }
+        Ok(topology_diff(&tops[0], linux))
+    }
 }
 
 /// Divergences as text.

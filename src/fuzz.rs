@@ -20,9 +20,14 @@ use crate::linux::observe::Cost;
 pub struct FuzzReport {
     pub cases: u32,
     pub elapsed: Duration,
-    /// Cases whose comparison stopped early because Linux's answers became
-    /// timing-dependent (the unix garbage collector).
+    /// Cases whose comparison stopped early because the model would have
+    /// had to follow too many states.
     pub stopped_early: u32,
+    /// Cases in which Linux's timing mattered: the model was followed in
+    /// more than one state at some step (pending garbage, a pty's echo).
+    pub branched: u32,
+    /// The most states followed at once in any case.
+    pub most_states: usize,
     /// Steps compared in all.
     pub steps: u64,
     /// Observation cost over the run.
@@ -42,7 +47,7 @@ pub type MakePair<'a> = dyn Fn() -> Result<Pair, BackendError> + 'a;
 pub fn fuzz(cases: u32, seed: u64, len: usize, helper: &std::path::Path) -> FuzzReport {
     let make = || -> Result<Pair, BackendError> {
         Ok((
-            Box::new(ModelBackend::new()),
+            Box::new(ModelBackend::deferred()),
             Box::new(LinuxBackend::new(helper)?),
         ))
     };
@@ -62,46 +67,58 @@ pub fn fuzz_with(cases: u32, seed: u64, len: usize, make: &MakePair<'_>) -> Fuzz
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
     let mut runner = TestRunner::new_with_rng(config, rng);
     let start = Instant::now();
-    let stats = std::cell::Cell::new((0u32, 0u32, 0u64, Cost::default()));
+    let stats = std::cell::Cell::new(Stats::default());
     let result = runner.run(&ops(1..len.max(2)), |ops: Vec<Op>| {
         let s = realize(&ops);
         let c = compare_once(&s, make).map_err(TestCaseError::fail)?;
-        let (n, stopped, steps, mut cost) = stats.get();
-        cost.add(&c.1);
-        stats.set((
-            n + 1,
-            stopped + u32::from(c.0.stopped.is_some()),
-            steps + c.0.linux.steps.len() as u64,
-            cost,
-        ));
+        let mut st = stats.get();
+        st.cases += 1;
+        st.stopped += u32::from(c.0.stopped.is_some());
+        st.branched += u32::from(c.0.states > 1);
+        st.most_states = st.most_states.max(c.0.states);
+        st.steps += c.0.linux.steps.len() as u64;
+        st.cost.add(&c.1);
+        stats.set(st);
         if c.0.divergences.is_empty() {
             Ok(())
         } else {
             Err(TestCaseError::fail(compare::render(&c.0.divergences)))
         }
     });
-    let (n, stopped, steps, cost) = stats.get();
+    let st = stats.get();
     let failure = match result {
         Ok(()) => None,
         Err(TestError::Fail(why, ops)) => Some((annotated(&realize(&ops), make), why.to_string())),
         Err(TestError::Abort(why)) => Some((String::new(), why.to_string())),
     };
     FuzzReport {
-        cases: n,
+        cases: st.cases,
         elapsed: start.elapsed(),
-        stopped_early: stopped,
-        steps,
-        cost,
+        stopped_early: st.stopped,
+        branched: st.branched,
+        most_states: st.most_states,
+        steps: st.steps,
+        cost: st.cost,
         failure,
     }
+}
+
+/// Counts kept over a fuzzing run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stats {
+    cases: u32,
+    stopped: u32,
+    branched: u32,
+    most_states: usize,
+    steps: u64,
+    cost: Cost,
 }
 
 /// One scenario on both backends, compared after every step; with the
 /// second backend's observation cost.
 pub fn compare_once(s: &Scenario, make: &MakePair<'_>) -> Result<(Comparison, Cost), String> {
-    let (mut model, mut other) = make().map_err(|e| e.to_string())?;
-    let c = run_both(s, model.as_mut(), other.as_mut(), true)
-        .map_err(|e| format!("backend error: {e}"))?;
+    let (model, mut other) = make().map_err(|e| e.to_string())?;
+    let c = run_both(s, model, other.as_mut(), true).map_err(|e| format!("backend error: {e}"))?;
     Ok((c, other.cost()))
 }
 

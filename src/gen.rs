@@ -21,7 +21,16 @@ use crate::lang::{Expectation, Scenario, Stmt, StmtKind};
 /// At most this many processes live at once.
 pub const MAX_PROCS: usize = 4;
 
-const PATHS: &[&str] = &["a", "b", ".", "/dev/null", "/dev/zero", "a/", "missing/x"];
+const PATHS: &[&str] = &[
+    "a",
+    "b",
+    ".",
+    "/dev/null",
+    "/dev/zero",
+    "/dev/ptmx",
+    "a/",
+    "missing/x",
+];
 const TEXTS: &[&[u8]] = &[b"x", b"hello", b"aaaaaaaa", b"", b"ab\n"];
 
 /// A descriptor argument: a raw number, or the k-th open descriptor (of a

@@ -60,83 +60,28 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn passed(&self) -> bool {
-        self.failures.is_empty()
-    }
-}
-
-fn ser_outcome<S: Serializer>(o: &Outcome, s: S) -> Result<S::Ok, S::Error> {
-    let mut m = s.serialize_map(Some(1))?;
-    match o {
-        Ok(Ret::Ints(v)) => m.serialize_entry("ok", v)?,
-        Ok(Ret::Bytes(b)) => m.serialize_entry("ok", &json_text(b))?,
-        Ok(Ret::Flags(f)) => m.serialize_entry("ok", &f.status_string())?,
-        Err(e) => m.serialize_entry("err", e.name())?,
-    }
-    m.end()
-}
-
-fn ser_expected<S: Serializer>(e: &Option<Expected>, s: S) -> Result<S::Ok, S::Error> {
-    let Some(e) = e else {
-        return s.serialize_none();
-    };
-    let mut m = s.serialize_map(Some(1))?;
-    match e {
-        Expected::Ints(v) => m.serialize_entry("ok", v)?,
-        Expected::Text(b) => m.serialize_entry("ok", &json_text(b))?,
-        Expected::Flags(f) => m.serialize_entry("ok", &f.status_string())?,
-        // Any successful result.
-        Expected::Ok => m.serialize_entry("ok", &())?,
-        Expected::Errno(e) => m.serialize_entry("err", e.name())?,
-    }
-    m.end()
-}
-
-/// Runs a scenario one statement at a time on one backend, recording the
-/// report as it goes (so that two backends can run in lockstep).
-pub struct Runner<'b> {
-    backend: &'b mut dyn Backend,
-    report: Report,
-}
-
-impl<'b> Runner<'b> {
-    /// With `trace`, each step records what the backend did underneath.
-    pub fn new(backend: &'b mut dyn Backend, trace: bool) -> Runner<'b> {
-        backend.set_tracing(trace);
-        let name = backend.name().to_string();
-        Runner {
-            backend,
-            report: Report {
-                backend: name,
-                steps: Vec::new(),
-                expectations: Vec::new(),
-                topology: Topology {
-                    processes: vec![],
-                    tables: vec![],
-                    files: vec![],
-                },
-                failures: Vec::new(),
-                spawns: Vec::new(),
+    /// An empty report of backend `name`.
+    pub fn new(name: &str) -> Report {
+        Report {
+            backend: name.to_string(),
+            steps: Vec::new(),
+            expectations: Vec::new(),
+            topology: Topology {
+                processes: vec![],
+                tables: vec![],
+                files: vec![],
             },
+            failures: Vec::new(),
+            spawns: Vec::new(),
         }
     }
 
-    /// The backend, for queries between statements.
-    pub fn backend(&mut self) -> &mut dyn Backend {
-        self.backend
-    }
-
-    pub fn report(&self) -> &Report {
-        &self.report
-    }
-
-    /// Runs one statement.
+    /// Runs one statement on `backend` and records it.
     ///
     /// Errors: only what the backend itself could not do; failed
     /// expectations go in the report.
-    pub fn exec(&mut self, stmt: &Stmt) -> Result<(), BackendError> {
-        let r = &mut self.report;
-        let backend = &mut *self.backend;
+    pub fn exec(&mut self, backend: &mut dyn Backend, stmt: &Stmt) -> Result<(), BackendError> {
+        let r = self;
         match &stmt.kind {
             StmtKind::Spawn { name, stdio } => {
                 backend.spawn(name, *stdio)?;
@@ -194,6 +139,67 @@ impl<'b> Runner<'b> {
             }
         }
         Ok(())
+    }
+
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+fn ser_outcome<S: Serializer>(o: &Outcome, s: S) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(1))?;
+    match o {
+        Ok(Ret::Ints(v)) => m.serialize_entry("ok", v)?,
+        Ok(Ret::Bytes(b)) => m.serialize_entry("ok", &json_text(b))?,
+        Ok(Ret::Flags(f)) => m.serialize_entry("ok", &f.status_string())?,
+        Err(e) => m.serialize_entry("err", e.name())?,
+    }
+    m.end()
+}
+
+fn ser_expected<S: Serializer>(e: &Option<Expected>, s: S) -> Result<S::Ok, S::Error> {
+    let Some(e) = e else {
+        return s.serialize_none();
+    };
+    let mut m = s.serialize_map(Some(1))?;
+    match e {
+        Expected::Ints(v) => m.serialize_entry("ok", v)?,
+        Expected::Text(b) => m.serialize_entry("ok", &json_text(b))?,
+        Expected::Flags(f) => m.serialize_entry("ok", &f.status_string())?,
+        // Any successful result.
+        Expected::Ok => m.serialize_entry("ok", &())?,
+        Expected::Errno(e) => m.serialize_entry("err", e.name())?,
+    }
+    m.end()
+}
+
+/// Runs a scenario one statement at a time on one backend, recording the
+/// report as it goes (so that two backends can run in lockstep).
+pub struct Runner<'b> {
+    backend: &'b mut dyn Backend,
+    report: Report,
+}
+
+impl<'b> Runner<'b> {
+    /// With `trace`, each step records what the backend did underneath.
+    pub fn new(backend: &'b mut dyn Backend, trace: bool) -> Runner<'b> {
+        backend.set_tracing(trace);
+        let report = Report::new(backend.name());
+        Runner { backend, report }
+    }
+
+    /// The backend, for queries between statements.
+    pub fn backend(&mut self) -> &mut dyn Backend {
+        self.backend
+    }
+
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// Runs one statement (see [`Report::exec`]).
+    pub fn exec(&mut self, stmt: &Stmt) -> Result<(), BackendError> {
+        self.report.exec(self.backend, stmt)
     }
 
     /// Takes the final topology and returns the report.

@@ -27,7 +27,7 @@ fn corpus_agrees_with_the_model_after_every_step() {
     for path in corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")).unwrap() {
         let s = parse("x", &std::fs::read_to_string(&path).unwrap()).unwrap();
         let mut linux = LinuxBackend::new(helper()).unwrap();
-        let c = run_both(&s, &mut ModelBackend::new(), &mut linux, true).unwrap();
+        let c = run_both(&s, Box::new(ModelBackend::deferred()), &mut linux, true).unwrap();
         if !c.passed() {
             bad.push(format!(
                 "{}: {:?} {:?}",

@@ -262,7 +262,8 @@ impl World {
                     self.fdrop(f, &mut work);
                 }
             }
-            if !std::mem::take(&mut self.gc_pending) {
+            // Deferred, the collector waits for `run_work` (see `deferred`).
+            if self.deferred || !std::mem::take(&mut self.gc_pending) {
                 break;
             }
             work = self.unp_gc();

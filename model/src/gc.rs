@@ -10,7 +10,8 @@
 //!
 //! Linux 6.10 and later run the collector from a work queue, so for a moment
 //! after the release the garbage may still be there. The model collects at
-//! once, which is one of the outcomes Linux allows.
+//! once, which is one of the outcomes Linux allows, unless its work is
+//! deferred (see `deferred`): then garbage waits for `collect_garbage`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -60,6 +61,18 @@ impl World {
             .into_keys()
             .filter(|f| !marked.contains(f))
             .collect()
+    }
+
+    /// Runs the collector now, as Linux's work queue does some time after a
+    /// release, and drops what it freed.
+    pub fn collect_garbage(&mut self) {
+        loop {
+            let work = self.unp_gc();
+            if work.is_empty() {
+                break;
+            }
+            self.release(work);
+        }
     }
 
     /// `unix_gc`: purges the queues of unreachable sockets and returns the

@@ -276,11 +276,21 @@ pub fn quiescent(w: &World) -> Result<(), Violation> {
 
 /// When every process has exited, nothing is left: every file's count went
 /// to zero, cycles of sockets in flight included (the garbage collector's
-/// job), and no table, pipe or socket pair remains.
+/// job), and no table, pipe or socket pair remains. With deferred work,
+/// once the pending collection has run.
 pub fn exited_world_is_empty(w: &World) -> Result<(), Violation> {
     if !w.names.is_empty() {
         return Ok(());
     }
+    let collected;
+    let w = if w.deferred {
+        let mut c = w.clone();
+        c.collect_garbage();
+        collected = c;
+        &collected
+    } else {
+        w
+    };
     let left: BTreeSet<u64> = w.files().map(|(_, f)| f.serial).collect();
     if !left.is_empty() || !w.tables.is_empty() || !w.pipes.is_empty() || !w.socks.is_empty() {
         return fail(

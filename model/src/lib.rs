@@ -12,7 +12,8 @@
 //!   `fdrelease`, `closef`) and the table operations behind fork, shared
 //!   tables, unshare, exec and exit.
 //! - [`sys`]: the language's system calls on top of that API; [`call`]: the
-//!   calls as values; [`gc`]: the unix garbage collector.
+//!   calls as values; [`gc`]: the unix garbage collector; [`deferred`]: the
+//!   work Linux finishes later, and the states it may leave.
 //! - [`invariants`]: what must hold between calls, as functions that fail
 //!   with the values that broke them.
 //! - [`topology`]: the canonical topology every backend prints.
@@ -36,6 +37,7 @@
 
 pub mod bitmap;
 pub mod call;
+pub mod deferred;
 pub mod descrip;
 pub mod epoll;
 pub mod errno;

@@ -337,11 +337,12 @@ impl World {
         let append = fp.file().flags.contains(OFlags::APPEND);
         let offset = fp.file().offset;
         let w = fp.world();
+        let deferred = w.deferred;
         match &mut w.file_mut(id).kind {
             FileKind::Larval => unreachable!("fd_getfile never returns a larval file"),
             FileKind::Epoll(_) => Err(Errno::EINVAL),
             FileKind::Eventfd(e) => e.write(data),
-            FileKind::PtyMaster(p) => Ok(p.write(data)),
+            FileKind::PtyMaster(p) => Ok(p.write(data, deferred)),
             &mut FileKind::Pipe(p, _) => w.pipe_mut(p).write(data),
             &mut FileKind::Socket(s, end) => w.sock_send(s, end, data, Vec::new()),
             &mut FileKind::Vnode(v) => match &mut w.fs.vnode_mut(v).kind {

@@ -33,6 +33,9 @@ pub struct World {
     pub(crate) gc_pending: bool,
     /// How many times the collector freed something.
     pub(crate) gc_collections: u64,
+    /// Whether work Linux does from work queues is left pending until
+    /// `run_work` (see `deferred`), rather than done at once.
+    pub(crate) deferred: bool,
     /// Whether scenario processes bypass permission bits (CAP_DAC_OVERRIDE,
     /// as root has); otherwise the owner bits of a file's mode apply.
     pub(crate) privileged: bool,
@@ -54,6 +57,7 @@ impl Default for World {
             gc_pending: false,
             gc_collections: 0,
             privileged: true,
+            deferred: false,
         }
     }
 }

@@ -99,11 +99,17 @@ pub trait Backend {
     ) -> Result<WatchRelation, BackendError>;
     /// The canonical topology now.
     fn topology(&mut self) -> Result<Topology, BackendError>;
-    /// Whether, from now on, the backend's answers depend on timing that the
-    /// other backend does not share, and why (the model says so once files in
-    /// flight became unreachable: Linux's collector frees them whenever any
-    /// unix socket anywhere is released, from a work queue).
-    fn timing_dependent(&self) -> Option<String> {
+    /// The other states this backend may equally be in now, because the
+    /// kernel finishes some work later, from a work queue (the unix garbage
+    /// collector, a pty's echo): each as a backend of its own. `None` if
+    /// there are too many to follow. A backend that is in one state (Linux,
+    /// or the model doing the work at once) has none.
+    fn later_states(&self) -> Option<Vec<Box<dyn Backend>>> {
+        Some(Vec::new())
+    }
+    /// A description of the state, equal for two backends in the same
+    /// state, for telling apart the states `later_states` gives.
+    fn state_key(&self) -> Option<String> {
         None
     }
     /// What observing has cost so far (Linux: kcmp calls, descriptors read).

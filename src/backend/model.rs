@@ -28,6 +28,16 @@ impl ModelBackend {
         ModelBackend { world }
     }
 
+    /// A model that leaves the work Linux does from work queues pending
+    /// (see `fdlab_model::deferred`), and so may be in several states after
+    /// a step: `later_states` gives the others. The comparison with Linux
+    /// uses it.
+    pub fn deferred() -> ModelBackend {
+        let mut m = ModelBackend::new();
+        m.world.set_deferred(true);
+        m
+    }
+
     /// The world, for tests that check invariants between steps.
     pub fn world(&self) -> &World {
         &self.world
@@ -136,14 +146,18 @@ impl Backend for ModelBackend {
         Ok(self.world.topology())
     }
 
-    fn timing_dependent(&self) -> Option<String> {
-        if self.world.gc_collections() > 0 {
-            Some("the unix garbage collector freed files in flight, which Linux does later, from a work queue".into())
-        } else if !self.world.unreachable().is_empty() {
-            Some("files in flight became unreachable, and Linux's collector may free them at any moment".into())
-        } else {
-            None
-        }
+    fn later_states(&self) -> Option<Vec<Box<dyn Backend>>> {
+        let worlds = self.world.later_states()?;
+        Some(
+            worlds
+                .into_iter()
+                .map(|world| Box::new(ModelBackend { world }) as Box<dyn Backend>)
+                .collect(),
+        )
+    }
+
+    fn state_key(&self) -> Option<String> {
+        Some(self.world.fingerprint())
     }
 
     fn set_tracing(&mut self, on: bool) {

@@ -1,0 +1,265 @@
+//! Work the kernel finishes after the call that started it, from a work
+//! queue, and the states that leaves a scenario in.
+//!
+//! Two pieces of such work change what the language can observe:
+//! - the unix garbage collector ([`crate::gc`]): Linux queues `unix_gc`
+//!   when any unix socket anywhere in the system is released, so files in
+//!   flight that became unreachable are freed at some later moment, and
+//!   until then a pipe end held only by them keeps its peer from seeing
+//!   EOF or EPIPE;
+//! - a pty's two flip-buffer hops ([`crate::pty`]): the echo of what the
+//!   master wrote reaches the master's read buffer at some later moment.
+//!
+//! By default the model does the work at once, which is one of the
+//! outcomes Linux allows, so that `fdlab run` on the model alone gives one
+//! answer. With [`World::set_deferred`] it leaves the work pending instead:
+//! [`World::pending_work`] lists it, [`World::run_work`] does one piece, and
+//! [`World::later_states`] gives every state that doing some of it, in any
+//! order, reaches. The comparison with Linux follows all of those states
+//! and keeps the ones that answer as Linux did, so it accepts exactly the
+//! answers that some timing of the work explains.
+//!
+//! The work is taken to happen between two calls, never inside one: a call
+//! looks at the state the work changes once (a pipe's peer, a pty's read
+//! buffer), so work that runs during the call looks the same to it as work
+//! that ran just before or just after.
+
+use std::collections::BTreeSet;
+
+use crate::file::{FileId, FileKind};
+use crate::world::World;
+
+/// One piece of pending work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Deferred {
+    /// `unix_gc`: files in flight are unreachable.
+    Gc,
+    /// The slave's `flush_to_ldisc` of a pty (hop 1): input to echo.
+    PtyInput(FileId),
+    /// The master's `flush_to_ldisc` of a pty (hop 2): echo to read buffer.
+    PtyEcho(FileId),
+}
+
+/// The most states [`World::later_states`] explores from one state; more
+/// would mean a scenario with many ptys and files in flight at once.
+pub const MAX_LATER_STATES: usize = 256;
+
+impl World {
+    /// Whether asynchronous work is left pending (see the module docs);
+    /// off by default.
+    pub fn set_deferred(&mut self, on: bool) {
+        self.deferred = on;
+    }
+
+    pub fn deferred(&self) -> bool {
+        self.deferred
+    }
+
+    /// The work that is pending now.
+    pub fn pending_work(&self) -> Vec<Deferred> {
+        let mut work = Vec::new();
+        if !self.unreachable().is_empty() {
+            work.push(Deferred::Gc);
+        }
+        for (id, f) in self.files() {
+            if let FileKind::PtyMaster(p) = &f.kind {
+                if !p.input.is_empty() {
+                    work.push(Deferred::PtyInput(id));
+                }
+                if !p.echoed.is_empty() {
+                    work.push(Deferred::PtyEcho(id));
+                }
+            }
+        }
+        work
+    }
+
+    /// Does one piece of pending work, as the work queue would.
+    pub fn run_work(&mut self, d: Deferred) {
+        match d {
+            Deferred::Gc => self.collect_garbage(),
+            Deferred::PtyInput(f) | Deferred::PtyEcho(f) => {
+                if let Some(FileKind::PtyMaster(p)) = self.files.get_mut(f.0).map(|f| &mut f.kind) {
+                    if d == Deferred::PtyInput(f) {
+                        p.receive_input();
+                    } else {
+                        p.flush_echo();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every state that doing some of the pending work, in any order,
+    /// reaches, other than this one; one world per [`World::fingerprint`].
+    /// At most [`MAX_LATER_STATES`]; `None` if there would be more.
+    pub fn later_states(&self) -> Option<Vec<World>> {
+        let mut seen = BTreeSet::from([self.fingerprint()]);
+        let mut found = Vec::new();
+        let mut frontier = vec![self.clone()];
+        while let Some(w) = frontier.pop() {
+            for d in w.pending_work() {
+                let mut next = w.clone();
+                next.run_work(d);
+                if seen.insert(next.fingerprint()) {
+                    if found.len() == MAX_LATER_STATES {
+                        return None;
+                    }
+                    found.push(next.clone());
+                    frontier.push(next);
+                }
+            }
+        }
+        Some(found)
+    }
+
+    /// A description of the state that leaves out the names the model gives
+    /// its objects (which depend on the order things were freed in), so
+    /// that two histories that differ only in when the pending work ran and
+    /// end in the same state get the same fingerprint: the topology, and for
+    /// every live file its count, its references in flight, and what is
+    /// buffered in it.
+    pub fn fingerprint(&self) -> String {
+        let inflight = self.in_flight_counts();
+        let mut files: Vec<String> = self
+            .files()
+            .map(|(id, f)| {
+                let what = match &f.kind {
+                    FileKind::Larval => "larval".to_string(),
+                    FileKind::Vnode(_) => format!("vnode at {}", f.offset),
+                    FileKind::Eventfd(e) => format!("{e:?}"),
+                    FileKind::PtyMaster(p) => format!("{p:?}"),
+                    FileKind::Epoll(e) => format!("epoll watching {}", e.interest.len()),
+                    FileKind::Pipe(p, end) => {
+                        let p = self.pipe(*p);
+                        format!("pipe {end:?} {} {} {}", p.len(), p.reader, p.writer)
+                    }
+                    FileKind::Socket(s, end) => {
+                        let e = &self.sock(*s).ends[*end];
+                        let data: usize = e.queue.iter().map(|s| s.data.len()).sum();
+                        format!(
+                            "socket {end} {} {} {} {} {:?} {}",
+                            e.open,
+                            e.queue.len(),
+                            data,
+                            e.wmem,
+                            e.err,
+                            e.disconnected
+                        )
+                    }
+                };
+                format!("{} {} {what}", f.count, inflight.get(&id).unwrap_or(&0))
+            })
+            .collect();
+        files.sort();
+        format!("{:?}\n{}", self.topology(), files.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Call, OFlags, SockType, World};
+
+    fn socketpair(w: &mut World, p: crate::Pid) -> (i32, i32) {
+        let r = w
+            .call(
+                p,
+                &Call::Socketpair {
+                    ty: SockType::Stream,
+                    cloexec: false,
+                },
+            )
+            .unwrap();
+        match r {
+            crate::Ret::Ints(v) => (v[0] as i32, v[1] as i32),
+            other => panic!("socketpair returned {other:?}"),
+        }
+    }
+
+    /// A socket sent over its own peer and closed is garbage: deferred, it stays
+    /// until the collector runs, and the states after a step are "not yet"
+    /// and "collected".
+    #[test]
+    fn garbage_waits_for_the_collector() {
+        let mut w = World::new();
+        w.set_deferred(true);
+        let p = w.spawn("p").unwrap();
+        let (a, b) = socketpair(&mut w, p);
+        w.call(
+            p,
+            &Call::Sendfds {
+                sock: a,
+                fds: vec![b],
+            },
+        )
+        .unwrap();
+        w.call(p, &Call::Close { fd: a }).unwrap();
+        w.call(p, &Call::Close { fd: b }).unwrap();
+        // `b` sits in its own queue: a socket in flight over itself.
+        assert_eq!(w.files().count(), 1, "b lives on in flight");
+        assert_eq!(w.pending_work(), vec![super::Deferred::Gc]);
+        let later = w.later_states().unwrap();
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].files().count(), 0);
+        assert!(later[0].pending_work().is_empty());
+        assert!(later[0].later_states().unwrap().is_empty());
+        crate::invariants::check_all(&w).unwrap();
+        crate::invariants::check_all(&later[0]).unwrap();
+    }
+
+    /// A pty with "b" waiting for hop 1 and "a" for hop 2: the later
+    /// states are every interleaving of the two hops.
+    #[test]
+    fn pty_hops_give_every_interleaving() {
+        let mut w = World::new();
+        w.set_deferred(true);
+        let p = w.spawn("p").unwrap();
+        let open = Call::Open {
+            path: "/dev/ptmx".into(),
+            flags: OFlags::RDWR,
+            mode: 0,
+        };
+        w.call(p, &open).unwrap();
+        let pty = w.files().next().unwrap().0;
+        w.call(
+            p,
+            &Call::Write {
+                fd: 0,
+                data: b"a".to_vec(),
+            },
+        )
+        .unwrap();
+        w.run_work(super::Deferred::PtyInput(pty));
+        w.call(
+            p,
+            &Call::Write {
+                fd: 0,
+                data: b"b".to_vec(),
+            },
+        )
+        .unwrap();
+        let queues = |w: &World| match &w.file(pty).kind {
+            crate::file::FileKind::PtyMaster(p) => {
+                let s = |q: &std::collections::VecDeque<u8>| {
+                    String::from_utf8(q.iter().copied().collect()).unwrap()
+                };
+                (s(&p.input), s(&p.echoed), s(&p.output))
+            }
+            _ => unreachable!(),
+        };
+        assert_eq!(queues(&w), ("b".into(), "a".into(), "".into()));
+        let later: std::collections::BTreeSet<_> =
+            w.later_states().unwrap().iter().map(queues).collect();
+        let want = [
+            ("", "ab", ""),
+            ("b", "", "a"),
+            ("", "b", "a"),
+            ("", "", "ab"),
+        ];
+        let want = want
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect();
+        assert_eq!(later, want);
+    }
+}
