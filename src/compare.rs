@@ -107,22 +107,22 @@ impl States {
     /// Adds the states that the pending work may have reached by now, one
     /// per state key. Returns false if there are more than [`MAX_STATES`].
     fn settle(&mut self) -> bool {
-        let mut keys = std::collections::BTreeSet::new();
         let mut next = Vec::new();
         for s in std::mem::take(&mut self.all) {
             let Some(later) = s.backend.later_states() else {
                 return false;
             };
-            let mut fresh = |b: &dyn Backend| b.state_key().is_none_or(|k| keys.insert(k));
-            let later: Vec<_> = later.into_iter().filter(|b| fresh(b.as_ref())).collect();
             let report = s.report.clone();
-            if fresh(s.backend.as_ref()) {
-                next.push(s);
-            }
+            next.push(s);
             next.extend(later.into_iter().map(|backend| State {
                 backend,
                 report: report.clone(),
             }));
+        }
+        // Keys cost a topology each: only worth it when there is a choice.
+        if next.len() > 1 {
+            let mut keys = std::collections::BTreeSet::new();
+            next.retain(|s| s.backend.state_key().is_none_or(|k| keys.insert(k)));
         }
         self.all = next;
         self.most = self.most.max(self.all.len());

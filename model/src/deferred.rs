@@ -94,6 +94,9 @@ impl World {
     /// reaches, other than this one; one world per [`World::fingerprint`].
     /// At most [`MAX_LATER_STATES`]; `None` if there would be more.
     pub fn later_states(&self) -> Option<Vec<World>> {
+        if self.pending_work().is_empty() {
+            return Some(Vec::new());
+        }
         let mut seen = BTreeSet::from([self.fingerprint()]);
         let mut found = Vec::new();
         let mut frontier = vec![self.clone()];
