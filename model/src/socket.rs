@@ -143,15 +143,23 @@ impl SockPair {
 
     /// Checks, in Linux's order, whether endpoint `me` may send `len` bytes
     /// now, and returns how many skbs of which sizes the send makes.
+    /// `too_many_fds`: the send carries files and attaching them fails
+    /// (Linux's `too_many_unix_fds`, see `sys_sendfds`).
     ///
-    /// Errors: stream: `EPIPE` (peer gone), `EAGAIN` (buffer full).
-    /// Dgram: `EMSGSIZE`, `EAGAIN`, `ENOTCONN`, `ECONNREFUSED` (the first
+    /// Errors: stream: `EPIPE` (peer gone), `EAGAIN` (buffer full),
+    /// `ETOOMANYREFS`. Dgram: `EMSGSIZE`, `EAGAIN`, `ENOTCONN`,
+    /// `ETOOMANYREFS`, `ECONNREFUSED` (the first
     /// send after the peer went away: it disconnects this end and, as
     /// Linux's `unix_dgram_disconnected` does, purges this end's own queue;
     /// the files that were in flight there come back with the error for the
     /// caller to drop).
-    pub fn plan_send(&mut self, me: usize, len: usize) -> Result<Plan, SendError> {
-        self.plan_send_inner(me, len).map_err(|errno| {
+    pub fn plan_send(
+        &mut self,
+        me: usize,
+        len: usize,
+        too_many_fds: bool,
+    ) -> Result<Plan, SendError> {
+        self.plan_send_inner(me, len, too_many_fds).map_err(|errno| {
             let lost = if errno == Errno::ECONNREFUSED {
                 self.purge(me)
             } else {
@@ -161,7 +169,7 @@ impl SockPair {
         })
     }
 
-    fn plan_send_inner(&mut self, me: usize, len: usize) -> Result<Plan, Errno> {
+    fn plan_send_inner(&mut self, me: usize, len: usize, too_many_fds: bool) -> Result<Plan, Errno> {
         let peer = 1 - me;
         let len = len as u64;
         match self.ty {
@@ -189,6 +197,10 @@ impl SockPair {
                 if len > 0 && chunks.is_empty() {
                     return Err(Errno::EAGAIN);
                 }
+                // unix_scm_to_skb, once the first skb is allocated.
+                if too_many_fds {
+                    return Err(Errno::ETOOMANYREFS);
+                }
                 Ok(chunks)
             }
             SockType::Dgram => {
@@ -200,6 +212,9 @@ impl SockPair {
                 }
                 if self.ends[me].disconnected {
                     return Err(Errno::ENOTCONN);
+                }
+                if too_many_fds {
+                    return Err(Errno::ETOOMANYREFS);
                 }
                 if !self.ends[peer].open {
                     self.ends[me].disconnected = true;
@@ -321,7 +336,7 @@ mod tests {
     use super::*;
 
     fn send(p: &mut SockPair, me: usize, data: &[u8]) -> Result<usize, Errno> {
-        let plan = p.plan_send(me, data.len()).map_err(|e| e.errno)?;
+        let plan = p.plan_send(me, data.len(), false).map_err(|e| e.errno)?;
         let n = plan.iter().map(|c| c.0).sum();
         p.enqueue(me, &data[..n], &plan, Vec::new());
         Ok(n)
@@ -360,7 +375,7 @@ mod tests {
         assert_eq!(p.recv(1, 100).unwrap_err(), Errno::EAGAIN);
         send(&mut p, 1, b"unread").unwrap();
         assert!(p.release(0).is_empty());
-        assert_eq!(p.plan_send(1, 1).unwrap_err().errno, Errno::EPIPE);
+        assert_eq!(p.plan_send(1, 1, false).unwrap_err().errno, Errno::EPIPE);
         assert_eq!(p.recv(1, 10).unwrap_err(), Errno::ECONNRESET);
         assert_eq!(p.recv(1, 10).unwrap().data, b"");
         assert_eq!(p.ends[1].wmem, 0);
@@ -373,12 +388,12 @@ mod tests {
         send(&mut p, 1, b"two").unwrap();
         p.release(1);
         assert_eq!(p.recv(0, 10).unwrap().data, b"one");
-        assert_eq!(p.plan_send(0, 1).unwrap_err().errno, Errno::ECONNREFUSED);
+        assert_eq!(p.plan_send(0, 1, false).unwrap_err().errno, Errno::ECONNREFUSED);
         assert_eq!(
             p.recv(0, 1).unwrap_err(),
             Errno::EAGAIN,
             "\"two\" was purged"
         );
-        assert_eq!(p.plan_send(0, 1).unwrap_err().errno, Errno::ENOTCONN);
+        assert_eq!(p.plan_send(0, 1, false).unwrap_err().errno, Errno::ENOTCONN);
     }
 }

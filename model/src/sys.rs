@@ -344,7 +344,7 @@ impl World {
             FileKind::Eventfd(e) => e.write(data),
             FileKind::PtyMaster(p) => Ok(p.write(data, deferred)),
             &mut FileKind::Pipe(p, _) => w.pipe_mut(p).write(data),
-            &mut FileKind::Socket(s, end) => w.sock_send(s, end, data, Vec::new()),
+            &mut FileKind::Socket(s, end) => w.sock_send(s, end, data, Vec::new(), false),
             &mut FileKind::Vnode(v) => match &mut w.fs.vnode_mut(v).kind {
                 VnodeKind::Regular(d, _) => {
                     if data.is_empty() {
@@ -499,8 +499,9 @@ impl World {
         end: usize,
         data: &[u8],
         files: Vec<Hold>,
+        too_many_fds: bool,
     ) -> Result<usize, Errno> {
-        match self.sock_mut(s).plan_send(end, data.len()) {
+        match self.sock_mut(s).plan_send(end, data.len(), too_many_fds) {
             Ok(plan) => {
                 let n = plan.iter().map(|c| c.0).sum();
                 let ids: Vec<FileId> = files
@@ -528,7 +529,9 @@ impl World {
     /// `sendmsg(2)` of one NUL byte with SCM_RIGHTS carrying `fds`.
     ///
     /// Errors, in Linux's order: `EBADF`/`ENOTSOCK` (the socket), `EINVAL`
-    /// (more than 253 files), `EBADF` (a file), then the send's errors.
+    /// (more than 253 files), `EBADF` (a file), then the send's errors,
+    /// among them `ETOOMANYREFS` for a user without privilege with more
+    /// references in flight than its descriptor limit.
     pub fn sys_sendfds(&mut self, pid: Pid, sock: i32, fds: &[i32]) -> Result<(), Errno> {
         let sp = self.getsock(pid, sock.into())?.detach();
         if fds.len() > SCM_MAX_FD {
@@ -551,7 +554,13 @@ impl World {
         let FileKind::Socket(s, end) = self.file(sp.id()).kind else {
             unreachable!("getsock returned a socket")
         };
-        let r = self.sock_send(s, end, b"\0", files);
+        // too_many_unix_fds: a user without CAP_SYS_RESOURCE may have no more
+        // references in flight than the sender's RLIMIT_NOFILE (the count
+        // is checked before this send adds to it). On Linux the count is
+        // the user's, across the system; here it is the scenario's.
+        let in_flight: u64 = self.in_flight_counts().values().map(|&n| u64::from(n)).sum();
+        let too_many = !self.privileged && in_flight > self.proc(pid).rlimit;
+        let r = self.sock_send(s, end, b"\0", files, too_many);
         self.frele(sp);
         r.map(|_| ())
     }
@@ -726,5 +735,50 @@ mod tests {
             Err(Errno::EACCES)
         );
         assert!(w.sys_open(p, "f", OFlags::RDONLY, 0).is_ok());
+    }
+
+    /// too_many_unix_fds: without privilege, a send carrying files fails
+    /// once more references are in flight than the sender's descriptor
+    /// limit; the count is checked before the send adds to it, and a send
+    /// without files is not checked.
+    #[test]
+    fn too_many_references_in_flight_unless_privileged() {
+        use crate::{Call, SockType};
+        for privileged in [true, false] {
+            let mut w = World::new();
+            w.set_privileged(privileged);
+            let p = w.spawn("p").unwrap();
+            let pair = Call::Socketpair {
+                ty: SockType::Stream,
+                cloexec: false,
+            };
+            w.call(p, &pair).unwrap();
+            w.call(p, &Call::Rlimit { limit: 2 }).unwrap();
+            let send = Call::Sendfds {
+                sock: 0,
+                fds: vec![0, 0],
+            };
+            // 0 in flight, then 2: neither is over 2.
+            assert!(w.call(p, &send).is_ok());
+            assert!(w.call(p, &send).is_ok());
+            // 4 in flight.
+            let third = w.call(p, &send);
+            let write = Call::Write {
+                fd: 0,
+                data: b"x".to_vec(),
+            };
+            if privileged {
+                assert!(third.is_ok());
+            } else {
+                assert_eq!(third, Err(Errno::ETOOMANYREFS));
+                assert!(w.call(p, &write).is_ok(), "no files, no check");
+                // Receiving takes two back out of flight: 2 is not over 2.
+                w.call(p, &Call::Rlimit { limit: 10 }).unwrap();
+                w.call(p, &Call::Recvfds { sock: 1, cloexec: false }).unwrap();
+                w.call(p, &Call::Rlimit { limit: 2 }).unwrap();
+                assert!(w.call(p, &send).is_ok());
+            }
+            crate::invariants::check_all(&w).unwrap();
+        }
     }
 }
