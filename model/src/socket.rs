@@ -159,17 +159,23 @@ impl SockPair {
         len: usize,
         too_many_fds: bool,
     ) -> Result<Plan, SendError> {
-        self.plan_send_inner(me, len, too_many_fds).map_err(|errno| {
-            let lost = if errno == Errno::ECONNREFUSED {
-                self.purge(me)
-            } else {
-                Vec::new()
-            };
-            SendError { errno, lost }
-        })
+        self.plan_send_inner(me, len, too_many_fds)
+            .map_err(|errno| {
+                let lost = if errno == Errno::ECONNREFUSED {
+                    self.purge(me)
+                } else {
+                    Vec::new()
+                };
+                SendError { errno, lost }
+            })
     }
 
-    fn plan_send_inner(&mut self, me: usize, len: usize, too_many_fds: bool) -> Result<Plan, Errno> {
+    fn plan_send_inner(
+        &mut self,
+        me: usize,
+        len: usize,
+        too_many_fds: bool,
+    ) -> Result<Plan, Errno> {
         let peer = 1 - me;
         let len = len as u64;
         match self.ty {
@@ -388,7 +394,10 @@ mod tests {
         send(&mut p, 1, b"two").unwrap();
         p.release(1);
         assert_eq!(p.recv(0, 10).unwrap().data, b"one");
-        assert_eq!(p.plan_send(0, 1, false).unwrap_err().errno, Errno::ECONNREFUSED);
+        assert_eq!(
+            p.plan_send(0, 1, false).unwrap_err().errno,
+            Errno::ECONNREFUSED
+        );
         assert_eq!(
             p.recv(0, 1).unwrap_err(),
             Errno::EAGAIN,

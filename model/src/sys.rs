@@ -558,7 +558,11 @@ impl World {
         // references in flight than the sender's RLIMIT_NOFILE (the count
         // is checked before this send adds to it). On Linux the count is
         // the user's, across the system; here it is the scenario's.
-        let in_flight: u64 = self.in_flight_counts().values().map(|&n| u64::from(n)).sum();
+        let in_flight: u64 = self
+            .in_flight_counts()
+            .values()
+            .map(|&n| u64::from(n))
+            .sum();
         let too_many = !self.privileged && in_flight > self.proc(pid).rlimit;
         let r = self.sock_send(s, end, b"\0", files, too_many);
         self.frele(sp);
@@ -774,7 +778,14 @@ mod tests {
                 assert!(w.call(p, &write).is_ok(), "no files, no check");
                 // Receiving takes two back out of flight: 2 is not over 2.
                 w.call(p, &Call::Rlimit { limit: 10 }).unwrap();
-                w.call(p, &Call::Recvfds { sock: 1, cloexec: false }).unwrap();
+                w.call(
+                    p,
+                    &Call::Recvfds {
+                        sock: 1,
+                        cloexec: false,
+                    },
+                )
+                .unwrap();
                 w.call(p, &Call::Rlimit { limit: 2 }).unwrap();
                 assert!(w.call(p, &send).is_ok());
             }
