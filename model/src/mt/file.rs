@@ -16,17 +16,19 @@
 //! dangling pointer and the crate stays free of `unsafe`. The *file* lives
 //! while `count > 0`: when FRELE takes it to zero, closef's work runs once
 //! and the file is dead, though its memory may live on in a reader's
-//! `Arc`. A reader that gets that wrong does not corrupt memory; it trips
-//! [`File::assert_live`] or the second-closef check in [`File::frele`],
-//! which is what lets loom find such a bug (see `mutant`). Linux gets the
-//! same guarantee differently: `struct file` is `SLAB_TYPESAFE_BY_RCU`, so
-//! its memory stays a `struct file` while a reader may look at it.
+//! `Arc` or in a cell of its slot's block. A reader that gets that wrong
+//! does not corrupt memory; it trips [`File::assert_live`] or the
+//! second-closef check in [`File::frele`], which is what lets loom find
+//! such a bug (see `mutant`). Linux gets the same guarantee differently:
+//! `struct file` is `SLAB_TYPESAFE_BY_RCU`, so its memory stays a
+//! `struct file` while a reader may look at it.
 
 use std::ops::Deref;
 // A display number only: no check orders anything by it, so it need not
 // be visible to loom.
 use std::sync::atomic::AtomicU64;
 
+use super::block::Block;
 use super::publish::{Publish, SlotCell};
 use super::sync::{fence, Arc, AtomicU32, Ordering};
 
@@ -45,15 +47,21 @@ pub(crate) fn broken(msg: std::fmt::Arguments<'_>) {
 
 /// An open file description shared by threads.
 ///
-/// Aligned to a cache line so that two threads working on two different
-/// files never write to the same line (their counts are the only words a
-/// lookup writes); `benches/concurrent.rs` measures the two-thread case.
-#[repr(align(64))]
+/// Padded to at least a cache line (with `Arc`'s two counts) so that two
+/// threads working on two different files never write to the same line:
+/// their counts, the only words a lookup writes, are a whole file apart;
+/// `benches/concurrent.rs` measures the two-thread case. Padded rather
+/// than `#[repr(align(64))]`: an over-aligned `Arc` is allocated with
+/// `posix_memalign`, which glibc serves without its per-thread cache, and
+/// that cost 25 ns of the 155 ns falloc + fdrelease cycle (measured).
 pub struct File<T> {
     serial: u64,
     count: AtomicU32,
     closes: AtomicU32,
     data: T,
+    /// 32 bytes: with `Arc`'s counts a file is at least 64 bytes, whatever
+    /// `T` is.
+    _pad: [u64; 4],
 }
 
 impl<T> File<T> {
@@ -65,6 +73,7 @@ impl<T> File<T> {
             count: AtomicU32::new(2),
             closes: AtomicU32::new(0),
             data,
+            _pad: [0; 4],
         }
     }
 
@@ -113,17 +122,22 @@ impl<T> File<T> {
     /// increments the count unless it is zero (Linux `file_ref_get`, before
     /// it `atomic_long_inc_not_zero` in `get_file_rcu`). A zero count means
     /// the file is dead and stays dead, so the reader must not use it.
+    ///
+    /// Acquire on every path: on success, the reader's uses of the file
+    /// come after its count; on failure, the zero it read was written by
+    /// the last FRELE (Release), which comes after the writer unpublished
+    /// the file, so the reader's next look at the slot sees that (free on
+    /// x86, where every load acquires).
     #[inline]
     pub(crate) fn inc_not_zero(&self) -> bool {
-        let mut c = self.count.load(Ordering::Relaxed);
+        let mut c = self.count.load(Ordering::Acquire);
         loop {
             if c == 0 {
                 return false;
             }
-            // Acquire: the reader's uses of the file come after its count.
             match self
                 .count
-                .compare_exchange_weak(c, c + 1, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange_weak(c, c + 1, Ordering::Acquire, Ordering::Acquire)
             {
                 Ok(_) => return true,
                 Err(now) => c = now,
@@ -196,41 +210,47 @@ impl<T> std::fmt::Debug for File<T> {
     }
 }
 
-/// The publication guard a lookup keeps: it holds the file's memory.
-pub(crate) type Loaded<T> = <SlotCell<File<T>> as Publish<File<T>>>::Guard;
+/// The publication guard a lookup keeps: it holds the slot's block, whose
+/// cell holds the file's memory.
+pub(crate) type Loaded<T> = <SlotCell<Block<T>> as Publish<Block<T>>>::Guard;
 
 /// A use reference taken by `fd_getfile` (FREF): while it lives the file
 /// stays alive, whatever happens to the descriptor. Dropping it is FRELE,
 /// and the last FRELE runs closef's work in whichever thread drops it.
 ///
-/// It keeps the slot's load guard rather than an `Arc` clone: with
-/// arc-swap that is a per-thread debt, two atomic operations cheaper than
-/// an `Arc` clone and drop. Keep it on the stack for the length of a system
-/// call; [`FileRef::into_hold`] makes a reference to keep longer.
+/// It keeps the slot's load guard (on the block) and the cell's index
+/// rather than an `Arc` clone: with arc-swap the guard is a per-thread
+/// debt, two atomic operations cheaper than an `Arc` clone and drop. Keep
+/// it on the stack for the length of a system call;
+/// [`FileRef::into_hold`] makes a reference to keep longer.
 #[must_use = "dropping a FileRef at once is FREF immediately followed by FRELE"]
 pub struct FileRef<T> {
     loaded: Loaded<T>,
+    at: u32,
     /// False only in the `FreleEarly` mutant, whose guard holds no count.
     #[cfg(test)]
     pub(crate) counted: bool,
 }
 
 impl<T> FileRef<T> {
-    /// Precondition: `loaded` is `Some`, and the caller took a count on it.
-    pub(crate) fn new(loaded: Loaded<T>) -> FileRef<T> {
-        debug_assert!(loaded.is_some());
+    /// Precondition: `loaded` is `Some`, its cell `at` is filled, and the
+    /// caller took a count on that cell's file.
+    pub(crate) fn new(loaded: Loaded<T>, at: u32) -> FileRef<T> {
+        debug_assert!(loaded.as_ref().and_then(|b| b.file(at)).is_some());
         FileRef {
             loaded,
+            at,
             #[cfg(test)]
             counted: true,
         }
     }
 
     /// The file's memory (not a reference: its `Arc` does not count).
+    #[inline]
     pub fn arc(&self) -> &Arc<File<T>> {
-        match &*self.loaded {
+        match self.loaded.as_ref().and_then(|b| b.file(self.at)) {
             Some(f) => f,
-            None => unreachable!("FileRef::new is only given a loaded Some"),
+            None => unreachable!("FileRef::new is only given a filled cell"),
         }
     }
 

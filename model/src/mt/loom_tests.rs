@@ -1,8 +1,10 @@
 //! Loom models of the races the concurrent table must survive. Each runs
 //! every interleaving of two threads (up to the preemption bound) over the
 //! same code the table runs normally: `sync` and `publish` swap in loom's
-//! primitives under `--cfg loom`, and chunk 0 has 2 slots, so that a third
-//! descriptor grows the table.
+//! primitives under `--cfg loom`, chunk 0 has 2 slots, so that a third
+//! descriptor grows the table, and a slot's blocks have 1 then 2 cells, so
+//! that the second install in a slot replaces its block and the third
+//! fills the new block's second cell.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p
 //! fdlab-model --release --lib mt::`. The two-thread models explore every
@@ -81,8 +83,8 @@ fn fref_against_close_closes_once() {
 /// the last FRELE, and closef's work still runs once.
 #[test]
 fn two_frefs_against_close_close_once() {
-    // Three threads: every interleaving is out of reach (bound 4 explores
-    // 26 thousand, 5 explores 160 thousand in about 7 s).
+    // Three threads: every interleaving is out of reach (bound 5 explores
+    // about 225 thousand, in about 10 s).
     model(Some(5), || {
         let t = Arc::new(Filedesc::new(4));
         let (n, a) = open(&t, 7);
@@ -137,8 +139,10 @@ fn frele_against_close_closes_once() {
     });
 }
 
-/// fd_getfile against dup2 replacing the slot: the lookup gets the old file
-/// or the new one, alive and counted; the old one is closed once.
+/// fd_getfile against dup2 replacing the slot (fd 1's block is full, so
+/// dup2 publishes a new one): the lookup gets the old file or the new one,
+/// alive and counted, never `EBADF`, since fd 1 is installed throughout;
+/// the old one is closed once.
 fn getfile_against_dup2(m: Mutant) {
     model2(move || {
         let t = Arc::new(Filedesc::with_mutant(4, m));
@@ -146,9 +150,10 @@ fn getfile_against_dup2(m: Mutant) {
         let (one, b) = open(&t, 1);
         let t2 = Arc::clone(&t);
         let reader = thread::spawn(move || {
-            if let Ok(f) = t2.fd_getfile(one) {
-                assert!(*f.data() <= 1, "fd 1 names file {}", *f.data());
-            }
+            let f = t2
+                .fd_getfile(one)
+                .expect("fd 1 is installed throughout dup2");
+            assert!(*f.data() <= 1, "fd 1 names file {}", *f.data());
         });
         assert_eq!(t.dup2(zero, one), Ok(one));
         reader.join().unwrap();
@@ -176,8 +181,15 @@ fn mutant_fref_after_zero_is_caught_by_dup2() {
     getfile_against_dup2(Mutant::FrefAfterZero);
 }
 
-/// fd_getfile against fdrelease and a new file at the same number: the
-/// lookup gets the old file, the new one or EBADF, never a dead one.
+#[test]
+#[should_panic(expected = "installed throughout dup2")]
+fn mutant_unpublish_on_replace_is_caught() {
+    getfile_against_dup2(Mutant::UnpublishOnReplace);
+}
+
+/// fd_getfile against fdrelease and a new file at the same number, which
+/// replaces the slot's full block: the lookup gets the old file, the new
+/// one or EBADF, never a dead one.
 #[test]
 fn getfile_against_fdrelease_and_reuse() {
     model2(|| {
@@ -196,6 +208,51 @@ fn getfile_against_fdrelease_and_reuse() {
         assert_eq!(c.count(), 1);
         check_all(&[&*t], &[a, c], &[]).unwrap();
     });
+}
+
+/// The same race inside one block: fd 0's block has a free cell, so the
+/// new file goes into the next cell of the block the reader may hold. The
+/// reader reads which cell is installed, then counts that cell's file: it
+/// gets the closed file only while it is still alive (counted before the
+/// close's FRELE), the new one, or EBADF; a cell it named is never
+/// another file (no recheck needed), and never empty.
+fn getfile_against_reuse_in_block(m: Mutant) {
+    model2(move || {
+        let t = Arc::new(Filedesc::with_mutant(4, m));
+        let (zero, a) = open(&t, 0);
+        t.fdrelease(zero).unwrap();
+        let (_, b) = open(&t, 1); // cell 0 of a new block of 2
+        let t2 = Arc::clone(&t);
+        let reader = thread::spawn(move || match t2.fd_getfile(zero) {
+            // The use: `*f` checks the file is alive.
+            Ok(f) => assert!(matches!(*f.data(), 1 | 2), "got file {}", *f.data()),
+            Err(e) => assert_eq!(e, Errno::EBADF),
+        });
+        t.fdrelease(zero).unwrap();
+        let (again, c) = open(&t, 2); // cell 1 of the same block
+        assert_eq!(again, zero);
+        reader.join().unwrap();
+        assert_eq!((b.count(), b.closes()), (0, 1));
+        assert_eq!(c.count(), 1);
+        check_all(&[&*t], &[a, b, c], &[]).unwrap();
+    });
+}
+
+#[test]
+fn getfile_against_reuse_in_block_never_sees_another_file() {
+    getfile_against_reuse_in_block(Mutant::None);
+}
+
+#[test]
+#[should_panic(expected = "before its file is there")]
+fn mutant_name_before_fill_is_caught() {
+    getfile_against_reuse_in_block(Mutant::NameBeforeFill);
+}
+
+#[test]
+#[should_panic(expected = "after closef")]
+fn mutant_fref_after_zero_is_caught_by_reuse_in_block() {
+    getfile_against_reuse_in_block(Mutant::FrefAfterZero);
 }
 
 /// falloc's larval window: another thread's fd_getfile never sees the file

@@ -9,15 +9,18 @@
 //!   it: [`FileRef`] (FREF from `fd_getfile`; its drop is FRELE) and
 //!   [`Hold`] (a reference a caller keeps or sends). The last FRELE runs
 //!   closef's work, exactly once.
-//! - [`filedesc`]: the table. `fd_getfile` takes no lock: the slots are
-//!   published one by one (arc-swap, as Linux publishes `fdt->fd[]` under
-//!   RCU) in chunks that are never copied; `falloc`, `fdinsert`,
-//!   `fdrelease`, `dup`, `dup2`, `fdinstall` serialize on a writer lock.
+//! - [`filedesc`]: the table. `fd_getfile` takes no lock: each slot
+//!   publishes a block of write-once cells and the index of the installed
+//!   one (the block through arc-swap, as Linux publishes `fdt->fd[]` under
+//!   RCU, replaced only when full), in chunks that are never copied;
+//!   `falloc`, `fdinsert`, `fdrelease`, `dup`, `dup2`, `fdinstall`
+//!   serialize on a writer lock, and publish with plain stores.
 //!   [`Filedesc::fd_getfile_unshared`] is the fast path for a table one
 //!   thread uses, [`fdget`] picks the path.
 //! - [`invariants`]: what holds at quiescence, as functions that fail.
-//! - `publish`: the two publication points behind small traits, with loom
-//!   stand-ins; `sync`: std or loom primitives.
+//! - `block`: what a slot publishes, and why; `publish`: the two
+//!   publication points behind small traits, with loom stand-ins; `sync`:
+//!   std or loom primitives.
 //!
 //! Not yet wired in: the sequential [`crate::World`] still keeps its
 //! tables in [`crate::filedesc`], and its scenarios and differential tests
@@ -50,6 +53,7 @@
 //! assert_eq!(file.closes(), 1);
 //! ```
 
+mod block;
 pub mod file;
 pub mod filedesc;
 pub mod invariants;

@@ -18,4 +18,11 @@ pub(crate) enum Mutant {
     /// `falloc` publishes the larval file at once, so another thread's
     /// `fd_getfile` can see it before `fdinsert`.
     PublishLarval,
+    /// An install into a block names the cell before it fills it, so a
+    /// reader can find the cell named and empty.
+    NameBeforeFill,
+    /// Replacing a full block first unpublishes the old one (to drop its
+    /// stale name of the old file), so a reader that still has the old
+    /// block finds the slot free in the middle of `dup2`.
+    UnpublishOnReplace,
 }

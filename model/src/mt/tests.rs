@@ -337,3 +337,50 @@ fn publish_larval_mutant_is_caught_by_the_table_check() {
     assert!(e.detail.contains("slot 0 is larval but publishes"), "{e}");
     l.fdabort();
 }
+
+#[test]
+fn a_busy_slot_fills_its_block_then_replaces_it() {
+    let t = Filedesc::new(100);
+    let mut dead = Vec::new();
+    // Blocks of 1, 2, 4, 8, 16, then 16 again: 1 + 2 + 4 + 8 + 16 installs
+    // fill the first five.
+    for i in 0..31 + 3 {
+        let (n, f) = open(&t, i);
+        assert_eq!(n, fd(0));
+        assert_eq!(t.fd_getfile(n).unwrap().serial(), f.serial());
+        t.fdrelease(n).unwrap();
+        assert_eq!(t.fd_getfile(n).err(), Some(Errno::EBADF));
+        t.check().unwrap();
+        dead.push(f);
+    }
+    // Memory only: the files are dead (closef ran once), and only those in
+    // the slot's current block (installs 31..34) are still in a cell.
+    for (i, f) in dead.iter().enumerate() {
+        assert_eq!((f.count(), f.closes()), (0, 1), "file {i}");
+        let cells = Arc::strong_count(f) - 1;
+        assert_eq!(cells, usize::from(i >= 31), "file {i} is in {cells} cells");
+    }
+    check_all(&[&t], &dead, &[]).unwrap();
+}
+
+#[test]
+fn dup2_onto_an_installed_slot_in_a_full_block_replaces_the_block() {
+    let t = Filedesc::new(100);
+    let (zero, a) = open(&t, 0);
+    let (one, b) = open(&t, 1);
+    let before = t.fd_getfile(one).unwrap();
+    assert_eq!(t.dup2(zero, one), Ok(one));
+    // The guard still has fd 1's old block, which names b: b lives until
+    // this FRELE, then closef runs once.
+    assert_eq!(before.serial(), b.serial());
+    assert_eq!((b.count(), b.closes()), (1, 0));
+    drop(before);
+    assert_eq!((b.count(), b.closes()), (0, 1));
+    assert_eq!(t.fd_getfile(one).unwrap().serial(), a.serial());
+    // The new block has room: the next dup2 fills its second cell.
+    let (two, c) = open(&t, 2);
+    assert_eq!(t.dup2(two, one), Ok(one));
+    assert_eq!(t.fd_getfile(one).unwrap().serial(), c.serial());
+    assert_eq!(a.count(), 1);
+    check_all(&[&t], &[a, b, c], &[]).unwrap();
+}
