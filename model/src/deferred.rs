@@ -6,7 +6,9 @@
 //!   when any unix socket anywhere in the system is released, so files in
 //!   flight that became unreachable are freed at some later moment, and
 //!   until then a pipe end held only by them keeps its peer from seeing
-//!   EOF or EPIPE;
+//!   EOF or EPIPE. It works in two phases, each a piece here: it takes the
+//!   unreachable sockets' queues under its lock, and drops what it took
+//!   after; a call can run between the two;
 //! - a pty's two flip-buffer hops ([`crate::pty`]): the echo of what the
 //!   master wrote reaches the master's read buffer at some later moment.
 //!
@@ -19,10 +21,12 @@
 //! and keeps the ones that answer as Linux did, so it accepts exactly the
 //! answers that some timing of the work explains.
 //!
-//! The work is taken to happen between two calls, never inside one: a call
-//! looks at the state the work changes once (a pipe's peer, a pty's read
-//! buffer), so work that runs during the call looks the same to it as work
-//! that ran just before or just after.
+//! Each piece is taken to happen between two calls, never inside one: a
+//! call looks at the state a piece changes once (a pipe's peer, a pty's
+//! read buffer), so a piece that runs during the call looks the same to it
+//! as one that ran just before or just after. Work made of steps that a
+//! call can fall between is split into pieces, as the collector's phases
+//! are.
 
 use std::collections::BTreeSet;
 
@@ -32,8 +36,11 @@ use crate::world::World;
 /// One piece of pending work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Deferred {
-    /// `unix_gc`: files in flight are unreachable.
+    /// `unix_gc`, first phase: files in flight are unreachable; the
+    /// collector takes them out of their queues.
     Gc,
+    /// `unix_gc`, second phase: the collector drops what it took.
+    GcDrop,
     /// The slave's `flush_to_ldisc` of a pty (hop 1): input to echo.
     PtyInput(FileId),
     /// The master's `flush_to_ldisc` of a pty (hop 2): echo to read buffer.
@@ -58,7 +65,11 @@ impl World {
     /// The work that is pending now.
     pub fn pending_work(&self) -> Vec<Deferred> {
         let mut work = Vec::new();
-        if !self.unreachable().is_empty() {
+        // One collector at a time (Linux's `gc_in_progress`): the next
+        // run waits until this one has dropped its hitlist.
+        if !self.gc_hitlist.is_empty() {
+            work.push(Deferred::GcDrop);
+        } else if !self.unreachable().is_empty() {
             work.push(Deferred::Gc);
         }
         for (id, f) in self.files() {
@@ -77,7 +88,8 @@ impl World {
     /// Does one piece of pending work, as the work queue would.
     pub fn run_work(&mut self, d: Deferred) {
         match d {
-            Deferred::Gc => self.collect_garbage(),
+            Deferred::Gc => self.take_garbage(),
+            Deferred::GcDrop => self.drop_hitlist(),
             Deferred::PtyInput(f) | Deferred::PtyEcho(f) => {
                 if let Some(FileKind::PtyMaster(p)) = self.files.get_mut(f.0).map(|f| &mut f.kind) {
                     if d == Deferred::PtyInput(f) {
@@ -155,7 +167,12 @@ impl World {
             })
             .collect();
         files.sort();
-        format!("{:?}\n{}", self.topology(), files.join("\n"))
+        format!(
+            "{:?}\n{}\nthe collector holds {}",
+            self.topology(),
+            files.join("\n"),
+            self.gc_hitlist.len()
+        )
     }
 }
 
@@ -201,13 +218,20 @@ mod tests {
         // `b` sits in its own queue: a socket in flight over itself.
         assert_eq!(w.files().count(), 1, "b lives on in flight");
         assert_eq!(w.pending_work(), vec![super::Deferred::Gc]);
+        // Between the phases: out of the queue, held by the collector.
+        let mut mid = w.clone();
+        mid.run_work(super::Deferred::Gc);
+        assert_eq!(mid.hitlist().len(), 1);
+        assert_eq!(mid.files().count(), 1);
+        assert_eq!(mid.pending_work(), vec![super::Deferred::GcDrop]);
         let later = w.later_states().unwrap();
-        assert_eq!(later.len(), 1);
-        assert_eq!(later[0].files().count(), 0);
-        assert!(later[0].pending_work().is_empty());
-        assert!(later[0].later_states().unwrap().is_empty());
-        crate::invariants::check_all(&w).unwrap();
-        crate::invariants::check_all(&later[0]).unwrap();
+        assert_eq!(later.len(), 2, "between the phases, and after both");
+        let done = later.iter().find(|l| l.files().count() == 0).unwrap();
+        assert!(done.pending_work().is_empty());
+        assert!(done.later_states().unwrap().is_empty());
+        for s in [&w, &mid, done] {
+            crate::invariants::check_all(s).unwrap();
+        }
     }
 
     /// A pty with "b" waiting for hop 1 and "a" for hop 2: the later

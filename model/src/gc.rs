@@ -64,15 +64,45 @@ impl World {
     }
 
     /// Runs the collector now, as Linux's work queue does some time after a
-    /// release, and drops what it freed.
+    /// release, and drops what it freed: both phases, and again until
+    /// nothing is left to free.
     pub fn collect_garbage(&mut self) {
+        self.drop_hitlist();
         loop {
-            let work = self.unp_gc();
-            if work.is_empty() {
+            self.take_garbage();
+            if self.gc_hitlist.is_empty() {
                 break;
             }
-            self.release(work);
+            self.drop_hitlist();
         }
+    }
+
+    /// The deferred collector's first phase: under the collector's lock,
+    /// it empties the queues of the unreachable sockets into its hitlist
+    /// (Linux's `unix_collect_skb`). The sockets stay alive until the
+    /// second phase, so a send into one of them still succeeds in between,
+    /// and lands in a queue the collector has already emptied.
+    pub fn take_garbage(&mut self) {
+        let work = self.unp_gc();
+        self.gc_hitlist.extend(work.into_iter().map(|(f, _)| f));
+    }
+
+    /// The deferred collector's second phase: drops the references in its
+    /// hitlist (Linux's `__skb_queue_purge(&hitlist)`), which releases the
+    /// unreachable sockets. One that received something since the first
+    /// phase is released with data in its queue, so its peer gets
+    /// `ECONNRESET`.
+    pub fn drop_hitlist(&mut self) {
+        let work: Work = std::mem::take(&mut self.gc_hitlist)
+            .into_iter()
+            .map(|f| (f, "unp_gc"))
+            .collect();
+        self.release(work);
+    }
+
+    /// References the collector holds between its two phases.
+    pub fn hitlist(&self) -> &[FileId] {
+        &self.gc_hitlist
     }
 
     /// `unix_gc`: purges the queues of unreachable sockets and returns the

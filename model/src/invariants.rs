@@ -65,7 +65,8 @@ pub fn slots_name_live_files(w: &World) -> Result<(), Violation> {
 
 /// Each file's count equals the used slots naming it (counted per table, not
 /// per process: a shared table holds one reference per slot) + its copies in
-/// flight + the references callers hold.
+/// flight + those the collector holds between its phases + the references
+/// callers hold.
 pub fn refcounts_match(w: &World) -> Result<(), Violation> {
     let mut slots: BTreeMap<FileId, u32> = BTreeMap::new();
     for (_, table) in w.tables() {
@@ -76,14 +77,19 @@ pub fn refcounts_match(w: &World) -> Result<(), Violation> {
         }
     }
     let flight = w.in_flight_counts();
+    let mut hit: BTreeMap<FileId, u32> = BTreeMap::new();
+    for &f in w.hitlist() {
+        *hit.entry(f).or_insert(0) += 1;
+    }
     for (id, f) in w.files() {
         let s = slots.get(&id).copied().unwrap_or(0);
         let q = flight.get(&id).copied().unwrap_or(0);
-        if f.count != s + q + f.callers {
+        let h = hit.get(&id).copied().unwrap_or(0);
+        if f.count != s + q + h + f.callers {
             return fail(
                 "refcounts_match",
                 format!(
-                    "file#{} has count {} but {s} slots + {q} in flight + {} held by callers",
+                    "file#{} has count {} but {s} slots + {q} in flight + {h} held by the collector + {} held by callers",
                     f.serial, f.count, f.callers
                 ),
             );

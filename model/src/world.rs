@@ -33,6 +33,9 @@ pub struct World {
     pub(crate) gc_pending: bool,
     /// How many times the collector freed something.
     pub(crate) gc_collections: u64,
+    /// References the deferred collector took out of the queues of
+    /// unreachable sockets and has not dropped yet (Linux's `hitlist`).
+    pub(crate) gc_hitlist: Vec<FileId>,
     /// Whether work Linux does from work queues is left pending until
     /// `run_work` (see `deferred`), rather than done at once.
     pub(crate) deferred: bool,
@@ -56,6 +59,7 @@ impl Default for World {
             trace: None,
             gc_pending: false,
             gc_collections: 0,
+            gc_hitlist: Vec::new(),
             privileged: true,
             deferred: false,
         }

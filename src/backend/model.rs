@@ -38,6 +38,11 @@ impl ModelBackend {
         m
     }
 
+    /// The world, for tests that do deferred work by hand.
+    pub fn world_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+
     /// The world, for tests that check invariants between steps.
     pub fn world(&self) -> &World {
         &self.world
