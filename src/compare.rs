@@ -112,12 +112,17 @@ impl States {
             let Some(later) = s.backend.later_states() else {
                 return false;
             };
-            let report = s.report.clone();
+            // The report is cloned only for a state that forks off; the
+            // state itself stays first (see the end of `run_both`).
+            let forks: Vec<State> = later
+                .into_iter()
+                .map(|backend| State {
+                    backend,
+                    report: s.report.clone(),
+                })
+                .collect();
             next.push(s);
-            next.extend(later.into_iter().map(|backend| State {
-                backend,
-                report: report.clone(),
-            }));
+            next.extend(forks);
         }
         // Keys cost a topology each: only worth it when there is a choice.
         if next.len() > 1 {
@@ -142,6 +147,23 @@ impl States {
             agrees[i - 1]
         });
         true
+    }
+
+    /// Keeps the states whose topology is `linux`'s; if none is, the lines
+    /// of the first state's topology and of `linux`'s that differ.
+    fn match_topology(
+        &mut self,
+        linux: &Topology,
+    ) -> Result<Option<(String, String)>, BackendError> {
+        let mut tops = Vec::with_capacity(self.all.len());
+        for s in &mut self.all {
+            tops.push(s.backend.topology()?);
+        }
+        let agrees: Vec<bool> = tops.iter().map(|t| t == linux).collect();
+        if self.keep(&agrees) {
+            return Ok(None);
+        }
+        Ok(topology_diff(&tops[0], linux))
     }
 
     /// The different `text`s of the states, joined by "or".
@@ -266,25 +288,6 @@ pub fn run_both(
         stopped,
         states: most,
     })
-}
-
-impl States {
-    /// Keeps the states whose topology is `linux`'s; if none is, the lines
-    /// of the first state's topology and of `linux`'s that differ.
-    fn match_topology(
-        &mut self,
-        linux: &Topology,
-    ) -> Result<Option<(String, String)>, BackendError> {
-        let mut tops = Vec::with_capacity(self.all.len());
-        for s in &mut self.all {
-            tops.push(s.backend.topology()?);
-        }
-        let agrees: Vec<bool> = tops.iter().map(|t| t == linux).collect();
-        if self.keep(&agrees) {
-            return Ok(None);
-        }
-        Ok(topology_diff(&tops[0], linux))
-    }
 }
 
 /// Divergences as text.

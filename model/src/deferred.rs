@@ -90,15 +90,24 @@ impl World {
         match d {
             Deferred::Gc => self.take_garbage(),
             Deferred::GcDrop => self.drop_hitlist(),
-            Deferred::PtyInput(f) | Deferred::PtyEcho(f) => {
-                if let Some(FileKind::PtyMaster(p)) = self.files.get_mut(f.0).map(|f| &mut f.kind) {
-                    if d == Deferred::PtyInput(f) {
-                        p.receive_input();
-                    } else {
-                        p.flush_echo();
-                    }
+            Deferred::PtyInput(f) => {
+                if let Some(p) = self.pty_mut(f) {
+                    p.receive_input();
                 }
             }
+            Deferred::PtyEcho(f) => {
+                if let Some(p) = self.pty_mut(f) {
+                    p.flush_echo();
+                }
+            }
+        }
+    }
+
+    /// The pty of master file `f`, if `f` is one and still open.
+    fn pty_mut(&mut self, f: FileId) -> Option<&mut crate::pty::Pty> {
+        match self.files.get_mut(f.0).map(|f| &mut f.kind) {
+            Some(FileKind::PtyMaster(p)) => Some(p),
+            _ => None,
         }
     }
 

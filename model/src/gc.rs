@@ -11,7 +11,8 @@
 //! Linux 6.10 and later run the collector from a work queue, so for a moment
 //! after the release the garbage may still be there. The model collects at
 //! once, which is one of the outcomes Linux allows, unless its work is
-//! deferred (see `deferred`): then garbage waits for `collect_garbage`.
+//! deferred (see `deferred`): then garbage waits for the collector's two
+//! phases, `take_garbage` and `drop_hitlist`.
 
 use std::collections::{BTreeMap, BTreeSet};
 

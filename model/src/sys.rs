@@ -558,12 +558,14 @@ impl World {
         // references in flight than the sender's RLIMIT_NOFILE (the count
         // is checked before this send adds to it). On Linux the count is
         // the user's, across the system; here it is the scenario's.
-        let in_flight: u64 = self
-            .in_flight_counts()
-            .values()
-            .map(|&n| u64::from(n))
-            .sum();
-        let too_many = !self.privileged && in_flight > self.proc(pid).rlimit;
+        let too_many = !self.privileged && {
+            let in_flight: u64 = self
+                .in_flight_counts()
+                .values()
+                .map(|&n| u64::from(n))
+                .sum();
+            in_flight > self.proc(pid).rlimit
+        };
         let r = self.sock_send(s, end, b"\0", files, too_many);
         self.frele(sp);
         r.map(|_| ())
