@@ -11,12 +11,33 @@ fn fdlab(args: &[&str]) -> Output {
         .expect("run fdlab")
 }
 
-fn tmp_scenario(name: &str, src: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("fdlab-cli-{}", std::process::id()));
+/// A scenario file in a directory of its own, removed with it on drop (a
+/// test that fails still cleans up as it unwinds).
+struct TmpScenario {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl std::ops::Deref for TmpScenario {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TmpScenario {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tmp_scenario(name: &str, src: &str) -> TmpScenario {
+    // One directory per test: tests run at once on threads of one process.
+    let dir = std::env::temp_dir().join(format!("fdlab-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, src).unwrap();
-    p
+    let path = dir.join(name);
+    std::fs::write(&path, src).unwrap();
+    TmpScenario { dir, path }
 }
 
 #[test]
