@@ -186,11 +186,11 @@ fn events(bits: u8) -> Events {
 type Want = fn(&FileKind) -> bool;
 
 fn open_fds(w: &World, pid: Pid, want: Want) -> Vec<i32> {
-    let t = w.table_of(pid);
-    t.iter()
-        .filter_map(|(fd, _)| t.installed(fd).map(|f| (fd, f)))
-        .filter(|&(_, f)| want(&w.file(f).kind))
-        .map(|(fd, _)| fd.get() as i32)
+    w.table_of(pid)
+        .installed_all()
+        .into_iter()
+        .filter(|&(_, f, _)| want(&w.file(f).kind))
+        .map(|(fd, _, _)| fd.get() as i32)
         .collect()
 }
 

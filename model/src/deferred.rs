@@ -172,7 +172,7 @@ impl World {
                         )
                     }
                 };
-                format!("{} {} {what}", f.count, inflight.get(&id).unwrap_or(&0))
+                format!("{} {} {what}", f.count(), inflight.get(&id).unwrap_or(&0))
             })
             .collect();
         files.sort();

@@ -18,10 +18,18 @@
 //! When a count reaches zero the file is torn down once (`fdrop`), which may
 //! release other files (those in flight in a socket's queue), so releases run
 //! off a work list instead of recursing.
+//!
+//! The tables are the concurrent ones of [`crate::mt`] (see
+//! [`crate::filedesc`]), and a file's count is its table file's atomic
+//! count: every reference taken or dropped here is an operation on it,
+//! and FRELE says when it was the last.
+
+use std::collections::BTreeMap;
 
 use crate::errno::Errno;
 use crate::file::{File, FileId, FileKind, FileRef, Hold, TableRef};
-use crate::filedesc::{Filedesc, Slot, TableId};
+use crate::filedesc::{Slot, Table};
+use crate::mt::{self, sync::Arc, Fdget};
 use crate::pipe::PipeEnd;
 use crate::proc::{Pid, Proc, DEFAULT_RLIMIT};
 use crate::world::World;
@@ -32,7 +40,9 @@ use crate::Fd;
 #[must_use = "a larval file must be inserted (fdinsert) or abandoned (fdabort)"]
 #[derive(Debug)]
 pub struct Larval {
-    pub(crate) table: TableId,
+    /// The process whose table holds the slot (it cannot change table
+    /// within a system call).
+    pub(crate) pid: Pid,
     pub(crate) fd: Fd,
     pub(crate) file: FileId,
 }
@@ -57,19 +67,29 @@ impl World {
         self.proc(pid).rlimit.min(self.nr_open)
     }
 
+    /// [`World::fd_limit`] as the table takes it.
+    fn fd_limit32(&self, pid: Pid) -> u32 {
+        u32::try_from(self.fd_limit(pid)).unwrap_or(u32::MAX)
+    }
+
+    /// The table file behind `f`: its memory, not a reference.
+    fn handle(&self, f: FileId) -> Arc<mt::File<FileId>> {
+        Arc::clone(&self.file(f).handle)
+    }
+
     /// falloc(9): reserves the lowest free slot and creates a larval file in
     /// it, with no object yet (the caller fills in `kind` and `flags`).
     ///
     /// Returns with a reference: count 2, one for the table, one for the
     /// caller. Errors: `EMFILE`.
     pub fn falloc(&mut self, pid: Pid) -> Result<Larval, Errno> {
-        let table = self.proc(pid).table;
-        let limit = self.fd_limit(pid);
-        let fd = self.table_mut(table).alloc(0, limit)?;
+        let limit = self.fd_limit32(pid);
+        let file = FileId(self.files.next_key());
+        let (fd, handle) = self.proc(pid).table.falloc_raw(file, limit)?;
         let serial = self.next_serial;
         self.next_serial += 1;
-        let file = FileId(self.files.insert(File::larval(serial)));
-        self.table_mut(table).set(fd, Slot::Larval(file));
+        let got = self.files.insert(File::larval(serial, handle));
+        debug_assert_eq!(got, file.0, "the slab gave the key it promised");
         self.note(|w| {
             format!(
                 "falloc({}) -> fd {fd}, {} count 0 -> 2 (larval)",
@@ -77,7 +97,7 @@ impl World {
                 w.fname(file)
             )
         });
-        Ok(Larval { table, fd, file })
+        Ok(Larval { pid, fd, file })
     }
 
     /// Makes a larval file visible at its slot (OpenBSD `fdinsert`, Linux
@@ -85,13 +105,8 @@ impl World {
     ///
     /// Consumes: the larval file. Returns the caller's reference.
     pub fn fdinsert(&mut self, l: Larval, cloexec: bool) -> Hold {
-        self.table_mut(l.table).set(
-            l.fd,
-            Slot::Installed {
-                file: l.file,
-                cloexec,
-            },
-        );
+        let handle = self.handle(l.file);
+        self.proc(l.pid).table.insert_larval(l.fd, &handle, cloexec);
         self.note(|w| format!("fdinsert(fd {}, {})", l.fd, w.fname(l.file)));
         Hold { file: l.file }
     }
@@ -101,7 +116,10 @@ impl World {
     ///
     /// Consumes: the larval file.
     pub fn fdabort(&mut self, l: Larval) {
-        self.table_mut(l.table).clear(l.fd);
+        let handle = self.handle(l.file);
+        // The slot's reference, as a count: it goes to closef below.
+        let slot = self.proc(l.pid).table.fdremove_larval(l.fd, &handle);
+        assert!(slot.is_some(), "fdabort: fd {} is not larval", l.fd);
         self.note(|w| format!("fdremove(fd {}, {}) (larval)", l.fd, w.fname(l.file)));
         self.closef(TableRef { file: l.file }, Hold { file: l.file });
     }
@@ -112,12 +130,25 @@ impl World {
     /// Errors: `EBADF` for a number that is out of range, free or larval.
     #[inline]
     pub fn fd_getfile(&mut self, pid: Pid, fd: Fd) -> Result<FileRef<'_>, Errno> {
-        let file = self.table_of(pid).installed(fd).ok_or(Errno::EBADF)?;
-        let f = self.file_mut(file);
-        f.count += 1;
-        f.callers += 1;
+        let p = self.procs.get_mut(pid.0).expect("live pid");
+        // fdget: no lock and no count from the table when the process is
+        // its only user, the lock-free shared path otherwise.
+        let file = match mt::fdget(&mut p.table, fd)? {
+            Fdget::Borrowed(f) => {
+                // FREF from the slot's reference, which the borrow keeps.
+                f.fref();
+                *f.data()
+            }
+            Fdget::Counted(r) => {
+                let file = *r.data();
+                // Keep the count beyond the guard: it is the FileRef's.
+                drop(r.into_hold().into_table());
+                file
+            }
+        };
+        self.file_mut(file).callers += 1;
         if self.trace.is_some() {
-            let (name, count) = (self.proc(pid).name.clone(), self.file(file).count);
+            let (name, count) = (self.proc(pid).name.clone(), self.file(file).count());
             self.note(|w| {
                 format!(
                     "fd_getfile({name}, {fd}) -> {} count {} -> {count}",
@@ -165,10 +196,10 @@ impl World {
     /// (here: a table reference taken out of its slot).
     pub(crate) fn fref(&mut self, t: &TableRef) -> Hold {
         let f = self.file_mut(t.file);
-        f.count += 1;
+        f.handle.fref();
         f.callers += 1;
         self.note(|w| {
-            let c = w.file(t.file).count;
+            let c = w.file(t.file).count();
             format!("FREF({}) count {} -> {c}", w.fname(t.file), c - 1)
         });
         Hold { file: t.file }
@@ -188,28 +219,29 @@ impl World {
     /// whose count is therefore at least 2.
     pub fn closef(&mut self, t: TableRef, h: Hold) {
         assert_eq!(t.file, h.file, "closef given references to two files");
-        let count = self.file(t.file).count;
+        let count = self.file(t.file).count();
         assert!(
             count >= 2,
             "closef({}): count {count} < 2",
             self.fname(t.file)
         );
-        self.file_mut(t.file).count -= 1;
+        // Not the last: the caller's reference is still counted.
+        self.file(t.file).handle.frele();
         self.note(|w| format!("closef({}) count {count} -> {}", w.fname(t.file), count - 1));
         self.frele(h);
     }
 
-    /// Takes the installed file at `fd` out of its slot (OpenBSD
+    /// Takes the installed file at `fd` out of `pid`'s table (OpenBSD
     /// `fdremove`): the table's reference is now the caller's to drop.
-    pub(crate) fn fdremove(&mut self, table: TableId, fd: Fd) -> Option<TableRef> {
-        match self.table(table).slot(fd) {
-            Slot::Installed { file, .. } => {
-                self.table_mut(table).clear(fd);
-                self.note(|w| format!("fdremove(fd {fd}, {})", w.fname(file)));
-                Some(TableRef { file })
-            }
-            _ => None,
-        }
+    pub(crate) fn fdremove(&mut self, pid: Pid, fd: Fd) -> Option<TableRef> {
+        let file = *self.proc(pid).table.fdremove(fd)?.data();
+        Some(self.removed(fd, file))
+    }
+
+    /// The table's reference to `file`, just taken out of slot `fd`.
+    fn removed(&mut self, fd: Fd, file: FileId) -> TableRef {
+        self.note(|w| format!("fdremove(fd {fd}, {})", w.fname(file)));
+        TableRef { file }
     }
 
     /// Drops a table reference taken out of a slot: FREF so that `closef`
@@ -224,26 +256,64 @@ impl World {
     /// Errors: `EBADF`.
     pub fn fdrelease(&mut self, pid: Pid, fd: Fd) -> Result<(), Errno> {
         let fp = self.fd_getfile(pid, fd)?.detach();
-        let table = self.proc(pid).table;
         // fd_getfile found the slot installed, and nothing ran in between.
-        let t = self.fdremove(table, fd).expect("slot was installed");
+        let t = self.fdremove(pid, fd).expect("slot was installed");
         self.closef(t, fp);
         Ok(())
     }
 
-    /// Puts a reference the caller owns into a slot that `alloc`/`reserve`
-    /// marked used: it becomes the table's reference.
+    /// Puts a reference the caller owns into the lowest free slot `>= min`
+    /// of `pid`'s table, below `pid`'s limit: it becomes the table's
+    /// reference.
     ///
-    /// Consumes: the reference.
-    pub(crate) fn fdinstall(&mut self, table: TableId, fd: Fd, h: Hold, cloexec: bool) {
+    /// Consumes: the reference; on error (`EMFILE`) it is given back.
+    pub(crate) fn fdinstall(
+        &mut self,
+        pid: Pid,
+        h: Hold,
+        min: u32,
+        cloexec: bool,
+    ) -> Result<Fd, (Errno, Hold)> {
+        let (handle, limit) = (self.handle(h.file), self.fd_limit32(pid));
+        match self
+            .proc(pid)
+            .table
+            .install_lowest(handle, min, limit, cloexec)
+        {
+            Ok(fd) => {
+                self.installed(fd, h);
+                Ok(fd)
+            }
+            Err((e, _)) => Err((e, h)),
+        }
+    }
+
+    /// dup2's install: puts a reference the caller owns at `fd` of `pid`'s
+    /// table, whatever was there (the caller checked `pid`'s limit).
+    ///
+    /// Consumes: the reference; on error (`EBUSY`: `fd` is larval) it is
+    /// given back. Returns the table's reference to the file `fd` held.
+    pub(crate) fn fdinstall_at(
+        &mut self,
+        pid: Pid,
+        fd: Fd,
+        h: Hold,
+        cloexec: bool,
+    ) -> Result<Option<TableRef>, (Errno, Hold)> {
+        let handle = self.handle(h.file);
+        match self.proc(pid).table.install_at(fd, handle, cloexec) {
+            Ok(old) => {
+                let old = old.map(|f| self.removed(fd, *f.data()));
+                self.installed(fd, h);
+                Ok(old)
+            }
+            Err((e, _)) => Err((e, h)),
+        }
+    }
+
+    /// The caller's reference `h` is now slot `fd`'s.
+    fn installed(&mut self, fd: Fd, h: Hold) {
         self.file_mut(h.file).callers -= 1;
-        self.table_mut(table).set(
-            fd,
-            Slot::Installed {
-                file: h.file,
-                cloexec,
-            },
-        );
         self.note(|w| format!("fdinsert(fd {fd}, {})", w.fname(h.file)));
     }
 
@@ -254,11 +324,11 @@ impl World {
     pub(crate) fn release(&mut self, mut work: Work) {
         loop {
             while let Some((f, op)) = work.pop() {
-                let count = self.file(f).count;
+                let count = self.file(f).count();
                 assert!(count > 0, "{op}({}) on a dead file", self.fname(f));
-                self.file_mut(f).count -= 1;
+                let last = self.file(f).handle.frele();
                 self.note(|w| format!("{op}({}) count {count} -> {}", w.fname(f), count - 1));
-                if count == 1 {
+                if last {
                     self.fdrop(f, &mut work);
                 }
             }
@@ -327,11 +397,11 @@ impl World {
     ///
     /// Errors: `EEXIST` when a live process has that name.
     pub fn spawn(&mut self, name: &str) -> Result<Pid, Errno> {
-        let table = TableId(self.tables.insert(Filedesc::default()));
+        let table = self.new_table();
         self.new_proc(name, table, DEFAULT_RLIMIT)
     }
 
-    fn new_proc(&mut self, name: &str, table: TableId, rlimit: u64) -> Result<Pid, Errno> {
+    fn new_proc(&mut self, name: &str, table: Table, rlimit: u64) -> Result<Pid, Errno> {
         if self.names.contains_key(name) {
             return Err(Errno::EEXIST);
         }
@@ -346,23 +416,24 @@ impl World {
 
     /// fdcopy: a private copy of `pid`'s table in which every installed file
     /// gains a reference (the copy's slot).
-    pub fn fdcopy(&mut self, pid: Pid) -> TableId {
-        let copy = self.table_of(pid).copy();
-        let files: Vec<FileId> = copy
-            .iter()
-            .filter_map(|(_, s)| match s {
-                Slot::Installed { file, .. } => Some(file),
-                _ => None,
-            })
-            .collect();
-        for f in files {
-            self.file_mut(f).count += 1;
-            self.note(|w| {
-                let c = w.file(f).count;
-                format!("fdcopy: {} count {} -> {c}", w.fname(f), c - 1)
-            });
+    pub fn fdcopy(&mut self, pid: Pid) -> Table {
+        let copy = Table::new(self.proc(pid).table.fdcopy());
+        if self.trace.is_some() {
+            // The table took the references; the trace shows them one by
+            // one, as if counted in slot order.
+            let files: Vec<FileId> = copy.installed_all().iter().map(|s| s.1).collect();
+            let mut left: BTreeMap<FileId, u32> = BTreeMap::new();
+            for &f in &files {
+                *left.entry(f).or_insert(0) += 1;
+            }
+            for f in files {
+                let k = left.get_mut(&f).expect("counted above");
+                let before = self.file(f).count() - *k;
+                *k -= 1;
+                self.note(|w| format!("fdcopy: {} count {before} -> {}", w.fname(f), before + 1));
+            }
         }
-        TableId(self.tables.insert(copy))
+        copy
     }
 
     /// `fork`: `child` gets a copy of `parent`'s table and its limit.
@@ -377,13 +448,14 @@ impl World {
         self.new_proc(child, table, rlimit)
     }
 
-    /// fdshare: `child` uses `parent`'s table (`clone(CLONE_FILES)`).
+    /// fdshare: `child` uses `parent`'s table (`clone(CLONE_FILES)`): one
+    /// more `Arc` on it.
     ///
     /// Errors: `EEXIST` for a name in use.
     pub fn fdshare(&mut self, parent: Pid, child: &str) -> Result<Pid, Errno> {
-        let (table, rlimit) = (self.proc(parent).table, self.proc(parent).rlimit);
+        let p = self.proc(parent);
+        let (table, rlimit) = (Table::clone(&p.table), p.rlimit);
         let pid = self.new_proc(child, table, rlimit)?;
-        self.table_mut(table).refcnt += 1;
         self.note(|w| format!("fdshare({}) -> {child}", w.proc(parent).name));
         Ok(pid)
     }
@@ -391,10 +463,9 @@ impl World {
     /// Gives `pid` a private copy of its table if it shares it
     /// (`unshare(CLONE_FILES)`); nothing to do otherwise.
     pub fn fdunshare(&mut self, pid: Pid) {
-        let old = self.proc(pid).table;
-        if self.table(old).refcnt > 1 {
+        if self.proc(pid).share_count() > 1 {
             let new = self.fdcopy(pid);
-            self.table_mut(old).refcnt -= 1;
+            // Dropping the old `Arc` is the sharing part of fdfree.
             self.proc_mut(pid).table = new;
             self.note(|w| format!("fdunshare({})", w.proc(pid).name));
         }
@@ -403,16 +474,13 @@ impl World {
     /// fdcloseexec: closes every close-on-exec descriptor of `pid`'s table.
     /// Precondition: the table is not shared (exec unshares first).
     pub fn fdcloseexec(&mut self, pid: Pid) {
-        let table = self.proc(pid).table;
-        debug_assert_eq!(self.table(table).refcnt, 1);
-        let doomed: Vec<Fd> = self
-            .table(table)
-            .iter()
-            .filter(|(_, s)| matches!(s, Slot::Installed { cloexec: true, .. }))
-            .map(|(fd, _)| fd)
-            .collect();
-        for fd in doomed {
-            if let Some(t) = self.fdremove(table, fd) {
+        debug_assert_eq!(self.proc(pid).share_count(), 1);
+        let doomed = self.table_of(pid).installed_all();
+        for (fd, _, cloexec) in doomed {
+            if !cloexec {
+                continue;
+            }
+            if let Some(t) = self.fdremove(pid, fd) {
                 self.closef_slot(t);
             }
         }
@@ -424,24 +492,24 @@ impl World {
         // The pid is live: the caller holds it.
         let p = self.procs.remove(pid.0).expect("live pid");
         self.names.remove(&p.name);
-        let t = self.table_mut(p.table);
-        t.refcnt -= 1;
-        if t.refcnt > 0 {
+        if p.share_count() > 1 {
+            // Dropping `p` drops one `Arc`: the table lives on.
             return;
         }
-        let fds: Vec<(Fd, Slot)> = self.table(p.table).iter().collect();
-        for (fd, slot) in fds {
+        for (fd, slot) in p.table.slots() {
             assert!(
                 !matches!(slot, Slot::Larval(_)),
                 "fdfree: fd {fd} of {} is larval",
                 p.name
             );
-            if let Some(r) = self.fdremove(p.table, fd) {
-                self.closef_slot(r);
+            if let Some(f) = p.table.fdremove(fd) {
+                let t = self.removed(fd, *f.data());
+                self.closef_slot(t);
             }
         }
-        self.tables.remove(p.table.0);
         self.note(|_| format!("fdfree({})", p.name));
+        // The last `Arc`: the table, empty now, goes with it.
+        drop(p);
         // On Linux any unix socket released anywhere in the system runs the
         // collector; in the model's closed world, a process exit stands in
         // for the rest of the system, so that cycles in flight are collected
@@ -468,7 +536,11 @@ mod tests {
         let (mut w, p) = world();
         let l = w.falloc(p).unwrap();
         let (fd, id) = (l.fd(), l.id());
-        assert_eq!(w.file(id).count, 2, "one for the table, one for the caller");
+        assert_eq!(
+            w.file(id).count(),
+            2,
+            "one for the table, one for the caller"
+        );
         assert_eq!(
             w.fd_getfile(p, fd).err(),
             Some(Errno::EBADF),
@@ -483,7 +555,7 @@ mod tests {
         );
         let h = w.fdinsert(l, false);
         w.frele(h);
-        assert_eq!(w.file(id).count, 1);
+        assert_eq!(w.file(id).count(), 1);
         assert!(w.fd_getfile(p, fd).is_ok());
         invariants::check_all(&w).unwrap();
     }
@@ -495,7 +567,7 @@ mod tests {
         let id = l.id();
         w.fdabort(l);
         assert!(w.files.get(id.0).is_none());
-        assert_eq!(w.table_of(p).iter().count(), 0);
+        assert_eq!(w.table_of(p).slots().len(), 0);
         invariants::check_all(&w).unwrap();
     }
 
@@ -522,7 +594,7 @@ mod tests {
         let id = held.id();
         w.fdrelease(p, r).unwrap();
         assert_eq!(
-            w.file(id).count,
+            w.file(id).count(),
             1,
             "the descriptor is gone, the file lives"
         );
@@ -582,12 +654,12 @@ mod tests {
             .unwrap();
         let id = w.fd_getfile(p, fd).unwrap().id();
         let c = w.fork(p, "c").unwrap();
-        assert_eq!(w.file(id).count, 2);
+        assert_eq!(w.file(id).count(), 2);
         let s = w.fdshare(p, "s").unwrap();
-        assert_eq!(w.table_of(p).refcnt(), 2);
-        assert_eq!(w.file(id).count, 2, "sharing a table adds no reference");
+        assert_eq!(w.proc(p).share_count(), 2);
+        assert_eq!(w.file(id).count(), 2, "sharing a table adds no reference");
         w.sys_exec(s);
-        assert_eq!(w.table_of(p).refcnt(), 1);
+        assert_eq!(w.proc(p).share_count(), 1);
         assert!(
             w.table_of(s).installed(fd).is_none(),
             "exec closed the cloexec slot"
@@ -598,7 +670,141 @@ mod tests {
         );
         w.fdfree(c);
         w.fdfree(s);
-        assert_eq!(w.file(id).count, 1);
+        assert_eq!(w.file(id).count(), 1);
+        invariants::check_all(&w).unwrap();
+    }
+}
+
+/// The tables are the concurrent ones, and a clone of the world is a deep
+/// snapshot of them.
+#[cfg(test)]
+mod on_the_concurrent_table {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::call::Call;
+    use crate::{invariants, OFlags};
+
+    fn count(w: &mut World, p: Pid, fd: u32) -> u32 {
+        let fp = w.fd_getfile(p, Fd::new(fd)).unwrap();
+        // Less the reference the lookup itself holds.
+        fp.file().count() - 1
+    }
+
+    #[test]
+    fn a_snapshot_shares_no_table_and_no_count() {
+        let mut w = World::new();
+        let p = w.spawn("p").unwrap();
+        let (r, _) = w.sys_pipe(p, false).unwrap();
+        let s = w.fdshare(p, "s").unwrap();
+        let c = w.fork(p, "c").unwrap();
+        // A larval slot, as a snapshot taken inside a call would see it.
+        let l = w.falloc(p).unwrap();
+        let snap = w.clone();
+        invariants::slots_name_live_files(&snap).unwrap();
+        invariants::refcounts_match(&snap).unwrap();
+        invariants::tables_consistent(&snap).unwrap();
+        let h = w.fdinsert(l, false);
+        w.frele(h);
+
+        // Change the original: close in the shared table, let the fork exit.
+        w.call(s, &Call::Close { fd: r.get() as i32 }).unwrap();
+        w.call(c, &Call::Exit).unwrap();
+        invariants::check_all(&w).unwrap();
+
+        let mut snap = snap;
+        assert_eq!(snap.proc(p).share_count(), 2, "p and s share, in the copy");
+        assert_eq!(snap.proc(p).table_id(), snap.proc(s).table_id());
+        assert_ne!(snap.proc(p).table_id(), w.proc(p).table_id());
+        assert_ne!(snap.proc(c).table_id(), snap.proc(p).table_id());
+        assert_eq!(
+            snap.table_of(p).file_slot(Fd::new(2)),
+            crate::filedesc::Slot::Larval(FileId(2)),
+            "the larval slot was copied as it was"
+        );
+        assert_eq!(count(&mut snap, p, r.get()), 2, "p's slot and c's");
+        assert_eq!(w.fd_getfile(p, r).err(), Some(Errno::EBADF));
+        // The snapshot goes on by itself, and ends empty.
+        let l = Larval {
+            pid: p,
+            fd: Fd::new(2),
+            file: FileId(2),
+        };
+        snap.fdabort(l);
+        for q in ["c", "s", "p"] {
+            let pid = snap.pid(q).unwrap();
+            snap.call(pid, &Call::Exit).unwrap();
+            invariants::check_all(&snap).unwrap();
+        }
+        assert_eq!(snap.files().count(), 0);
+        assert_eq!(
+            w.files().count(),
+            2,
+            "the original's write end and new file"
+        );
+    }
+
+    #[test]
+    fn lock_free_readers_meet_the_worlds_own_writes() {
+        // Threads look descriptors up in a process's table with the
+        // lock-free path while the world dup2s and closes in it. Files 0
+        // and 9 stay open throughout, so no reader's FRELE is the last.
+        // (System calls, not `World::call`: that checks after each call
+        // that nothing but processes holds a table, and the readers do.)
+        let mut w = World::new();
+        let p = w.spawn("p").unwrap();
+        let a = w.sys_open(p, "/dev/null", OFlags::RDONLY, 0).unwrap();
+        w.call(p, &Call::Dup2 { old: 0, new: 9 }).unwrap();
+        let z = w.sys_open(p, "/dev/zero", OFlags::RDONLY, 0).unwrap();
+        w.call(
+            p,
+            &Call::Dup2 {
+                old: z.get() as i32,
+                new: 9,
+            },
+        )
+        .unwrap();
+        w.call(p, &Call::Close { fd: z.get() as i32 }).unwrap();
+        let files = [
+            w.table_of(p).installed(a).unwrap(),
+            w.table_of(p).installed(Fd::new(9)).unwrap(),
+        ];
+        let table = Arc::clone(&w.proc(p).table);
+        let stop = AtomicBool::new(false);
+        let started = std::sync::Barrier::new(3);
+        let seen = std::thread::scope(|scope| {
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| {
+                        started.wait();
+                        let mut seen = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            for fd in 0..10 {
+                                if let Ok(f) = table.fd_getfile(Fd::new(fd)) {
+                                    assert!(files.contains(f.data()), "fd {fd}: {f:?}");
+                                    seen += 1;
+                                }
+                            }
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            started.wait();
+            for i in 0..4000i32 {
+                let (old, new) = (if i % 3 == 0 { 9 } else { 0 }, 1 + i % 8);
+                w.sys_dup2(p, old, new).unwrap();
+                if i % 5 == 0 {
+                    w.sys_close(p, new).unwrap();
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            readers.into_iter().map(|r| r.join().unwrap()).sum::<u64>()
+        });
+        eprintln!("{seen} lookups met the writes");
+        drop(table);
+        invariants::check_all(&w).unwrap();
+        w.call(p, &Call::Exit).unwrap();
         invariants::check_all(&w).unwrap();
     }
 }

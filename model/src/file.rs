@@ -4,8 +4,11 @@
 //!
 //! Field legend (OpenBSD style; the model is sequential, so "guarded by" reads
 //! "changed only by"):
-//! - `count` `[r]`: `f_count`, changed only through the reference types below
-//!   and [`crate::World`]'s file(9) functions.
+//! - `handle` `[r]`: the file as the descriptor tables hold it
+//!   ([`crate::mt::File`]), whose atomic count is `f_count`, changed only
+//!   through the reference types below, [`crate::World`]'s file(9)
+//!   functions and the table's own operations. Its data is this file's
+//!   [`FileId`].
 //! - `callers` `[r]`: how many of those references callers hold right now
 //!   ([`FileRef`] guards, [`Hold`]s, the caller's half of a larval file); kept
 //!   only so that the invariants can account for every reference.
@@ -14,6 +17,7 @@
 
 use crate::epoll::Epoll;
 use crate::eventfd::Eventfd;
+use crate::mt::sync::Arc;
 use crate::pipe::{PipeEnd, PipeId};
 use crate::socket::SockId;
 use crate::vnode::VnodeId;
@@ -43,11 +47,14 @@ pub enum FileKind {
 }
 
 /// An open file description.
-#[derive(Debug, Clone)]
+///
+/// Not `Clone`: a clone would share `handle`, and with it the count; a
+/// snapshot makes a new handle ([`File::snapshot`]).
+#[derive(Debug)]
 pub struct File {
     /// Display number in traces: never reused, unlike the slab index.
     pub serial: u64,
-    pub count: u32,
+    pub(crate) handle: Arc<crate::mt::File<FileId>>,
     pub callers: u32,
     pub flags: OFlags,
     pub offset: u64,
@@ -58,16 +65,37 @@ pub struct File {
 }
 
 impl File {
-    pub(crate) fn larval(serial: u64) -> File {
+    /// A file `falloc` just made: `handle` is the table's, with count 2
+    /// ("one for the table, one for the caller", falloc(9)).
+    pub(crate) fn larval(serial: u64, handle: Arc<crate::mt::File<FileId>>) -> File {
         File {
             serial,
-            // falloc(9): "one for the table, one for the caller".
-            count: 2,
+            handle,
             callers: 1,
             flags: OFlags::RDONLY,
             offset: 0,
             kind: FileKind::Larval,
             watched_by: Vec::new(),
+        }
+    }
+
+    /// `f_count`: the references to the file, from table slots, callers,
+    /// queues in flight and the collector.
+    pub fn count(&self) -> u32 {
+        self.handle.count()
+    }
+
+    /// The same file in a snapshot of the world, with a handle of its own
+    /// (same count) that the snapshot's tables will name.
+    pub(crate) fn snapshot(&self, id: FileId) -> File {
+        File {
+            serial: self.serial,
+            handle: Arc::new(self.handle.snapshot(id)),
+            callers: self.callers,
+            flags: self.flags,
+            offset: self.offset,
+            kind: self.kind.clone(),
+            watched_by: self.watched_by.clone(),
         }
     }
 

@@ -1,32 +1,50 @@
-//! The descriptor table (BSD `struct filedesc`, Linux `struct files_struct`).
+//! The descriptor table (BSD `struct filedesc`, Linux `struct files_struct`)
+//! as the sequential model uses it: the concurrent table of [`crate::mt`],
+//! whose files' data is the [`FileId`] that names them in the [`World`].
 //!
-//! Field legend:
-//! - `slots` `[t]`: one entry per descriptor number, free, larval or
-//!   installed, with the close-on-exec bit (UF_EXCLOSE) of installed ones.
-//! - `map` `[t]`: the two-level bitmap of used slots (larval or installed).
-//! - `freefile` `[t]`: OpenBSD's `fd_freefile` hint; every slot below it is
-//!   used, so a search for a free slot may start there.
-//! - `refcnt` `[p]`: how many processes use this table (`fd_refcnt`): more
-//!   than one after `clone(CLONE_FILES)` / `fdshare`.
+//! One table, two users. Threads use [`mt::Filedesc`] directly, with the
+//! references as RAII guards; the `World` uses the same table through its
+//! crate-internal calls (`falloc_raw`, `fdremove`, `install_lowest`,
+//! `install_at`, ...), which hand references over as bare counts, so that
+//! the `World` can run closef's work itself (tearing down pipes, sockets
+//! and epoll registrations, which only it knows) when FRELE says a count
+//! reached zero. The file's count, `f_count`, is the table file's atomic
+//! count in both cases.
 //!
-//! `[t]` changes only through this module's methods; `[p]` only by the
-//! process operations in `descrip`.
+//! A process holds its table as an `Arc` (Linux `task->files`): a clone of
+//! the `Arc` is `fdshare`, its strong count the share count, and the fast
+//! path of `fd_getfile` ([`mt::fdget`]) is taken exactly when a process is
+//! the table's only user.
 //!
-//! The slots are a plain `Vec`, not a persistent vector: `benches/model.rs`
-//! measures both, and the `Vec` wins the lookup and allocation paths that the
-//! issue's targets name, while a fork must touch every slot anyway to take a
-//! reference on its file.
+//! This module adds what the `World` asks of a table in its own terms:
+//! slots naming [`FileId`]s.
+//!
+//! [`World`]: crate::World
 
-use crate::bitmap::Bitmap;
-use crate::errno::Errno;
 use crate::file::FileId;
+use crate::mt;
 use crate::Fd;
 
-/// Index of a descriptor table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TableId(pub(crate) u32);
+/// A descriptor table of the model.
+pub type Filedesc = mt::Filedesc<FileId>;
 
-/// The state of one descriptor number.
+/// A table as a process holds it (Linux `task->files`).
+pub type Table = mt::sync::Arc<Filedesc>;
+
+/// The identity of a table: processes that share a table have the same.
+/// It is the table's address, so it means nothing across snapshots or runs
+/// (the topology numbers tables by their first process instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableId(pub(crate) usize);
+
+impl TableId {
+    /// The identity of the table `t`.
+    pub fn of(t: &Table) -> TableId {
+        TableId(mt::sync::Arc::as_ptr(t) as usize)
+    }
+}
+
+/// The state of one descriptor number, with the file it names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Slot {
     #[default]
@@ -40,228 +58,47 @@ pub enum Slot {
     },
 }
 
-/// A descriptor table.
-#[derive(Debug, Clone)]
-pub struct Filedesc {
-    slots: Vec<Slot>,
-    map: Bitmap,
-    freefile: u32,
-    pub(crate) refcnt: u32,
-}
-
-/// Slots a new table starts with (Linux `NR_OPEN_DEFAULT`).
-const NDFILE: usize = 64;
-
-impl Default for Filedesc {
-    fn default() -> Self {
-        Filedesc {
-            slots: vec![Slot::Free; NDFILE],
-            map: Bitmap::with_capacity(NDFILE),
-            freefile: 0,
-            refcnt: 1,
-        }
+/// The model's slot for a slot of the table and its file.
+fn named(slot: mt::Slot, file: &mt::sync::Arc<mt::File<FileId>>) -> Slot {
+    let file = *file.data();
+    match slot {
+        mt::Slot::Free => Slot::Free,
+        mt::Slot::Larval { .. } => Slot::Larval(file),
+        mt::Slot::Installed { cloexec, .. } => Slot::Installed { file, cloexec },
     }
 }
 
-impl Filedesc {
+impl mt::Filedesc<FileId> {
     /// The slot of `fd` (free when beyond the table).
-    pub fn slot(&self, fd: Fd) -> Slot {
-        self.slots.get(fd.index()).copied().unwrap_or(Slot::Free)
+    pub fn file_slot(&self, fd: Fd) -> Slot {
+        self.entry(fd).map_or(Slot::Free, |(s, f)| named(s, &f))
     }
 
-    /// The installed file at `fd`, the lookup behind `fd_getfile`. Larval
-    /// slots are invisible here.
-    #[inline]
+    /// The installed file at `fd`, without taking a reference (for
+    /// observers: the generator, the model backend, `fcntl(F_GETFD)`).
     pub fn installed(&self, fd: Fd) -> Option<FileId> {
-        match self.slots.get(fd.index()) {
-            Some(Slot::Installed { file, .. }) => Some(*file),
+        match self.file_slot(fd) {
+            Slot::Installed { file, .. } => Some(file),
             _ => None,
         }
     }
 
-    /// How many processes share this table.
-    pub fn refcnt(&self) -> u32 {
-        self.refcnt
-    }
-
-    /// The first-free hint.
-    pub fn freefile(&self) -> u32 {
-        self.freefile
-    }
-
-    /// Slots the table has room for now.
-    pub fn capacity(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Grows the table so that `fd` has a slot (`fdexpand`: doubling).
-    fn expand(&mut self, fd: usize) {
-        if fd >= self.slots.len() {
-            let n = (fd + 1).next_power_of_two().max(NDFILE);
-            self.slots.resize(n, Slot::Free);
-            self.map.grow(n);
-        }
-    }
-
-    /// Finds and marks used the lowest free slot `>= want` below `limit`
-    /// (OpenBSD `fdalloc`). The slot is left `Free` in `slots`: the caller
-    /// makes it larval or installs a file at once.
-    ///
-    /// Errors: `EMFILE` when every slot from `want` to `limit` is used.
-    pub fn alloc(&mut self, want: u32, limit: u64) -> Result<Fd, Errno> {
-        let start = want.max(self.freefile) as usize;
-        let i = self.map.first_free_from(start);
-        if i as u64 >= limit {
-            return Err(Errno::EMFILE);
-        }
-        self.expand(i);
-        self.map.set(i);
-        if want <= self.freefile {
-            // Every slot below `i` is used: the hint may move up to it.
-            self.freefile = i as u32;
-        }
-        Ok(Fd::new(i as u32))
-    }
-
-    /// Marks `fd` used, growing the table (for `dup2` onto a chosen number).
-    pub(crate) fn reserve(&mut self, fd: Fd) {
-        self.expand(fd.index());
-        self.map.set(fd.index());
-    }
-
-    /// Sets the slot of a number that `alloc` or `reserve` marked used.
-    pub(crate) fn set(&mut self, fd: Fd, slot: Slot) {
-        debug_assert!(self.map.is_set(fd.index()), "slot {fd} set without alloc");
-        self.slots[fd.index()] = slot;
-    }
-
-    /// Frees `fd`'s slot (OpenBSD `fd_unused`) and returns what it held.
-    pub(crate) fn clear(&mut self, fd: Fd) -> Slot {
-        let old = std::mem::take(&mut self.slots[fd.index()]);
-        self.map.clear(fd.index());
-        if fd.get() < self.freefile {
-            self.freefile = fd.get();
-        }
-        old
-    }
-
-    /// Sets or clears close-on-exec on an installed slot.
-    pub(crate) fn set_cloexec(&mut self, fd: Fd, on: bool) {
-        if let Some(Slot::Installed { cloexec, .. }) = self.slots.get_mut(fd.index()) {
-            *cloexec = on;
-        }
-    }
-
     /// Every used descriptor and its slot, in ascending order.
-    pub fn iter(&self) -> impl Iterator<Item = (Fd, Slot)> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !matches!(s, Slot::Free))
-            .map(|(i, s)| (Fd::new(i as u32), *s))
-    }
-
-    /// The installed descriptors in `lo..=hi`, ascending.
-    pub fn installed_in(&self, lo: u32, hi: u32) -> Vec<(Fd, FileId)> {
-        let end = (hi as usize).saturating_add(1).min(self.slots.len());
-        let start = (lo as usize).min(end);
-        self.slots[start..end]
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| match s {
-                Slot::Installed { file, .. } => Some((Fd::new((start + i) as u32), *file)),
-                _ => None,
-            })
+    pub fn slots(&self) -> Vec<(Fd, Slot)> {
+        self.used()
+            .into_iter()
+            .map(|(fd, s, f)| (fd, named(s, &f)))
             .collect()
     }
 
-    /// A copy for `fork` (`fdcopy`): installed slots with their close-on-exec
-    /// bits, no larval ones (Linux `dup_fd` clears an open bit whose file is
-    /// still NULL), shared by one process. The caller takes the references.
-    pub(crate) fn copy(&self) -> Filedesc {
-        let mut t = self.clone();
-        for i in 0..t.slots.len() {
-            if let Slot::Larval(_) = t.slots[i] {
-                t.clear(Fd::new(i as u32));
-            }
-        }
-        t.refcnt = 1;
-        t
-    }
-
-    /// Checks the bitmap and the hint against the slots.
-    pub fn check(&self) -> Result<(), String> {
-        self.map.summary_agrees()?;
-        if self.map.capacity() < self.slots.len() {
-            return Err(format!(
-                "bitmap holds {} bits for {} slots",
-                self.map.capacity(),
-                self.slots.len()
-            ));
-        }
-        for (i, s) in self.slots.iter().enumerate() {
-            let used = !matches!(s, Slot::Free);
-            if used != self.map.is_set(i) {
-                return Err(format!("slot {i} is {s:?} but its bitmap bit is {}", !used));
-            }
-            if !used && (i as u32) < self.freefile {
-                return Err(format!(
-                    "slot {i} is free below the first-free hint {}",
-                    self.freefile
-                ));
-            }
-        }
-        if let Some(i) = (self.slots.len()..self.map.capacity()).find(|&i| self.map.is_set(i)) {
-            return Err(format!("bit {i} is set beyond the last slot"));
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn alloc_lowest_and_hint() {
-        let mut t = Filedesc::default();
-        let f = FileId(0);
-        for want in 0..5 {
-            let fd = t.alloc(0, 1000).unwrap();
-            assert_eq!(fd.get(), want);
-            t.set(
-                fd,
-                Slot::Installed {
-                    file: f,
-                    cloexec: false,
-                },
-            );
-        }
-        t.clear(Fd::new(1));
-        assert_eq!(t.freefile(), 1);
-        assert_eq!(t.alloc(0, 1000).unwrap().get(), 1);
-        t.set(
-            Fd::new(1),
-            Slot::Installed {
-                file: f,
-                cloexec: false,
-            },
-        );
-        assert_eq!(t.alloc(3, 1000).unwrap().get(), 5);
-        t.set(Fd::new(5), Slot::Larval(f));
-        assert_eq!(t.alloc(0, 6), Err(Errno::EMFILE));
-        t.check().unwrap();
-    }
-
-    #[test]
-    fn grows_past_the_first_chunk() {
-        let mut t = Filedesc::default();
-        t.reserve(Fd::new(500));
-        t.set(Fd::new(500), Slot::Larval(FileId(0)));
-        assert!(t.capacity() >= 501);
-        assert_eq!(t.alloc(500, 1000).unwrap().get(), 501);
-        t.set(Fd::new(501), Slot::Larval(FileId(0)));
-        t.check().unwrap();
-        assert_eq!(t.copy().iter().count(), 0, "larval slots are not copied");
+    /// The installed descriptors and their files, ascending.
+    pub fn installed_all(&self) -> Vec<(Fd, FileId, bool)> {
+        self.slots()
+            .into_iter()
+            .filter_map(|(fd, s)| match s {
+                Slot::Installed { file, cloexec } => Some((fd, file, cloexec)),
+                _ => None,
+            })
+            .collect()
     }
 }

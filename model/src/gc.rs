@@ -44,7 +44,7 @@ impl World {
         let mut marked = BTreeSet::new();
         let mut stack: Vec<FileId> = Vec::new();
         for (id, file) in self.files() {
-            if file.count > inflight.get(&id).copied().unwrap_or(0) {
+            if file.count() > inflight.get(&id).copied().unwrap_or(0) {
                 marked.insert(id);
                 stack.push(id);
             }

@@ -47,7 +47,7 @@ pub fn check_all(w: &World) -> Result<(), Violation> {
 /// Every used slot (larval or installed) names a live file.
 pub fn slots_name_live_files(w: &World) -> Result<(), Violation> {
     for (t, table) in w.tables() {
-        for (fd, slot) in table.iter() {
+        for (fd, slot) in table.slots() {
             let f = match slot {
                 Slot::Installed { file, .. } | Slot::Larval(file) => file,
                 Slot::Free => continue,
@@ -55,7 +55,7 @@ pub fn slots_name_live_files(w: &World) -> Result<(), Violation> {
             if w.files.get(f.0).is_none() {
                 return fail(
                     "slots_name_live_files",
-                    format!("table {} fd {fd} names freed file {}", t.0, f.0),
+                    format!("table {t:?} fd {fd} names freed file {}", f.0),
                 );
             }
         }
@@ -70,7 +70,7 @@ pub fn slots_name_live_files(w: &World) -> Result<(), Violation> {
 pub fn refcounts_match(w: &World) -> Result<(), Violation> {
     let mut slots: BTreeMap<FileId, u32> = BTreeMap::new();
     for (_, table) in w.tables() {
-        for (_, slot) in table.iter() {
+        for (_, slot) in table.slots() {
             if let Slot::Installed { file, .. } | Slot::Larval(file) = slot {
                 *slots.entry(file).or_insert(0) += 1;
             }
@@ -85,12 +85,12 @@ pub fn refcounts_match(w: &World) -> Result<(), Violation> {
         let s = slots.get(&id).copied().unwrap_or(0);
         let q = flight.get(&id).copied().unwrap_or(0);
         let h = hit.get(&id).copied().unwrap_or(0);
-        if f.count != s + q + h + f.callers {
+        if f.count() != s + q + h + f.callers {
             return fail(
                 "refcounts_match",
                 format!(
                     "file#{} has count {} but {s} slots + {q} in flight + {h} held by the collector + {} held by callers",
-                    f.serial, f.count, f.callers
+                    f.serial, f.count(), f.callers
                 ),
             );
         }
@@ -98,33 +98,32 @@ pub fn refcounts_match(w: &World) -> Result<(), Violation> {
     Ok(())
 }
 
-/// Each table's bitmap and first-free hint agree with its slots.
+/// Each table agrees with itself: bitmap, first-free hint and chunks with
+/// its slots, and what each slot publishes to lock-free readers with what
+/// its writer installed (see [`crate::mt::Filedesc::check`]).
 pub fn tables_consistent(w: &World) -> Result<(), Violation> {
     for (t, table) in w.tables() {
         if let Err(e) = table.check() {
-            return fail("tables_consistent", format!("table {}: {e}", t.0));
+            return fail("tables_consistent", format!("table {t:?}: {e}"));
         }
     }
     Ok(())
 }
 
-/// Each table's share count equals the processes using it, and every table
-/// is used by one.
+/// Each table's share count (its `Arc`'s strong count) equals the
+/// processes using it: nothing else holds a table between calls.
 pub fn share_counts_match(w: &World) -> Result<(), Violation> {
-    let mut users: BTreeMap<TableId, u32> = BTreeMap::new();
+    let mut users: BTreeMap<TableId, usize> = BTreeMap::new();
     for (_, pid) in w.processes() {
-        *users.entry(w.proc(pid).table).or_insert(0) += 1;
+        *users.entry(w.proc(pid).table_id()).or_insert(0) += 1;
     }
     for (t, table) in w.tables() {
         let n = users.get(&t).copied().unwrap_or(0);
-        if table.refcnt() != n {
+        let count = crate::mt::sync::Arc::strong_count(table);
+        if count != n {
             return fail(
                 "share_counts_match",
-                format!(
-                    "table {} has refcnt {} but {n} processes",
-                    t.0,
-                    table.refcnt()
-                ),
+                format!("table {t:?} has share count {count} but {n} processes"),
             );
         }
     }
@@ -144,10 +143,17 @@ pub fn nothing_dead_reachable(w: &World) -> Result<(), Violation> {
     let mut pipe_ends: BTreeMap<u32, [bool; 2]> = BTreeMap::new();
     let mut sock_ends: BTreeMap<u32, [bool; 2]> = BTreeMap::new();
     for (id, f) in w.files() {
-        if f.count == 0 {
+        if f.count() == 0 || f.handle.is_closed() || *f.handle.data() != id {
             return fail(
                 "nothing_dead_reachable",
-                format!("file#{} has count 0", f.serial),
+                format!(
+                    "file#{} (id {}) has count {}, closef ran {} times, and its table file names id {}",
+                    f.serial,
+                    id.0,
+                    f.count(),
+                    f.handle.closes(),
+                    f.handle.data().0
+                ),
             );
         }
         match &f.kind {
@@ -264,8 +270,12 @@ pub fn socket_charges_match(w: &World) -> Result<(), Violation> {
 /// Between calls no slot is larval and no caller holds a reference.
 pub fn quiescent(w: &World) -> Result<(), Violation> {
     for (t, table) in w.tables() {
-        if let Some((fd, _)) = table.iter().find(|(_, s)| matches!(s, Slot::Larval(_))) {
-            return fail("quiescent", format!("table {} fd {fd} is larval", t.0));
+        if let Some((fd, _)) = table
+            .slots()
+            .into_iter()
+            .find(|(_, s)| matches!(s, Slot::Larval(_)))
+        {
+            return fail("quiescent", format!("table {t:?} fd {fd} is larval"));
         }
     }
     if let Some((_, f)) = w.files().find(|(_, f)| f.callers != 0) {
@@ -282,8 +292,9 @@ pub fn quiescent(w: &World) -> Result<(), Violation> {
 
 /// When every process has exited, nothing is left: every file's count went
 /// to zero, cycles of sockets in flight included (the garbage collector's
-/// job), and no table, pipe or socket pair remains. With deferred work,
-/// once the pending collection has run.
+/// job), and no pipe or socket pair remains (tables are held by processes,
+/// so none can outlive them). With deferred work, once the pending
+/// collection has run.
 pub fn exited_world_is_empty(w: &World) -> Result<(), Violation> {
     if !w.names.is_empty() {
         return Ok(());
@@ -298,12 +309,11 @@ pub fn exited_world_is_empty(w: &World) -> Result<(), Violation> {
         w
     };
     let left: BTreeSet<u64> = w.files().map(|(_, f)| f.serial).collect();
-    if !left.is_empty() || !w.tables.is_empty() || !w.pipes.is_empty() || !w.socks.is_empty() {
+    if !left.is_empty() || !w.pipes.is_empty() || !w.socks.is_empty() {
         return fail(
             "exited_world_is_empty",
             format!(
-                "no process left but files {left:?}, {} tables, {} pipes, {} socket pairs",
-                w.tables.len(),
+                "no process left but files {left:?}, {} pipes, {} socket pairs",
                 w.pipes.len(),
                 w.socks.len()
             ),

@@ -62,6 +62,29 @@ impl<T> Slab<T> {
         self.live == 0
     }
 
+    /// The index the next `insert` will return.
+    pub fn next_key(&self) -> u32 {
+        match self.free.last() {
+            Some(&i) => i,
+            None => u32::try_from(self.entries.len()).expect("slab index fits in u32"),
+        }
+    }
+
+    /// A slab with `f` of every object at the same index, and the same
+    /// free list, so that the ids of the copy name the same objects.
+    pub fn map<U>(&self, mut f: impl FnMut(u32, &T) -> U) -> Slab<U> {
+        Slab {
+            entries: self
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| e.as_ref().map(|v| f(i as u32, v)))
+                .collect(),
+            free: self.free.clone(),
+            live: self.live,
+        }
+    }
+
     /// The stored objects with their indices, in index order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
         self.entries
@@ -86,5 +109,9 @@ mod tests {
         assert_eq!(c, a);
         assert_eq!(s.get(b), Some(&"b"));
         assert_eq!(s.len(), 2);
+        s.remove(b);
+        assert_eq!(s.next_key(), b);
+        let m = s.map(|_, v| v.len());
+        assert_eq!((m.get(c), m.get(b), m.next_key()), (Some(&1), None, b));
     }
 }

@@ -19,7 +19,6 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 
 use crate::call::{Call, EpollOp, FcntlCmd, Outcome, Ret};
-use crate::filedesc::Slot;
 use crate::{invariants, Errno, Events, FileId, OFlags, Pid, SockType, World};
 
 const NAMES: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
@@ -614,11 +613,9 @@ impl StateMachineTest for Ref {
             let model: Vec<(i32, FileId, bool)> = sut
                 .world
                 .table_of(pid)
-                .iter()
-                .filter_map(|(fd, s)| match s {
-                    Slot::Installed { file, cloexec } => Some((fd.get() as i32, file, cloexec)),
-                    _ => None,
-                })
+                .installed_all()
+                .into_iter()
+                .map(|(fd, file, cloexec)| (fd.get() as i32, file, cloexec))
                 .collect();
             let reference: Vec<(i32, usize, bool)> = r
                 .table(name)
@@ -643,7 +640,7 @@ impl StateMachineTest for Ref {
                 );
             }
             for (other, &q) in &sut.pids {
-                let shared = sut.world.proc(pid).table == sut.world.proc(q).table;
+                let shared = sut.world.proc(pid).table_id() == sut.world.proc(q).table_id();
                 assert_eq!(
                     shared,
                     r.procs[name].0 == r.procs[other].0,

@@ -171,20 +171,17 @@ impl World {
     /// (dup, F_DUPFD, F_DUPFD_CLOEXEC).
     fn dupfd(&mut self, pid: Pid, fd: i64, min: u32, cloexec: bool) -> Result<Fd, Errno> {
         let h = self.fd_getfile_raw(pid, fd)?.detach();
-        let table = self.proc(pid).table;
-        let limit = self.fd_limit(pid);
-        match self.table_mut(table).alloc(min, limit) {
+        #[cfg(test)]
+        let planted = crate::mutant::dup_forgets_ref().then_some(h.file);
+        match self.fdinstall(pid, h, min, cloexec) {
             Ok(new) => {
                 #[cfg(test)]
-                let planted = crate::mutant::dup_forgets_ref().then_some(h.file);
-                self.fdinstall(table, new, h, cloexec);
-                #[cfg(test)]
                 if let Some(f) = planted {
-                    self.file_mut(f).count -= 1;
+                    self.file(f).handle.frele();
                 }
                 Ok(new)
             }
-            Err(e) => {
+            Err((e, h)) => {
                 self.frele(h);
                 Err(e)
             }
@@ -218,22 +215,20 @@ impl World {
             _ => return Err(Errno::EBADF),
         };
         let h = self.fd_getfile_raw(pid, old.into())?.detach();
-        let table = self.proc(pid).table;
-        let replaced = match self.table(table).slot(nfd) {
-            crate::filedesc::Slot::Larval(_) => {
-                self.frele(h);
-                return Err(Errno::EBUSY);
+        match self.fdinstall_at(pid, nfd, h, cloexec) {
+            Ok(replaced) => {
+                // The old file is closed after the new one is in place
+                // (do_dup2).
+                if let Some(t) = replaced {
+                    self.closef_slot(t);
+                }
+                Ok(nfd)
             }
-            crate::filedesc::Slot::Installed { .. } => self.fdremove(table, nfd),
-            crate::filedesc::Slot::Free => None,
-        };
-        self.table_mut(table).reserve(nfd);
-        self.fdinstall(table, nfd, h, cloexec);
-        // The old file is closed after the new one is in place (do_dup2).
-        if let Some(t) = replaced {
-            self.closef_slot(t);
+            Err((e, h)) => {
+                self.frele(h);
+                Err(e)
+            }
         }
-        Ok(nfd)
     }
 
     /// `fcntl(2)` for the language's commands.
@@ -255,15 +250,14 @@ impl World {
             FcntlCmd::GetFd => {
                 drop(self.fd_getfile(pid, nfd)?);
                 let on = matches!(
-                    self.table_of(pid).slot(nfd),
+                    self.table_of(pid).file_slot(nfd),
                     crate::filedesc::Slot::Installed { cloexec: true, .. }
                 );
                 Ok(Ret::int(on.into()))
             }
             FcntlCmd::SetFd { cloexec } => {
                 drop(self.fd_getfile(pid, nfd)?);
-                let table = self.proc(pid).table;
-                self.table_mut(table).set_cloexec(nfd, cloexec);
+                self.table_of(pid).set_cloexec(nfd, cloexec)?;
                 Ok(Ret::int(0))
             }
             FcntlCmd::GetFl => {
@@ -296,11 +290,13 @@ impl World {
         if unshare {
             self.fdunshare(pid);
         }
-        let table = self.proc(pid).table;
-        for (fd, _) in self.table(table).installed_in(lo, hi) {
+        for (fd, _, _) in self.table_of(pid).installed_all() {
+            if !(lo..=hi).contains(&fd.get()) {
+                continue;
+            }
             if cloexec {
-                self.table_mut(table).set_cloexec(fd, true);
-            } else if let Some(t) = self.fdremove(table, fd) {
+                self.table_of(pid).set_cloexec(fd, true)?;
+            } else if let Some(t) = self.fdremove(pid, fd) {
                 self.closef_slot(t);
             }
         }
@@ -585,23 +581,22 @@ impl World {
         let got = self.sock_mut(s).recv(end, 1);
         self.frele(sp);
         let got = got?;
-        let table = self.proc(pid).table;
-        let limit = self.fd_limit(pid);
         let mut installed = Vec::new();
         let mut dropped = Vec::new();
         for f in got.fds {
-            match self.table_mut(table).alloc(0, limit) {
-                Ok(fd) if dropped.is_empty() => {
-                    // unp_externalize: the reference in flight becomes the slot's.
-                    self.file_mut(f).callers += 1;
-                    self.fdinstall(table, fd, Hold { file: f }, cloexec);
-                    installed.push(fd);
+            if !dropped.is_empty() {
+                // Once one file did not fit, the rest are dropped too.
+                dropped.push((f, "unp_discard"));
+                continue;
+            }
+            // unp_externalize: the reference in flight becomes the slot's.
+            self.file_mut(f).callers += 1;
+            match self.fdinstall(pid, Hold { file: f }, 0, cloexec) {
+                Ok(fd) => installed.push(fd),
+                Err((_, h)) => {
+                    self.file_mut(h.file).callers -= 1;
+                    dropped.push((h.file, "unp_discard"));
                 }
-                Ok(fd) => {
-                    self.table_mut(table).clear(fd);
-                    dropped.push((f, "unp_discard"));
-                }
-                Err(_) => dropped.push((f, "unp_discard")),
             }
         }
         self.release(dropped);

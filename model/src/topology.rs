@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::file::{FileId, FileKind};
-use crate::filedesc::{Slot, TableId};
+use crate::filedesc::TableId;
 use crate::flags::{Events, OFlags};
 use crate::pipe::PipeEnd;
 use crate::socket::SockType;
@@ -233,14 +233,12 @@ impl World {
         let procs = self
             .processes()
             .map(|(name, pid)| {
-                let table = self.proc(pid).table;
+                let table = self.proc(pid).table_id();
                 let fds = self
-                    .table(table)
-                    .iter()
-                    .filter_map(|(fd, s)| match s {
-                        Slot::Installed { file, cloexec } => Some((fd.get(), file, cloexec)),
-                        _ => None,
-                    })
+                    .table_of(pid)
+                    .installed_all()
+                    .into_iter()
+                    .map(|(fd, file, cloexec)| (fd.get(), file, cloexec))
                     .collect();
                 RawProcess::<FileId, TableId> {
                     name: name.to_string(),

@@ -1,13 +1,20 @@
 //! The whole modelled kernel state, and the lookups every layer shares.
 //!
-//! `World` derives `Clone`: a clone is a snapshot of every table, file and
-//! buffer, which `--trace` and the book use to show each step's state. File
+//! A clone of a `World` is a snapshot of every table, file and buffer,
+//! which `--trace`, the book and the comparison with Linux (one per state
+//! the pending work may leave) use. The descriptor tables are the
+//! concurrent ones of [`crate::mt`], held by processes through `Arc`s, and
+//! a file's count is an atomic in the table's file: a derived clone would
+//! share those. So `Clone` is written out: it copies every file with its
+//! count under the same [`FileId`], then every table once, however many
+//! processes share it, naming the copies (see [`World::clone`]). File
 //! contents sit in persistent maps, so a snapshot shares them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::file::{File, FileId};
-use crate::filedesc::{Filedesc, TableId};
+use crate::filedesc::{Filedesc, Table, TableId};
+use crate::mt::sync::Arc;
 use crate::pipe::{Pipe, PipeId};
 use crate::proc::{Pid, Proc};
 use crate::slab::Slab;
@@ -15,11 +22,12 @@ use crate::socket::{SockId, SockPair};
 use crate::vnode::Fs;
 
 /// The modelled kernel.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct World {
+    /// Each process holds its table: tables live exactly as long as a
+    /// process uses them.
     pub(crate) procs: Slab<Proc>,
     pub(crate) names: BTreeMap<String, Pid>,
-    pub(crate) tables: Slab<Filedesc>,
     pub(crate) files: Slab<File>,
     pub(crate) pipes: Slab<Pipe>,
     pub(crate) socks: Slab<SockPair>,
@@ -49,7 +57,6 @@ impl Default for World {
         World {
             procs: Slab::default(),
             names: BTreeMap::new(),
-            tables: Slab::default(),
             files: Slab::default(),
             pipes: Slab::default(),
             socks: Slab::default(),
@@ -66,12 +73,52 @@ impl Default for World {
     }
 }
 
+impl Clone for World {
+    /// A snapshot that shares no table and no count with `self`: each file
+    /// gets a handle of its own with the same count, under the same
+    /// [`FileId`] (so that everything naming files by id, queues in flight
+    /// and epoll interest lists among them, stays right), and each table is
+    /// copied once, slots, larval ones, bitmap and hint as they are,
+    /// naming the copies, and handed to every process that shared it.
+    fn clone(&self) -> World {
+        let files = self.files.map(|i, f| f.snapshot(FileId(i)));
+        let mut tables: BTreeMap<TableId, Table> = BTreeMap::new();
+        let procs = self.procs.map(|_, p| Proc {
+            name: p.name.clone(),
+            table: Table::clone(tables.entry(p.table_id()).or_insert_with(|| {
+                Table::new(p.table.snapshot(|f| {
+                    // A slot names a live file, whose copy has its id.
+                    Arc::clone(&files.get(f.data().0).expect("live file").handle)
+                }))
+            })),
+            rlimit: p.rlimit,
+        });
+        World {
+            procs,
+            names: self.names.clone(),
+            files,
+            pipes: self.pipes.clone(),
+            socks: self.socks.clone(),
+            fs: self.fs.clone(),
+            next_serial: self.next_serial,
+            nr_open: self.nr_open,
+            trace: self.trace.clone(),
+            gc_pending: self.gc_pending,
+            gc_collections: self.gc_collections,
+            gc_hitlist: self.gc_hitlist.clone(),
+            deferred: self.deferred,
+            privileged: self.privileged,
+        }
+    }
+}
+
 impl World {
     pub fn new() -> World {
         World::default()
     }
 
     /// Raises `fs.nr_open` (benchmarks open more than 2^20 descriptors).
+    /// Tables made before keep the room they were made with.
     pub fn set_nr_open(&mut self, n: u64) {
         self.nr_open = n;
     }
@@ -125,16 +172,14 @@ impl World {
 
     /// The table process `pid` uses.
     pub fn table_of(&self, pid: Pid) -> &Filedesc {
-        self.table(self.proc(pid).table)
+        self.proc(pid).table()
     }
 
-    pub fn table(&self, t: TableId) -> &Filedesc {
-        // A TableId is held only by processes that keep it alive (refcnt).
-        self.tables.get(t.0).expect("live table")
-    }
-
-    pub(crate) fn table_mut(&mut self, t: TableId) -> &mut Filedesc {
-        self.tables.get_mut(t.0).expect("live table")
+    /// A new, empty table with room for `fs.nr_open` descriptors.
+    pub(crate) fn new_table(&self) -> Table {
+        Table::new(Filedesc::new(
+            u32::try_from(self.nr_open).unwrap_or(u32::MAX),
+        ))
     }
 
     pub fn file(&self, f: FileId) -> &File {
@@ -176,9 +221,15 @@ impl World {
         self.files.iter().map(|(i, f)| (FileId(i), f))
     }
 
-    /// Every live table.
-    pub fn tables(&self) -> impl Iterator<Item = (TableId, &Filedesc)> {
-        self.tables.iter().map(|(i, t)| (TableId(i), t))
+    /// Every live table once, however many processes share it, with its
+    /// `Arc` (whose strong count is the share count).
+    pub fn tables(&self) -> Vec<(TableId, &Table)> {
+        let mut seen = BTreeSet::new();
+        self.procs
+            .iter()
+            .filter(|(_, p)| seen.insert(p.table_id()))
+            .map(|(_, p)| (p.table_id(), &p.table))
+            .collect()
     }
 
     /// Every live socket pair.

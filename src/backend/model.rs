@@ -110,7 +110,7 @@ impl Backend for ModelBackend {
 
     fn same_table(&mut self, a: &str, b: &str) -> Result<bool, BackendError> {
         let (pa, pb) = (self.pid(a)?, self.pid(b)?);
-        Ok(self.world.proc(pa).table == self.world.proc(pb).table)
+        Ok(self.world.proc(pa).table_id() == self.world.proc(pb).table_id())
     }
 
     fn open_fds(&mut self, proc: &str) -> Result<Vec<i32>, BackendError> {
@@ -118,9 +118,9 @@ impl Backend for ModelBackend {
         Ok(self
             .world
             .table_of(pid)
-            .iter()
-            .filter(|(fd, _)| self.world.table_of(pid).installed(*fd).is_some())
-            .map(|(fd, _)| fd.get() as i32)
+            .installed_all()
+            .into_iter()
+            .map(|(fd, _, _)| fd.get() as i32)
             .collect())
     }
 

@@ -166,8 +166,10 @@ impl<T> File<T> {
 
     /// FRELE: drops one reference; the last one runs closef's work.
     ///
-    /// Consumes: one reference (the caller's count).
-    pub(crate) fn frele(&self) {
+    /// Consumes: one reference (the caller's count). Returns whether it
+    /// was the last: a caller that keeps its own books (the sequential
+    /// [`crate::World`]) then tears down what the file referred to.
+    pub(crate) fn frele(&self) -> bool {
         // Release: this reference's uses happen before the closef work,
         // whichever thread runs it.
         let prev = self.count.fetch_sub(1, Ordering::Release);
@@ -182,11 +184,27 @@ impl<T> File<T> {
             fence(Ordering::Acquire);
             self.fdrop();
         }
+        prev == 1
+    }
+
+    /// The same file in a copy of a whole system (the sequential model's
+    /// snapshot): the same serial, count and closes, with `data`. The copy
+    /// shares nothing with `self`, so the system it belongs to keeps its
+    /// own count. Precondition: quiescence, for the counts it reads.
+    pub(crate) fn snapshot<U>(&self, data: U) -> File<U> {
+        File {
+            serial: self.serial,
+            count: AtomicU32::new(self.count()),
+            closes: AtomicU32::new(self.closes()),
+            data,
+            _pad: [0; 4],
+        }
     }
 
     /// closef's work, once the count reached zero (OpenBSD `fdrop`, Linux
     /// `__fput`). Here it only marks the file dead: what a file's teardown
-    /// does is the sequential model's business (`descrip::fdrop`).
+    /// does is the business of whoever knows what `data` names (the
+    /// sequential model's `descrip::fdrop`, told by [`File::frele`]).
     fn fdrop(&self) {
         let before = self.closes.fetch_add(1, Ordering::AcqRel);
         if before != 0 {

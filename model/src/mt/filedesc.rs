@@ -188,6 +188,22 @@ impl<T> WSlot<T> {
         (0, self.block.replace(new))
     }
 
+    /// The slot as seen from outside, with its file's memory; `None` when
+    /// free.
+    fn entry(&self) -> Option<(Slot, Arc<File<T>>)> {
+        match &self.state {
+            State::Free => None,
+            State::Larval(f) => Some((Slot::Larval { serial: f.serial() }, Arc::clone(f))),
+            State::Installed { file, cloexec, .. } => Some((
+                Slot::Installed {
+                    serial: file.serial(),
+                    cloexec: *cloexec,
+                },
+                Arc::clone(file),
+            )),
+        }
+    }
+
     /// Unpublishes the installed file: the slot reads as free. Readers
     /// that named its cell before still find the file there, alive until
     /// the slot's reference is dropped (after this, by the caller).
@@ -269,6 +285,15 @@ impl<T> Writer<T> {
             _ => None,
         }
     }
+}
+
+/// An install that failed: why, and the reference it was given, handed
+/// back to the caller (a bare count in an `Arc`).
+pub(crate) type Refused<T> = (Errno, Arc<File<T>>);
+
+/// Whether slot `i` is larval, under the lock.
+fn is_larval<T>(w: &Writer<T>, i: usize) -> bool {
+    matches!(w.slots.get(i).map(|s| &s.state), Some(State::Larval(_)))
 }
 
 /// One slot, as seen from outside (a snapshot taken under the lock).
@@ -497,10 +522,27 @@ impl<T> Filedesc<T> {
     /// Returns with a reference: count 2, one for the slot, one for the
     /// caller. Errors: `EMFILE`.
     pub fn falloc(&self, data: T) -> Result<Larval<'_, T>, Errno> {
+        let (fd, file) = self.falloc_raw(data, self.limit)?;
+        Ok(Larval {
+            table: self,
+            fd,
+            file: Some(file),
+        })
+    }
+
+    /// falloc for a caller that keeps its own books (the sequential
+    /// [`crate::World`]), below `limit` (the caller's `RLIMIT_NOFILE`: a
+    /// per-process limit, though the table may be shared).
+    ///
+    /// Returns with two references in a bare `Arc` (its own count is for
+    /// the memory only): the slot's, and the caller's, to release with
+    /// [`File::frele`] once [`Filedesc::insert_larval`] or
+    /// [`Filedesc::fdremove_larval`] settled the slot. Errors: `EMFILE`.
+    pub(crate) fn falloc_raw(&self, data: T, limit: u32) -> Result<(Fd, Arc<File<T>>), Errno> {
         // Made before the lock, so that the lock covers the slot only.
         let file = Arc::new(File::new(data));
         let mut w = self.lock();
-        let i = w.alloc(&self.dir, 0, self.limit)?;
+        let i = w.alloc(&self.dir, 0, limit.min(self.limit))?;
         w.slots[i].state = State::Larval(Arc::clone(&file));
         #[cfg(test)]
         let mut replaced = None;
@@ -514,16 +556,12 @@ impl<T> Filedesc<T> {
         drop(w);
         #[cfg(test)]
         drop(replaced);
-        Ok(Larval {
-            table: self,
-            fd: Fd::new(i as u32),
-            file: Some(file),
-        })
+        Ok((Fd::new(i as u32), file))
     }
 
     /// Publishes a larval file at its slot (OpenBSD `fdinsert`, Linux
     /// `fd_install`).
-    fn insert_larval(&self, fd: Fd, file: &Arc<File<T>>, cloexec: bool) {
+    pub(crate) fn insert_larval(&self, fd: Fd, file: &Arc<File<T>>, cloexec: bool) {
         let i = fd.index();
         let mut w = self.lock();
         let larval = match std::mem::replace(&mut w.slots[i].state, State::Free) {
@@ -545,21 +583,35 @@ impl<T> Filedesc<T> {
     /// Frees a larval slot and drops both references, so that the call
     /// "never happened".
     fn abort_larval(&self, fd: Fd, file: Arc<File<T>>) {
-        let mut w = self.lock();
-        let old = w.clear(fd.index());
-        #[cfg(test)]
-        if self.mutant == Mutant::PublishLarval {
-            w.slots[fd.index()].unpublish();
-        }
-        drop(w);
-        match old {
-            State::Larval(f) if Arc::ptr_eq(&f, &file) => f.frele(),
-            _ => broken(format_args!(
+        match self.fdremove_larval(fd, &file) {
+            Some(slot) => {
+                slot.frele();
+            }
+            None => broken(format_args!(
                 "fdabort: fd {fd} does not hold {file:?} larval"
             )),
         }
         // The caller's reference: the last, so closef's work runs here.
         file.frele();
+    }
+
+    /// Frees `fd`'s slot if it holds `file` larval (the error path after
+    /// `falloc`). Returns the slot's reference, for the caller to drop;
+    /// `None`, leaving the slot alone, if it holds something else.
+    pub(crate) fn fdremove_larval(&self, fd: Fd, file: &Arc<File<T>>) -> Option<Arc<File<T>>> {
+        let mut w = self.lock();
+        match w.slots.get(fd.index()).map(|s| &s.state) {
+            Some(State::Larval(f)) if Arc::ptr_eq(f, file) => {}
+            _ => return None,
+        }
+        let State::Larval(slot) = w.clear(fd.index()) else {
+            unreachable!("slot {fd} was larval under the same lock")
+        };
+        #[cfg(test)]
+        if self.mutant == Mutant::PublishLarval {
+            w.slots[fd.index()].unpublish();
+        }
+        Some(slot)
     }
 
     /// fdrelease: closes `fd` (`close(2)`; Linux `close_fd`). The
@@ -569,11 +621,22 @@ impl<T> Filedesc<T> {
     /// Errors: `EBADF` for a number that is free or larval (Linux and
     /// OpenBSD alike: a reserved number has no file to close).
     pub fn fdrelease(&self, fd: Fd) -> Result<(), Errno> {
+        let file = self.fdremove(fd).ok_or(Errno::EBADF)?;
+        // closef: the slot's reference, after the lock.
+        file.frele();
+        Ok(())
+    }
+
+    /// fdremove (OpenBSD): takes the installed file out of `fd`'s slot.
+    /// The descriptor is gone for every thread when this returns.
+    ///
+    /// Returns the slot's reference, for the caller to drop after the
+    /// lock (`fdrelease`, or the sequential model's closef); `None` for a
+    /// number that is free, larval or out of range.
+    pub(crate) fn fdremove(&self, fd: Fd) -> Option<Arc<File<T>>> {
         let i = fd.index();
         let mut w = self.lock();
-        if w.installed(fd).is_none() {
-            return Err(Errno::EBADF);
-        }
+        w.installed(fd)?;
         let State::Installed { file, .. } = w.clear(i) else {
             unreachable!("slot {i} was installed under the same lock")
         };
@@ -581,10 +644,7 @@ impl<T> Filedesc<T> {
         // published file always has a count of at least 1. One plain store:
         // the block stays, for the slot's next install.
         w.slots[i].unpublish();
-        drop(w);
-        // closef: the slot's reference.
-        file.frele();
-        Ok(())
+        Some(file)
     }
 
     /// dup2: makes `new` name the file `old` names, closing what `new`
@@ -598,29 +658,75 @@ impl<T> Filedesc<T> {
             return Err(Errno::EBADF);
         }
         let n = new.index();
-        let mut w = self.lock();
+        let w = self.lock();
         let file = Arc::clone(w.installed(old).ok_or(Errno::EBADF)?);
         if old == new {
             return Ok(new);
         }
-        if matches!(w.slots.get(n).map(|s| &s.state), Some(State::Larval(_))) {
+        if is_larval(&w, n) {
             return Err(Errno::EBUSY);
         }
-        w.expand(&self.dir, n);
         // The new slot's reference, taken from the old slot's.
         file.fref();
-        let (was, old_block) = self.install(&mut w, n, file, false);
-        if matches!(was, State::Free) {
-            w.map.set(n);
-        }
-        drop(w);
-        drop(old_block);
-        if let State::Installed { file: gone, .. } = was {
+        if let Some(gone) = self.replace(w, n, file, false) {
             // closef of the replaced file, after the lock (Linux frees
             // `tofree` after `spin_unlock`).
             gone.frele();
         }
         Ok(new)
+    }
+
+    /// Installs `file` at `n`, whatever `n` held, under the lock `w`,
+    /// which it releases. Precondition: `n` is below the limit and not
+    /// larval, and `file` carries the slot's reference.
+    ///
+    /// Returns the replaced file's slot reference, for the caller to drop.
+    fn replace(
+        &self,
+        mut w: MutexGuard<'_, Writer<T>>,
+        n: usize,
+        file: Arc<File<T>>,
+        cloexec: bool,
+    ) -> Option<Arc<File<T>>> {
+        w.expand(&self.dir, n);
+        let (was, old_block) = self.install(&mut w, n, file, cloexec);
+        if matches!(was, State::Free) {
+            w.map.set(n);
+        }
+        drop(w);
+        // After the lock: dropping a block may free files' memory.
+        drop(old_block);
+        match was {
+            State::Free => None,
+            State::Installed { file, .. } => Some(file),
+            State::Larval(f) => {
+                broken(format_args!("replace: slot {n} was larval ({f:?})"));
+                Some(f)
+            }
+        }
+    }
+
+    /// dup2 onto `new` for a caller that keeps its own books: installs
+    /// `file` there, whatever it held (Linux `do_dup2` once it has the old
+    /// file). Precondition: `new` is below the caller's limit.
+    ///
+    /// Consumes: `file`'s reference (the slot's now). Returns the replaced
+    /// file's slot reference, for the caller's closef. Errors: `EBUSY` if
+    /// `new` is larval, with the reference given back.
+    pub(crate) fn install_at(
+        &self,
+        new: Fd,
+        file: Arc<File<T>>,
+        cloexec: bool,
+    ) -> Result<Option<Arc<File<T>>>, Refused<T>> {
+        if new.get() >= self.limit {
+            return Err((Errno::EBADF, file));
+        }
+        let w = self.lock();
+        if is_larval(&w, new.index()) {
+            return Err((Errno::EBUSY, file));
+        }
+        Ok(self.replace(w, new.index(), file, cloexec))
     }
 
     /// dup, or `fcntl(F_DUPFD)` with `min`: the lowest free number `>= min`
@@ -629,17 +735,56 @@ impl<T> Filedesc<T> {
     /// Errors: `EBADF` if `old` is not installed, then `EINVAL` if `min` is
     /// out of range, `EMFILE`.
     pub fn dup(&self, old: Fd, min: u32, cloexec: bool) -> Result<Fd, Errno> {
-        let mut w = self.lock();
+        let w = self.lock();
         let file = Arc::clone(w.installed(old).ok_or(Errno::EBADF)?);
         if min >= self.limit {
             return Err(Errno::EINVAL);
         }
-        let i = w.alloc(&self.dir, min as usize, self.limit)?;
         file.fref();
+        self.place(w, file, min, self.limit, cloexec)
+            .map_err(|(e, file)| {
+                file.frele();
+                e
+            })
+    }
+
+    /// Installs `file` at the lowest free number `>= min` below `limit`,
+    /// under the lock `w`, which it releases.
+    ///
+    /// Consumes: `file`'s reference (the slot's now). Errors: `EMFILE`,
+    /// with the reference given back, for the caller to drop.
+    fn place(
+        &self,
+        mut w: MutexGuard<'_, Writer<T>>,
+        file: Arc<File<T>>,
+        min: u32,
+        limit: u32,
+        cloexec: bool,
+    ) -> Result<Fd, Refused<T>> {
+        let i = match w.alloc(&self.dir, min as usize, limit.min(self.limit)) {
+            Ok(i) => i,
+            Err(e) => return Err((e, file)),
+        };
         let (_, old_block) = self.install(&mut w, i, file, cloexec);
         drop(w);
         drop(old_block);
         Ok(Fd::new(i as u32))
+    }
+
+    /// [`Filedesc::fdinstall`] for a caller that keeps its own books, at
+    /// the lowest free number `>= min` below `limit` (dup, F_DUPFD, or a
+    /// file received over SCM_RIGHTS, with the caller's limit).
+    ///
+    /// Consumes: `file`'s reference (the slot's now). Errors: `EMFILE`,
+    /// with the reference given back.
+    pub(crate) fn install_lowest(
+        &self,
+        file: Arc<File<T>>,
+        min: u32,
+        limit: u32,
+        cloexec: bool,
+    ) -> Result<Fd, Refused<T>> {
+        self.place(self.lock(), file, min, limit, cloexec)
     }
 
     /// Installs a reference the caller holds at the lowest free number: a
@@ -649,19 +794,11 @@ impl<T> Filedesc<T> {
     /// Consumes: the reference (it becomes the slot's; on error it is
     /// dropped, FRELE). Errors: `EMFILE`.
     pub fn fdinstall(&self, h: Hold<T>, cloexec: bool) -> Result<Fd, Errno> {
-        let mut w = self.lock();
-        let i = match w.alloc(&self.dir, 0, self.limit) {
-            Ok(i) => i,
-            Err(e) => {
-                drop(w);
-                drop(h);
-                return Err(e);
-            }
-        };
-        let (_, old_block) = self.install(&mut w, i, h.into_table(), cloexec);
-        drop(w);
-        drop(old_block);
-        Ok(Fd::new(i as u32))
+        self.install_lowest(h.into_table(), 0, self.limit, cloexec)
+            .map_err(|(e, file)| {
+                file.frele();
+                e
+            })
     }
 
     /// Sets or clears close-on-exec (`fcntl(F_SETFD)`).
@@ -706,17 +843,50 @@ impl<T> Filedesc<T> {
         copy
     }
 
+    /// A copy of the table for a copy of the whole system (the sequential
+    /// model's snapshot, see `World::clone`): every slot as it is, larval
+    /// ones too, with the same bitmap and hint, naming the file `map`
+    /// gives for each of this table's. Unlike [`Filedesc::fdcopy`] it takes
+    /// no references: the caller copies the counts with the files
+    /// ([`File::snapshot`]). Precondition: no other thread uses the table.
+    pub(crate) fn snapshot(
+        &self,
+        mut map: impl FnMut(&Arc<File<T>>) -> Arc<File<T>>,
+    ) -> Filedesc<T> {
+        #[cfg(not(test))]
+        let copy = Filedesc::new(self.limit);
+        #[cfg(test)]
+        let copy = Filedesc::with_mutant(self.limit, self.mutant);
+        let w = self.lock();
+        let mut cw = copy.lock();
+        if let Some(last) = w.slots.len().checked_sub(1) {
+            cw.expand(&copy.dir, last);
+        }
+        for (i, s) in w.slots.iter().enumerate() {
+            match &s.state {
+                State::Free => {}
+                State::Larval(f) => cw.slots[i].state = State::Larval(map(f)),
+                State::Installed { file, cloexec, .. } => {
+                    let (_, none) = copy.install(&mut cw, i, map(file), *cloexec);
+                    debug_assert!(none.is_none(), "a new table's slot has no block");
+                }
+            }
+        }
+        cw.map = w.map.clone();
+        cw.freefile = w.freefile;
+        drop(cw);
+        drop(w);
+        copy
+    }
+
     /// The slot of `fd` (free when beyond the table).
     pub fn slot(&self, fd: Fd) -> Slot {
-        let w = self.lock();
-        match w.slots.get(fd.index()).map(|s| &s.state) {
-            Some(State::Larval(f)) => Slot::Larval { serial: f.serial() },
-            Some(State::Installed { file, cloexec, .. }) => Slot::Installed {
-                serial: file.serial(),
-                cloexec: *cloexec,
-            },
-            Some(State::Free) | None => Slot::Free,
-        }
+        self.entry(fd).map_or(Slot::Free, |(s, _)| s)
+    }
+
+    /// The slot of `fd` with its file's memory, if it is used.
+    pub fn entry(&self, fd: Fd) -> Option<(Slot, Arc<File<T>>)> {
+        self.lock().slots.get(fd.index()).and_then(WSlot::entry)
     }
 
     /// Every used slot, ascending, with its file's memory.
@@ -725,23 +895,7 @@ impl<T> Filedesc<T> {
         w.slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| {
-                let fd = Fd::new(i as u32);
-                match &s.state {
-                    State::Free => None,
-                    State::Larval(f) => {
-                        Some((fd, Slot::Larval { serial: f.serial() }, Arc::clone(f)))
-                    }
-                    State::Installed { file, cloexec, .. } => Some((
-                        fd,
-                        Slot::Installed {
-                            serial: file.serial(),
-                            cloexec: *cloexec,
-                        },
-                        Arc::clone(file),
-                    )),
-                }
-            })
+            .filter_map(|(i, s)| s.entry().map(|(slot, f)| (Fd::new(i as u32), slot, f)))
             .collect()
     }
 
@@ -862,6 +1016,15 @@ fn check_published<T>(
     Ok(())
 }
 
+impl<T> std::fmt::Debug for Filedesc<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let used = self.used();
+        f.debug_map()
+            .entries(used.iter().map(|(fd, slot, _)| (fd.get(), slot)))
+            .finish()
+    }
+}
+
 impl<T> Drop for Filedesc<T> {
     /// fdfree, for the last user: closes every descriptor.
     fn drop(&mut self) {
@@ -872,7 +1035,9 @@ impl<T> Drop for Filedesc<T> {
         for (i, s) in std::mem::take(&mut w.slots).into_iter().enumerate() {
             match s.state {
                 State::Free => {}
-                State::Installed { file, .. } => file.frele(),
+                State::Installed { file, .. } => {
+                    file.frele();
+                }
                 // A Larval borrows the table, so only a forgotten one can be
                 // here; its references are lost with it.
                 State::Larval(f) => broken(format_args!("fdfree: fd {i} is larval ({f:?})")),

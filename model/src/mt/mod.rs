@@ -58,7 +58,7 @@ pub mod file;
 pub mod filedesc;
 pub mod invariants;
 mod publish;
-mod sync;
+pub(crate) mod sync;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
