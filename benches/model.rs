@@ -8,8 +8,11 @@
 //!   allocation searches to the top, beside a flat linear scan (target: at
 //!   least 25x faster).
 //! - `fork`: the table copy of a 1,024-descriptor table.
-//! - `storage`: the slots as a plain `Vec` and as an `imbl::Vector`, for the
-//!   choice documented in `model/src/filedesc.rs`.
+//! - `snapshot`: `World::clone`, the deep copy `--trace` and the comparison
+//!   with Linux make of the whole state (every file and table rebuilt).
+//!
+//! The tables are the concurrent ones of `fdlab_model::mt`, which the
+//! world runs on; `benches/concurrent.rs` measures them directly.
 //!
 //! Run: `cargo bench --bench model`; ratios in one run, since the machines
 //! are shared.
@@ -19,8 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use fdlab_model::filedesc::Slot;
-use fdlab_model::{Call, Fd, FileId, OFlags, Pid, World};
+use fdlab_model::{Call, Fd, OFlags, Pid, World};
 
 /// A world with one process holding `n` descriptors: /dev/null at 0 and
 /// `n - 1` dups of it (one open file, so the setup is quick).
@@ -139,85 +141,13 @@ fn fork(c: &mut Criterion) {
     g.finish();
 }
 
-fn storage(c: &mut Criterion) {
-    let mut g = c.benchmark_group("storage");
-    let file = some_file_id();
-    let slot = |_: u32| Slot::Installed {
-        file,
-        cloexec: false,
-    };
-    for n in [16usize, 1 << 20] {
-        let v: Vec<Slot> = (0..n as u32).map(slot).collect();
-        let im: imbl::Vector<Slot> = v.iter().copied().collect();
-        g.bench_function(format!("lookup/Vec/{n}"), |b| {
-            let mut i = 0;
-            b.iter(|| {
-                i = (i + 7) % n;
-                black_box(v[black_box(i)])
-            })
-        });
-        g.bench_function(format!("lookup/imbl/{n}"), |b| {
-            let mut i = 0;
-            b.iter(|| {
-                i = (i + 7) % n;
-                black_box(im[black_box(i)])
-            })
-        });
-        let mut v2 = v.clone();
-        g.bench_function(format!("set/Vec/{n}"), |b| {
-            let mut i = 0;
-            b.iter(|| {
-                i = (i + 7) % n;
-                v2[i] = Slot::Free;
-            })
-        });
-        let mut im2 = im.clone();
-        drop(im);
-        g.bench_function(format!("set/imbl/{n}"), |b| {
-            let mut i = 0;
-            b.iter(|| {
-                i = (i + 7) % n;
-                im2.set(i, Slot::Free);
-            })
-        });
-    }
-    let v: Vec<Slot> = (0..1024).map(slot).collect();
-    let im: imbl::Vector<Slot> = v.iter().copied().collect();
-    let mut counts = vec![1u32; 1024];
-    g.bench_function("fork-copy/Vec/1024 (clone + a reference each)", |b| {
-        b.iter(|| {
-            let copy = v.clone();
-            for (i, s) in copy.iter().enumerate() {
-                if let Slot::Installed { .. } = s {
-                    counts[i] += 1;
-                }
-            }
-            black_box(copy)
-        })
-    });
-    g.bench_function("fork-copy/imbl/1024 (clone + a reference each)", |b| {
-        b.iter(|| {
-            let copy = im.clone();
-            for (i, s) in copy.iter().enumerate() {
-                if let Slot::Installed { .. } = s {
-                    counts[i] += 1;
-                }
-            }
-            black_box(copy)
-        })
-    });
+fn snapshot(c: &mut Criterion) {
+    let mut g = c.benchmark_group("snapshot");
     let (w, _) = world_with(1024);
-    g.bench_function("snapshot/World::clone with 1024 descriptors", |b| {
+    g.bench_function("World::clone with 1024 descriptors", |b| {
         b.iter(|| black_box(w.clone()))
     });
     g.finish();
-}
-
-/// A file id for the storage benchmark's slots (only their size matters).
-fn some_file_id() -> FileId {
-    let (mut w, p) = world_with(1);
-    let id = w.fd_getfile(p, Fd::new(0)).unwrap().id();
-    id
 }
 
 criterion_group! {
@@ -226,6 +156,6 @@ criterion_group! {
         .sample_size(30)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = lookup, alloc, fork, storage
+    targets = lookup, alloc, fork, snapshot
 }
 criterion_main!(benches);

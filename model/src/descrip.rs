@@ -210,7 +210,11 @@ impl World {
     /// Consumes: the reference.
     pub fn frele(&mut self, h: Hold) {
         self.file_mut(h.file).callers -= 1;
-        self.release(vec![(h.file, "FRELE")]);
+        // One reference, with no work list unless it was the last (FRELE
+        // is on the path of every system call).
+        let mut work = Work::new();
+        self.drop_ref(h.file, "FRELE", &mut work);
+        self.release(work);
     }
 
     /// closef(9): drops the table's reference and the caller's.
@@ -324,13 +328,7 @@ impl World {
     pub(crate) fn release(&mut self, mut work: Work) {
         loop {
             while let Some((f, op)) = work.pop() {
-                let count = self.file(f).count();
-                assert!(count > 0, "{op}({}) on a dead file", self.fname(f));
-                let last = self.file(f).handle.frele();
-                self.note(|w| format!("{op}({}) count {count} -> {}", w.fname(f), count - 1));
-                if last {
-                    self.fdrop(f, &mut work);
-                }
+                self.drop_ref(f, op, &mut work);
             }
             // Deferred, the collector waits for `run_work` (see `deferred`).
             if self.deferred || !std::mem::take(&mut self.gc_pending) {
@@ -340,6 +338,19 @@ impl World {
             if work.is_empty() {
                 break;
             }
+        }
+    }
+
+    /// Drops one reference to `f` for `op`; if it was the last, tears the
+    /// file down, adding what that releases to `work`.
+    fn drop_ref(&mut self, f: FileId, op: &'static str, work: &mut Work) {
+        let file = self.file(f);
+        let count = file.count();
+        assert!(count > 0, "{op}({}) on a dead file", self.fname(f));
+        let last = file.handle.frele();
+        self.note(|w| format!("{op}({}) count {count} -> {}", w.fname(f), count - 1));
+        if last {
+            self.fdrop(f, work);
         }
     }
 

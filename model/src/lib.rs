@@ -5,7 +5,8 @@
 //! reference the real backend compares it with).
 //!
 //! - Kernel objects, one module each: [`file`] (the open file and its
-//!   count), [`filedesc`] (a descriptor table) and its [`bitmap`], [`proc`],
+//!   count), [`filedesc`] (a descriptor table: the concurrent one of [`mt`],
+//!   which threads may share) and its [`bitmap`], [`proc`],
 //!   [`vnode`], [`pipe`], [`socket`], [`epoll`], [`eventfd`], [`pty`].
 //! - [`descrip`]: the file(9) API under its kernel names (`falloc`,
 //!   `fdinsert`, `fd_getfile`, FREF/FRELE, `getsock`, `getvnode`,

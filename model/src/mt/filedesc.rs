@@ -15,8 +15,10 @@
 //! - `writer` `[w]`: each slot's state (free, larval, installed) with its
 //!   file, cell and close-on-exec bit, and the writer's handle on the
 //!   slot's block; the two-level bitmap, the first-free hint.
-//! - `limit` `[c]`: the highest descriptor number plus one (`RLIMIT_NOFILE`
-//!   capped by `fs.nr_open`, fixed for the table's life in this slice).
+//! - `limit` `[c]`: the highest descriptor number plus one, which sizes
+//!   the chunk directory (`fs.nr_open`). The public calls allocate below
+//!   it; the crate-internal ones take the caller's own `RLIMIT_NOFILE`
+//!   too, which is per process even when the table is shared.
 //!
 //! Readers (`fd_getfile`) take no lock. Writers (`falloc`, `fdinsert`,
 //! `fdrelease`, `dup`, `dup2`, `fdinstall`) serialize on `[w]`, change the
@@ -819,28 +821,17 @@ impl<T> Filedesc<T> {
     /// their close-on-exec bits, not the larval ones (Linux `dup_fd`); each
     /// copied slot takes a reference.
     pub fn fdcopy(&self) -> Filedesc<T> {
-        #[cfg(not(test))]
-        let copy = Filedesc::new(self.limit);
-        #[cfg(test)]
-        let copy = Filedesc::with_mutant(self.limit, self.mutant);
-        let w = self.lock();
-        // The copy is not shared yet: its lock is only for the types.
-        let mut cw = copy.lock();
-        if let Some(last) = w.slots.len().checked_sub(1) {
-            cw.expand(&copy.dir, last);
-        }
-        for (i, s) in w.slots.iter().enumerate() {
-            if let State::Installed { file, cloexec, .. } = &s.state {
+        self.copy_with(|s| match s {
+            State::Installed { file, cloexec, .. } => {
                 file.fref();
-                let (_, none) = copy.install(&mut cw, i, Arc::clone(file), *cloexec);
-                debug_assert!(none.is_none(), "a new table's slot has no block");
-                cw.map.set(i);
+                State::Installed {
+                    file: Arc::clone(file),
+                    cell: 0,
+                    cloexec: *cloexec,
+                }
             }
-        }
-        cw.freefile = cw.map.first_free_from(0) as u32;
-        drop(cw);
-        drop(w);
-        copy
+            State::Free | State::Larval(_) => State::Free,
+        })
     }
 
     /// A copy of the table for a copy of the whole system (the sequential
@@ -853,29 +844,73 @@ impl<T> Filedesc<T> {
         &self,
         mut map: impl FnMut(&Arc<File<T>>) -> Arc<File<T>>,
     ) -> Filedesc<T> {
+        let copy = self.copy_with(|s| match s {
+            State::Installed { file, cloexec, .. } => State::Installed {
+                file: map(file),
+                cell: 0,
+                cloexec: *cloexec,
+            },
+            State::Larval(f) => State::Larval(map(f)),
+            State::Free => State::Free,
+        });
+        let freefile = self.lock().freefile;
+        copy.lock().freefile = freefile;
+        copy
+    }
+
+    /// A new table whose slot `i` is what `each` makes of this table's
+    /// slot `i`: free, larval, or installed in cell 0 of a new block (the
+    /// reference in the state is the new slot's). Its first-free hint is
+    /// its first free slot.
+    ///
+    /// The new table is not shared yet, so each chunk is made with its
+    /// slots' blocks already in their cells: no arc-swap store per slot,
+    /// which would cost more than the rest of the copy (a store walks the
+    /// debt slots of every thread that used arc-swap).
+    fn copy_with(&self, mut each: impl FnMut(&State<T>) -> State<T>) -> Filedesc<T> {
         #[cfg(not(test))]
         let copy = Filedesc::new(self.limit);
         #[cfg(test)]
         let copy = Filedesc::with_mutant(self.limit, self.mutant);
         let w = self.lock();
         let mut cw = copy.lock();
-        if let Some(last) = w.slots.len().checked_sub(1) {
-            cw.expand(&copy.dir, last);
-        }
-        for (i, s) in w.slots.iter().enumerate() {
-            match &s.state {
-                State::Free => {}
-                State::Larval(f) => cw.slots[i].state = State::Larval(map(f)),
-                State::Installed { file, cloexec, .. } => {
-                    let (_, none) = copy.install(&mut cw, i, map(file), *cloexec);
-                    debug_assert!(none.is_none(), "a new table's slot has no block");
+        cw.slots = w
+            .slots
+            .iter()
+            .map(|s| {
+                let state = each(&s.state);
+                match &state {
+                    State::Installed { file, .. } => WSlot {
+                        block: Some(Arc::new(Block::new(1, Arc::clone(file)))),
+                        state,
+                        filled: 1,
+                    },
+                    State::Free | State::Larval(_) => WSlot {
+                        state,
+                        block: None,
+                        filled: 0,
+                    },
                 }
+            })
+            .collect();
+        cw.chunks = w.chunks;
+        drop(w);
+        for (k, cell) in copy.dir.iter().enumerate().take(cw.chunks) {
+            let first = capacity_of(k);
+            cell.set_with(|| {
+                (first..first + (FIRST << k))
+                    .map(|i| SlotCell::with(cw.slots[i].block.clone()))
+                    .collect()
+            });
+        }
+        cw.map = Bitmap::with_capacity(cw.slots.len());
+        for i in 0..cw.slots.len() {
+            if !matches!(cw.slots[i].state, State::Free) {
+                cw.map.set(i);
             }
         }
-        cw.map = w.map.clone();
-        cw.freefile = w.freefile;
+        cw.freefile = cw.map.first_free_from(0) as u32;
         drop(cw);
-        drop(w);
         copy
     }
 

@@ -22,11 +22,11 @@
 //!   publication points behind small traits, with loom stand-ins; `sync`:
 //!   std or loom primitives.
 //!
-//! Not yet wired in: the sequential [`crate::World`] still keeps its
-//! tables in [`crate::filedesc`], and its scenarios and differential tests
-//! do not run on this table. Moving `World` onto it (files carrying their
-//! `FileKind`, closef's work doing `descrip::fdrop`'s teardown, processes
-//! holding `Arc<Filedesc>`) is the next step of issue 5.
+//! The sequential [`crate::World`] runs on this table: its processes hold
+//! `Arc<Filedesc<FileId>>`s, and [`crate::filedesc`] says how it uses the
+//! crate-internal calls that hand references over as bare counts, so that
+//! it can run closef's work itself when [`File`]'s FRELE says it dropped
+//! the last one.
 //!
 //! Model checking: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom
 //! cargo test -p fdlab-model --release --lib mt::` (see the book's
