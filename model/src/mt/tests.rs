@@ -224,6 +224,12 @@ fn fdcopy_copies_installed_slots_with_a_reference_each() {
         "larval slots are not copied (Linux dup_fd)"
     );
     assert_eq!(c.falloc(2).unwrap().fd(), fd(1), "the copy's hint");
+    let found = c.fd_getfile(fd(150)).unwrap();
+    assert_eq!(found.serial(), a.serial(), "published from the start");
+    drop(found);
+    // A copied slot's block has one cell: the next install replaces it.
+    assert_eq!(c.dup2(fd(150), zero), Ok(zero));
+    assert_eq!(a.count(), 4, "the same file, replaced by itself");
     let b = Arc::clone(l.arc());
     check_all(&[&t, &c], &[Arc::clone(&a), Arc::clone(&b)], &[&b]).unwrap();
     drop(c);
