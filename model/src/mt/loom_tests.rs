@@ -23,8 +23,9 @@ use loom::thread;
 
 use super::invariants::check_all;
 use super::mutant::Mutant;
-use super::{File, Filedesc, Slot};
-use crate::{Errno, Fd};
+use super::test_util::{fd, open};
+use super::{Filedesc, Slot};
+use crate::Errno;
 
 /// Runs `f` under loom: every interleaving when `bound` is `None`, those
 /// with at most `bound` preemptions otherwise. `LOOM_MAX_PREEMPTIONS`
@@ -40,18 +41,6 @@ fn model(bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
 /// Two threads: small enough to explore every interleaving.
 fn model2(f: impl Fn() + Sync + Send + 'static) {
     model(None, f)
-}
-
-fn fd(n: u32) -> Fd {
-    Fd::new(n)
-}
-
-/// Opens a file at the lowest free slot; returns its number and memory.
-fn open(t: &Filedesc<u32>, data: u32) -> (Fd, Arc<File<u32>>) {
-    let l = t.falloc(data).unwrap();
-    let (n, f) = (l.fd(), Arc::clone(l.arc()));
-    drop(l.fdinsert(false));
-    (n, f)
 }
 
 /// FREF/FRELE against close: a thread looks up fd 0 and uses the file while

@@ -64,6 +64,8 @@ pub(crate) mod sync;
 mod loom_tests;
 #[cfg(test)]
 mod mutant;
+#[cfg(test)]
+mod test_util;
 #[cfg(all(test, not(loom)))]
 mod tests;
 

@@ -6,20 +6,9 @@ use std::sync::Arc;
 
 use super::invariants::{self, check_all};
 use super::mutant::Mutant;
+use super::test_util::{fd, open};
 use super::{fdget, Fdget, File, Filedesc, Hold, Slot};
-use crate::{Errno, Fd};
-
-fn fd(n: u32) -> Fd {
-    Fd::new(n)
-}
-
-/// Opens a file at the lowest free slot; returns its number and memory.
-fn open(t: &Filedesc<u32>, data: u32) -> (Fd, Arc<File<u32>>) {
-    let l = t.falloc(data).unwrap();
-    let (n, f) = (l.fd(), Arc::clone(l.arc()));
-    drop(l.fdinsert(false));
-    (n, f)
-}
+use crate::Errno;
 
 #[test]
 fn falloc_counts_two_and_stays_invisible_until_fdinsert() {
