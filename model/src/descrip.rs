@@ -72,7 +72,8 @@ impl World {
         u32::try_from(self.fd_limit(pid)).unwrap_or(u32::MAX)
     }
 
-    /// The table file behind `f`: its memory, not a reference.
+    /// The table file behind `f`, for a table call that takes it by value:
+    /// its memory, not a reference.
     fn handle(&self, f: FileId) -> Arc<mt::File<FileId>> {
         Arc::clone(&self.file(f).handle)
     }
@@ -105,8 +106,8 @@ impl World {
     ///
     /// Consumes: the larval file. Returns the caller's reference.
     pub fn fdinsert(&mut self, l: Larval, cloexec: bool) -> Hold {
-        let handle = self.handle(l.file);
-        self.proc(l.pid).table.insert_larval(l.fd, &handle, cloexec);
+        let handle = &self.file(l.file).handle;
+        self.proc(l.pid).table.insert_larval(l.fd, handle, cloexec);
         self.note(|w| format!("fdinsert(fd {}, {})", l.fd, w.fname(l.file)));
         Hold { file: l.file }
     }
@@ -116,9 +117,9 @@ impl World {
     ///
     /// Consumes: the larval file.
     pub fn fdabort(&mut self, l: Larval) {
-        let handle = self.handle(l.file);
+        let handle = &self.file(l.file).handle;
         // The slot's reference, as a count: it goes to closef below.
-        let slot = self.proc(l.pid).table.fdremove_larval(l.fd, &handle);
+        let slot = self.proc(l.pid).table.fdremove_larval(l.fd, handle);
         assert!(slot.is_some(), "fdabort: fd {} is not larval", l.fd);
         self.note(|w| format!("fdremove(fd {}, {}) (larval)", l.fd, w.fname(l.file)));
         self.closef(TableRef { file: l.file }, Hold { file: l.file });
