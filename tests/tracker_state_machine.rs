@@ -561,7 +561,7 @@ impl StateMachineTest for TrackerTest {
         }
     }
 
-    fn teardown(mut sut: Sut) {
+    fn teardown(mut sut: Sut, _: <Ref as ReferenceStateMachine>::State) {
         for (_, (handle, guards)) in std::mem::take(&mut sut.handles) {
             drop(guards);
             let handle = Arc::try_unwrap(handle).expect("no guard left");
