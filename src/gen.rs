@@ -166,7 +166,7 @@ fn open_flags(bits: u32) -> OFlags {
     {
         // CREAT often, the rest now and then.
         let odds = if i == 0 { 2 } else { 5 };
-        if (bits >> (2 + 3 * i)) % odds == 0 {
+        if (bits >> (2 + 3 * i)).is_multiple_of(odds) {
             f |= flag;
         }
     }

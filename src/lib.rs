@@ -21,7 +21,6 @@ pub mod gen;
 pub mod lang;
 pub mod linux;
 pub mod run;
-pub mod tracker;
 
 /// What the library's operations can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -80,7 +80,7 @@ impl Bitmap {
         // Slow path: the first word above `w` that is not full, found in `hi`.
         let start = w + 1;
         let mut hw = start / BITS;
-        let mut mask = if start % BITS == 0 {
+        let mut mask = if start.is_multiple_of(BITS) {
             u64::MAX
         } else {
             u64::MAX << (start % BITS)
@@ -162,7 +162,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let i = (x % used.len() as u64) as usize;
-            if x & (1 << 40) != 0 || i % 3 != 0 {
+            if x & (1 << 40) != 0 || !i.is_multiple_of(3) {
                 b.set(i);
                 used[i] = true;
             } else {

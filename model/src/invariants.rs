@@ -5,31 +5,12 @@
 //! that broke it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use crate::file::{FileId, FileKind};
 use crate::filedesc::{Slot, TableId};
 use crate::pipe::PipeEnd;
+use crate::violation::{fail, Violation};
 use crate::world::World;
-
-/// A broken invariant: which one, and the values that broke it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    pub invariant: &'static str,
-    pub detail: String,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.invariant, self.detail)
-    }
-}
-
-impl std::error::Error for Violation {}
-
-fn fail(invariant: &'static str, detail: String) -> Result<(), Violation> {
-    Err(Violation { invariant, detail })
-}
 
 /// Every invariant that holds between system calls.
 pub fn check_all(w: &World) -> Result<(), Violation> {

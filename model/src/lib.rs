@@ -57,7 +57,7 @@ pub mod slab;
 pub mod socket;
 pub mod sys;
 pub mod topology;
-pub mod tracker;
+pub mod violation;
 pub mod vnode;
 pub mod world;
 

@@ -1,6 +1,5 @@
 //! The concurrent table's invariants, each a function that fails with the
-//! values that broke it, as in [`crate::invariants`] (whose [`Violation`]
-//! they return).
+//! values that broke it, as in [`crate::invariants`].
 //!
 //! Precondition for every one: quiescence. No thread is inside a table
 //! operation and no reference changes hands while they run; counts read
@@ -11,11 +10,7 @@ use std::collections::BTreeMap;
 use super::file::File;
 use super::filedesc::Filedesc;
 use super::sync::Arc;
-pub use crate::invariants::Violation;
-
-fn fail(invariant: &'static str, detail: String) -> Result<(), Violation> {
-    Err(Violation { invariant, detail })
-}
+use crate::violation::{fail, Violation};
 
 /// Every invariant, over the tables alive, every file ever made in them,
 /// and the references callers hold ([`super::FileRef`]s, [`super::Hold`]s,

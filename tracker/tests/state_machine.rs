@@ -15,11 +15,10 @@
 //!   for byte.
 //!
 //! Counting descriptors needs the process to itself, so each test runs its
-//! state machine in a helper process (see `tracker_support.rs`).
+//! state machine in a helper process (see `support/mod.rs`).
 //! `planted_bugs_are_caught` plants each of the model's planted bugs and
 //! requires this test to find it: a test that cannot fail would pass there.
 
-#[path = "tracker_support.rs"]
 mod support;
 
 use std::cell::Cell;
@@ -28,10 +27,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use fdlab::tracker::{ArcFdGuard, Directory, FdTracker, FsHandle};
-use fdlab_model::tracker::{
-    Access, Callback, ErrorKind, HandleId, HandleState, PlantedBug, Tracker, UnsuspendableId,
-};
+use fdlab_tracker::model::{Access, Callback, HandleId, PlantedBug, Tracker, UnsuspendableId};
+use fdlab_tracker::{ArcFdGuard, Directory, ErrorKind, FdTracker, FsHandle, HandleState};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
@@ -315,7 +312,7 @@ struct Sut {
     baseline: usize,
 }
 
-fn kind<T>(r: Result<T, fdlab::tracker::TrackerError>) -> Result<T, ErrorKind> {
+fn kind<T>(r: Result<T, fdlab_tracker::TrackerError>) -> Result<T, ErrorKind> {
     r.map_err(|e| e.kind())
 }
 

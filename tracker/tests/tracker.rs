@@ -1,21 +1,20 @@
 //! The fd tracker on real files: the scenarios of LTTng's own test suite
 //! (`tests/unit/test_fd_tracker.c` in lttng-tools), ported, and the
 //! behaviours the book's chapter claims. Tests that count this process's
-//! descriptors run alone in a helper process (see `tracker_support.rs`).
+//! descriptors run alone in a helper process (see `support/mod.rs`).
 
-#[path = "tracker_support.rs"]
 mod support;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
-use fdlab::tracker::{
+use fdlab_tracker::ErrorKind;
+use fdlab_tracker::{
     Directory, FdTracker, FsHandle, HandleState, TrackerError, UnsuspendableError,
 };
-use fdlab_model::tracker::ErrorKind;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
-use support::{entries, fd_count, isolated, TempDir};
+use support::{entries, fd_count, in_helper, isolated, TempDir};
 
 /// LTTng's `TRACKER_FD_LIMIT`.
 const LIMIT: usize = 50;
@@ -614,7 +613,7 @@ fn bad_input_is_an_error_not_a_panic() {
     );
     assert_eq!(
         t.stats(),
-        fdlab::tracker::Stats {
+        fdlab_tracker::Stats {
             capacity: 1,
             ..Default::default()
         }
@@ -670,4 +669,49 @@ fn too_many_guards_are_refused() {
     drop(h.get_fd().unwrap());
     drop(h);
     t.destroy().unwrap();
+}
+
+// The support module's own helpers, checked once.
+
+#[test]
+fn temp_dir_is_removed_with_its_contents() {
+    let path = {
+        let d = TempDir::new("self-test");
+        std::fs::write(d.path().join("f"), b"x").unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        assert_eq!(d.entries(), ["f", "sub"]);
+        d.path().to_path_buf()
+    };
+    assert!(!path.exists());
+}
+
+#[test]
+fn fd_count_sees_every_open_in_a_helper() {
+    isolated("fd_count_sees_every_open_in_a_helper", || {
+        let before = fd_count();
+        let files: Vec<_> = (0..7)
+            .map(|_| std::fs::File::open("/dev/null").unwrap())
+            .collect();
+        assert_eq!(fd_count(), before + 7);
+        drop(files);
+        assert_eq!(fd_count(), before);
+    });
+}
+
+#[test]
+fn a_failing_helper_fails_its_parent() {
+    let name = "a_failing_helper_fails_its_parent";
+    if in_helper(name) {
+        // The helper's body: fail.
+        panic!("planted failure");
+    }
+    let parent = std::panic::catch_unwind(|| {
+        isolated(name, || unreachable!());
+    });
+    let message = parent.expect_err("the parent must fail when its helper does");
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains("planted failure"), "{message}");
 }

@@ -8,14 +8,10 @@
 
 use std::collections::HashMap;
 
-use fdlab_model::invariants::Violation;
+use fdlab_model::violation::{fail, Violation};
 
-use super::inode::Location;
-use super::Books;
-
-fn fail(invariant: &'static str, detail: String) -> Result<(), Violation> {
-    Err(Violation { invariant, detail })
-}
+use crate::books::{Books, Shared};
+use crate::inode::Location;
 
 pub(crate) fn check_all(books: &Books, capacity: usize) -> Result<(), Violation> {
     within_budget(books, capacity)?;
@@ -129,3 +125,23 @@ pub(crate) fn pool_count_matches(b: &Books) -> Result<(), Violation> {
     }
     Ok(())
 }
+
+/// Debug builds check the budget after every operation that changes
+/// which descriptors are open, and every invariant while the tracker is
+/// small: the full check walks every handle, which would make each miss
+/// of a 500-handle tracker cost a walk of 500 (the tests call
+/// [`crate::FdTracker::check_invariants`] themselves).
+#[cfg(debug_assertions)]
+pub(crate) fn debug_check(shared: &Shared, books: &Books) {
+    const FULL_CHECK_UP_TO: usize = 64;
+    let checked = match books.records.len() <= FULL_CHECK_UP_TO {
+        true => check_all(books, shared.capacity),
+        false => within_budget(books, shared.capacity),
+    };
+    if let Err(v) = checked {
+        panic!("fd tracker: {v}");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+pub(crate) fn debug_check(_: &Shared, _: &Books) {}

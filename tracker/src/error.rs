@@ -3,10 +3,10 @@
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
-use fdlab_model::tracker::{ErrorKind, Stats};
+use crate::report::{ErrorKind, Stats};
 use rustix::io::Errno;
 
-use super::inode::FileKey;
+use crate::key::FileKey;
 
 /// A tracker operation that failed. Each maps to the errno LTTng's tracker
 /// returns for it ([`TrackerError::errno`]) and to the model's
@@ -118,7 +118,7 @@ impl TrackerError {
     }
 }
 
-/// [`FdTracker::open_unsuspendable`](super::FdTracker::open_unsuspendable)
+/// [`FdTracker::open_unsuspendable`](crate::FdTracker::open_unsuspendable)
 /// and `close_unsuspendable` fail with the tracker's error or, passed
 /// through untouched, the callback's own.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +149,6 @@ impl<E> UnsuspendableError<E> {
 )]
 pub struct Leak {
     pub stats: Stats,
-    /// [`FdTracker::dump`](super::FdTracker::dump) at the time.
+    /// [`FdTracker::dump`](crate::FdTracker::dump) at the time.
     pub dump: String,
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use fdlab::tracker::{Directory, FdTracker};
+use fdlab_tracker::{Directory, FdTracker};
 use rustix::fs::{Mode, OFlags, SeekFrom};
 
 /// A temporary directory, removed when dropped.

@@ -8,9 +8,13 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 
 use rustix::fs::{Mode, OFlags, SeekFrom};
 
-use super::inode::{FileKey, Location};
-use super::slot::{Slot, Use};
-use super::{Books, HandleState, Shared, TrackerError};
+use crate::books::{Books, Shared};
+use crate::error::TrackerError;
+use crate::inode::Location;
+use crate::invariants;
+use crate::key::FileKey;
+use crate::report::HandleState;
+use crate::slot::{Slot, Use};
 
 /// A file kept "open" by the tracker: its descriptor may be closed
 /// whenever no guard is alive, and is reopened by [`FsHandle::get_fd`].
@@ -132,7 +136,7 @@ impl FsHandle {
             ));
         };
         let r = books.inodes.unlink(key);
-        self.shared.debug_check(&books);
+        invariants::debug_check(&self.shared, &books);
         r
     }
 
@@ -167,7 +171,7 @@ impl FsHandle {
         }
         books.uses += r.slot.harvest();
         let released = books.inodes.release(r.key);
-        self.shared.debug_check(&books);
+        invariants::debug_check(&self.shared, &books);
         released
     }
 }
@@ -259,7 +263,7 @@ impl Shared {
                 books.uses += slot.harvest();
                 match Use::try_get(slot, &self.clock) {
                     Ok(u) => {
-                        self.debug_check(&books);
+                        invariants::debug_check(self, &books);
                         return Ok(u);
                     }
                     Err(s) if s.users_full() => {
@@ -356,7 +360,7 @@ impl Shared {
         if books.waiters > 0 {
             self.restored.notify_all();
         }
-        self.debug_check(&books);
+        invariants::debug_check(self, &books);
         result.map(|()| books)
     }
 }

@@ -7,7 +7,7 @@
 //! is left behind.
 //!
 //! The budget is enforced by the kernel: the helper process (the test runs
-//! alone in one, see `tracker_support.rs`) lowers its `RLIMIT_NOFILE` so
+//! alone in one, see `support/mod.rs`) lowers its `RLIMIT_NOFILE` so
 //! that exactly `CAPACITY` descriptor numbers are free. The kernel hands out
 //! the lowest free number, so one descriptor more than the capacity, even
 //! for an instant, would fail with `EMFILE`, and the test with it.
@@ -15,18 +15,17 @@
 //! open and close: we saw it report one more descriptor than an
 //! over-approximating counter in the tracker ever held.)
 
-#[path = "tracker_support.rs"]
 mod support;
 
 use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fdlab::tracker::{Directory, FdTracker, FsHandle, TrackerError};
-use fdlab_model::tracker::ErrorKind;
+use fdlab_tracker::ErrorKind;
+use fdlab_tracker::{Directory, FdTracker, FsHandle, TrackerError};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::process::{Resource, Rlimit};
@@ -37,6 +36,12 @@ const CAPACITY: usize = 6;
 const OWN: usize = 6;
 const SHARED: usize = 8;
 const SHARED_LEN: usize = 4096;
+/// The workers go on past the deadline until this many gets were made in
+/// all, so that a slow or busy machine still runs the races the test is
+/// about (a fixed time alone did too little when the machine was loaded).
+const MIN_GETS: u64 = 2000;
+/// ... but never longer than this past the deadline.
+const GRACE: Duration = Duration::from_secs(60);
 
 /// xorshift64: each thread's operations, reproducible from its number.
 struct Rng(u64);
@@ -124,6 +129,7 @@ fn worker(
     shared: &[Arc<FsHandle>],
     deadline: Instant,
     start: &Barrier,
+    all_gets: &AtomicU64,
 ) -> (Tally, Vec<Vec<u8>>) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (me as u64 + 1));
     let mut tally = Tally::default();
@@ -132,7 +138,13 @@ fn worker(
     let mut expected = vec![Vec::new(); OWN];
     let mut pipes: Vec<OwnedFd> = Vec::new();
     start.wait();
-    while Instant::now() < deadline {
+    loop {
+        let now = Instant::now();
+        let enough = all_gets.load(Ordering::Relaxed) >= MIN_GETS;
+        if (now >= deadline && enough) || now >= deadline + GRACE {
+            break;
+        }
+        let before = tally.gets;
         match rng.next(12) {
             0..=4 => {
                 let i = rng.next(OWN);
@@ -182,6 +194,7 @@ fn worker(
                 }
             }
         }
+        all_gets.fetch_add(tally.gets - before, Ordering::Relaxed);
     }
     for h in own.into_iter().flatten() {
         h.close().unwrap();
@@ -248,6 +261,7 @@ fn stress(run_for: Duration) {
     let deadline = Instant::now() + run_for;
     let stop = AtomicBool::new(false);
     let start = Barrier::new(THREADS + 1);
+    let all_gets = AtomicU64::new(0);
 
     // Exactly CAPACITY descriptor numbers for the tracker, counting the
     // ones it holds now.
@@ -260,13 +274,16 @@ fn stress(run_for: Duration) {
                     panic!("{v}");
                 }
                 samples += 1;
+                // A pause, so that the checks (each takes the tracker's
+                // mutex) do not starve the workers on two cores.
+                thread::sleep(Duration::from_micros(200));
             }
             samples
         });
         let workers: Vec<_> = (0..THREADS)
             .map(|me| {
-                let (t, dir, shared, start) = (&t, &dir, &shared, &start);
-                s.spawn(move || worker(me, t, dir, shared, deadline, start))
+                let (t, dir, shared, start, all_gets) = (&t, &dir, &shared, &start, &all_gets);
+                s.spawn(move || worker(me, t, dir, shared, deadline, start, all_gets))
             })
             .collect();
         start.wait();
@@ -292,7 +309,11 @@ fn stress(run_for: Duration) {
          {samples} invariant checks",
         s.misses
     );
-    assert!(samples > 0 && gets > 1000, "the run did too little");
+    assert!(
+        samples > 0 && gets >= MIN_GETS,
+        "the run did too little in {:?} past the deadline",
+        GRACE
+    );
     assert_eq!(s.uses, gets, "every get counted");
     assert_eq!(
         s.errors, no_room,

@@ -1,5 +1,5 @@
 //! A pure model of an fd tracker (LTTng's `src/common/fd-tracker`): the
-//! reference that the real tracker, `fdlab::tracker`, is checked against.
+//! reference that the real tracker, [`crate::FdTracker`], is checked against.
 //!
 //! A tracker keeps at most `capacity` descriptors open. Its suspendable
 //! handles may lose their descriptor whenever they are not in use and get it
@@ -37,7 +37,7 @@
 //!   is [`ErrorKind::AlreadyUnlinked`] (`ENOENT`).
 //!
 //! ```
-//! use fdlab_model::tracker::{Access, Tracker};
+//! use fdlab_tracker::model::{Access, Tracker};
 //!
 //! let mut t = Tracker::new(1);
 //! let a = t.open("a", Access::CREATE_RW).unwrap();
@@ -54,7 +54,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::invariants::Violation;
+use crate::report::{ErrorKind, HandleState, Stats};
+use fdlab_model::violation::{fail, Violation};
 
 /// A suspendable handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -67,52 +68,6 @@ pub struct UnsuspendableId(pub u64);
 /// A file (an inode): it outlives its name while handles hold it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct InodeId(u64);
-
-/// The statistics a tracker keeps; the real tracker returns the same type,
-/// so the two compare with `==`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct Stats {
-    /// Gets, hits and misses, failed or not.
-    pub uses: u64,
-    /// Gets that found their handle suspended.
-    pub misses: u64,
-    /// Failed restores and failed suspensions.
-    pub errors: u64,
-    /// Suspendable handles that hold a descriptor.
-    pub active: usize,
-    /// Suspendable handles without a descriptor.
-    pub suspended: usize,
-    /// Unsuspendable descriptors counted.
-    pub unsuspendable: usize,
-    pub capacity: usize,
-}
-
-/// Why a tracker operation failed, shared with the real tracker's errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum ErrorKind {
-    /// `EMFILE`: room cannot be made under the capacity.
-    NoRoom,
-    /// `EEXIST`: a descriptor is already tracked.
-    AlreadyTracked,
-    /// `EINVAL`: a descriptor is not tracked.
-    NotTracked,
-    /// `EINVAL`: the arguments or the callback's answer do not fit.
-    Invalid,
-    /// `ENOENT`: the file is not there (open without `O_CREAT`, or gone).
-    NotFound,
-    /// `ENOENT`: the file was unlinked through the tracker already.
-    AlreadyUnlinked,
-    /// `ESTALE`: the name now leads to another inode.
-    Replaced,
-    /// The caller's callback failed; its own error is passed through.
-    Callback,
-    /// A call that the real API's types rule out (a put without a get,
-    /// closing a handle in use, I/O through a handle not in use, writing
-    /// through a read-only one). The model refuses it.
-    Misuse,
-    /// Any other system-call failure (the real tracker only).
-    Os(i32),
-}
 
 /// How a handle is opened: `O_RDONLY`/`O_WRONLY`/`O_RDWR`, `O_APPEND`,
 /// `O_CREAT`, `O_TRUNC`.
@@ -142,15 +97,6 @@ impl Access {
         create: false,
         trunc: false,
     };
-}
-
-/// Whether a handle holds a descriptor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum HandleState {
-    /// It holds one; `users` guards are alive.
-    Active { users: u32 },
-    /// Its descriptor was closed; it holds the offset to restore.
-    Suspended,
 }
 
 /// What the caller's open callback does, for [`Tracker::open_unsuspendable`].
@@ -634,10 +580,6 @@ impl Tracker {
         inode_refs_match(self)?;
         files_are_reachable(self)
     }
-}
-
-fn fail(invariant: &'static str, detail: String) -> Result<(), Violation> {
-    Err(Violation { invariant, detail })
 }
 
 /// Active handles and unsuspendable descriptors fit in the capacity.

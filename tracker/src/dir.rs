@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use rustix::fs::{Mode, OFlags, CWD};
 
-use super::TrackerError;
+use crate::error::TrackerError;
 
 /// An open directory, shared by every handle opened in it.
 ///
 /// Its descriptor is `O_PATH`, opened by the caller, and not part of the
 /// tracker's budget, as LTTng's tests count their directory handle apart.
 /// A caller that wants it counted can track it as an unsuspendable
-/// descriptor (see [`FdTracker::open_unsuspendable`](super::FdTracker::open_unsuspendable)).
+/// descriptor (see [`FdTracker::open_unsuspendable`](crate::FdTracker::open_unsuspendable)).
 #[derive(Debug, Clone)]
 pub struct Directory {
     fd: Arc<OwnedFd>,
