@@ -24,7 +24,7 @@ pub struct Step {
     pub passed: bool,
     /// What the backend did underneath (`--trace`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub trace: Vec<String>,
+    pub trace: Vec<fdlab_model::trace::TraceEvent>,
     /// The call in strace style, for the text output.
     #[serde(skip)]
     pub strace: String,
@@ -363,7 +363,7 @@ pub fn render_topology(t: &Topology) -> String {
             let _ = write!(d, " offset {o}");
         }
         if let Some(fl) = &f.flags {
-            let _ = write!(d, " {fl}");
+            let _ = write!(d, " {}", fl.status_string());
         }
         if let Some(ty) = &f.socket_type {
             let _ = write!(d, " {ty}");

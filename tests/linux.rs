@@ -116,7 +116,11 @@ fn expectations_use_kcmp_across_processes() {
     assert_eq!(r.expectations.len(), 6);
     // A registration under a closed number names the file, not the number.
     let t = &r.topology;
-    let ep = t.files.iter().find(|f| f.kind == "epoll").unwrap();
+    let ep = t
+        .files
+        .iter()
+        .find(|f| f.kind == fdlab_model::kind::FileType::Epoll)
+        .unwrap();
     let target = ep.targets.as_ref().unwrap()[0].clone();
     assert_eq!(target.fd, 0);
     assert_eq!(target.file, Some(t.processes[0].fds[0].file));

@@ -27,10 +27,17 @@
 //! as one that ran just before or just after. Work made of steps that a
 //! call can fall between is split into pieces, as the collector's phases
 //! are.
+//!
+//! Floor: above the file(9) layer (the collector's second phase drops
+//! references with it) and the topology (states are told apart by it);
+//! below the invariants and the system calls.
 
 use std::collections::BTreeSet;
 
-use crate::file::{FileId, FileKind};
+use crate::descrip::Work;
+use crate::file::FileKind;
+use crate::ids::FileId;
+use crate::trace::Dropper;
 use crate::world::World;
 
 /// One piece of pending work.
@@ -83,6 +90,33 @@ impl World {
             }
         }
         work
+    }
+
+    /// Runs the collector now, as Linux's work queue does some time after a
+    /// release, and drops what it freed: both phases, and again until
+    /// nothing is left to free.
+    pub fn collect_garbage(&mut self) {
+        self.drop_hitlist();
+        loop {
+            self.take_garbage();
+            if self.gc_hitlist.is_empty() {
+                break;
+            }
+            self.drop_hitlist();
+        }
+    }
+
+    /// The deferred collector's second phase: drops the references in its
+    /// hitlist (Linux's `__skb_queue_purge(&hitlist)`), which releases the
+    /// unreachable sockets. One that received something since the first
+    /// phase is released with data in its queue, so its peer gets
+    /// `ECONNRESET`.
+    pub fn drop_hitlist(&mut self) {
+        let work: Work = std::mem::take(&mut self.gc_hitlist)
+            .into_iter()
+            .map(|f| (f, Dropper::Gc))
+            .collect();
+        self.release(work);
     }
 
     /// Does one piece of pending work, as the work queue would.

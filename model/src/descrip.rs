@@ -1,17 +1,22 @@
 //! The file(9) API (OpenBSD `kern_descrip.c`) and the table operations behind
 //! fork, `clone(CLONE_FILES)`, unshare, exec and exit.
 //!
+//! Floor: above the world, the unix collector's marking (`gc`) and the
+//! tables; below the deferred work, the invariants and the system calls,
+//! which call it. It calls `gc::unp_gc` when a socket went away with files
+//! in flight, and nothing above itself.
+//!
 //! Reference ownership, stated once:
 //! - A table slot holds one reference to its file. A larval slot holds it too,
 //!   though `fd_getfile` cannot see it yet.
-//! - `falloc` returns a [`Larval`] file with count 2, "one for the table, one
+//! - `falloc` returns a [`LarvalFile`] with count 2, "one for the table, one
 //!   for the caller" (falloc(9)). `fdinsert` makes it visible and hands the
-//!   caller's reference back as a [`Hold`], which the caller FRELEs.
-//! - `fd_getfile` returns with a use reference (FREF) as a [`FileRef`] guard
+//!   caller's reference back as a [`CallerRef`], which the caller FRELEs.
+//! - `fd_getfile` returns with a use reference (FREF) as a [`FileUse`] guard
 //!   whose drop is FRELE.
 //! - `closef` consumes two references: the table's ([`TableRef`], taken out
-//!   of the slot by `fdremove`) and the caller's ([`Hold`]), as OpenBSD's
-//!   `closef` "expects a refcount of 2".
+//!   of the slot by `fdremove`) and the caller's ([`CallerRef`]), as
+//!   OpenBSD's `closef` "expects a refcount of 2".
 //! - A file in flight (queued on a socket by SCM_RIGHTS) holds one reference
 //!   per queued copy; `recvfds` turns it into a table reference.
 //!
@@ -27,19 +32,22 @@
 use std::collections::BTreeMap;
 
 use crate::errno::Errno;
-use crate::file::{File, FileId, FileKind, FileRef, Hold, TableRef};
-use crate::filedesc::{Slot, Table};
-use crate::mt::{self, sync::Arc, Fdget};
+use crate::fd::Fd;
+use crate::file::{File, FileKind};
+use crate::filedesc::{FileSlot, Table};
+use crate::ids::{FileId, Pid};
+use crate::limits::DEFAULT_RLIMIT;
+use crate::mt::{self, Fdget};
 use crate::pipe::PipeEnd;
-use crate::proc::{Pid, Proc, DEFAULT_RLIMIT};
+use crate::proc::Proc;
+use crate::trace::{Count, Dropper, TraceEvent};
 use crate::world::World;
-use crate::Fd;
 
 /// A file between `falloc` and `fdinsert`: its slot is reserved and its count
 /// is 2. Consumed by [`World::fdinsert`] or [`World::fdabort`].
 #[must_use = "a larval file must be inserted (fdinsert) or abandoned (fdabort)"]
 #[derive(Debug)]
-pub struct Larval {
+pub struct LarvalFile {
     /// The process whose table holds the slot (it cannot change table
     /// within a system call).
     pub(crate) pid: Pid,
@@ -47,7 +55,7 @@ pub struct Larval {
     pub(crate) file: FileId,
 }
 
-impl Larval {
+impl LarvalFile {
     pub fn fd(&self) -> Fd {
         self.fd
     }
@@ -57,8 +65,78 @@ impl Larval {
     }
 }
 
-/// Pending releases: a file and the name of the operation dropping it.
-pub(crate) type Work = Vec<(FileId, &'static str)>;
+/// A use reference taken by `fd_getfile` (FREF): while it lives the file
+/// cannot be freed, whatever happens to the descriptor. Dropping it is FRELE.
+///
+/// It borrows the world mutably, so everything done while the file is in use
+/// goes through [`FileUse::world`]; that is the price of making FRELE
+/// automatic in a model whose files live inside the world.
+#[must_use = "dropping a FileUse at once is FREF immediately followed by FRELE"]
+pub struct FileUse<'w> {
+    pub(crate) world: &'w mut World,
+    pub(crate) file: FileId,
+}
+
+impl<'w> FileUse<'w> {
+    pub fn id(&self) -> FileId {
+        self.file
+    }
+
+    pub fn file(&self) -> &File {
+        self.world.file(self.file)
+    }
+
+    pub fn file_mut(&mut self) -> &mut File {
+        self.world.file_mut(self.file)
+    }
+
+    /// The world, for the work done while the file is held.
+    pub fn world(&mut self) -> &mut World {
+        self.world
+    }
+
+    /// Keeps the reference beyond the borrow: the caller now owns it as a
+    /// [`CallerRef`] and must hand it on or release it.
+    pub fn detach(self) -> CallerRef {
+        let r = CallerRef { file: self.file };
+        std::mem::forget(self);
+        r
+    }
+}
+
+impl Drop for FileUse<'_> {
+    fn drop(&mut self) {
+        self.world.frele(CallerRef { file: self.file });
+    }
+}
+
+/// A counted reference that a caller owns, not tied to a borrow.
+///
+/// Consumes: [`World::frele`] (FRELE), [`World::closef`], installing it in a
+/// slot (the reference becomes the table's) or queueing it on a socket (it
+/// becomes a reference in flight).
+#[must_use = "a CallerRef is a counted reference: release it with World::frele or hand it on"]
+#[derive(Debug)]
+pub struct CallerRef {
+    pub(crate) file: FileId,
+}
+
+impl CallerRef {
+    pub fn id(&self) -> FileId {
+        self.file
+    }
+}
+
+/// A table's reference to a file, taken out of its slot by `fdremove` and
+/// not yet dropped. Consumed by [`World::closef`].
+#[must_use = "the table's reference must be dropped with World::closef"]
+#[derive(Debug)]
+pub struct TableRef {
+    pub(crate) file: FileId,
+}
+
+/// Pending releases: a file, and who drops the reference.
+pub(crate) type Work = Vec<(FileId, Dropper)>;
 
 impl World {
     /// The limit allocation obeys for `pid`: its `RLIMIT_NOFILE`, capped by
@@ -72,57 +150,56 @@ impl World {
         u32::try_from(self.fd_limit(pid)).unwrap_or(u32::MAX)
     }
 
-    /// The table file behind `f`, for a table call that takes it by value:
-    /// its memory, not a reference.
-    fn handle(&self, f: FileId) -> Arc<mt::File<FileId>> {
-        Arc::clone(&self.file(f).handle)
-    }
-
     /// falloc(9): reserves the lowest free slot and creates a larval file in
     /// it, with no object yet (the caller fills in `kind` and `flags`).
     ///
     /// Returns with a reference: count 2, one for the table, one for the
     /// caller. Errors: `EMFILE`.
-    pub fn falloc(&mut self, pid: Pid) -> Result<Larval, Errno> {
+    pub fn falloc(&mut self, pid: Pid) -> Result<LarvalFile, Errno> {
         let limit = self.fd_limit32(pid);
         let file = FileId(self.files.next_key());
-        let (fd, handle) = self.proc(pid).table.falloc_raw(file, limit)?;
+        let (fd, handle) = self.proc(pid).table.falloc_bare(file, limit)?;
         let serial = self.next_serial;
         self.next_serial += 1;
         let got = self.files.insert(File::larval(serial, handle));
         debug_assert_eq!(got, file.0, "the slab gave the key it promised");
-        self.note(|w| {
-            format!(
-                "falloc({}) -> fd {fd}, {} count 0 -> 2 (larval)",
-                w.proc(pid).name,
-                w.fname(file)
-            )
+        self.record(|w| TraceEvent::Falloc {
+            proc: w.proc(pid).name.clone(),
+            fd,
+            file: serial,
         });
-        Ok(Larval { pid, fd, file })
+        Ok(LarvalFile { pid, fd, file })
     }
 
     /// Makes a larval file visible at its slot (OpenBSD `fdinsert`, Linux
     /// `fd_install`).
     ///
     /// Consumes: the larval file. Returns the caller's reference.
-    pub fn fdinsert(&mut self, l: Larval, cloexec: bool) -> Hold {
+    pub fn fdinsert(&mut self, l: LarvalFile, cloexec: bool) -> CallerRef {
         let handle = &self.file(l.file).handle;
         self.proc(l.pid).table.insert_larval(l.fd, handle, cloexec);
-        self.note(|w| format!("fdinsert(fd {}, {})", l.fd, w.fname(l.file)));
-        Hold { file: l.file }
+        self.record(|w| TraceEvent::Fdinsert {
+            fd: l.fd,
+            file: w.serial(l.file),
+        });
+        CallerRef { file: l.file }
     }
 
     /// The error path after `falloc`: frees the slot and drops both
     /// references, so the call "never happened".
     ///
     /// Consumes: the larval file.
-    pub fn fdabort(&mut self, l: Larval) {
+    pub fn fdabort(&mut self, l: LarvalFile) {
         let handle = &self.file(l.file).handle;
         // The slot's reference, as a count: it goes to closef below.
         let slot = self.proc(l.pid).table.fdremove_larval(l.fd, handle);
         assert!(slot.is_some(), "fdabort: fd {} is not larval", l.fd);
-        self.note(|w| format!("fdremove(fd {}, {}) (larval)", l.fd, w.fname(l.file)));
-        self.closef(TableRef { file: l.file }, Hold { file: l.file });
+        self.record(|w| TraceEvent::Fdremove {
+            fd: l.fd,
+            file: w.serial(l.file),
+            larval: true,
+        });
+        self.closef(TableRef { file: l.file }, CallerRef { file: l.file });
     }
 
     /// fd_getfile(9): the file installed at `fd` in `pid`'s table.
@@ -130,7 +207,7 @@ impl World {
     /// Returns with a reference (FREF), released when the guard drops.
     /// Errors: `EBADF` for a number that is out of range, free or larval.
     #[inline]
-    pub fn fd_getfile(&mut self, pid: Pid, fd: Fd) -> Result<FileRef<'_>, Errno> {
+    pub fn fd_getfile(&mut self, pid: Pid, fd: Fd) -> Result<FileUse<'_>, Errno> {
         let p = self.procs.get_mut(pid.0).expect("live pid");
         // fdget: no lock and no count from the table when the process is
         // its only user, the lock-free shared path otherwise.
@@ -142,37 +219,34 @@ impl World {
             }
             Fdget::Counted(r) => {
                 let file = *r.data();
-                // Keep the count beyond the guard: it is the FileRef's.
+                // Keep the count beyond the guard: it is the FileUse's.
                 drop(r.into_hold().into_table());
                 file
             }
         };
         self.file_mut(file).callers += 1;
-        if self.trace.is_some() {
-            let (name, count) = (self.proc(pid).name.clone(), self.file(file).count());
-            self.note(|w| {
-                format!(
-                    "fd_getfile({name}, {fd}) -> {} count {} -> {count}",
-                    w.fname(file),
-                    count - 1
-                )
-            });
-        }
-        Ok(FileRef { world: self, file })
+        self.record_getfile(pid, fd, file);
+        Ok(FileUse { world: self, file })
     }
 
-    /// `fd_getfile` for a raw system-call argument: negative numbers are
-    /// `EBADF` like any other bad descriptor.
-    pub fn fd_getfile_raw(&mut self, pid: Pid, fd: i64) -> Result<FileRef<'_>, Errno> {
-        let fd = Fd::from_raw(fd).ok_or(Errno::EBADF)?;
-        self.fd_getfile(pid, fd)
+    /// The trace of `fd_getfile`'s FREF on `file`, just taken.
+    fn record_getfile(&mut self, pid: Pid, fd: Fd, file: FileId) {
+        self.record(|w| {
+            let count = w.file(file).count();
+            TraceEvent::FdGetfile {
+                proc: w.proc(pid).name.clone(),
+                fd,
+                file: w.serial(file),
+                count: Count::new(count - 1, count),
+            }
+        });
     }
 
     /// getsock(9): `fd_getfile` for a socket.
     ///
     /// Returns with a reference. Errors: `EBADF`, `ENOTSOCK`.
-    pub fn getsock(&mut self, pid: Pid, fd: i64) -> Result<FileRef<'_>, Errno> {
-        let fp = self.fd_getfile_raw(pid, fd)?;
+    pub fn getsock(&mut self, pid: Pid, fd: Fd) -> Result<FileUse<'_>, Errno> {
+        let fp = self.fd_getfile(pid, fd)?;
         if fp.file().is_socket() {
             Ok(fp)
         } else {
@@ -184,8 +258,8 @@ impl World {
     /// device).
     ///
     /// Returns with a reference. Errors: `EBADF`, `EINVAL` for other files.
-    pub fn getvnode(&mut self, pid: Pid, fd: i64) -> Result<FileRef<'_>, Errno> {
-        let fp = self.fd_getfile_raw(pid, fd)?;
+    pub fn getvnode(&mut self, pid: Pid, fd: Fd) -> Result<FileUse<'_>, Errno> {
+        let fp = self.fd_getfile(pid, fd)?;
         if matches!(fp.file().kind, FileKind::Vnode(_)) {
             Ok(fp)
         } else {
@@ -195,26 +269,29 @@ impl World {
 
     /// FREF on a file the caller already reaches through a reference it owns
     /// (here: a table reference taken out of its slot).
-    pub(crate) fn fref(&mut self, t: &TableRef) -> Hold {
+    pub(crate) fn fref(&mut self, t: &TableRef) -> CallerRef {
         let f = self.file_mut(t.file);
         f.handle.fref();
         f.callers += 1;
-        self.note(|w| {
+        self.record(|w| {
             let c = w.file(t.file).count();
-            format!("FREF({}) count {} -> {c}", w.fname(t.file), c - 1)
+            TraceEvent::Fref {
+                file: w.serial(t.file),
+                count: Count::new(c - 1, c),
+            }
         });
-        Hold { file: t.file }
+        CallerRef { file: t.file }
     }
 
     /// FRELE: drops a caller's reference; the last one tears the file down.
     ///
     /// Consumes: the reference.
-    pub fn frele(&mut self, h: Hold) {
-        self.file_mut(h.file).callers -= 1;
+    pub fn frele(&mut self, r: CallerRef) {
+        self.file_mut(r.file).callers -= 1;
         // One reference, with no work list unless it was the last (FRELE
         // is on the path of every system call).
         let mut work = Work::new();
-        self.drop_ref(h.file, "FRELE", &mut work);
+        self.drop_ref(r.file, Dropper::Frele, &mut work);
         self.release(work);
     }
 
@@ -222,48 +299,64 @@ impl World {
     ///
     /// Consumes: both references. Precondition: they name the same file,
     /// whose count is therefore at least 2.
-    pub fn closef(&mut self, t: TableRef, h: Hold) {
-        assert_eq!(t.file, h.file, "closef given references to two files");
+    pub fn closef(&mut self, t: TableRef, r: CallerRef) {
+        assert_eq!(t.file, r.file, "closef given references to two files");
         let count = self.file(t.file).count();
         assert!(
             count >= 2,
-            "closef({}): count {count} < 2",
-            self.fname(t.file)
+            "closef(file#{}): count {count} < 2",
+            self.serial(t.file)
         );
         // Not the last: the caller's reference is still counted.
         self.file(t.file).handle.frele();
-        self.note(|w| format!("closef({}) count {count} -> {}", w.fname(t.file), count - 1));
-        self.frele(h);
+        self.record(|w| TraceEvent::Closef {
+            file: w.serial(t.file),
+            count: Count::new(count, count - 1),
+        });
+        self.frele(r);
     }
 
     /// Takes the installed file at `fd` out of `pid`'s table (OpenBSD
     /// `fdremove`): the table's reference is now the caller's to drop.
     pub(crate) fn fdremove(&mut self, pid: Pid, fd: Fd) -> Option<TableRef> {
         let file = *self.proc(pid).table.fdremove(fd)?.data();
-        Some(self.removed(fd, file))
+        Some(self.take_from_slot(fd, file))
     }
 
-    /// The table's reference to `file`, just taken out of slot `fd`.
-    fn removed(&mut self, fd: Fd, file: FileId) -> TableRef {
-        self.note(|w| format!("fdremove(fd {fd}, {})", w.fname(file)));
+    /// Records that the table's reference to `file` was just taken out of
+    /// slot `fd`, and returns it.
+    fn take_from_slot(&mut self, fd: Fd, file: FileId) -> TableRef {
+        self.record(|w| TraceEvent::Fdremove {
+            fd,
+            file: w.serial(file),
+            larval: false,
+        });
         TableRef { file }
     }
 
     /// Drops a table reference taken out of a slot: FREF so that `closef`
     /// gets its two references, then `closef`.
     pub(crate) fn closef_slot(&mut self, t: TableRef) {
-        let h = self.fref(&t);
-        self.closef(t, h);
+        let r = self.fref(&t);
+        self.closef(t, r);
     }
 
-    /// fdrelease: closes `fd` in `pid`'s table (`close(2)`).
+    /// fdrelease: closes `fd` in `pid`'s table (`close(2)`). As OpenBSD's,
+    /// it takes the file (`fd_getfile`, FREF) and empties the slot
+    /// (`fdremove`) in one step under the table's lock, then `closef`s.
     ///
     /// Errors: `EBADF`.
     pub fn fdrelease(&mut self, pid: Pid, fd: Fd) -> Result<(), Errno> {
-        let fp = self.fd_getfile(pid, fd)?.detach();
-        // fd_getfile found the slot installed, and nothing ran in between.
-        let t = self.fdremove(pid, fd).expect("slot was installed");
-        self.closef(t, fp);
+        let file = *self
+            .proc(pid)
+            .table
+            .fdremove_held(fd)
+            .ok_or(Errno::EBADF)?
+            .data();
+        self.file_mut(file).callers += 1;
+        self.record_getfile(pid, fd, file);
+        let t = self.take_from_slot(fd, file);
+        self.closef(t, CallerRef { file });
         Ok(())
     }
 
@@ -275,21 +368,21 @@ impl World {
     pub(crate) fn fdinstall(
         &mut self,
         pid: Pid,
-        h: Hold,
+        r: CallerRef,
         min: u32,
         cloexec: bool,
-    ) -> Result<Fd, (Errno, Hold)> {
-        let (handle, limit) = (self.handle(h.file), self.fd_limit32(pid));
+    ) -> Result<Fd, (Errno, CallerRef)> {
+        let (handle, limit) = (self.file(r.file).handle.clone(), self.fd_limit32(pid));
         match self
             .proc(pid)
             .table
             .install_lowest(handle, min, limit, cloexec)
         {
             Ok(fd) => {
-                self.installed(fd, h);
+                self.give_to_slot(fd, r);
                 Ok(fd)
             }
-            Err((e, _)) => Err((e, h)),
+            Err((e, _)) => Err((e, r)),
         }
     }
 
@@ -302,24 +395,28 @@ impl World {
         &mut self,
         pid: Pid,
         fd: Fd,
-        h: Hold,
+        r: CallerRef,
         cloexec: bool,
-    ) -> Result<Option<TableRef>, (Errno, Hold)> {
-        let handle = self.handle(h.file);
+    ) -> Result<Option<TableRef>, (Errno, CallerRef)> {
+        let handle = self.file(r.file).handle.clone();
         match self.proc(pid).table.install_at(fd, handle, cloexec) {
             Ok(old) => {
-                let old = old.map(|f| self.removed(fd, *f.data()));
-                self.installed(fd, h);
+                let old = old.map(|f| self.take_from_slot(fd, *f.data()));
+                self.give_to_slot(fd, r);
                 Ok(old)
             }
-            Err((e, _)) => Err((e, h)),
+            Err((e, _)) => Err((e, r)),
         }
     }
 
-    /// The caller's reference `h` is now slot `fd`'s.
-    fn installed(&mut self, fd: Fd, h: Hold) {
-        self.file_mut(h.file).callers -= 1;
-        self.note(|w| format!("fdinsert(fd {fd}, {})", w.fname(h.file)));
+    /// Hands the caller's reference `r` to slot `fd`, where the table put
+    /// its file.
+    fn give_to_slot(&mut self, fd: Fd, r: CallerRef) {
+        self.file_mut(r.file).callers -= 1;
+        self.record(|w| TraceEvent::Fdinsert {
+            fd,
+            file: w.serial(r.file),
+        });
     }
 
     /// Drops references off a work list; a count that reaches zero tears its
@@ -328,28 +425,41 @@ impl World {
     /// were in flight.
     pub(crate) fn release(&mut self, mut work: Work) {
         loop {
-            while let Some((f, op)) = work.pop() {
-                self.drop_ref(f, op, &mut work);
+            while let Some((f, by)) = work.pop() {
+                self.drop_ref(f, by, &mut work);
             }
             // Deferred, the collector waits for `run_work` (see `deferred`).
             if self.deferred || !std::mem::take(&mut self.gc_pending) {
                 break;
             }
-            work = self.unp_gc();
+            work = self
+                .unp_gc()
+                .into_iter()
+                .map(|f| (f, Dropper::Gc))
+                .collect();
             if work.is_empty() {
                 break;
             }
         }
     }
 
-    /// Drops one reference to `f` for `op`; if it was the last, tears the
+    /// Drops one reference to `f` for `by`; if it was the last, tears the
     /// file down, adding what that releases to `work`.
-    fn drop_ref(&mut self, f: FileId, op: &'static str, work: &mut Work) {
+    fn drop_ref(&mut self, f: FileId, by: Dropper, work: &mut Work) {
         let file = self.file(f);
         let count = file.count();
-        assert!(count > 0, "{op}({}) on a dead file", self.fname(f));
+        assert!(
+            count > 0,
+            "{}(file#{}) on a dead file",
+            by.name(),
+            file.serial
+        );
         let last = file.handle.frele();
-        self.note(|w| format!("{op}({}) count {count} -> {}", w.fname(f), count - 1));
+        self.record(|w| TraceEvent::Drop {
+            by,
+            file: w.serial(f),
+            count: Count::new(count, count - 1),
+        });
         if last {
             self.fdrop(f, work);
         }
@@ -360,7 +470,7 @@ impl World {
     fn fdrop(&mut self, f: FileId, work: &mut Work) {
         // The file is live: its count just reached zero.
         let file = self.files.remove(f.0).expect("live file");
-        self.note(|_| format!("fdrop(file#{}): freed", file.serial));
+        self.record(|_| TraceEvent::Fdrop { file: file.serial });
         // eventpoll_release: the file's registrations go with it.
         for ep in &file.watched_by {
             if let Some(FileKind::Epoll(e)) = self.files.get_mut(ep.0).map(|e| &mut e.kind) {
@@ -387,7 +497,7 @@ impl World {
             }
             FileKind::Socket(s, end) => {
                 let in_flight = self.sock_mut(s).release(end);
-                work.extend(in_flight.into_iter().map(|f| (f, "unp_discard")));
+                work.extend(in_flight.into_iter().map(|f| (f, Dropper::Discard)));
                 if self.sock(s).is_dead() {
                     self.socks.remove(s.0);
                 }
@@ -442,7 +552,10 @@ impl World {
                 let k = left.get_mut(&f).expect("counted above");
                 let before = self.file(f).count() - *k;
                 *k -= 1;
-                self.note(|w| format!("fdcopy: {} count {before} -> {}", w.fname(f), before + 1));
+                self.record(|w| TraceEvent::Fdcopy {
+                    file: w.serial(f),
+                    count: Count::new(before, before + 1),
+                });
             }
         }
         copy
@@ -468,7 +581,10 @@ impl World {
         let p = self.proc(parent);
         let (table, rlimit) = (Table::clone(&p.table), p.rlimit);
         let pid = self.new_proc(child, table, rlimit)?;
-        self.note(|w| format!("fdshare({}) -> {child}", w.proc(parent).name));
+        self.record(|w| TraceEvent::Fdshare {
+            proc: w.proc(parent).name.clone(),
+            child: child.to_string(),
+        });
         Ok(pid)
     }
 
@@ -479,7 +595,9 @@ impl World {
             let new = self.fdcopy(pid);
             // Dropping the old `Arc` is the sharing part of fdfree.
             self.proc_mut(pid).table = new;
-            self.note(|w| format!("fdunshare({})", w.proc(pid).name));
+            self.record(|w| TraceEvent::Fdunshare {
+                proc: w.proc(pid).name.clone(),
+            });
         }
     }
 
@@ -510,16 +628,18 @@ impl World {
         }
         for (fd, slot) in p.table.slots() {
             assert!(
-                !matches!(slot, Slot::Larval(_)),
+                !matches!(slot, FileSlot::Larval(_)),
                 "fdfree: fd {fd} of {} is larval",
                 p.name
             );
             if let Some(f) = p.table.fdremove(fd) {
-                let t = self.removed(fd, *f.data());
+                let t = self.take_from_slot(fd, *f.data());
                 self.closef_slot(t);
             }
         }
-        self.note(|_| format!("fdfree({})", p.name));
+        self.record(|_| TraceEvent::Fdfree {
+            proc: p.name.clone(),
+        });
         // The last `Arc`: the table, empty now, goes with it.
         drop(p);
         // On Linux any unix socket released anywhere in the system runs the
@@ -589,12 +709,12 @@ mod tests {
         let (a, _) = w.sys_socketpair(p, SockType::Stream, false).unwrap();
         let (r, _) = w.sys_pipe(p, false).unwrap();
         let v = w.sys_open(p, "/dev/null", OFlags::RDONLY, 0).unwrap();
-        assert!(w.getsock(p, a.get().into()).is_ok());
-        assert_eq!(w.getsock(p, r.get().into()).err(), Some(Errno::ENOTSOCK));
-        assert_eq!(w.getsock(p, 99).err(), Some(Errno::EBADF));
-        assert!(w.getvnode(p, v.get().into()).is_ok());
-        assert_eq!(w.getvnode(p, a.get().into()).err(), Some(Errno::EINVAL));
-        assert_eq!(w.getvnode(p, -1).err(), Some(Errno::EBADF));
+        assert!(w.getsock(p, a).is_ok());
+        assert_eq!(w.getsock(p, r).err(), Some(Errno::ENOTSOCK));
+        assert_eq!(w.getsock(p, Fd::new(99)).err(), Some(Errno::EBADF));
+        assert!(w.getvnode(p, v).is_ok());
+        assert_eq!(w.getvnode(p, a).err(), Some(Errno::EINVAL));
+        assert_eq!(w.getvnode(p, Fd::new(99)).err(), Some(Errno::EBADF));
         invariants::check_all(&w).unwrap();
     }
 
@@ -615,7 +735,7 @@ mod tests {
         w.frele(held);
         let trace = w.take_trace();
         assert_eq!(
-            trace.iter().filter(|l| l.starts_with("fdrop(")).count(),
+            trace.iter().filter(|e| e.is_fdrop()).count(),
             1,
             "{trace:?}"
         );
@@ -691,10 +811,11 @@ mod tests {
 /// snapshot of them.
 #[cfg(test)]
 mod on_the_concurrent_table {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     use super::*;
     use crate::call::Call;
+    use crate::mt::sync::Arc;
     use crate::{invariants, OFlags};
 
     fn count(w: &mut World, p: Pid, fd: u32) -> u32 {
@@ -731,13 +852,13 @@ mod on_the_concurrent_table {
         assert_ne!(snap.proc(c).table_id(), snap.proc(p).table_id());
         assert_eq!(
             snap.table_of(p).file_slot(Fd::new(2)),
-            crate::filedesc::Slot::Larval(FileId(2)),
+            crate::filedesc::FileSlot::Larval(FileId(2)),
             "the larval slot was copied as it was"
         );
         assert_eq!(count(&mut snap, p, r.get()), 2, "p's slot and c's");
         assert_eq!(w.fd_getfile(p, r).err(), Some(Errno::EBADF));
         // The snapshot goes on by itself, and ends empty.
-        let l = Larval {
+        let l = LarvalFile {
             pid: p,
             fd: Fd::new(2),
             file: FileId(2),
@@ -784,36 +905,61 @@ mod on_the_concurrent_table {
         let table = Arc::clone(&w.proc(p).table);
         let stop = AtomicBool::new(false);
         let started = std::sync::Barrier::new(3);
-        let seen = std::thread::scope(|scope| {
-            let readers: Vec<_> = (0..2)
-                .map(|_| {
-                    scope.spawn(|| {
-                        started.wait();
-                        let mut seen = 0u64;
-                        while !stop.load(Ordering::Relaxed) {
-                            for fd in 0..10 {
-                                if let Ok(f) = table.fd_getfile(Fd::new(fd)) {
+        // What the readers saw: lookups that found a file, lookups of a
+        // number the writer had closed (EBADF), and lookups that found a
+        // number naming the other file than the reader's last look did
+        // (the writer's dup2 landed between two of its reads).
+        let (found, closed, flips) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+        let rounds = std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    started.wait();
+                    let mut last: [Option<FileId>; 10] = [None; 10];
+                    while !stop.load(Ordering::Relaxed) {
+                        for fd in 1..9 {
+                            match table.fd_getfile(Fd::new(fd)) {
+                                Ok(f) => {
                                     assert!(files.contains(f.data()), "fd {fd}: {f:?}");
-                                    seen += 1;
+                                    found.fetch_add(1, Ordering::Relaxed);
+                                    let was = last[fd as usize].replace(*f.data());
+                                    if was.is_some_and(|x| x != *f.data()) {
+                                        flips.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                Err(e) => {
+                                    assert_eq!(e, Errno::EBADF);
+                                    closed.fetch_add(1, Ordering::Relaxed);
                                 }
                             }
                         }
-                        seen
-                    })
-                })
-                .collect();
+                    }
+                });
+            }
             started.wait();
-            for i in 0..4000i32 {
+            // At least 4,000 rounds, and on until the readers met both
+            // kinds of write (bounded, so that a broken test fails).
+            let mut i = 0i32;
+            while i < 4000
+                || (flips.load(Ordering::Relaxed) == 0 || closed.load(Ordering::Relaxed) == 0)
+                    && i < 4_000_000
+            {
                 let (old, new) = (if i % 3 == 0 { 9 } else { 0 }, 1 + i % 8);
                 w.sys_dup2(p, old, new).unwrap();
                 if i % 5 == 0 {
                     w.sys_close(p, new).unwrap();
                 }
+                i += 1;
             }
             stop.store(true, Ordering::Relaxed);
-            readers.into_iter().map(|r| r.join().unwrap()).sum::<u64>()
+            i
         });
-        eprintln!("{seen} lookups met the writes");
+        let (found, closed, flips) = (found.into_inner(), closed.into_inner(), flips.into_inner());
+        // The races the test is about happened.
+        assert!(
+            found > 0 && closed > 0 && flips > 0,
+            "in {rounds} rounds of writes the readers found {found} files, \
+             {closed} closed numbers and {flips} numbers that changed file"
+        );
         drop(table);
         invariants::check_all(&w).unwrap();
         w.call(p, &Call::Exit).unwrap();

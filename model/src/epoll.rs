@@ -9,7 +9,7 @@
 
 use imbl::OrdMap;
 
-use crate::file::FileId;
+use crate::ids::FileId;
 use crate::{Events, Fd};
 
 /// Linux `EP_MAX_NESTS`: how deep epoll sets may be nested.

@@ -17,7 +17,7 @@ impl Fd {
 
     /// The descriptor a raw system-call argument names; `None` for a negative
     /// number (which every call rejects with `EBADF`).
-    pub fn from_raw(raw: i64) -> Option<Fd> {
+    pub fn from_raw(raw: i32) -> Option<Fd> {
         u32::try_from(raw).ok().map(Fd)
     }
 

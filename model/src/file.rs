@@ -6,27 +6,25 @@
 //! "changed only by"):
 //! - `handle` `[r]`: the file as the descriptor tables hold it
 //!   ([`crate::mt::File`]), whose atomic count is `f_count`, changed only
-//!   through the reference types below, [`crate::World`]'s file(9)
-//!   functions and the table's own operations. Its data is this file's
+//!   by the file(9) layer ([`crate::descrip`]: its references, its
+//!   functions) and by the table's own operations. Its data is this file's
 //!   [`FileId`].
 //! - `callers` `[r]`: how many of those references callers hold right now
-//!   ([`FileRef`] guards, [`Hold`]s, the caller's half of a larval file); kept
-//!   only so that the invariants can account for every reference.
+//!   (use references, caller references, the caller's half of a larval
+//!   file); kept only so that the invariants can account for every
+//!   reference.
 //! - `flags`, `offset` `[f]`: status flags and the shared offset, changed by
 //!   the system calls that operate on the file.
+//!
+//! Floor: above the kernel objects (a file names one) and the concurrent
+//! table; below the world, which stores the files.
 
 use crate::epoll::Epoll;
 use crate::eventfd::Eventfd;
+use crate::flags::OFlags;
+use crate::ids::{FileId, PipeId, SockId, VnodeId};
 use crate::mt::sync::Arc;
-use crate::pipe::{PipeEnd, PipeId};
-use crate::socket::SockId;
-use crate::vnode::VnodeId;
-use crate::world::World;
-use crate::OFlags;
-
-/// Index of an open file in the world.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FileId(pub(crate) u32);
+use crate::pipe::PipeEnd;
 
 /// What an open file refers to (BSD `f_type` + `f_data`).
 #[derive(Debug, Clone)]
@@ -107,74 +105,4 @@ impl File {
     pub fn is_socket(&self) -> bool {
         matches!(self.kind, FileKind::Socket(..))
     }
-}
-
-/// A use reference taken by `fd_getfile` (FREF): while it lives the file
-/// cannot be freed, whatever happens to the descriptor. Dropping it is FRELE.
-///
-/// It borrows the world mutably, so everything done while the file is in use
-/// goes through [`FileRef::world`]; that is the price of making FRELE
-/// automatic in a model whose files live inside the world.
-#[must_use = "dropping a FileRef at once is FREF immediately followed by FRELE"]
-pub struct FileRef<'w> {
-    pub(crate) world: &'w mut World,
-    pub(crate) file: FileId,
-}
-
-impl<'w> FileRef<'w> {
-    pub fn id(&self) -> FileId {
-        self.file
-    }
-
-    pub fn file(&self) -> &File {
-        self.world.file(self.file)
-    }
-
-    pub fn file_mut(&mut self) -> &mut File {
-        self.world.file_mut(self.file)
-    }
-
-    /// The world, for the work done while the file is held.
-    pub fn world(&mut self) -> &mut World {
-        self.world
-    }
-
-    /// Keeps the reference beyond the borrow: the caller now owns it as a
-    /// [`Hold`] and must hand it on or release it.
-    pub fn detach(self) -> Hold {
-        let hold = Hold { file: self.file };
-        std::mem::forget(self);
-        hold
-    }
-}
-
-impl Drop for FileRef<'_> {
-    fn drop(&mut self) {
-        self.world.frele(Hold { file: self.file });
-    }
-}
-
-/// A counted reference that a caller owns, not tied to a borrow.
-///
-/// Consumes: [`World::frele`] (FRELE), [`World::closef`], installing it in a
-/// slot (the reference becomes the table's) or queueing it on a socket (it
-/// becomes a reference in flight).
-#[must_use = "a Hold is a counted reference: release it with World::frele or hand it on"]
-#[derive(Debug)]
-pub struct Hold {
-    pub(crate) file: FileId,
-}
-
-impl Hold {
-    pub fn id(&self) -> FileId {
-        self.file
-    }
-}
-
-/// A table's reference to a file, taken out of its slot by `fdremove` and
-/// not yet dropped. Consumed by [`World::closef`].
-#[must_use = "the table's reference must be dropped with World::closef"]
-#[derive(Debug)]
-pub struct TableRef {
-    pub(crate) file: FileId,
 }

@@ -4,8 +4,9 @@
 //!
 //! One table, two users. Threads use [`mt::Filedesc`] directly, with the
 //! references as RAII guards; the `World` uses the same table through its
-//! crate-internal calls (`falloc_raw`, `fdremove`, `install_lowest`,
-//! `install_at`, ...), which hand references over as bare counts, so that
+//! crate-internal calls (`falloc_bare`, `fdremove`, `fdremove_held`,
+//! `install_lowest`, `install_at`, ...), which hand references over as bare
+//! counts, so that
 //! the `World` can run closef's work itself (tearing down pipes, sockets
 //! and epoll registrations, which only it knows) when FRELE says a count
 //! reached zero. The file's count, `f_count`, is the table file's atomic
@@ -19,11 +20,13 @@
 //! This module adds what the `World` asks of a table in its own terms:
 //! slots naming [`FileId`]s.
 //!
+//! Floor: with the open file and the process, above the concurrent table.
+//!
 //! [`World`]: crate::World
 
-use crate::file::FileId;
+use crate::fd::Fd;
+use crate::ids::FileId;
 use crate::mt;
-use crate::Fd;
 
 /// A descriptor table of the model.
 pub type Filedesc = mt::Filedesc<FileId>;
@@ -44,9 +47,10 @@ impl TableId {
     }
 }
 
-/// The state of one descriptor number, with the file it names.
+/// The state of one descriptor number, with the file it names (the
+/// concurrent table's [`mt::Slot`] names it by its serial instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Slot {
+pub enum FileSlot {
     #[default]
     Free,
     /// Reserved by `falloc`: the number is taken, but the file is not visible
@@ -59,32 +63,32 @@ pub enum Slot {
 }
 
 /// The model's slot for a slot of the table and its file.
-fn named(slot: mt::Slot, file: &mt::sync::Arc<mt::File<FileId>>) -> Slot {
+fn named(slot: mt::Slot, file: &mt::sync::Arc<mt::File<FileId>>) -> FileSlot {
     let file = *file.data();
     match slot {
-        mt::Slot::Free => Slot::Free,
-        mt::Slot::Larval { .. } => Slot::Larval(file),
-        mt::Slot::Installed { cloexec, .. } => Slot::Installed { file, cloexec },
+        mt::Slot::Free => FileSlot::Free,
+        mt::Slot::Larval { .. } => FileSlot::Larval(file),
+        mt::Slot::Installed { cloexec, .. } => FileSlot::Installed { file, cloexec },
     }
 }
 
 impl mt::Filedesc<FileId> {
     /// The slot of `fd` (free when beyond the table).
-    pub fn file_slot(&self, fd: Fd) -> Slot {
-        self.entry(fd).map_or(Slot::Free, |(s, f)| named(s, &f))
+    pub fn file_slot(&self, fd: Fd) -> FileSlot {
+        self.entry(fd).map_or(FileSlot::Free, |(s, f)| named(s, &f))
     }
 
     /// The installed file at `fd`, without taking a reference (for
     /// observers: the generator, the model backend, `fcntl(F_GETFD)`).
     pub fn installed(&self, fd: Fd) -> Option<FileId> {
         match self.file_slot(fd) {
-            Slot::Installed { file, .. } => Some(file),
+            FileSlot::Installed { file, .. } => Some(file),
             _ => None,
         }
     }
 
     /// Every used descriptor and its slot, in ascending order.
-    pub fn slots(&self) -> Vec<(Fd, Slot)> {
+    pub fn slots(&self) -> Vec<(Fd, FileSlot)> {
         self.used()
             .into_iter()
             .map(|(fd, s, f)| (fd, named(s, &f)))
@@ -96,7 +100,7 @@ impl mt::Filedesc<FileId> {
         self.slots()
             .into_iter()
             .filter_map(|(fd, s)| match s {
-                Slot::Installed { file, cloexec } => Some((fd, file, cloexec)),
+                FileSlot::Installed { file, cloexec } => Some((fd, file, cloexec)),
                 _ => None,
             })
             .collect()

@@ -205,12 +205,58 @@ impl fmt::Display for Events {
     }
 }
 
+/// `Option<OFlags>` in JSON as `F_GETFL` prints them (`"O_RDWR|O_APPEND"`),
+/// for `#[serde(with)]`.
+pub mod status_text {
+    use super::OFlags;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(f: &Option<OFlags>, s: S) -> Result<S::Ok, S::Error> {
+        match f {
+            Some(f) => s.serialize_str(&f.status_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OFlags>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let mut f = OFlags::RDONLY;
+        for part in text.split('|') {
+            f |= OFlags::from_name(part)
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown flag `{part}`")))?;
+        }
+        Ok(Some(f))
+    }
+}
+
+/// `Events` in JSON as the language writes them (`"EPOLLIN|EPOLLOUT"`), for
+/// `#[serde(with)]`.
+pub mod events_text {
+    use super::Events;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(e: &Events, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(e)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Events, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "0" {
+            return Ok(Events::default());
+        }
+        let mut e = Events::default();
+        for part in text.split('|') {
+            e = e | Events::from_name(part)
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown event `{part}`")))?;
+        }
+        Ok(e)
+    }
+}
+
 /// Linux's `FD_CLOEXEC`, the only descriptor flag.
 pub const FD_CLOEXEC: i64 = 1;
-/// The most descriptors one SCM_RIGHTS message may carry (Linux `SCM_MAX_FD`).
-pub const SCM_MAX_FD: usize = 253;
-/// Linux's default `fs.nr_open`: the ceiling for `RLIMIT_NOFILE`.
-pub const NR_OPEN: u64 = 1 << 20;
 
 #[cfg(test)]
 mod tests {

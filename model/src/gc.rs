@@ -12,12 +12,18 @@
 //! after the release the garbage may still be there. The model collects at
 //! once, which is one of the outcomes Linux allows, unless its work is
 //! deferred (see `deferred`): then garbage waits for the collector's two
-//! phases, `take_garbage` and `drop_hitlist`.
+//! phases, `take_garbage` (here) and `drop_hitlist` (in `deferred`).
+//!
+//! Floor: above the world, below the file(9) layer. Marking and purging
+//! only read and empty queues; dropping the references the purge took out
+//! is the file(9) layer's work (`descrip::release`), which calls
+//! [`World::unp_gc`] and not the other way round.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::descrip::Work;
-use crate::file::{FileId, FileKind};
+use crate::file::FileKind;
+use crate::ids::FileId;
+use crate::trace::TraceEvent;
 use crate::world::World;
 
 impl World {
@@ -64,41 +70,14 @@ impl World {
             .collect()
     }
 
-    /// Runs the collector now, as Linux's work queue does some time after a
-    /// release, and drops what it freed: both phases, and again until
-    /// nothing is left to free.
-    pub fn collect_garbage(&mut self) {
-        self.drop_hitlist();
-        loop {
-            self.take_garbage();
-            if self.gc_hitlist.is_empty() {
-                break;
-            }
-            self.drop_hitlist();
-        }
-    }
-
     /// The deferred collector's first phase: under the collector's lock,
     /// it empties the queues of the unreachable sockets into its hitlist
     /// (Linux's `unix_collect_skb`). The sockets stay alive until the
     /// second phase, so a send into one of them still succeeds in between,
     /// and lands in a queue the collector has already emptied.
     pub fn take_garbage(&mut self) {
-        let work = self.unp_gc();
-        self.gc_hitlist.extend(work.into_iter().map(|(f, _)| f));
-    }
-
-    /// The deferred collector's second phase: drops the references in its
-    /// hitlist (Linux's `__skb_queue_purge(&hitlist)`), which releases the
-    /// unreachable sockets. One that received something since the first
-    /// phase is released with data in its queue, so its peer gets
-    /// `ECONNRESET`.
-    pub fn drop_hitlist(&mut self) {
-        let work: Work = std::mem::take(&mut self.gc_hitlist)
-            .into_iter()
-            .map(|f| (f, "unp_gc"))
-            .collect();
-        self.release(work);
+        let taken = self.unp_gc();
+        self.gc_hitlist.extend(taken);
     }
 
     /// References the collector holds between its two phases.
@@ -107,20 +86,21 @@ impl World {
     }
 
     /// `unix_gc`: purges the queues of unreachable sockets and returns the
-    /// references that were in flight in them, for `release` to drop.
-    pub(crate) fn unp_gc(&mut self) -> Work {
+    /// references that were in flight in them, for the caller to drop
+    /// (`descrip::release`) or to hold (the deferred collector's hitlist).
+    pub(crate) fn unp_gc(&mut self) -> Vec<FileId> {
         let garbage = self.unreachable();
-        let mut work = Work::new();
+        let mut taken = Vec::new();
         for f in garbage {
             if let FileKind::Socket(s, end) = self.file(f).kind {
-                let fds = self.sock_mut(s).purge(end);
-                work.extend(fds.into_iter().map(|g| (g, "unp_gc")));
+                taken.extend(self.sock_mut(s).purge(end));
             }
         }
-        if !work.is_empty() {
+        if !taken.is_empty() {
             self.gc_collections += 1;
-            self.note(|_| format!("unp_gc: {} references in flight dropped", work.len()));
+            let dropped = taken.len();
+            self.record(|_| TraceEvent::UnpGc { dropped });
         }
-        work
+        taken
     }
 }

@@ -3,11 +3,16 @@
 //! They run after every step in the tests, and after every call under
 //! `debug_assertions` (see [`World::call`]). A violation carries the values
 //! that broke it.
+//!
+//! Floor: above everything that changes the world (they read it, and the
+//! collector's and the deferred work's books), below the system calls,
+//! whose dispatch runs them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::file::{FileId, FileKind};
-use crate::filedesc::{Slot, TableId};
+use crate::file::FileKind;
+use crate::filedesc::{FileSlot, TableId};
+use crate::ids::FileId;
 use crate::pipe::PipeEnd;
 use crate::violation::{fail, Violation};
 use crate::world::World;
@@ -30,8 +35,8 @@ pub fn slots_name_live_files(w: &World) -> Result<(), Violation> {
     for (t, table) in w.tables() {
         for (fd, slot) in table.slots() {
             let f = match slot {
-                Slot::Installed { file, .. } | Slot::Larval(file) => file,
-                Slot::Free => continue,
+                FileSlot::Installed { file, .. } | FileSlot::Larval(file) => file,
+                FileSlot::Free => continue,
             };
             if w.files.get(f.0).is_none() {
                 return fail(
@@ -52,7 +57,7 @@ pub fn refcounts_match(w: &World) -> Result<(), Violation> {
     let mut slots: BTreeMap<FileId, u32> = BTreeMap::new();
     for (_, table) in w.tables() {
         for (_, slot) in table.slots() {
-            if let Slot::Installed { file, .. } | Slot::Larval(file) = slot {
+            if let FileSlot::Installed { file, .. } | FileSlot::Larval(file) = slot {
                 *slots.entry(file).or_insert(0) += 1;
             }
         }
@@ -254,7 +259,7 @@ pub fn quiescent(w: &World) -> Result<(), Violation> {
         if let Some((fd, _)) = table
             .slots()
             .into_iter()
-            .find(|(_, s)| matches!(s, Slot::Larval(_)))
+            .find(|(_, s)| matches!(s, FileSlot::Larval(_)))
         {
             return fail("quiescent", format!("table {t:?} fd {fd} is larval"));
         }

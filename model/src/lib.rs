@@ -4,20 +4,36 @@
 //! and `kern_descrip.c`, with Linux's system-call results (Linux is the
 //! reference the real backend compares it with).
 //!
-//! - Kernel objects, one module each: [`file`] (the open file and its
-//!   count), [`filedesc`] (a descriptor table: the concurrent one of [`mt`],
-//!   which threads may share) and its [`bitmap`], [`proc`],
-//!   [`vnode`], [`pipe`], [`socket`], [`epoll`], [`eventfd`], [`pty`].
-//! - [`descrip`]: the file(9) API under its kernel names (`falloc`,
-//!   `fdinsert`, `fd_getfile`, FREF/FRELE, `getsock`, `getvnode`,
-//!   `fdrelease`, `closef`) and the table operations behind fork, shared
-//!   tables, unshare, exec and exit.
-//! - [`sys`]: the language's system calls on top of that API; [`call`]: the
-//!   calls as values; [`gc`]: the unix garbage collector; [`deferred`]: the
-//!   work Linux finishes later, and the states it may leave.
-//! - [`invariants`]: what must hold between calls, as functions that fail
-//!   with the values that broke them.
-//! - [`topology`]: the canonical topology every backend prints.
+//! The crate is built in floors; a module imports only from its own floor
+//! or those below (`tests/architecture.rs` checks it, and that no module
+//! imports one that imports it back). From the bottom:
+//!
+//! 1. Leaves: [`violation`] (a broken invariant, for every checker),
+//!    [`errno`], [`fd`] (the descriptor number), [`flags`], [`ids`] (the
+//!    names of kernel objects), [`kind`] (the kinds of open file),
+//!    [`limits`] (every bound, stated once), [`trace`] (the file(9) calls as
+//!    values), [`bitmap`], [`slab`].
+//! 2. [`mt`]: the concurrent descriptor table, checked with loom.
+//! 3. Kernel objects, one module each: [`vnode`], [`pipe`], [`socket`],
+//!    [`epoll`], [`eventfd`], [`pty`]; and [`call`], the calls as values.
+//! 4. [`file`] (the open file and its count), [`filedesc`] (the table as
+//!    the world uses it), [`proc`].
+//! 5. [`world`]: the whole kernel state and its lookups.
+//! 6. [`gc`] (the unix collector's marking and purging) and [`topology`]
+//!    (the canonical topology every backend prints).
+//! 7. [`descrip`]: the file(9) API under its kernel names (`falloc`,
+//!    `fdinsert`, `fd_getfile`, FREF/FRELE, `getsock`, `getvnode`,
+//!    `fdrelease`, `closef`), its references, and the table operations
+//!    behind fork, shared tables, unshare, exec and exit.
+//! 8. [`deferred`]: the work Linux finishes later, and the states it may
+//!    leave.
+//! 9. [`invariants`]: what must hold between calls, as functions that fail
+//!    with the values that broke them.
+//! 10. [`sys`]: the language's system calls, and `World::call`, which
+//!     dispatches a [`Call`] to them and checks every invariant.
+//!
+//! Floors 5 to 10 are each an `impl World` (a kernel's style: one state,
+//! its layers in files); each file says at its top what it may call.
 //!
 //! ```
 //! use fdlab_model::{Call, OFlags, Ret, World};
@@ -48,7 +64,10 @@ pub mod file;
 pub mod filedesc;
 pub mod flags;
 pub mod gc;
+pub mod ids;
 pub mod invariants;
+pub mod kind;
+pub mod limits;
 pub mod mt;
 pub mod pipe;
 pub mod proc;
@@ -57,6 +76,7 @@ pub mod slab;
 pub mod socket;
 pub mod sys;
 pub mod topology;
+pub mod trace;
 pub mod violation;
 pub mod vnode;
 pub mod world;
@@ -64,14 +84,14 @@ pub mod world;
 #[cfg(test)]
 mod mutant;
 #[cfg(test)]
-mod state_machine_tests;
+mod tests;
 
 pub use call::{Call, EpollOp, FcntlCmd, Outcome, Ret, Whence};
+pub use descrip::{CallerRef, FileUse, LarvalFile, TableRef};
 pub use errno::Errno;
 pub use fd::Fd;
-pub use file::{FileId, FileRef, Hold};
 pub use flags::{Events, OFlags};
-pub use proc::Pid;
+pub use ids::{FileId, Pid, PipeId, SockId, VnodeId};
 pub use socket::SockType;
 pub use topology::Topology;
 pub use world::World;

@@ -1,20 +1,34 @@
-//! A planted bug for the tests to catch: while switched on (per thread, in
-//! test builds only), `dup` forgets the reference its new slot must hold.
+//! Bugs planted for the tests to catch (test builds only), in one place.
+//!
+//! Each is carried by the table it breaks, set when the table is made (a
+//! [`crate::mt::Filedesc`] field; a world plants it in every table it makes
+//! with `World::plant`), never by a global switch, so that tests running in
+//! parallel do not see each other's bugs.
 
-use std::cell::Cell;
-
-thread_local! {
-    static DUP_FORGETS_REF: Cell<bool> = const { Cell::new(false) };
-}
-
-pub(crate) fn dup_forgets_ref() -> bool {
-    DUP_FORGETS_REF.with(Cell::get)
-}
-
-/// Runs `f` with the bug planted.
-pub(crate) fn with_dup_bug<R>(f: impl FnOnce() -> R) -> R {
-    DUP_FORGETS_REF.with(|c| c.set(true));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    DUP_FORGETS_REF.with(|c| c.set(false));
-    r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+/// Which bug a table carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Mutant {
+    /// The table as written.
+    #[default]
+    None,
+    /// `fd_getfile` takes its count with a plain `fetch_add` instead of
+    /// `inc_not_zero`, so it can bring back a file whose count already
+    /// reached zero (and whose closef work ran).
+    FrefAfterZero,
+    /// `fd_getfile` drops its count before it returns: the guard it hands
+    /// out protects the memory but not the file (FRELE too early).
+    FreleEarly,
+    /// `falloc` publishes the larval file at once, so another thread's
+    /// `fd_getfile` can see it before `fdinsert`.
+    PublishLarval,
+    /// An install into a block names the cell before it fills it, so a
+    /// reader can find the cell named and empty.
+    NameBeforeFill,
+    /// Replacing a full block first unpublishes the old one (to drop its
+    /// stale name of the old file), so a reader that still has the old
+    /// block finds the slot free in the middle of `dup2`.
+    UnpublishOnReplace,
+    /// The world's `dup` forgets the reference its new slot must hold (the
+    /// state-machine test of the world must catch it).
+    DupForgetsRef,
 }

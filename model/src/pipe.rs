@@ -10,14 +10,27 @@ use std::collections::VecDeque;
 
 use crate::errno::Errno;
 
-/// Index of a pipe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PipeId(pub(crate) u32);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which end of a pipe a file is; the topology writes `read` or `write`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PipeEnd {
     Read,
     Write,
+}
+
+impl PipeEnd {
+    pub fn name(self) -> &'static str {
+        match self {
+            PipeEnd::Read => "read",
+            PipeEnd::Write => "write",
+        }
+    }
+}
+
+impl std::fmt::Display for PipeEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 const PAGE: usize = 4096;

@@ -3,14 +3,6 @@
 
 use crate::filedesc::{Filedesc, Table, TableId};
 
-/// Index of a process in the world.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Pid(pub(crate) u32);
-
-/// The limit a scenario process starts with: descriptors from 1000 up belong
-/// to the harness of the real backend, so scenarios never reach them.
-pub const DEFAULT_RLIMIT: u64 = 1000;
-
 /// Not `Clone`: a clone would share the table (`fdshare`), which a snapshot
 /// of the world must not (see `World::clone`).
 #[derive(Debug)]

@@ -16,13 +16,11 @@
 use std::collections::VecDeque;
 
 use crate::errno::Errno;
-use crate::file::FileId;
+use crate::ids::FileId;
 
-/// Index of a socket pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SockId(pub(crate) u32);
-
+/// A socket's type; the topology writes `stream` or `dgram`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SockType {
     Stream,
     Dgram,
@@ -34,6 +32,12 @@ impl SockType {
             SockType::Stream => "stream",
             SockType::Dgram => "dgram",
         }
+    }
+}
+
+impl std::fmt::Display for SockType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

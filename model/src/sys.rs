@@ -4,20 +4,118 @@
 //!
 //! No call blocks: where Linux would wait, the model answers `EAGAIN`, as
 //! the language's contract says.
+//!
+//! Floor: the top of the crate. [`World::call`] dispatches a [`Call`] to
+//! its system call and then checks every invariant; the system calls use
+//! the file(9) layer (`descrip`), the collector's counts (`gc`) and the
+//! kernel objects, and nothing calls them but the dispatch and the tests.
+//!
+//! Descriptor arguments arrive raw (`i32`: a scenario may pass `-1`), and
+//! each system call converts each of them once, with [`fd_arg`], where
+//! Linux looks at it, so that the order of checks stays Linux's.
 
-use crate::call::{EpollOp, FcntlCmd, Ret, Whence};
+use crate::call::{Call, EpollOp, FcntlCmd, Outcome, Ret, Whence};
+use crate::descrip::{CallerRef, FileUse};
 use crate::epoll::{Epoll, EP_MAX_NESTS};
 use crate::errno::Errno;
 use crate::eventfd::Eventfd;
-use crate::file::{FileId, FileKind, FileRef, Hold};
-use crate::flags::{Events, OFlags, SCM_MAX_FD};
-use crate::pipe::{Pipe, PipeEnd, PipeId};
-use crate::proc::Pid;
+use crate::fd::Fd;
+use crate::file::FileKind;
+use crate::filedesc::FileSlot;
+use crate::flags::{Events, OFlags};
+use crate::ids::{FileId, Pid, PipeId, SockId};
+use crate::limits::SCM_MAX_FD;
+#[cfg(test)]
+use crate::mutant::Mutant;
+use crate::pipe::{Pipe, PipeEnd};
 use crate::pty::Pty;
-use crate::socket::{SockId, SockPair, SockType};
+use crate::socket::{SockPair, SockType};
+use crate::trace::{Dropper, TraceEvent};
 use crate::vnode::{Lookup, VnodeKind, MAX_BYTES};
 use crate::world::World;
-use crate::Fd;
+
+/// A descriptor argument: `EBADF` for a negative number, as every call
+/// answers it.
+pub fn fd_arg(raw: i32) -> Result<Fd, Errno> {
+    Fd::from_raw(raw).ok_or(Errno::EBADF)
+}
+
+impl World {
+    /// Runs `call` as process `pid`. Under `debug_assertions` every invariant
+    /// is checked afterwards.
+    ///
+    /// Precondition: `pid` is live. (A `fork` or `clone_files` to a name in
+    /// use is `EEXIST`; the scenario validator rejects it first.)
+    pub fn call(&mut self, pid: Pid, call: &Call) -> Outcome {
+        let out = self.dispatch(pid, call);
+        #[cfg(debug_assertions)]
+        if let Err(v) = crate::invariants::check_all(self) {
+            panic!("invariant broken after {call:?}: {v}");
+        }
+        out
+    }
+
+    fn dispatch(&mut self, pid: Pid, call: &Call) -> Outcome {
+        use Call::*;
+        let fd = |n: Fd| Ret::int(n.get() as i64);
+        match call {
+            Fork { child } => self.fork(pid, child).map(|_| Ret::int(0)),
+            CloneFiles { child } => self.fdshare(pid, child).map(|_| Ret::int(0)),
+            UnshareFiles => {
+                self.fdunshare(pid);
+                Ok(Ret::int(0))
+            }
+            Exec => {
+                self.sys_exec(pid);
+                Ok(Ret::int(0))
+            }
+            Exit => {
+                self.fdfree(pid);
+                Ok(Ret::int(0))
+            }
+            Rlimit { limit } => self.sys_setrlimit(pid, *limit).map(|_| Ret::int(0)),
+            Open { path, flags, mode } => self.sys_open(pid, path, *flags, *mode).map(fd),
+            Close { fd } => self.sys_close(pid, *fd).map(|_| Ret::int(0)),
+            Dup { fd: n } => self.sys_dup(pid, *n).map(fd),
+            Dup2 { old, new } => self.sys_dup2(pid, *old, *new).map(fd),
+            Dup3 { old, new, cloexec } => self.sys_dup3(pid, *old, *new, *cloexec).map(fd),
+            Fcntl { fd, cmd } => self.sys_fcntl(pid, *fd, *cmd),
+            CloseRange {
+                lo,
+                hi,
+                unshare,
+                cloexec,
+            } => self
+                .sys_close_range(pid, *lo, *hi, *unshare, *cloexec)
+                .map(|_| Ret::int(0)),
+            Write { fd, data } => self.sys_write(pid, *fd, data).map(|n| Ret::int(n as i64)),
+            Read { fd, len } => self.sys_read(pid, *fd, *len).map(Ret::Bytes),
+            Lseek { fd, offset, whence } => {
+                self.sys_lseek(pid, *fd, *offset, *whence).map(Ret::int)
+            }
+            Pipe { cloexec } => self
+                .sys_pipe(pid, *cloexec)
+                .map(|(r, w)| Ret::Ints(vec![r.get() as i64, w.get() as i64])),
+            Socketpair { ty, cloexec } => self
+                .sys_socketpair(pid, *ty, *cloexec)
+                .map(|(a, b)| Ret::Ints(vec![a.get() as i64, b.get() as i64])),
+            Sendfds { sock, fds } => self.sys_sendfds(pid, *sock, fds).map(|_| Ret::int(0)),
+            Recvfds { sock, cloexec } => self
+                .sys_recvfds(pid, *sock, *cloexec)
+                .map(|fds| Ret::Ints(fds.iter().map(|f| f.get() as i64).collect())),
+            EpollCreate { cloexec } => self.sys_epoll_create(pid, *cloexec).map(fd),
+            EpollCtl {
+                epfd,
+                op,
+                fd,
+                events,
+            } => self
+                .sys_epoll_ctl(pid, *epfd, *op, *fd, *events)
+                .map(|_| Ret::int(0)),
+            Eventfd { cloexec } => self.sys_eventfd(pid, *cloexec).map(fd),
+        }
+    }
+}
 
 impl World {
     /// Allocates a file with `kind` and `flags` and installs it at the lowest
@@ -158,22 +256,23 @@ impl World {
 
     /// `close(2)`. Errors: `EBADF`.
     pub fn sys_close(&mut self, pid: Pid, fd: i32) -> Result<(), Errno> {
-        let fd = Fd::from_raw(fd.into()).ok_or(Errno::EBADF)?;
-        self.fdrelease(pid, fd)
+        self.fdrelease(pid, fd_arg(fd)?)
     }
 
     /// `dup(2)`. Errors: `EBADF`, then `EMFILE`.
     pub fn sys_dup(&mut self, pid: Pid, fd: i32) -> Result<Fd, Errno> {
-        self.dupfd(pid, fd.into(), 0, false)
+        let r = self.fd_getfile(pid, fd_arg(fd)?)?.detach();
+        self.dupfd(pid, r, 0, false)
     }
 
-    /// The lowest free number `>= min` gets another reference to `fd`'s file
-    /// (dup, F_DUPFD, F_DUPFD_CLOEXEC).
-    fn dupfd(&mut self, pid: Pid, fd: i64, min: u32, cloexec: bool) -> Result<Fd, Errno> {
-        let h = self.fd_getfile_raw(pid, fd)?.detach();
+    /// The lowest free number `>= min` gets another reference to the file
+    /// the caller looked up (dup, F_DUPFD, F_DUPFD_CLOEXEC).
+    ///
+    /// Consumes: `r` (the new slot's, or released on error).
+    fn dupfd(&mut self, pid: Pid, r: CallerRef, min: u32, cloexec: bool) -> Result<Fd, Errno> {
         #[cfg(test)]
-        let planted = crate::mutant::dup_forgets_ref().then_some(h.file);
-        match self.fdinstall(pid, h, min, cloexec) {
+        let planted = (self.proc(pid).table.mutant() == Mutant::DupForgetsRef).then_some(r.file);
+        match self.fdinstall(pid, r, min, cloexec) {
             Ok(new) => {
                 #[cfg(test)]
                 if let Some(f) = planted {
@@ -194,9 +293,9 @@ impl World {
     /// Errors: `EBADF`, `EBUSY` (onto a larval slot).
     pub fn sys_dup2(&mut self, pid: Pid, old: i32, new: i32) -> Result<Fd, Errno> {
         if old == new {
-            drop(self.fd_getfile_raw(pid, old.into())?);
-            // fd_getfile succeeded, so `old` is a valid, non-negative number.
-            return Ok(Fd::new(old as u32));
+            let fd = fd_arg(old)?;
+            drop(self.fd_getfile(pid, fd)?);
+            return Ok(fd);
         }
         self.sys_dup3(pid, old, new, false)
     }
@@ -210,11 +309,11 @@ impl World {
             return Err(Errno::EINVAL);
         }
         // `new` is an unsigned int in the kernel: negative is huge.
-        let nfd = match Fd::from_raw(new.into()) {
+        let nfd = match Fd::from_raw(new) {
             Some(n) if u64::from(n.get()) < self.fd_limit(pid) => n,
             _ => return Err(Errno::EBADF),
         };
-        let h = self.fd_getfile_raw(pid, old.into())?.detach();
+        let h = self.fd_getfile(pid, fd_arg(old)?)?.detach();
         match self.fdinstall_at(pid, nfd, h, cloexec) {
             Ok(replaced) => {
                 // The old file is closed after the new one is in place
@@ -235,23 +334,27 @@ impl World {
     ///
     /// Errors: `EBADF`; `F_DUPFD`: `EINVAL` (min out of range), `EMFILE`.
     pub fn sys_fcntl(&mut self, pid: Pid, fd: i32, cmd: FcntlCmd) -> Result<Ret, Errno> {
-        let nfd = Fd::from_raw(fd.into()).ok_or(Errno::EBADF)?;
+        let nfd = fd_arg(fd)?;
         match cmd {
             FcntlCmd::DupFd { min, cloexec } => {
                 // fdget comes first: a bad fd is EBADF whatever min is.
-                drop(self.fd_getfile(pid, nfd)?);
-                let min = u32::try_from(min)
-                    .ok()
-                    .filter(|&m| u64::from(m) < self.fd_limit(pid))
-                    .ok_or(Errno::EINVAL)?;
-                self.dupfd(pid, fd.into(), min, cloexec)
-                    .map(|n| Ret::int(n.get().into()))
+                let r = self.fd_getfile(pid, nfd)?.detach();
+                let limit = self.fd_limit(pid);
+                match u32::try_from(min).ok().filter(|&m| u64::from(m) < limit) {
+                    Some(min) => self
+                        .dupfd(pid, r, min, cloexec)
+                        .map(|n| Ret::int(n.get().into())),
+                    None => {
+                        self.frele(r);
+                        Err(Errno::EINVAL)
+                    }
+                }
             }
             FcntlCmd::GetFd => {
                 drop(self.fd_getfile(pid, nfd)?);
                 let on = matches!(
                     self.table_of(pid).file_slot(nfd),
-                    crate::filedesc::Slot::Installed { cloexec: true, .. }
+                    FileSlot::Installed { cloexec: true, .. }
                 );
                 Ok(Ret::int(on.into()))
             }
@@ -325,7 +428,7 @@ impl World {
     /// eventfd not given 8 bytes), `EPIPE`, `EAGAIN`, `EFBIG`, and what a
     /// socket send may say.
     pub fn sys_write(&mut self, pid: Pid, fd: i32, data: &[u8]) -> Result<usize, Errno> {
-        let mut fp = self.fd_getfile_raw(pid, fd.into())?;
+        let mut fp = self.fd_getfile(pid, fd_arg(fd)?)?;
         if !fp.file().flags.writable() {
             return Err(Errno::EBADF);
         }
@@ -365,7 +468,7 @@ impl World {
     /// an offset that would overflow; eventfd under 8 bytes), `EISDIR`,
     /// `EAGAIN`, `ECONNRESET`.
     pub fn sys_read(&mut self, pid: Pid, fd: i32, len: usize) -> Result<Vec<u8>, Errno> {
-        let mut fp = self.fd_getfile_raw(pid, fd.into())?;
+        let mut fp = self.fd_getfile(pid, fd_arg(fd)?)?;
         if !fp.file().flags.readable() {
             return Err(Errno::EBADF);
         }
@@ -391,7 +494,7 @@ impl World {
                 }
                 let got = w.sock_mut(s).recv(end, len)?;
                 // read(2) has no control buffer: files in flight are dropped.
-                w.release(got.fds.into_iter().map(|f| (f, "unp_discard")).collect());
+                w.release(got.fds.into_iter().map(|f| (f, Dropper::Discard)).collect());
                 Ok(got.data)
             }
             &mut FileKind::Vnode(v) => match &w.fs.vnode(v).kind {
@@ -409,7 +512,7 @@ impl World {
 
     /// `lseek(2)`. Errors: `ESPIPE` (pipes, sockets, terminals), `EINVAL`.
     pub fn sys_lseek(&mut self, pid: Pid, fd: i32, off: i64, whence: Whence) -> Result<i64, Errno> {
-        let mut fp = self.fd_getfile_raw(pid, fd.into())?;
+        let mut fp = self.fd_getfile(pid, fd_arg(fd)?)?;
         let cur = fp.file().offset as i64;
         let (eof, max) = match &fp.file().kind {
             FileKind::Pipe(..) | FileKind::Socket(..) | FileKind::PtyMaster(_) => {
@@ -494,7 +597,7 @@ impl World {
         s: SockId,
         end: usize,
         data: &[u8],
-        files: Vec<Hold>,
+        files: Vec<CallerRef>,
         too_many_fds: bool,
     ) -> Result<usize, Errno> {
         match self.sock_mut(s).plan_send(end, data.len(), too_many_fds) {
@@ -505,7 +608,9 @@ impl World {
                     .map(|h| {
                         // unp_internalize: the caller's reference is now in flight.
                         self.file_mut(h.file).callers -= 1;
-                        self.note(|w| format!("unp_internalize({}): in flight", w.fname(h.file)));
+                        self.record(|w| TraceEvent::UnpInternalize {
+                            file: w.serial(h.file),
+                        });
                         h.file
                     })
                     .collect();
@@ -516,7 +621,7 @@ impl World {
                 for h in files {
                     self.frele(h);
                 }
-                self.release(e.lost.into_iter().map(|f| (f, "unp_discard")).collect());
+                self.release(e.lost.into_iter().map(|f| (f, Dropper::Discard)).collect());
                 Err(e.errno)
             }
         }
@@ -529,14 +634,18 @@ impl World {
     /// among them `ETOOMANYREFS` for a user without privilege with more
     /// references in flight than its descriptor limit.
     pub fn sys_sendfds(&mut self, pid: Pid, sock: i32, fds: &[i32]) -> Result<(), Errno> {
-        let sp = self.getsock(pid, sock.into())?.detach();
+        let sp = self.getsock(pid, fd_arg(sock)?)?.detach();
         if fds.len() > SCM_MAX_FD {
             self.frele(sp);
             return Err(Errno::EINVAL);
         }
         let mut files = Vec::with_capacity(fds.len());
         for &fd in fds {
-            match self.fd_getfile_raw(pid, fd.into()).map(FileRef::detach) {
+            let got = match fd_arg(fd) {
+                Ok(n) => self.fd_getfile(pid, n).map(FileUse::detach),
+                Err(e) => Err(e),
+            };
+            match got {
                 Ok(h) => files.push(h),
                 Err(e) => {
                     for h in files {
@@ -574,7 +683,7 @@ impl World {
     ///
     /// Errors: `EBADF`, `ENOTSOCK`, `EAGAIN`, `ECONNRESET`.
     pub fn sys_recvfds(&mut self, pid: Pid, sock: i32, cloexec: bool) -> Result<Vec<Fd>, Errno> {
-        let sp = self.getsock(pid, sock.into())?.detach();
+        let sp = self.getsock(pid, fd_arg(sock)?)?.detach();
         let FileKind::Socket(s, end) = self.file(sp.id()).kind else {
             unreachable!("getsock returned a socket")
         };
@@ -586,16 +695,16 @@ impl World {
         for f in got.fds {
             if !dropped.is_empty() {
                 // Once one file did not fit, the rest are dropped too.
-                dropped.push((f, "unp_discard"));
+                dropped.push((f, Dropper::Discard));
                 continue;
             }
             // unp_externalize: the reference in flight becomes the slot's.
             self.file_mut(f).callers += 1;
-            match self.fdinstall(pid, Hold { file: f }, 0, cloexec) {
+            match self.fdinstall(pid, CallerRef { file: f }, 0, cloexec) {
                 Ok(fd) => installed.push(fd),
                 Err((_, h)) => {
                     self.file_mut(h.file).callers -= 1;
-                    dropped.push((h.file, "unp_discard"));
+                    dropped.push((h.file, Dropper::Discard));
                 }
             }
         }
@@ -616,15 +725,19 @@ impl World {
         fd: i32,
         events: Events,
     ) -> Result<(), Errno> {
-        let ep = self.fd_getfile_raw(pid, epfd.into())?.detach();
-        let tf = match self.fd_getfile_raw(pid, fd.into()).map(FileRef::detach) {
+        let ep = self.fd_getfile(pid, fd_arg(epfd)?)?.detach();
+        let got = match fd_arg(fd) {
+            Ok(n) => self.fd_getfile(pid, n).map(|t| (n, t.detach())),
+            Err(e) => Err(e),
+        };
+        let (nfd, tf) = match got {
             Ok(t) => t,
             Err(e) => {
                 self.frele(ep);
                 return Err(e);
             }
         };
-        let r = self.epoll_ctl_files(ep.id(), op, Fd::new(fd as u32), tf.id(), events);
+        let r = self.epoll_ctl_files(ep.id(), op, nfd, tf.id(), events);
         self.frele(tf);
         self.frele(ep);
         r

@@ -12,14 +12,19 @@
 //!   one sequence for pipes and socket pairs;
 //! - epoll targets sorted by (descriptor number, file id), with `null` for a
 //!   target file that no process has open (it may be in flight).
+//!
+//! Floor: `canonicalize` is backend-neutral; [`World::topology`] reads the
+//! world, beside the collector's marking, below the layers that change it.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::file::{FileId, FileKind};
+use crate::file::FileKind;
 use crate::filedesc::TableId;
-use crate::flags::{Events, OFlags};
+use crate::flags::{events_text, status_text, Events, OFlags};
+use crate::ids::{FileId, PipeId, SockId};
+use crate::kind::FileType;
 use crate::pipe::PipeEnd;
 use crate::socket::SockType;
 use crate::vnode::VnodeKind;
@@ -49,28 +54,38 @@ pub struct FdView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileView {
     pub id: usize,
-    pub kind: String,
+    pub kind: FileType,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub offset: Option<u64>,
+    /// The status flags, as `F_GETFL` shows them.
+    #[serde(skip_serializing_if = "Option::is_none", default, with = "status_text")]
+    pub flags: Option<OFlags>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub flags: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub end: Option<String>,
+    pub end: Option<PipeEnd>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none", default)]
-    pub socket_type: Option<String>,
+    pub socket_type: Option<SockType>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub object: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub targets: Option<Vec<TargetView>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetView {
     pub fd: u32,
     pub file: Option<usize>,
-    pub events: String,
+    /// The events registered, as the language writes them.
+    #[serde(with = "events_text")]
+    pub events: Events,
+}
+
+/// The object behind a pipe end or a socket, as the model keys it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ObjectKey {
+    Pipe(PipeId),
+    Socket(SockId),
 }
 
 /// A process as a backend sees it: its table's key and its descriptors
@@ -86,9 +101,9 @@ pub struct RawProcess<F, T> {
 /// socket end.
 #[derive(Debug, Clone)]
 pub enum RawFile<F, O> {
-    /// `kind` is `regular`, `directory` or `chardev`.
+    /// `kind` is `Regular`, `Directory` or `Chardev`.
     Path {
-        kind: &'static str,
+        kind: FileType,
         path: String,
         offset: u64,
         flags: OFlags,
@@ -167,7 +182,7 @@ where
         .map(|(id, key)| {
             let mut v = FileView {
                 id,
-                kind: String::new(),
+                kind: FileType::Unknown,
                 path: None,
                 offset: None,
                 flags: None,
@@ -183,39 +198,38 @@ where
                     offset,
                     flags,
                 }) => {
-                    v.kind = kind.to_string();
+                    v.kind = *kind;
                     v.path = Some(path.clone());
                     v.offset = Some(*offset);
-                    v.flags = Some(flags.status_string());
+                    v.flags = Some(flags.and(OFlags::STATUS_MASK));
                 }
                 Some(RawFile::Pipe { end, object }) => {
-                    v.kind = "pipe".into();
-                    v.end = Some(match end {
-                        PipeEnd::Read => "read".into(),
-                        PipeEnd::Write => "write".into(),
-                    });
+                    v.kind = FileType::Pipe;
+                    v.end = Some(*end);
                     v.object = Some(object_id(object));
                 }
                 Some(RawFile::Socket { ty, object }) => {
-                    v.kind = "socket".into();
-                    v.socket_type = Some(ty.name().into());
+                    v.kind = FileType::Socket;
+                    v.socket_type = Some(*ty);
                     v.object = Some(object_id(object));
                 }
                 Some(RawFile::Epoll { targets }) => {
-                    v.kind = "epoll".into();
+                    v.kind = FileType::Epoll;
                     let mut t: Vec<TargetView> = targets
                         .iter()
                         .map(|(fd, f, ev)| TargetView {
                             fd: *fd,
                             file: f.as_ref().and_then(|f| file_ids.get(f).copied()),
-                            events: ev.shown().to_string(),
+                            events: ev.shown(),
                         })
                         .collect();
-                    t.sort();
+                    // The events as written break ties, so that the order
+                    // does not depend on how a backend numbers event bits.
+                    t.sort_by_cached_key(|t| (t.fd, t.file, t.events.to_string()));
                     v.targets = Some(t);
                 }
-                Some(RawFile::Eventfd) => v.kind = "eventfd".into(),
-                None => v.kind = "unknown".into(),
+                Some(RawFile::Eventfd) => v.kind = FileType::Eventfd,
+                None => v.kind = FileType::Unknown,
             }
             v
         })
@@ -247,7 +261,7 @@ impl World {
                 }
             })
             .collect();
-        let files: BTreeMap<FileId, RawFile<FileId, (u8, u32)>> = self
+        let files: BTreeMap<FileId, RawFile<FileId, ObjectKey>> = self
             .files()
             .filter(|(_, f)| !matches!(f.kind, FileKind::Larval))
             .map(|(id, f)| {
@@ -260,25 +274,25 @@ impl World {
                             _ => 0,
                         };
                         RawFile::Path {
-                            kind: vn.topology_kind(),
+                            kind: vn.file_type(),
                             path: vn.path.clone(),
                             offset,
                             flags: f.flags,
                         }
                     }
                     FileKind::PtyMaster(_) => RawFile::Path {
-                        kind: "chardev",
+                        kind: FileType::Chardev,
                         path: "/dev/ptmx".into(),
                         offset: 0,
                         flags: f.flags,
                     },
                     FileKind::Pipe(p, end) => RawFile::Pipe {
                         end: *end,
-                        object: (0, p.0),
+                        object: ObjectKey::Pipe(*p),
                     },
                     FileKind::Socket(s, _) => RawFile::Socket {
                         ty: self.sock(*s).ty,
-                        object: (1, s.0),
+                        object: ObjectKey::Socket(*s),
                     },
                     FileKind::Epoll(e) => RawFile::Epoll {
                         targets: e

@@ -13,11 +13,9 @@ use std::sync::Arc;
 use imbl::OrdMap;
 
 use crate::errno::Errno;
+use crate::ids::VnodeId;
+use crate::kind::FileType;
 use crate::slab::Slab;
-
-/// Index of a vnode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VnodeId(pub(crate) u32);
 
 const PAGE: usize = 4096;
 
@@ -107,12 +105,12 @@ pub struct Vnode {
 }
 
 impl Vnode {
-    /// The kind the canonical topology shows.
-    pub fn topology_kind(&self) -> &'static str {
+    /// The kind of file the canonical topology shows.
+    pub fn file_type(&self) -> FileType {
         match self.kind {
-            VnodeKind::Regular(..) => "regular",
-            VnodeKind::Directory => "directory",
-            VnodeKind::Null | VnodeKind::Zero | VnodeKind::Ptmx => "chardev",
+            VnodeKind::Regular(..) => FileType::Regular,
+            VnodeKind::Directory => FileType::Directory,
+            VnodeKind::Null | VnodeKind::Zero | VnodeKind::Ptmx => FileType::Chardev,
         }
     }
 }

@@ -9,16 +9,24 @@
 //! count under the same [`FileId`], then every table once, however many
 //! processes share it, naming the copies (see [`World::clone`]). File
 //! contents sit in persistent maps, so a snapshot shares them.
+//!
+//! Floor: above the files, tables, processes and objects it stores; below
+//! every layer that works on it (`gc`, `topology`, `descrip`, `deferred`,
+//! `invariants`, `sys`), which it never calls.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::file::{File, FileId};
+use crate::file::File;
 use crate::filedesc::{Filedesc, Table, TableId};
+use crate::ids::{FileId, Pid, PipeId, SockId};
 use crate::mt::sync::Arc;
-use crate::pipe::{Pipe, PipeId};
-use crate::proc::{Pid, Proc};
+#[cfg(test)]
+use crate::mutant::Mutant;
+use crate::pipe::Pipe;
+use crate::proc::Proc;
 use crate::slab::Slab;
-use crate::socket::{SockId, SockPair};
+use crate::socket::SockPair;
+use crate::trace::TraceEvent;
 use crate::vnode::Fs;
 
 /// The modelled kernel.
@@ -35,8 +43,8 @@ pub struct World {
     pub(crate) next_serial: u64,
     /// `fs.nr_open`: the ceiling of every `RLIMIT_NOFILE`.
     pub(crate) nr_open: u64,
-    /// The file(9) calls made, one line each, while tracing.
-    pub(crate) trace: Option<Vec<String>>,
+    /// The file(9) calls made, while tracing.
+    pub(crate) trace: Option<Vec<TraceEvent>>,
     /// A socket went away since the garbage collector last ran.
     pub(crate) gc_pending: bool,
     /// How many times the collector freed something.
@@ -50,6 +58,9 @@ pub struct World {
     /// Whether scenario processes bypass permission bits (CAP_DAC_OVERRIDE,
     /// as root has); otherwise the owner bits of a file's mode apply.
     pub(crate) privileged: bool,
+    /// The bug planted in every table the world makes (see `mutant`).
+    #[cfg(test)]
+    pub(crate) mutant: Mutant,
 }
 
 impl Default for World {
@@ -62,13 +73,15 @@ impl Default for World {
             socks: Slab::default(),
             fs: Fs::default(),
             next_serial: 0,
-            nr_open: crate::flags::NR_OPEN,
+            nr_open: u64::from(crate::limits::NR_OPEN),
             trace: None,
             gc_pending: false,
             gc_collections: 0,
             gc_hitlist: Vec::new(),
             privileged: true,
             deferred: false,
+            #[cfg(test)]
+            mutant: Mutant::None,
         }
     }
 }
@@ -108,6 +121,8 @@ impl Clone for World {
             gc_hitlist: self.gc_hitlist.clone(),
             deferred: self.deferred,
             privileged: self.privileged,
+            #[cfg(test)]
+            mutant: self.mutant,
         }
     }
 }
@@ -135,19 +150,25 @@ impl World {
     }
 
     /// The file(9) calls recorded since the last call.
-    pub fn take_trace(&mut self) -> Vec<String> {
+    pub fn take_trace(&mut self) -> Vec<TraceEvent> {
         self.trace.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
-    /// Records a trace line; `line` is only evaluated while tracing.
+    /// Records a trace event; `event` is only evaluated while tracing.
     #[inline]
-    pub(crate) fn note(&mut self, line: impl FnOnce(&World) -> String) {
+    pub(crate) fn record(&mut self, event: impl FnOnce(&World) -> TraceEvent) {
         if self.trace.is_some() {
-            let l = line(self);
+            let e = event(self);
             if let Some(t) = self.trace.as_mut() {
-                t.push(l);
+                t.push(e);
             }
         }
+    }
+
+    /// Plants `mutant` in every table made from now on (test builds only).
+    #[cfg(test)]
+    pub(crate) fn plant(&mut self, mutant: Mutant) {
+        self.mutant = mutant;
     }
 
     /// The live process called `name`.
@@ -177,9 +198,11 @@ impl World {
 
     /// A new, empty table with room for `fs.nr_open` descriptors.
     pub(crate) fn new_table(&self) -> Table {
-        Table::new(Filedesc::new(
-            u32::try_from(self.nr_open).unwrap_or(u32::MAX),
-        ))
+        let limit = u32::try_from(self.nr_open).unwrap_or(u32::MAX);
+        #[cfg(test)]
+        return Table::new(Filedesc::with_mutant(limit, self.mutant));
+        #[cfg(not(test))]
+        Table::new(Filedesc::new(limit))
     }
 
     pub fn file(&self, f: FileId) -> &File {
@@ -237,8 +260,8 @@ impl World {
         self.socks.iter().map(|(i, s)| (SockId(i), s))
     }
 
-    /// `file#N` as traces print it.
-    pub(crate) fn fname(&self, f: FileId) -> String {
-        format!("file#{}", self.file(f).serial)
+    /// The number traces give file `f`.
+    pub(crate) fn serial(&self, f: FileId) -> u64 {
+        self.file(f).serial
     }
 }

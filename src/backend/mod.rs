@@ -119,7 +119,7 @@ pub trait Backend {
     /// Starts recording what the backend does underneath each call.
     fn set_tracing(&mut self, _on: bool) {}
     /// What it did underneath since the last call (the model: file(9) calls).
-    fn take_trace(&mut self) -> Vec<String> {
+    fn take_trace(&mut self) -> Vec<fdlab_model::trace::TraceEvent> {
         Vec::new()
     }
 }

@@ -1,6 +1,7 @@
 //! The model as a backend: every process is a `fdlab_model::Pid`.
 
 use fdlab_model::file::FileKind;
+use fdlab_model::trace::TraceEvent;
 use fdlab_model::{Call, Fd, FileId, OFlags, Outcome, Pid, Topology, World};
 
 use super::{Backend, BackendError, FileRelation, WatchRelation};
@@ -57,7 +58,7 @@ impl ModelBackend {
     /// The installed file at `proc:fd`.
     fn file_at(&self, proc: &str, fd: i32) -> Result<Option<FileId>, BackendError> {
         let pid = self.pid(proc)?;
-        Ok(Fd::from_raw(fd.into()).and_then(|fd| self.world.table_of(pid).installed(fd)))
+        Ok(Fd::from_raw(fd).and_then(|fd| self.world.table_of(pid).installed(fd)))
     }
 }
 
@@ -169,7 +170,7 @@ impl Backend for ModelBackend {
         self.world.set_tracing(on);
     }
 
-    fn take_trace(&mut self) -> Vec<String> {
+    fn take_trace(&mut self) -> Vec<TraceEvent> {
         self.world.take_trace()
     }
 }

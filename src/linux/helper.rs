@@ -273,7 +273,7 @@ impl Helper {
             Call::Sendfds { sock, fds } => kernel::sendfds(*sock, b"\0", fds).map(|_| Ret::int(0)),
             Call::Recvfds { sock, cloexec } => kernel::recvfds(
                 *sock,
-                fdlab_model::flags::SCM_MAX_FD,
+                fdlab_model::limits::SCM_MAX_FD,
                 flag(*cloexec, libc::MSG_CMSG_CLOEXEC),
             )
             .map(|v| ints(&v)),

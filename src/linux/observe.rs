@@ -16,6 +16,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use fdlab_model::kind::FileType;
 use fdlab_model::pipe::PipeEnd;
 use fdlab_model::topology::{canonicalize, RawFile, RawProcess};
 use fdlab_model::{Events, OFlags, SockType, Topology};
@@ -365,7 +366,7 @@ pub fn topology(
         } else {
             let (kind, path) = if e.link.starts_with("/dev/") {
                 (
-                    "chardev",
+                    FileType::Chardev,
                     if e.link == "/dev/pts/ptmx" {
                         "/dev/ptmx".to_string()
                     } else {
@@ -373,14 +374,21 @@ pub fn topology(
                     },
                 )
             } else if e.link == root {
-                ("directory", ".".to_string())
+                (FileType::Directory, ".".to_string())
             } else {
                 let rel = e
                     .link
                     .strip_prefix(&format!("{root}/"))
                     .unwrap_or(&e.link)
                     .to_string();
-                (if e.is_dir { "directory" } else { "regular" }, rel)
+                (
+                    if e.is_dir {
+                        FileType::Directory
+                    } else {
+                        FileType::Regular
+                    },
+                    rel,
+                )
             };
             RawFile::Path {
                 kind,

@@ -55,22 +55,21 @@
 
 use crate::bitmap::Bitmap;
 use crate::errno::Errno;
+use crate::limits::NR_OPEN;
 use crate::Fd;
 
 use super::block::{Block, MAX_CELLS, NONE};
-use super::file::{broken, File, FileRef, Hold};
-#[cfg(test)]
-use super::mutant::Mutant;
+use super::file::{broken, File};
+use super::guard::{FileRef, Hold};
 use super::publish::{OnceCell, Publish, PublishOnce, SlotCell};
 use super::sync::{only_handle, Arc, Mutex, MutexGuard};
+#[cfg(test)]
+use crate::mutant::Mutant;
 
 /// Slots in chunk 0; chunk `k` has `FIRST << k`. 64 as Linux's
 /// `NR_OPEN_DEFAULT`; 2 under loom, so that a model with three descriptors
 /// already grows its table.
 const FIRST: usize = if cfg!(loom) { 2 } else { 64 };
-
-/// Linux's default `fs.nr_open`, the default limit of a new table.
-pub const NR_OPEN: u32 = 1 << 20;
 
 /// A chunk of published slots, each publishing its block.
 type Chunk<T> = Box<[SlotCell<Block<T>>]>;
@@ -351,6 +350,12 @@ impl<T> Filedesc<T> {
         t
     }
 
+    /// The bug the table carries (see `crate::mutant`).
+    #[cfg(test)]
+    pub(crate) fn mutant(&self) -> Mutant {
+        self.mutant
+    }
+
     /// The highest descriptor number plus one.
     pub fn limit(&self) -> u32 {
         self.limit
@@ -524,7 +529,7 @@ impl<T> Filedesc<T> {
     /// Returns with a reference: count 2, one for the slot, one for the
     /// caller. Errors: `EMFILE`.
     pub fn falloc(&self, data: T) -> Result<Larval<'_, T>, Errno> {
-        let (fd, file) = self.falloc_raw(data, self.limit)?;
+        let (fd, file) = self.falloc_bare(data, self.limit)?;
         Ok(Larval {
             table: self,
             fd,
@@ -540,7 +545,7 @@ impl<T> Filedesc<T> {
     /// the memory only): the slot's, and the caller's, to release with
     /// [`File::frele`] once [`Filedesc::insert_larval`] or
     /// [`Filedesc::fdremove_larval`] settled the slot. Errors: `EMFILE`.
-    pub(crate) fn falloc_raw(&self, data: T, limit: u32) -> Result<(Fd, Arc<File<T>>), Errno> {
+    pub(crate) fn falloc_bare(&self, data: T, limit: u32) -> Result<(Fd, Arc<File<T>>), Errno> {
         // Made before the lock, so that the lock covers the slot only.
         let file = Arc::new(File::new(data));
         let mut w = self.lock();
@@ -636,9 +641,29 @@ impl<T> Filedesc<T> {
     /// lock (`fdrelease`, or the sequential model's closef); `None` for a
     /// number that is free, larval or out of range.
     pub(crate) fn fdremove(&self, fd: Fd) -> Option<Arc<File<T>>> {
-        let i = fd.index();
         let mut w = self.lock();
         w.installed(fd)?;
+        Some(Self::remove_installed(&mut w, fd))
+    }
+
+    /// fdrelease's first step for a caller that keeps its own books: under
+    /// one hold of the writer lock, FREF on the file installed at `fd`
+    /// (`fd_getfile`) and `fdremove`, as OpenBSD's `fdrelease` does both
+    /// under `fdplock`, so that nothing can happen to the slot in between.
+    ///
+    /// Returns with two references, for the caller's `closef`: the slot's,
+    /// and the caller's new one; `None` for a number that is free, larval
+    /// or out of range.
+    pub(crate) fn fdremove_held(&self, fd: Fd) -> Option<Arc<File<T>>> {
+        let mut w = self.lock();
+        w.installed(fd)?.fref();
+        Some(Self::remove_installed(&mut w, fd))
+    }
+
+    /// Empties the installed slot `fd` and returns its reference.
+    /// Precondition: the writer lock is held (`w`) and `fd` is installed.
+    fn remove_installed(w: &mut Writer<T>, fd: Fd) -> Arc<File<T>> {
+        let i = fd.index();
         let State::Installed { file, .. } = w.clear(i) else {
             unreachable!("slot {i} was installed under the same lock")
         };
@@ -646,7 +671,7 @@ impl<T> Filedesc<T> {
         // published file always has a count of at least 1. One plain store:
         // the block stays, for the slot's next install.
         w.slots[i].unpublish();
-        Some(file)
+        file
     }
 
     /// dup2: makes `new` name the file `old` names, closing what `new`

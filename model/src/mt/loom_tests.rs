@@ -22,9 +22,9 @@ use loom::sync::Arc;
 use loom::thread;
 
 use super::invariants::check_all;
-use super::mutant::Mutant;
 use super::test_util::{fd, open};
 use super::{Filedesc, Slot};
+use crate::mutant::Mutant;
 use crate::Errno;
 
 /// Runs `f` under loom: every interleaving when `bound` is `None`, those

@@ -56,6 +56,7 @@
 mod block;
 pub mod file;
 pub mod filedesc;
+pub mod guard;
 pub mod invariants;
 mod publish;
 pub(crate) mod sync;
@@ -63,11 +64,10 @@ pub(crate) mod sync;
 #[cfg(all(test, loom))]
 mod loom_tests;
 #[cfg(test)]
-mod mutant;
-#[cfg(test)]
 mod test_util;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
-pub use file::{File, FileRef, Hold};
-pub use filedesc::{fdget, Fdget, Filedesc, Larval, Slot, NR_OPEN};
+pub use file::File;
+pub use filedesc::{fdget, Fdget, Filedesc, Larval, Slot};
+pub use guard::{FileRef, Hold};

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use super::invariants::{self, check_all};
-use super::mutant::Mutant;
 use super::test_util::{fd, open};
 use super::{fdget, Fdget, File, Filedesc, Hold, Slot};
+use crate::mutant::Mutant;
 use crate::Errno;
 
 #[test]

@@ -206,7 +206,11 @@ fn estimate(group: &str, id: &str) -> Option<f64> {
         .or_else(|| {
             std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("criterion"))
         })
-        .unwrap_or_else(|| PathBuf::from("target/criterion"));
+        // The workspace's target folder, where criterion writes (it asks
+        // `cargo metadata`); a bench runs in its own crate's folder.
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/criterion"))
+        });
     let text =
         std::fs::read_to_string(root.join(group).join(id).join("new/estimates.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;

@@ -1,0 +1,19 @@
+//! The numbers that bound descriptors, each stated once: the kernel's
+//! (Linux's defaults, which the model copies) and the harness's.
+
+/// Linux's default `fs.nr_open`: the ceiling of every `RLIMIT_NOFILE`, and
+/// the size a new table is made for.
+pub const NR_OPEN: u32 = 1 << 20;
+
+/// The most descriptors one SCM_RIGHTS message may carry (Linux
+/// `SCM_MAX_FD`).
+pub const SCM_MAX_FD: usize = 253;
+
+/// Descriptors from here up belong to the real backend's harness (the
+/// helpers' control channels): scenarios use the numbers below it, and
+/// observation of a scenario's processes looks only there.
+pub const HARNESS_FD: u32 = 1000;
+
+/// The `RLIMIT_NOFILE` a scenario process starts with, so that scenarios
+/// never reach the harness's descriptors.
+pub const DEFAULT_RLIMIT: u64 = HARNESS_FD as u64;
