@@ -1,12 +1,19 @@
 //! # fdlab: how operating systems keep file descriptors
 //!
-//! The library behind the `fdlab` command: the `.fds` scenario language
-//! ([`lang`]), backends that run scenarios ([`backend`]: the model of the BSD
-//! descriptor layer from `fdlab-model`), the interpreter and its reports
-//! ([`run`]) and the corpus checker ([`check`]).
+//! The library behind the `fdlab` command, in floors; a module imports only
+//! from its own floor or those below (`tests/architecture.rs` checks it):
+//!
+//! 1. [`lang`]: the `.fds` scenario language.
+//! 2. [`backend`]: what runs a scenario: the model of the BSD descriptor
+//!    layer (`fdlab-model`), and real Linux processes, observed from `/proc`
+//!    and `kcmp(2)`, in one room ([`backend::linux`]).
+//! 3. [`tools`]: what drives the backends: the interpreter, the lockstep
+//!    comparison, the corpus checker, the generator and the fuzzer.
+//! 4. [`render`]: everything printed, as text or JSON.
+//! 5. [`cli`]: the command line.
 //!
 //! ```
-//! use fdlab::{backend::ModelBackend, lang::parse, run::run};
+//! use fdlab::{backend::ModelBackend, lang::parse, tools::run::run};
 //!
 //! let s = parse("demo.fds", "spawn p1\np1: pipe = 0 1\np1: dup 0 = 2\nexpect p1:0 same p1:2\n").unwrap();
 //! let report = run(&s, &mut ModelBackend::new(), false).unwrap();
@@ -14,25 +21,7 @@
 //! ```
 
 pub mod backend;
-pub mod check;
-pub mod compare;
-pub mod fuzz;
-pub mod gen;
+pub mod cli;
 pub mod lang;
-pub mod linux;
-pub mod run;
-
-/// What the library's operations can fail with.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Scenario(#[from] lang::ScenarioError),
-    #[error("backend: {0}")]
-    Backend(#[from] backend::BackendError),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub mod render;
+pub mod tools;

@@ -497,4 +497,23 @@ fn the_checker_sees_circles() {
     );
     assert_eq!(imports, ["a::B", "c::d", "c::E", "x::z", "w::g"]);
     assert!(reexports.is_empty());
+    // And it sees the real imports: a few known edges of each crate,
+    // through `use`, `super::`, a path in an expression and a re-export.
+    let known = [
+        ("fdlab-model", "sys", "descrip"),
+        ("fdlab-model", "mt::filedesc", "mt::guard"),
+        ("fdlab-model", "descrip", "fd"),
+        ("fdlab-tracker", "handle", "books"),
+        ("fdlab", "render::text", "tools::run"),
+        ("fdlab", "backend::linux::backend", "backend::api"),
+    ];
+    for (krate, from, to) in known {
+        let c = CRATES.iter().find(|c| c.name == krate).unwrap();
+        let g = graph(c);
+        assert!(
+            g.get(from).is_some_and(|e| e.contains(to)),
+            "{krate}: {from} -> {to} not seen: {:?}",
+            g.get(from)
+        );
+    }
 }

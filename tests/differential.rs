@@ -5,10 +5,10 @@
 use std::path::Path;
 
 use fdlab::backend::{Backend, BackendError, ModelBackend};
-use fdlab::fuzz::{fuzz, fuzz_with, Pair};
-use fdlab::gen::{ops, realize};
 use fdlab::lang::parse;
 use fdlab::lang::print::scenario_text;
+use fdlab::tools::fuzz::{fuzz, fuzz_with, Finding, Pair};
+use fdlab::tools::gen::{ops, realize};
 use fdlab_model::{Call, Outcome, Ret, Topology};
 use proptest::prelude::*;
 
@@ -26,8 +26,11 @@ fn generated_scenarios_agree_with_linux() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2026);
     let r = fuzz(cases(150), seed, 40, Path::new(env!("CARGO_BIN_EXE_fdlab")));
-    if let Some((text, why)) = &r.failure {
-        panic!("model and Linux disagree (seed {seed}):\n{why}\n{text}");
+    if let Some(f) = &r.failure {
+        panic!(
+            "model and Linux disagree (seed {seed}):\n{}",
+            fdlab::render::text::finding(f)
+        );
     }
     assert_eq!(r.cases, cases(150));
     assert!(
@@ -35,7 +38,7 @@ fn generated_scenarios_agree_with_linux() {
         "scenarios are too short: {} steps",
         r.steps
     );
-    assert!(r.cost.kcmp_calls > 0 && r.cost.descriptors > 0);
+    assert!(r.cost.comparisons > 0 && r.cost.descriptors > 0);
 }
 
 /// The model, except that `dup` answers one more than it did.
@@ -92,8 +95,15 @@ fn a_disagreement_is_caught_and_shrunk_to_a_minimal_scenario() {
         ))
     };
     let r = fuzz_with(300, 1, 40, &make);
-    let (text, why) = r.failure.expect("the lie is found");
-    assert!(why.contains("dup("), "{why}");
+    let found = r.failure.expect("the lie is found");
+    let Finding::Disagreement { divergences, .. } = &found else {
+        panic!("{found:?}")
+    };
+    assert!(
+        divergences.iter().any(|d| d.what.contains("dup(")),
+        "{divergences:?}"
+    );
+    let text = fdlab::render::text::finding(&found);
     let calls: Vec<&str> = text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.starts_with("spawn"))

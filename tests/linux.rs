@@ -4,10 +4,11 @@
 
 use std::path::Path;
 
+use fdlab::backend::linux::backend::HelperFailure;
 use fdlab::backend::{Backend, BackendError, LinuxBackend, ModelBackend};
-use fdlab::check::corpus;
-use fdlab::compare::run_both;
 use fdlab::lang::parse;
+use fdlab::tools::check::corpus;
+use fdlab::tools::compare::run_both;
 use fdlab_model::{Call, OFlags};
 
 fn helper() -> &'static Path {
@@ -96,11 +97,17 @@ fn a_dead_helper_is_a_clear_error_not_a_hang() {
     // SAFETY: signals a process this test started; integer arguments.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let e = b.call("p1", &Call::Dup { fd: 0 }).unwrap_err();
-    let BackendError::Linux { proc, what, detail } = &e else {
+    let BackendError::Process { proc, doing, cause } = &e else {
         panic!("{e}")
     };
-    assert_eq!((proc.as_str(), what.as_str()), ("p1", "dup 0"));
-    assert!(detail.contains("died") || detail.contains("closed"), "{e}");
+    assert_eq!((proc.as_str(), doing.as_str()), ("p1", "dup 0"));
+    assert!(
+        matches!(
+            cause.downcast_ref::<HelperFailure>(),
+            Some(HelperFailure::Died | HelperFailure::DiedWith(_))
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -111,7 +118,7 @@ fn expectations_use_kcmp_across_processes() {
                expect p2:2 watches p1:0 as 0\nexpect p2:2 watches p2:3 as 0\nexpect p2 fds 1 2 3\n";
     let s = parse("t.fds", src).unwrap();
     let mut linux = LinuxBackend::new(helper()).unwrap();
-    let r = fdlab::run::run(&s, &mut linux, false).unwrap();
+    let r = fdlab::tools::run::run(&s, &mut linux, false).unwrap();
     assert!(r.passed(), "{:?}", r.failures);
     assert_eq!(r.expectations.len(), 6);
     // A registration under a closed number names the file, not the number.

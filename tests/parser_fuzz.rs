@@ -3,7 +3,7 @@
 
 use fdlab::backend::ModelBackend;
 use fdlab::lang::parse;
-use fdlab::run::run;
+use fdlab::tools::run::run;
 use proptest::prelude::*;
 
 /// Lines that are valid, so that mutations of them reach deep into the parser.

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use fdlab::backend::ModelBackend;
 use fdlab::backend::ALL;
-use fdlab::check::corpus;
 use fdlab::lang::parse;
-use fdlab::run::run;
+use fdlab::tools::check::corpus;
+use fdlab::tools::run::run;
 
 fn dir(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)

@@ -6,10 +6,10 @@
 //! timing explains must still be caught.
 
 use fdlab::backend::{Backend, BackendError, FileRelation, ModelBackend, WatchRelation};
-use fdlab::compare::{run_both, Comparison};
-use fdlab::gen::{ops, realize};
 use fdlab::lang::parse;
 use fdlab::lang::print::scenario_text;
+use fdlab::tools::compare::{run_both, Comparison};
+use fdlab::tools::gen::{ops, realize};
 use fdlab_model::deferred::Deferred;
 use fdlab_model::{Call, Errno, Outcome, Ret, Topology, World};
 use proptest::prelude::*;

@@ -4,7 +4,7 @@ use fdlab_model::file::FileKind;
 use fdlab_model::trace::TraceEvent;
 use fdlab_model::{Call, Fd, FileId, OFlags, Outcome, Pid, Topology, World};
 
-use super::{Backend, BackendError, FileRelation, WatchRelation};
+use super::api::{Backend, BackendError, FileRelation, WatchRelation};
 
 /// Runs scenarios on [`fdlab_model::World`].
 #[derive(Debug, Clone)]

@@ -15,13 +15,18 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fdlab_model::{Call, Outcome, Topology};
+use fdlab_model::limits::HARNESS_FD;
+use fdlab_model::{Call, Errno, Outcome, Topology};
 
-use super::{Backend, BackendError, FileRelation, WatchRelation};
+use super::ctl::{self, Channel, Reply, Request};
+use super::observe::{self, ObserveCost, ObserveError};
+use super::sys;
+use crate::backend::api::{Backend, BackendError, Cost, FileRelation, WatchRelation};
 use crate::lang::print::call_text;
-use crate::linux::ctl::{self, Channel, Reply, Request};
-use crate::linux::observe::{self, Cost};
-use crate::linux::sys;
+
+/// The descriptors of a scenario process that observation looks at: those
+/// below the harness's own.
+const SCENARIO_FDS: std::ops::Range<i32> = 0..HARNESS_FD as i32;
 
 /// How long any wait on a helper may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,15 +65,57 @@ pub struct LinuxBackend {
     nursery: Option<(Child, Channel<OwnedFd>)>,
     procs: BTreeMap<String, Proc>,
     cost: Cell<Cost>,
+    observed: Cell<ObserveCost>,
 }
 
 static RUNS: AtomicU64 = AtomicU64::new(0);
 
-fn linux_err(proc: &str, what: impl Into<String>, e: impl std::fmt::Display) -> BackendError {
-    BackendError::Linux {
+/// Why a helper process, or the run around it, could not do what it was
+/// asked.
+#[derive(Debug, thiserror::Error)]
+pub enum HelperFailure {
+    #[error("the helper process died")]
+    Died,
+    #[error("the helper process died ({0})")]
+    DiedWith(#[source] std::io::Error),
+    #[error("{0} after {1:?}")]
+    TimedOut(#[source] std::io::Error, Duration),
+    /// What the helper itself reported.
+    #[error("{0}")]
+    Reported(String),
+    #[error("unexpected answer {0}")]
+    Unexpected(String),
+    #[error("no channel came with the new process")]
+    NoChannel,
+    #[error("the new process failed to start: {0}")]
+    StartFailed(Errno),
+    #[error("the process did not end in time")]
+    NoExit,
+    #[error("the run has ended")]
+    RunEnded,
+    #[error("the nursery is gone")]
+    NurseryGone,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+}
+
+impl From<rustix::io::Errno> for HelperFailure {
+    fn from(e: rustix::io::Errno) -> HelperFailure {
+        HelperFailure::Io(e.into())
+    }
+}
+
+fn linux_err(
+    proc: &str,
+    doing: impl Into<String>,
+    cause: impl Into<HelperFailure>,
+) -> BackendError {
+    BackendError::Process {
         proc: proc.to_string(),
-        what: what.into(),
-        detail: e.to_string(),
+        doing: doing.into(),
+        cause: Box::new(cause.into()),
     }
 }
 
@@ -98,22 +145,31 @@ impl LinuxBackend {
             nursery: None,
             procs: BTreeMap::new(),
             cost: Cell::new(Cost::default()),
+            observed: Cell::new(ObserveCost::default()),
         };
         let (mine, theirs) =
             ctl::pair().map_err(|e| linux_err("-", "creating the nursery's channel", e))?;
         let theirs_raw = theirs.fd().as_raw_fd();
         let mut cmd = Command::new(helper);
-        cmd.args(["__helper", "nursery", "--ctl", "1000", "--sandbox"])
-            .arg(&b.sandbox)
-            .current_dir(&b.sandbox)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
+        cmd.args([
+            "__helper",
+            "nursery",
+            "--ctl",
+            &HARNESS_FD.to_string(),
+            "--sandbox",
+        ])
+        .arg(&b.sandbox)
+        .current_dir(&b.sandbox)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+        let ctl = HARNESS_FD as i32;
         // SAFETY: runs in the forked child before exec, and only makes
-        // async-signal-safe calls: dup2 (which clears close-on-exec on 1000)
-        // and setsid (its own session and process group).
+        // async-signal-safe calls: dup2 (which clears close-on-exec on the
+        // control descriptor) and setsid (its own session and process
+        // group).
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(theirs_raw, 1000) < 0 || libc::setsid() < 0 {
+                if libc::dup2(theirs_raw, ctl) < 0 || libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -151,11 +207,13 @@ impl LinuxBackend {
     fn reply(name: &str, p: &Proc, what: &str) -> Result<(Reply, Vec<OwnedFd>), BackendError> {
         match p.ctl.wait(Some(p.pidfd.as_fd()), TIMEOUT) {
             Ok(true) => {}
-            Ok(false) => return Err(linux_err(name, what, "the helper process died")),
-            Err(e) => return Err(linux_err(name, what, format!("{e} after {TIMEOUT:?}"))),
+            Ok(false) => return Err(linux_err(name, what, HelperFailure::Died)),
+            Err(e) => return Err(linux_err(name, what, HelperFailure::TimedOut(e, TIMEOUT))),
         }
         match p.ctl.recv::<Reply>() {
-            Ok(Some((Reply::Fatal(m), _))) => Err(linux_err(name, what, m)),
+            Ok(Some((Reply::Fatal(m), _))) => {
+                Err(linux_err(name, what, HelperFailure::Reported(m)))
+            }
             Ok(Some(r)) => Ok(r),
             Ok(None) => Err(linux_err(
                 name,
@@ -172,7 +230,7 @@ impl LinuxBackend {
             (other, _) => Err(linux_err(
                 name,
                 what,
-                format!("unexpected answer {other:?}"),
+                HelperFailure::Unexpected(format!("{other:?}")),
             )),
         }
     }
@@ -189,15 +247,11 @@ impl LinuxBackend {
             return Err(linux_err(
                 name,
                 what,
-                format!("unexpected answer {:?}", reply.0),
+                HelperFailure::Unexpected(format!("{:?}", reply.0)),
             ));
         };
         let Some(fd) = fds.pop() else {
-            return Err(linux_err(
-                name,
-                what,
-                "no channel came with the new process",
-            ));
+            return Err(linux_err(name, what, HelperFailure::NoChannel));
         };
         let pidfd = sys::pidfd_open(pid).map_err(|e| linux_err(name, "pidfd_open", e))?;
         let p = Proc {
@@ -207,13 +261,7 @@ impl LinuxBackend {
         };
         match Self::done(name, &p, what)? {
             Ok(_) => {}
-            Err(e) => {
-                return Err(linux_err(
-                    name,
-                    what,
-                    format!("the new process failed to start: {e}"),
-                ))
-            }
+            Err(e) => return Err(linux_err(name, what, HelperFailure::StartFailed(e))),
         }
         self.procs.insert(name.to_string(), p);
         Ok(())
@@ -222,7 +270,7 @@ impl LinuxBackend {
     /// An I/O error on `p`'s channel, explained by its death if it died (a
     /// dying process closes its descriptors a moment before its pidfd says
     /// so: wait briefly).
-    fn why(p: &Proc, e: std::io::Error) -> String {
+    fn why(p: &Proc, e: std::io::Error) -> HelperFailure {
         let mut fds = [rustix::event::PollFd::new(
             &p.pidfd,
             rustix::event::PollFlags::IN,
@@ -232,8 +280,8 @@ impl LinuxBackend {
             tv_nsec: 200_000_000,
         };
         match rustix::event::poll(&mut fds, Some(&brief)) {
-            Ok(n) if n > 0 => format!("the helper process died ({e})"),
-            _ => e.to_string(),
+            Ok(n) if n > 0 => HelperFailure::DiedWith(e),
+            _ => HelperFailure::Io(e),
         }
     }
 
@@ -246,7 +294,7 @@ impl LinuxBackend {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(linux_err(name, "exit", "the process did not end in time"));
+                return Err(linux_err(name, "exit", HelperFailure::NoExit));
             }
             let ts = rustix::event::Timespec {
                 tv_sec: left.as_secs() as i64,
@@ -260,7 +308,7 @@ impl LinuxBackend {
         }
     }
 
-    fn observe_err(&self, e: observe::ObserveError) -> BackendError {
+    fn observe_err(&self, e: ObserveError) -> BackendError {
         let name = self
             .procs
             .iter()
@@ -312,7 +360,7 @@ impl LinuxBackend {
             return Err(BackendError::NameInUse(name.to_string()));
         }
         let Some((_, chan)) = &self.nursery else {
-            return Err(linux_err(name, "spawn", "the run has ended"));
+            return Err(linux_err(name, "spawn", HelperFailure::RunEnded));
         };
         chan.send(&Request::Spawn { stdio }, &[])
             .map_err(|e| linux_err(name, "spawn", e))?;
@@ -321,9 +369,11 @@ impl LinuxBackend {
             Err(e) => Err(e),
         };
         let reply = match reply {
-            Ok(Some((Reply::Fatal(m), _))) => return Err(linux_err(name, "spawn", m)),
+            Ok(Some((Reply::Fatal(m), _))) => {
+                return Err(linux_err(name, "spawn", HelperFailure::Reported(m)))
+            }
             Ok(Some(r)) => r,
-            Ok(None) => return Err(linux_err(name, "spawn", "the nursery is gone")),
+            Ok(None) => return Err(linux_err(name, "spawn", HelperFailure::NurseryGone)),
             Err(e) => return Err(linux_err(name, "spawn", e)),
         };
         self.adopt(name, reply, "spawn")
@@ -389,7 +439,9 @@ impl Backend for LinuxBackend {
     ) -> Result<FileRelation, BackendError> {
         let (pa, pb) = (self.pid(a.0)?, self.pid(b.0)?);
         Ok(
-            match observe::same_file((pa, a.1), (pb, b.1)).map_err(|e| self.observe_err(e))? {
+            match observe::same_file((pa, a.1), (pb, b.1), &SCENARIO_FDS)
+                .map_err(|e| self.observe_err(e))?
+            {
                 Ok(true) => FileRelation::Same,
                 Ok(false) => FileRelation::Differs,
                 Err(i) => FileRelation::NotOpen(i),
@@ -404,7 +456,7 @@ impl Backend for LinuxBackend {
 
     fn open_fds(&mut self, proc: &str) -> Result<Vec<i32>, BackendError> {
         let pid = self.pid(proc)?;
-        observe::list_fds(pid).map_err(|e| self.observe_err(e))
+        observe::list_fds(pid, &SCENARIO_FDS).map_err(|e| self.observe_err(e))
     }
 
     fn watches(
@@ -415,7 +467,7 @@ impl Backend for LinuxBackend {
     ) -> Result<WatchRelation, BackendError> {
         let (pe, pt) = (self.pid(ep.0)?, self.pid(target.0)?);
         Ok(
-            match observe::watches((pe, ep.1), (pt, target.1), as_fd)
+            match observe::watches((pe, ep.1), (pt, target.1), as_fd, &SCENARIO_FDS)
                 .map_err(|e| self.observe_err(e))?
             {
                 Ok(true) => WatchRelation::Watches,
@@ -427,15 +479,22 @@ impl Backend for LinuxBackend {
     }
 
     fn cost(&self) -> Cost {
-        self.cost.get()
+        let o = self.observed.get();
+        Cost {
+            comparisons: o.kcmp_calls,
+            descriptors: o.descriptors,
+            all_pairs: o.all_pairs,
+            compare: o.kcmp,
+            ..self.cost.get()
+        }
     }
 
     fn topology(&mut self) -> Result<Topology, BackendError> {
         let t = Instant::now();
         let procs: Vec<(String, i32)> =
             self.procs.iter().map(|(n, p)| (n.clone(), p.pid)).collect();
-        let r =
-            observe::topology(&procs, &self.sandbox, &self.cost).map_err(|e| self.observe_err(e));
+        let r = observe::topology(&procs, &self.sandbox, &SCENARIO_FDS, &self.observed)
+            .map_err(|e| self.observe_err(e));
         self.charge(t, |c| &mut c.observe);
         r
     }

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
-use crate::backend::{Backend, BackendError, LinuxBackend, ModelBackend};
-use crate::compare::{self, run_both, Comparison};
-use crate::gen::{ops, realize, Op};
-use crate::lang::print::{expected_of, scenario_text};
+use super::compare::{run_both, Comparison, Divergence};
+use super::gen::{ops, realize, Op};
+use crate::backend::api::{Backend, BackendError, Cost};
+use crate::backend::linux::backend::LinuxBackend;
+use crate::backend::model::ModelBackend;
+use crate::lang::print::expected_of;
 use crate::lang::{Scenario, StmtKind};
-use crate::linux::observe::Cost;
 
 /// What a fuzzing run found.
 #[derive(Debug)]
@@ -32,8 +33,21 @@ pub struct FuzzReport {
     pub steps: u64,
     /// Observation cost over the run.
     pub cost: Cost,
-    /// The minimal failing scenario (annotated `.fds` text) and why.
-    pub failure: Option<(String, String)>,
+    /// What went wrong, if anything did.
+    pub failure: Option<Finding>,
+}
+
+/// What a fuzzing run found wrong.
+#[derive(Debug)]
+pub enum Finding {
+    /// The model and Linux disagree on `scenario`, the minimal case the
+    /// failing one shrank to; its calls' expectations are Linux's answers.
+    Disagreement {
+        scenario: Scenario,
+        divergences: Vec<Divergence>,
+    },
+    /// A case could not run at all (a backend failed), and the run stopped.
+    Aborted(String),
 }
 
 /// The two backends one case compares; the first is the model.
@@ -68,9 +82,12 @@ pub fn fuzz_with(cases: u32, seed: u64, len: usize, make: &MakePair<'_>) -> Fuzz
     let mut runner = TestRunner::new_with_rng(config, rng);
     let start = Instant::now();
     let stats = std::cell::Cell::new(Stats::default());
+    // The divergences of the last case that failed: shrinking ends on the
+    // minimal one.
+    let last = std::cell::RefCell::new(Vec::new());
     let result = runner.run(&ops(1..len.max(2)), |ops: Vec<Op>| {
         let s = realize(&ops);
-        let c = compare_once(&s, make).map_err(TestCaseError::fail)?;
+        let c = compare_once(&s, make).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut st = stats.get();
         st.cases += 1;
         st.stopped += u32::from(c.0.stopped.is_some());
@@ -82,14 +99,16 @@ pub fn fuzz_with(cases: u32, seed: u64, len: usize, make: &MakePair<'_>) -> Fuzz
         if c.0.divergences.is_empty() {
             Ok(())
         } else {
-            Err(TestCaseError::fail(compare::render(&c.0.divergences)))
+            let n = c.0.divergences.len();
+            *last.borrow_mut() = c.0.divergences;
+            Err(TestCaseError::fail(format!("{n} divergences")))
         }
     });
     let st = stats.get();
     let failure = match result {
         Ok(()) => None,
-        Err(TestError::Fail(why, ops)) => Some((annotated(&realize(&ops), make), why.to_string())),
-        Err(TestError::Abort(why)) => Some((String::new(), why.to_string())),
+        Err(TestError::Fail(_, ops)) => Some(disagreement(&realize(&ops), make, last.take())),
+        Err(TestError::Abort(why)) => Some(Finding::Aborted(why.to_string())),
     };
     FuzzReport {
         cases: st.cases,
@@ -115,32 +134,40 @@ struct Stats {
 }
 
 /// One scenario on both backends, compared after every step; with the
-/// second backend's observation cost.
-pub fn compare_once(s: &Scenario, make: &MakePair<'_>) -> Result<(Comparison, Cost), String> {
-    let (model, mut other) = make().map_err(|e| e.to_string())?;
-    let c = run_both(s, model, other.as_mut(), true).map_err(|e| format!("backend error: {e}"))?;
+/// second backend's cost.
+///
+/// Errors: what either backend could not do.
+pub fn compare_once(s: &Scenario, make: &MakePair<'_>) -> Result<(Comparison, Cost), BackendError> {
+    let (model, mut other) = make()?;
+    let c = run_both(s, model, other.as_mut(), true)?;
     Ok((c, other.cost()))
 }
 
-/// `s` as `.fds` text with Linux's answers as expectations and the
-/// divergences as comments.
-pub fn annotated(s: &Scenario, make: &MakePair<'_>) -> String {
-    let Ok((c, _)) = compare_once(s, make) else {
-        return scenario_text(s);
-    };
-    let mut s = s.clone();
-    let mut steps = c.linux.steps.iter();
-    for stmt in &mut s.stmts {
-        if let StmtKind::Call { expected, .. } = &mut stmt.kind {
-            if let Some(step) = steps.next() {
-                *expected = Some(expected_of(&step.result));
+/// The minimal failing case `s`, run once more so that its calls'
+/// expectations can be Linux's answers. The divergences are that run's, or
+/// `seen` (the shrinking's last failure) if it agreed this time.
+fn disagreement(s: &Scenario, make: &MakePair<'_>, seen: Vec<Divergence>) -> Finding {
+    let mut scenario = s.clone();
+    let divergences = match compare_once(s, make) {
+        Ok((c, _)) => {
+            let mut steps = c.linux.steps.iter();
+            for stmt in &mut scenario.stmts {
+                if let StmtKind::Call { expected, .. } = &mut stmt.kind {
+                    if let Some(step) = steps.next() {
+                        *expected = Some(expected_of(&step.result));
+                    }
+                }
+            }
+            if c.divergences.is_empty() {
+                seen
+            } else {
+                c.divergences
             }
         }
+        Err(_) => seen,
+    };
+    Finding::Disagreement {
+        scenario,
+        divergences,
     }
-    let mut out = String::from("# A minimal scenario on which the model and Linux disagree; the\n# expectations are Linux's answers. Divergences:\n");
-    for line in compare::render(&c.divergences).lines() {
-        out.push_str(&format!("#   {line}\n"));
-    }
-    out.push_str(&scenario_text(&s));
-    out
 }

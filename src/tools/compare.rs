@@ -5,10 +5,10 @@
 use fdlab_model::Topology;
 use serde::Serialize;
 
-use crate::backend::{Backend, BackendError};
+use super::run::{ExpectationResult, Report, Runner};
+use crate::backend::api::{Backend, BackendError};
 use crate::lang::print::{call_strace, expectation_text, outcome_text};
 use crate::lang::{Scenario, StmtKind};
-use crate::run::{Report, Runner};
 
 /// Where the two backends disagree.
 #[derive(Debug, Clone, Serialize)]
@@ -80,7 +80,7 @@ impl State {
     }
 
     /// The expectation just checked.
-    fn expectation(&self) -> &crate::run::ExpectationResult {
+    fn expectation(&self) -> &ExpectationResult {
         self.report
             .expectations
             .last()
@@ -288,28 +288,4 @@ pub fn run_both(
         stopped,
         states: most,
     })
-}
-
-/// Divergences as text.
-pub fn render(divs: &[Divergence]) -> String {
-    let mut out = String::new();
-    for d in divs {
-        out.push_str(&format!("line {}: {}\n", d.line, d.what));
-        for (who, text) in [("model", &d.model), ("linux", &d.linux)] {
-            for (i, l) in text.lines().enumerate() {
-                out.push_str(&format!(
-                    "    {} {l}\n",
-                    if i == 0 {
-                        format!("{who}:")
-                    } else {
-                        "      ".into()
-                    }
-                ));
-            }
-            if text.is_empty() {
-                out.push_str(&format!("    {who}: (nothing)\n"));
-            }
-        }
-    }
-    out
 }

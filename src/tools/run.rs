@@ -1,11 +1,12 @@
 //! The interpreter: runs a [`Scenario`] on any [`Backend`] and reports each
 //! step, each expectation and the final topology.
 
+use fdlab_model::trace::TraceEvent;
 use fdlab_model::{Outcome, Ret, Topology};
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
-use crate::backend::{Backend, BackendError, FileRelation, WatchRelation};
+use crate::backend::api::{Backend, BackendError, FileRelation, WatchRelation};
 use crate::lang::print::{call_args, call_strace, expectation_text, expected_text, outcome_text};
 use crate::lang::text::json_text;
 use crate::lang::{Expectation, Expected, Scenario, Stmt, StmtKind};
@@ -24,7 +25,7 @@ pub struct Step {
     pub passed: bool,
     /// What the backend did underneath (`--trace`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub trace: Vec<fdlab_model::trace::TraceEvent>,
+    pub trace: Vec<TraceEvent>,
     /// The call in strace style, for the text output.
     #[serde(skip)]
     pub strace: String,
@@ -54,9 +55,19 @@ pub struct Report {
     pub expectations: Vec<ExpectationResult>,
     pub topology: Topology,
     pub failures: Vec<Failure>,
-    /// `spawn` lines, for the text output (they are not calls).
+    /// `spawn` statements, for the text output (they are not calls).
     #[serde(skip)]
-    pub spawns: Vec<(usize, String)>,
+    pub spawns: Vec<Spawned>,
+}
+
+/// A `spawn` statement that ran.
+#[derive(Debug, Clone)]
+pub struct Spawned {
+    pub line: usize,
+    pub name: String,
+    pub stdio: bool,
+    /// What the backend did underneath (`--trace`).
+    pub trace: Vec<TraceEvent>,
 }
 
 impl Report {
@@ -85,11 +96,12 @@ impl Report {
         match &stmt.kind {
             StmtKind::Spawn { name, stdio } => {
                 backend.spawn(name, *stdio)?;
-                let mut text = format!("spawn {name}{}", if *stdio { " stdio" } else { "" });
-                for t in backend.take_trace() {
-                    text.push_str(&format!("\n        {t}"));
-                }
-                r.spawns.push((stmt.line, text));
+                r.spawns.push(Spawned {
+                    line: stmt.line,
+                    name: name.clone(),
+                    stdio: *stdio,
+                    trace: backend.take_trace(),
+                });
             }
             StmtKind::Call {
                 proc,
@@ -285,111 +297,4 @@ fn check(b: &mut dyn Backend, e: &Expectation) -> Result<(bool, String), Backend
             }
         }
     })
-}
-
-/// The report as text: strace-style steps, failures, then the topology.
-pub fn render_text(r: &Report) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let mut lines: Vec<(usize, String)> = r.spawns.clone();
-    for s in &r.steps {
-        let mut l = format!("{}: {} = {}", s.proc, s.strace, outcome_text(&s.result));
-        if !s.passed {
-            let e = s.expected.as_ref().map(expected_text).unwrap_or_default();
-            let _ = write!(l, "    <- FAILED, expected {e}");
-        }
-        for t in &s.trace {
-            let _ = write!(l, "\n        {t}");
-        }
-        lines.push((s.line, l));
-    }
-    for e in &r.expectations {
-        let verdict = if e.passed {
-            "holds".to_string()
-        } else {
-            format!("FAILED: {}", e.seen)
-        };
-        lines.push((e.line, format!("{}    <- {verdict}", e.text)));
-    }
-    lines.sort_by_key(|(line, _)| *line);
-    for (_, l) in lines {
-        out.push_str(&l);
-        out.push('\n');
-    }
-    if !r.failures.is_empty() {
-        let _ = writeln!(out, "\n{} failed:", r.failures.len());
-        for f in &r.failures {
-            let _ = writeln!(out, "  line {}: {}", f.line, f.message);
-        }
-    }
-    out.push('\n');
-    out.push_str(&render_topology(&r.topology));
-    out
-}
-
-/// The topology as text.
-pub fn render_topology(t: &Topology) -> String {
-    use std::fmt::Write;
-    let mut out = String::from("topology:\n");
-    for (i, names) in t.tables.iter().enumerate() {
-        let _ = writeln!(out, "  table {i}: {}", names.join(" "));
-    }
-    for p in &t.processes {
-        let fds: Vec<String> = p
-            .fds
-            .iter()
-            .map(|f| {
-                format!(
-                    "{}->file {}{}",
-                    f.fd,
-                    f.file,
-                    if f.cloexec { " (cloexec)" } else { "" }
-                )
-            })
-            .collect();
-        let list = if fds.is_empty() {
-            "no descriptors".to_string()
-        } else {
-            fds.join(", ")
-        };
-        let _ = writeln!(out, "  {} (table {}): {list}", p.name, p.table);
-    }
-    for f in &t.files {
-        let mut d = format!("  file {}: {}", f.id, f.kind);
-        if let Some(p) = &f.path {
-            let _ = write!(d, " {p}");
-        }
-        if let Some(o) = f.offset {
-            let _ = write!(d, " offset {o}");
-        }
-        if let Some(fl) = &f.flags {
-            let _ = write!(d, " {}", fl.status_string());
-        }
-        if let Some(ty) = &f.socket_type {
-            let _ = write!(d, " {ty}");
-        }
-        if let Some(e) = &f.end {
-            let _ = write!(d, " {e} end");
-        }
-        if let Some(o) = f.object {
-            let _ = write!(d, " of object {o}");
-        }
-        if let Some(ts) = &f.targets {
-            let list: Vec<String> = ts
-                .iter()
-                .map(|t| {
-                    let file = t
-                        .file
-                        .map_or("a file no process has open".to_string(), |f| {
-                            format!("file {f}")
-                        });
-                    format!("{} -> {file} ({})", t.fd, t.events)
-                })
-                .collect();
-            let _ = write!(d, " watching [{}]", list.join(", "));
-        }
-        out.push_str(&d);
-        out.push('\n');
-    }
-    out
 }

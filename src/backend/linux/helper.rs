@@ -10,18 +10,19 @@
 //!   runner's end of its channel closes (the run ended, panicked or was
 //!   interrupted) it ends every process of the run and removes the sandbox.
 //! - A **scenario process** runs one call at a time, for real, and answers on
-//!   its channel. Its channel sits at 1000 or above (the language keeps
-//!   scenarios below 1000) and is the only descriptor it has of its own.
+//!   its channel. Its channel sits at `HARNESS_FD` (1000) or above (the
+//!   language keeps scenarios below it) and is the only descriptor it has of its own.
 
 use std::os::fd::BorrowedFd;
 
+use fdlab_model::limits::HARNESS_FD;
 use fdlab_model::{Call, EpollOp, Errno, FcntlCmd, OFlags, Outcome, Ret, SockType, Whence};
 
 use super::ctl::{Channel, Reply, Request};
 use super::kernel::{self, Sys};
 
 /// The lowest number a helper's own descriptors use.
-pub const CTL_MIN: i64 = 1000;
+pub const CTL_MIN: i64 = HARNESS_FD as i64;
 
 /// Entry point of `fdlab __helper ARGS...`; never returns.
 pub fn main(args: &[String]) -> ! {
@@ -42,7 +43,9 @@ pub fn main(args: &[String]) -> ! {
     match args.first().map(String::as_str) {
         Some("nursery") => nursery(ctl, opt("--sandbox").cloned()),
         _ => {
-            let soft = opt("--rlimit").and_then(|s| s.parse().ok()).unwrap_or(1000);
+            let soft = opt("--rlimit")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(fdlab_model::limits::DEFAULT_RLIMIT);
             let stdio = args.iter().any(|a| a == "--stdio");
             let after_exec = args.iter().any(|a| a == "--after-exec");
             process(ctl, soft, stdio, after_exec)
@@ -57,7 +60,7 @@ fn channel(ctl: i32) -> Channel<BorrowedFd<'static>> {
     Channel::new(unsafe { BorrowedFd::borrow_raw(ctl) })
 }
 
-/// Closes every descriptor from 1000 up except `keep` (copies of other
+/// Closes every descriptor from `CTL_MIN` up except `keep` (copies of other
 /// processes' channels after a fork or unshare: the table is private now).
 fn close_other_channels(keep: i32) {
     let keep = keep as u32;
@@ -66,8 +69,8 @@ fn close_other_channels(keep: i32) {
 }
 
 /// A new channel for a child-to-be: the runner's end stays low (it is sent
-/// away and closed before the call returns), the child's end moves to 1000 or
-/// above, inheritable. The caller has raised the soft limit.
+/// away and closed before the call returns), the child's end moves to
+/// `CTL_MIN` or above, inheritable. The caller has raised the soft limit.
 fn new_channel() -> Sys<(i32, i32)> {
     let (a, b) = kernel::socketpair(libc::SOCK_STREAM | libc::SOCK_CLOEXEC)?;
     let b2 = kernel::fcntl(b, libc::F_DUPFD, CTL_MIN as libc::c_long);
@@ -101,7 +104,7 @@ fn nursery(ctl: i32, sandbox: Option<String>) -> ! {
                                 "--ctl".into(),
                                 b2.to_string(),
                                 "--rlimit".into(),
-                                "1000".into(),
+                                fdlab_model::limits::DEFAULT_RLIMIT.to_string(),
                             ]);
                             if stdio {
                                 argv.push("--stdio".into());
@@ -236,7 +239,7 @@ impl Helper {
                 unshare,
                 cloexec,
             } => {
-                // The helper's own descriptors sit at 1000 and up: `~0`
+                // The helper's own descriptors sit at CTL_MIN and up: `~0`
                 // means "every scenario descriptor".
                 let hi = if hi < lo {
                     *hi

@@ -1,22 +1,61 @@
 //! `fdlab check`: the corpus of scenarios on every backend, as a table with a
 //! column per backend and whether the model and Linux agree.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-use crate::backend::{by_name, ModelBackend, ALL};
-use crate::compare::run_both;
+use super::compare::run_both;
+use super::error::Error;
+use super::run::{run, Report};
+use crate::backend::model::ModelBackend;
+use crate::backend::registry::{by_name, ALL};
 use crate::lang::{parse, Scenario};
-use crate::run::{run, Report};
-use crate::Error;
+
+/// How one scenario fared on one backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every expectation held.
+    Pass,
+    /// The first expectation that failed.
+    Fail { line: usize, message: String },
+    /// The scenario could not be read or is not valid.
+    Invalid(String),
+    /// The backend could not run it.
+    Error(String),
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        *self == Verdict::Pass
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Pass => f.write_str("pass"),
+            Verdict::Fail { line, message } => write!(f, "line {line}: {message}"),
+            Verdict::Invalid(e) => f.write_str(e),
+            Verdict::Error(e) => write!(f, "backend error: {e}"),
+        }
+    }
+}
+
+/// In JSON a verdict is its text: `pass`, or what went wrong.
+impl Serialize for Verdict {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 /// One scenario's row.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub scenario: String,
-    /// Per backend, in [`ALL`]'s order: `pass`, or the first failure.
-    pub results: Vec<(String, String)>,
+    /// Per backend, in [`ALL`]'s order.
+    pub results: Vec<(String, Verdict)>,
     /// Whether model and Linux agree step by step and on the topology
     /// (`None` when one of them could not run).
     pub agree: Option<bool>,
@@ -27,7 +66,7 @@ pub struct Row {
 
 impl Row {
     pub fn passed(&self) -> bool {
-        self.results.iter().all(|(_, r)| r == "pass") && self.agree != Some(false)
+        self.results.iter().all(|(_, r)| r.passed()) && self.agree != Some(false)
     }
 }
 
@@ -48,14 +87,17 @@ pub fn corpus(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(files)
 }
 
-fn verdict(r: &Report) -> String {
+fn verdict(r: &Report) -> Verdict {
     match r.failures.first() {
-        None => "pass".into(),
-        Some(f) => format!("line {}: {}", f.line, f.message),
+        None => Verdict::Pass,
+        Some(f) => Verdict::Fail {
+            line: f.line,
+            message: f.message.clone(),
+        },
     }
 }
 
-fn check_one(s: &Scenario) -> (Vec<(String, String)>, Option<bool>, Option<String>) {
+fn check_one(s: &Scenario) -> (Vec<(String, Verdict)>, Option<bool>, Option<String>) {
     if let Ok(mut linux) = by_name("linux") {
         if let Ok(c) = run_both(s, Box::new(ModelBackend::deferred()), linux.as_mut(), false) {
             let first = c.divergences.first().map(|d| {
@@ -80,7 +122,7 @@ fn check_one(s: &Scenario) -> (Vec<(String, String)>, Option<bool>, Option<Strin
         .map(|&(name, make)| {
             let r = match make().and_then(|mut b| run(s, b.as_mut(), false)) {
                 Ok(r) => verdict(&r),
-                Err(e) => format!("backend error: {e}"),
+                Err(e) => Verdict::Error(e.to_string()),
             };
             (name.to_string(), r)
         })
@@ -108,7 +150,7 @@ pub fn check(files: &[PathBuf]) -> Vec<Row> {
                     scenario: name,
                     results: ALL
                         .iter()
-                        .map(|(n, _)| (n.to_string(), e.clone()))
+                        .map(|(n, _)| (n.to_string(), Verdict::Invalid(e.clone())))
                         .collect(),
                     agree: None,
                     divergence: None,
@@ -125,52 +167,4 @@ pub fn check(files: &[PathBuf]) -> Vec<Row> {
             }
         })
         .collect()
-}
-
-/// The rows as an aligned text table with a summary line.
-pub fn render(rows: &[Row]) -> String {
-    let w = rows
-        .iter()
-        .map(|r| r.scenario.len())
-        .max()
-        .unwrap_or(8)
-        .max(8);
-    let mut out = format!("{:<w$}", "scenario");
-    for (name, _) in ALL {
-        out.push_str(&format!("  {name:<6}"));
-    }
-    out.push_str("  agree\n");
-    let mut notes = Vec::new();
-    for r in rows {
-        out.push_str(&format!("{:<w$}", r.scenario));
-        for (name, res) in &r.results {
-            let cell = if res == "pass" { "pass" } else { "FAIL" };
-            out.push_str(&format!("  {cell:<6}"));
-            if res != "pass" {
-                notes.push(format!("{} on {name}: {res}", r.scenario));
-            }
-        }
-        out.push_str(match r.agree {
-            Some(true) => "  yes\n",
-            Some(false) => "  NO\n",
-            None => "  -\n",
-        });
-        if let Some(d) = &r.divergence {
-            notes.push(format!("{} diverges: {d}", r.scenario));
-        }
-    }
-    if !notes.is_empty() {
-        out.push('\n');
-        for n in notes {
-            out.push_str(&n);
-            out.push('\n');
-        }
-    }
-    let failed = rows.iter().filter(|r| !r.passed()).count();
-    out.push_str(&format!(
-        "\n{} passed, {} failed\n",
-        rows.len() - failed,
-        failed
-    ));
-    out
 }

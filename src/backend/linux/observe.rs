@@ -13,8 +13,10 @@ use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::Duration;
 
 use fdlab_model::kind::FileType;
 use fdlab_model::pipe::PipeEnd;
@@ -22,9 +24,6 @@ use fdlab_model::topology::{canonicalize, RawFile, RawProcess};
 use fdlab_model::{Events, OFlags, SockType, Topology};
 
 use super::sys::{self, Kcmp, KCMP_FILE, KCMP_FILES};
-
-/// Numbers from here up are the harness's own and are not observed.
-pub const FD_LIMIT: i32 = 1000;
 
 const O_CLOEXEC: u32 = 0o2000000;
 
@@ -53,36 +52,20 @@ fn err(pid: i32, what: impl Into<String>) -> impl FnOnce(io::Error) -> ObserveEr
     move |source| ObserveError { pid, what, source }
 }
 
-/// What running and observing processes cost, in calls and in time.
+/// What observing has cost, in kcmp calls and time.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Cost {
+pub struct ObserveCost {
     pub kcmp_calls: u64,
+    /// Time in kcmp.
+    pub kcmp: Duration,
+    /// Descriptors read.
     pub descriptors: u64,
     /// The kcmp calls comparing all pairs of the same descriptors would take.
     pub all_pairs: u64,
-    /// Time spent creating processes (spawn, fork, clone, exec).
-    pub spawn: std::time::Duration,
-    /// Time spent in control round trips for other calls.
-    pub calls: std::time::Duration,
-    /// Time spent observing (/proc reads, kcmp, sock_diag).
-    pub observe: std::time::Duration,
-    /// Of `observe`, the time in kcmp.
-    pub kcmp: std::time::Duration,
 }
 
-impl Cost {
-    /// Adds `other` into `self`.
-    pub fn add(&mut self, other: &Cost) {
-        self.kcmp_calls += other.kcmp_calls;
-        self.descriptors += other.descriptors;
-        self.all_pairs += other.all_pairs;
-        self.spawn += other.spawn;
-        self.calls += other.calls;
-        self.observe += other.observe;
-        self.kcmp += other.kcmp;
-    }
-
-    fn kcmp_call(cell: &Cell<Cost>, took: std::time::Duration) {
+impl ObserveCost {
+    fn kcmp_call(cell: &Cell<ObserveCost>, took: Duration) {
         let mut c = cell.get();
         c.kcmp_calls += 1;
         c.kcmp += took;
@@ -107,21 +90,21 @@ pub struct FdEntry {
     pub targets: Vec<(i32, u64, u32)>,
 }
 
-/// The open descriptors of `pid` below 1000, ascending.
-pub fn list_fds(pid: i32) -> Result<Vec<i32>, ObserveError> {
+/// The open descriptors of `pid` within `fds`, ascending.
+pub fn list_fds(pid: i32, fds: &Range<i32>) -> Result<Vec<i32>, ObserveError> {
     let dir = format!("/proc/{pid}/fd");
-    let mut fds: Vec<i32> = std::fs::read_dir(&dir)
+    let mut open: Vec<i32> = std::fs::read_dir(&dir)
         .map_err(err(pid, "reading /proc/PID/fd"))?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd < FD_LIMIT)
+        .filter(|fd| fds.contains(fd))
         .collect();
-    fds.sort_unstable();
-    Ok(fds)
+    open.sort_unstable();
+    Ok(open)
 }
 
-/// Whether `pid` has `fd` open.
-pub fn is_open(pid: i32, fd: i32) -> bool {
-    (0..FD_LIMIT).contains(&fd) && std::fs::symlink_metadata(format!("/proc/{pid}/fd/{fd}")).is_ok()
+/// Whether `pid` has `fd` open, and `fd` is within `fds`.
+pub fn is_open(pid: i32, fd: i32, fds: &Range<i32>) -> bool {
+    fds.contains(&fd) && std::fs::symlink_metadata(format!("/proc/{pid}/fd/{fd}")).is_ok()
 }
 
 /// Reads one descriptor.
@@ -191,7 +174,7 @@ pub fn parse_fdinfo(text: &str) -> (u64, u32, Vec<(i32, u64, u32)>) {
 /// kcmp as a total order for sorting; records the first failure and counts
 /// calls.
 struct Comparer<'a> {
-    cost: &'a Cell<Cost>,
+    cost: &'a Cell<ObserveCost>,
     failure: Cell<Option<ObserveError>>,
     unordered: Cell<bool>,
 }
@@ -200,7 +183,7 @@ impl Comparer<'_> {
     fn cmp(&self, ty: libc::c_int, a: (i32, i32), b: (i32, i32)) -> Ordering {
         let t = std::time::Instant::now();
         let r = sys::kcmp(a.0, b.0, ty, a.1 as u64, b.1 as u64);
-        Cost::kcmp_call(self.cost, t.elapsed());
+        ObserveCost::kcmp_call(self.cost, t.elapsed());
         match r {
             Ok(Kcmp::Order(o)) => o,
             Ok(Kcmp::Unordered) => {
@@ -232,7 +215,7 @@ impl Comparer<'_> {
 fn classes(
     items: &[(i32, i32)],
     ty: libc::c_int,
-    cost: &Cell<Cost>,
+    cost: &Cell<ObserveCost>,
 ) -> Result<Vec<usize>, ObserveError> {
     let n = items.len();
     if n <= 1 {
@@ -280,12 +263,13 @@ fn classes(
     Ok(class)
 }
 
-/// The canonical topology of the named processes. Paths under `sandbox` are
-/// shown relative to it.
+/// The canonical topology of the named processes, looking at their
+/// descriptors within `fds`. Paths under `sandbox` are shown relative to it.
 pub fn topology(
     procs: &[(String, i32)],
     sandbox: &Path,
-    cost: &Cell<Cost>,
+    fds: &Range<i32>,
+    cost: &Cell<ObserveCost>,
 ) -> Result<Topology, ObserveError> {
     // Tables: processes that share one are read once.
     let pids: Vec<(i32, i32)> = procs.iter().map(|(_, p)| (*p, 0)).collect();
@@ -297,7 +281,7 @@ pub fn topology(
     let mut entries: Vec<FdEntry> = Vec::new();
     let mut by_table: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (&t, &pid) in &reader {
-        for fd in list_fds(pid)? {
+        for fd in list_fds(pid, fds)? {
             by_table.entry(t).or_default().push(entries.len());
             entries.push(fd_entry(pid, fd)?);
         }
@@ -425,7 +409,7 @@ fn epoll_targets(
     ep: &FdEntry,
     entries: &[FdEntry],
     file_of: &[usize],
-    cost: &Cell<Cost>,
+    cost: &Cell<ObserveCost>,
 ) -> Result<Vec<(u32, Option<usize>, Events)>, ObserveError> {
     let mut seen: HashMap<i32, u64> = HashMap::new();
     let mut out = Vec::new();
@@ -438,7 +422,7 @@ fn epoll_targets(
             }
             let t = std::time::Instant::now();
             let r = sys::kcmp_epoll_tfd(e.pid, e.fd, ep.pid, ep.fd, tfd, *toff);
-            Cost::kcmp_call(cost, t.elapsed());
+            ObserveCost::kcmp_call(cost, t.elapsed());
             let r = r.map_err(err(
                 ep.pid,
                 format!("kcmp(KCMP_EPOLL_TFD) of epoll fd {}", ep.fd),
@@ -456,11 +440,15 @@ fn epoll_targets(
 
 /// Whether `a` and `b` name the same open file (`None`: one is not open;
 /// its index is returned).
-pub fn same_file(a: (i32, i32), b: (i32, i32)) -> Result<Result<bool, usize>, ObserveError> {
-    if !is_open(a.0, a.1) {
+pub fn same_file(
+    a: (i32, i32),
+    b: (i32, i32),
+    fds: &Range<i32>,
+) -> Result<Result<bool, usize>, ObserveError> {
+    if !is_open(a.0, a.1, fds) {
         return Ok(Err(0));
     }
-    if !is_open(b.0, b.1) {
+    if !is_open(b.0, b.1, fds) {
         return Ok(Err(1));
     }
     let r = sys::kcmp(a.0, b.0, KCMP_FILE, a.1 as u64, b.1 as u64)
@@ -482,11 +470,12 @@ pub fn watches(
     ep: (i32, i32),
     target: (i32, i32),
     as_fd: i32,
+    fds: &Range<i32>,
 ) -> Result<Result<bool, usize>, ObserveError> {
-    if !is_open(ep.0, ep.1) {
+    if !is_open(ep.0, ep.1, fds) {
         return Ok(Err(0));
     }
-    if !is_open(target.0, target.1) {
+    if !is_open(target.0, target.1, fds) {
         return Ok(Err(1));
     }
     let e = fd_entry(ep.0, ep.1)?;

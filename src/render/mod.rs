@@ -1,0 +1,6 @@
+//! The render floor: everything fdlab prints goes through here, so that a
+//! command computes values (in `tools`) and chooses a form: `text` for
+//! people, `json` for machines. Pictures (DOT, SVG) belong here too.
+
+pub mod json;
+pub mod text;

@@ -1,0 +1,312 @@
+//! Everything fdlab prints as text, in one place: a run's report, a
+//! topology, divergences between backends, the corpus table, a fuzzing
+//! summary and a minimal failing scenario.
+
+use std::fmt::Write;
+
+use fdlab_model::Topology;
+
+use crate::backend::registry::ALL;
+use crate::lang::print::{expected_text, outcome_text, scenario_text};
+use crate::lang::Scenario;
+use crate::tools::check::Row;
+use crate::tools::compare::{Comparison, Divergence};
+use crate::tools::fuzz::{Finding, FuzzReport};
+use crate::tools::run::Report;
+
+/// A run's report: strace-style steps with what ran underneath,
+/// expectations, failures, then the topology.
+pub fn report(r: &Report) -> String {
+    let mut out = String::new();
+    let mut lines: Vec<(usize, String)> = Vec::new();
+    for s in &r.spawns {
+        let mut l = format!("spawn {}{}", s.name, if s.stdio { " stdio" } else { "" });
+        for t in &s.trace {
+            let _ = write!(l, "\n        {t}");
+        }
+        lines.push((s.line, l));
+    }
+    for s in &r.steps {
+        let mut l = format!("{}: {} = {}", s.proc, s.strace, outcome_text(&s.result));
+        if !s.passed {
+            let e = s.expected.as_ref().map(expected_text).unwrap_or_default();
+            let _ = write!(l, "    <- FAILED, expected {e}");
+        }
+        for t in &s.trace {
+            let _ = write!(l, "\n        {t}");
+        }
+        lines.push((s.line, l));
+    }
+    for e in &r.expectations {
+        let verdict = if e.passed {
+            "holds".to_string()
+        } else {
+            format!("FAILED: {}", e.seen)
+        };
+        lines.push((e.line, format!("{}    <- {verdict}", e.text)));
+    }
+    lines.sort_by_key(|(line, _)| *line);
+    for (_, l) in lines {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    if !r.failures.is_empty() {
+        let _ = writeln!(out, "\n{} failed:", r.failures.len());
+        for f in &r.failures {
+            let _ = writeln!(out, "  line {}: {}", f.line, f.message);
+        }
+    }
+    out.push('\n');
+    out.push_str(&topology(&r.topology));
+    out
+}
+
+/// A topology: tables, each process's descriptors, each open file.
+pub fn topology(t: &Topology) -> String {
+    let mut out = String::from("topology:\n");
+    for (i, names) in t.tables.iter().enumerate() {
+        let _ = writeln!(out, "  table {i}: {}", names.join(" "));
+    }
+    for p in &t.processes {
+        let fds: Vec<String> = p
+            .fds
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}->file {}{}",
+                    f.fd,
+                    f.file,
+                    if f.cloexec { " (cloexec)" } else { "" }
+                )
+            })
+            .collect();
+        let list = if fds.is_empty() {
+            "no descriptors".to_string()
+        } else {
+            fds.join(", ")
+        };
+        let _ = writeln!(out, "  {} (table {}): {list}", p.name, p.table);
+    }
+    for f in &t.files {
+        let mut d = format!("  file {}: {}", f.id, f.kind);
+        if let Some(p) = &f.path {
+            let _ = write!(d, " {p}");
+        }
+        if let Some(o) = f.offset {
+            let _ = write!(d, " offset {o}");
+        }
+        if let Some(fl) = &f.flags {
+            let _ = write!(d, " {}", fl.status_string());
+        }
+        if let Some(ty) = &f.socket_type {
+            let _ = write!(d, " {ty}");
+        }
+        if let Some(e) = &f.end {
+            let _ = write!(d, " {e} end");
+        }
+        if let Some(o) = f.object {
+            let _ = write!(d, " of object {o}");
+        }
+        if let Some(ts) = &f.targets {
+            let list: Vec<String> = ts
+                .iter()
+                .map(|t| {
+                    let file = t
+                        .file
+                        .map_or("a file no process has open".to_string(), |f| {
+                            format!("file {f}")
+                        });
+                    format!("{} -> {file} ({})", t.fd, t.events)
+                })
+                .collect();
+            let _ = write!(d, " watching [{}]", list.join(", "));
+        }
+        out.push_str(&d);
+        out.push('\n');
+    }
+    out
+}
+
+/// Where two backends disagree, the model's answer over Linux's.
+pub fn divergences(divs: &[Divergence]) -> String {
+    let mut out = String::new();
+    for d in divs {
+        out.push_str(&format!("line {}: {}\n", d.line, d.what));
+        for (who, text) in [("model", &d.model), ("linux", &d.linux)] {
+            for (i, l) in text.lines().enumerate() {
+                out.push_str(&format!(
+                    "    {} {l}\n",
+                    if i == 0 {
+                        format!("{who}:")
+                    } else {
+                        "      ".into()
+                    }
+                ));
+            }
+            if text.is_empty() {
+                out.push_str(&format!("    {who}: (nothing)\n"));
+            }
+        }
+    }
+    out
+}
+
+/// `fdlab check`'s rows as an aligned table, the failures and divergences
+/// under it, and a summary line.
+pub fn check_table(rows: &[Row]) -> String {
+    let w = rows
+        .iter()
+        .map(|r| r.scenario.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let mut out = format!("{:<w$}", "scenario");
+    for (name, _) in ALL {
+        out.push_str(&format!("  {name:<6}"));
+    }
+    out.push_str("  agree\n");
+    let mut notes = Vec::new();
+    for r in rows {
+        out.push_str(&format!("{:<w$}", r.scenario));
+        for (name, res) in &r.results {
+            let cell = if res.passed() { "pass" } else { "FAIL" };
+            out.push_str(&format!("  {cell:<6}"));
+            if !res.passed() {
+                notes.push(format!("{} on {name}: {res}", r.scenario));
+            }
+        }
+        out.push_str(match r.agree {
+            Some(true) => "  yes\n",
+            Some(false) => "  NO\n",
+            None => "  -\n",
+        });
+        if let Some(d) = &r.divergence {
+            notes.push(format!("{} diverges: {d}", r.scenario));
+        }
+    }
+    if !notes.is_empty() {
+        out.push('\n');
+        for n in notes {
+            out.push_str(&n);
+            out.push('\n');
+        }
+    }
+    let failed = rows.iter().filter(|r| !r.passed()).count();
+    out.push_str(&format!(
+        "\n{} passed, {} failed\n",
+        rows.len() - failed,
+        failed
+    ));
+    out
+}
+
+/// A lockstep run of the model and Linux: Linux's report, how many states
+/// of the model were followed, and where the two disagree.
+pub fn comparison(c: &Comparison) -> String {
+    let mut out = report(&c.linux);
+    if c.states > 1 {
+        let _ = writeln!(
+            out,
+            "\nLinux finishes some work later (the unix garbage collector, a pty's echo): the model \
+             followed up to {} states at once, keeping those that answered as Linux did",
+            c.states
+        );
+    }
+    if let Some((line, why)) = &c.stopped {
+        let _ = writeln!(out, "\nthe comparison stopped at line {line}: {why}");
+    }
+    if c.divergences.is_empty() && c.stopped.is_some() {
+        out.push_str("\nmodel and linux agree on every step up to there\n");
+    } else if c.divergences.is_empty() {
+        out.push_str("\nmodel and linux agree on every step and on the topology\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "\n{} divergences (model vs linux):",
+            c.divergences.len()
+        );
+        out.push_str(&divergences(&c.divergences));
+    }
+    out
+}
+
+/// A fuzzing run's summary: throughput, timing, where the time went, the
+/// cost of observation, and the verdict.
+pub fn fuzz_summary(r: &FuzzReport, written_to: &str) -> String {
+    let mut out = String::new();
+    let secs = r.elapsed.as_secs_f64();
+    let _ = writeln!(
+        out,
+        "{} scenarios ({} steps) in {secs:.1} s: {:.0} scenarios/s; Linux's timing mattered in {} \
+         (the model followed up to {} states at once); {} stopped early",
+        r.cases,
+        r.steps,
+        f64::from(r.cases) / secs.max(1e-9),
+        r.branched,
+        r.most_states,
+        r.stopped_early
+    );
+    let c = &r.cost;
+    let _ = writeln!(
+        out,
+        "time: process creation {:.1} s, control round trips {:.1} s, observation {:.1} s (of which kcmp {:.1} s), \
+         the rest (the model, generation, shrinking) {:.1} s",
+        c.spawn.as_secs_f64(),
+        c.calls.as_secs_f64(),
+        c.observe.as_secs_f64(),
+        c.compare.as_secs_f64(),
+        (secs - (c.spawn + c.calls + c.observe).as_secs_f64()).max(0.0)
+    );
+    if c.descriptors > 0 {
+        let _ = writeln!(
+            out,
+            "observation: {} kcmp calls for {} descriptors ({:.2} per descriptor; comparing all pairs: {}, {:.2} per descriptor)",
+            c.comparisons,
+            c.descriptors,
+            c.comparisons as f64 / c.descriptors as f64,
+            c.all_pairs,
+            c.all_pairs as f64 / c.descriptors as f64
+        );
+    }
+    match &r.failure {
+        None => out.push_str("model and linux agree on every case\n"),
+        Some(f @ Finding::Disagreement { divergences: d, .. }) => {
+            let _ = write!(
+                out,
+                "DISAGREEMENT (minimal scenario written to {written_to}):\n{}\n{}",
+                divergences(d),
+                finding(f)
+            );
+        }
+        Some(Finding::Aborted(why)) => {
+            let _ = writeln!(
+                out,
+                "DISAGREEMENT (minimal scenario written to {written_to}):\n{why}\n"
+            );
+        }
+    }
+    out
+}
+
+/// A finding as a `.fds` file: the minimal scenario with Linux's answers as
+/// its expectations, and the divergences as comments at its top.
+pub fn finding(f: &Finding) -> String {
+    match f {
+        Finding::Disagreement {
+            scenario,
+            divergences: d,
+        } => annotated(scenario, d),
+        Finding::Aborted(_) => String::new(),
+    }
+}
+
+fn annotated(s: &Scenario, d: &[Divergence]) -> String {
+    let mut out = String::from(
+        "# A minimal scenario on which the model and Linux disagree; the\n# expectations are Linux's answers. Divergences:\n",
+    );
+    for line in divergences(d).lines() {
+        let _ = writeln!(out, "#   {line}");
+    }
+    out.push_str(&scenario_text(s));
+    out
+}
