@@ -3,8 +3,16 @@
 //! This is the vocabulary every backend shares: the parser produces a
 //! [`Call`], the model runs it with `World::call` (in `sys`), the Linux
 //! backend makes the real system call. A leaf beside the kernel objects: it
-//! names what a call says, and knows nothing of how it runs. Descriptor arguments stay raw (`i32`) here, because a
-//! scenario may pass a negative number and expect `EBADF`.
+//! names what a call says, and knows nothing of how it runs. Descriptor
+//! arguments stay raw (`i32`) here, because a scenario may pass a negative
+//! number and expect `EBADF`.
+//!
+//! [`CALLS`] is the registry: one row per call, with its name, how its
+//! arguments are written ([`Arg`]), and how a call is made from their
+//! values and taken back apart into them ([`Value`]). The parser, the
+//! printer, [`Call::name`] and the language reference are all driven by
+//! it, so a new call is a variant here, one row, its system call in the
+//! model, and its real call in the Linux helper.
 
 use serde::{Deserialize, Serialize};
 
@@ -128,31 +136,21 @@ pub enum Call {
 impl Call {
     /// The call's name as scenarios and strace output write it.
     pub fn name(&self) -> &'static str {
-        match self {
-            Call::Fork { .. } => "fork",
-            Call::CloneFiles { .. } => "clone_files",
-            Call::UnshareFiles => "unshare_files",
-            Call::Exec => "exec",
-            Call::Exit => "exit",
-            Call::Rlimit { .. } => "rlimit",
-            Call::Open { .. } => "open",
-            Call::Close { .. } => "close",
-            Call::Dup { .. } => "dup",
-            Call::Dup2 { .. } => "dup2",
-            Call::Dup3 { .. } => "dup3",
-            Call::Fcntl { .. } => "fcntl",
-            Call::CloseRange { .. } => "close_range",
-            Call::Write { .. } => "write",
-            Call::Read { .. } => "read",
-            Call::Lseek { .. } => "lseek",
-            Call::Pipe { .. } => "pipe",
-            Call::Socketpair { .. } => "socketpair",
-            Call::Sendfds { .. } => "sendfds",
-            Call::Recvfds { .. } => "recvfds",
-            Call::EpollCreate { .. } => "epoll_create",
-            Call::EpollCtl { .. } => "epoll_ctl",
-            Call::Eventfd { .. } => "eventfd",
+        self.spec().name
+    }
+
+    /// The call's row in [`CALLS`].
+    pub fn spec(&self) -> &'static CallSpec {
+        match CALLS.iter().find(|s| (s.values)(self).is_some()) {
+            Some(s) => s,
+            // Every variant has a row: `every_variant_has_one_row` checks it.
+            None => unreachable!("a call without a row in CALLS: {self:?}"),
         }
+    }
+
+    /// The values of the call's arguments, in the order its row writes them.
+    pub fn values(&self) -> Vec<Value> {
+        (self.spec().values)(self).unwrap_or_default()
     }
 
     /// The process this call brings into being, if any.
@@ -162,6 +160,498 @@ impl Call {
             _ => None,
         }
     }
+}
+
+/// How one argument of a call is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg {
+    /// The name of a process not in use yet: `[a-z][a-z0-9_]*`.
+    NewProc,
+    /// A descriptor number. A negative one reaches the call (which fails
+    /// with `EBADF`); the harness's numbers (see `limits::HARNESS_FD`) are
+    /// refused.
+    Fd,
+    /// A descriptor number from 0.
+    FdFrom0,
+    /// A descriptor number from 0, or `~0` for "every one".
+    FdOrAll,
+    /// One or more descriptor numbers.
+    Fds,
+    /// A relative path inside the sandbox, or `/dev/null`, `/dev/zero`,
+    /// `/dev/ptmx`; quoted if it has spaces.
+    Path,
+    /// `O_RDONLY|O_CREAT|...`: at most one access mode.
+    OpenFlags,
+    /// An octal mode (at most `07777`), optional (`0644`).
+    Mode,
+    /// An `RLIMIT_NOFILE` soft limit.
+    Limit,
+    /// A quoted string.
+    Bytes,
+    /// A byte count.
+    Len,
+    /// A signed offset.
+    Offset,
+    /// `SEEK_SET`, `SEEK_CUR` or `SEEK_END`.
+    Whence,
+    /// This flag word, or nothing.
+    Flag(&'static str),
+    /// A `fcntl` command and its argument: `F_DUPFD N`, `F_DUPFD_CLOEXEC N`,
+    /// `F_GETFD`, `F_SETFD 0|FD_CLOEXEC`, `F_GETFL`, `F_SETFL FLAGS|0`.
+    FcntlCmd,
+    /// `CLOSE_RANGE_CLOEXEC|CLOSE_RANGE_UNSHARE` or `0`, optional.
+    CloseRangeFlags,
+    /// `SOCK_STREAM` or `SOCK_DGRAM`, with `|SOCK_CLOEXEC` or a separate
+    /// `SOCK_CLOEXEC` word.
+    SockType,
+    /// `EPOLL_CTL_ADD` or `EPOLL_CTL_DEL`.
+    EpollOp,
+    /// `EPOLLIN|EPOLLOUT`, optional (`EPOLLIN`).
+    Events,
+}
+
+/// The value of one argument, as [`Arg`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Name(String),
+    Fd(i32),
+    /// `FdFrom0` and `FdOrAll` (`u32::MAX` is `~0`).
+    Number(u32),
+    Fds(Vec<i32>),
+    Path(String),
+    OFlags(OFlags),
+    Mode(u32),
+    Limit(u64),
+    Bytes(Vec<u8>),
+    Len(usize),
+    Offset(i64),
+    Whence(Whence),
+    Flag(bool),
+    Fcntl(FcntlCmd),
+    CloseRange {
+        unshare: bool,
+        cloexec: bool,
+    },
+    Sock {
+        ty: SockType,
+        cloexec: bool,
+    },
+    EpollOp(EpollOp),
+    Events(Events),
+}
+
+/// One call of the language: its row in [`CALLS`].
+#[derive(Debug)]
+pub struct CallSpec {
+    pub name: &'static str,
+    /// How its arguments are written, in order.
+    pub args: &'static [Arg],
+    /// What it does, in one line.
+    pub summary: &'static str,
+    /// What it returns when it succeeds.
+    pub returns: &'static str,
+    /// The call from the values of its arguments, in [`CallSpec::args`]'
+    /// order; `None` if they do not fit them.
+    pub build: fn(&mut Values) -> Option<Call>,
+    /// The values of a call's arguments, if the call is this row's.
+    pub values: fn(&Call) -> Option<Vec<Value>>,
+}
+
+/// Argument values, taken in order by a row's `build`.
+#[derive(Debug)]
+pub struct Values(std::vec::IntoIter<Value>);
+
+impl Values {
+    pub fn new(v: Vec<Value>) -> Values {
+        Values(v.into_iter())
+    }
+
+    fn name(&mut self) -> Option<String> {
+        match self.0.next()? {
+            Value::Name(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    fn fd(&mut self) -> Option<i32> {
+        match self.0.next()? {
+            Value::Fd(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    fn number(&mut self) -> Option<u32> {
+        match self.0.next()? {
+            Value::Number(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    fn flag(&mut self) -> Option<bool> {
+        match self.0.next()? {
+            Value::Flag(on) => Some(on),
+            _ => None,
+        }
+    }
+
+    fn next(&mut self) -> Option<Value> {
+        self.0.next()
+    }
+}
+
+/// Every call of the language, in the order the reference lists them.
+pub const CALLS: &[CallSpec] = &[
+    CallSpec {
+        name: "fork",
+        args: &[Arg::NewProc],
+        summary: "a new process with a copy of the caller's table (every slot a new reference)",
+        returns: "0 (in the model's own spelling; the child is named)",
+        build: |v| Some(Call::Fork { child: v.name()? }),
+        values: |c| match c {
+            Call::Fork { child } => Some(vec![Value::Name(child.clone())]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "clone_files",
+        args: &[Arg::NewProc],
+        summary: "a new process sharing the caller's table (clone(CLONE_FILES))",
+        returns: "0",
+        build: |v| Some(Call::CloneFiles { child: v.name()? }),
+        values: |c| match c {
+            Call::CloneFiles { child } => Some(vec![Value::Name(child.clone())]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "unshare_files",
+        args: &[],
+        summary: "a private copy of a shared table (unshare(CLONE_FILES))",
+        returns: "0",
+        build: |_| Some(Call::UnshareFiles),
+        values: |c| matches!(c, Call::UnshareFiles).then(Vec::new),
+    },
+    CallSpec {
+        name: "exec",
+        args: &[],
+        summary: "execve: unshare the table, then close the close-on-exec descriptors",
+        returns: "0",
+        build: |_| Some(Call::Exec),
+        values: |c| matches!(c, Call::Exec).then(Vec::new),
+    },
+    CallSpec {
+        name: "exit",
+        args: &[],
+        summary: "the process ends; the last user of a table closes every descriptor",
+        returns: "0",
+        build: |_| Some(Call::Exit),
+        values: |c| matches!(c, Call::Exit).then(Vec::new),
+    },
+    CallSpec {
+        name: "rlimit",
+        args: &[Arg::Limit],
+        summary: "setrlimit(RLIMIT_NOFILE) of the soft limit",
+        returns: "0",
+        build: |v| match v.next()? {
+            Value::Limit(limit) => Some(Call::Rlimit { limit }),
+            _ => None,
+        },
+        values: |c| match c {
+            Call::Rlimit { limit } => Some(vec![Value::Limit(*limit)]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "open",
+        args: &[Arg::Path, Arg::OpenFlags, Arg::Mode],
+        summary: "a new open file at the lowest free descriptor",
+        returns: "the descriptor",
+        build: |v| match (v.next()?, v.next()?, v.next()?) {
+            (Value::Path(path), Value::OFlags(flags), Value::Mode(mode)) => {
+                Some(Call::Open { path, flags, mode })
+            }
+            _ => None,
+        },
+        values: |c| match c {
+            Call::Open { path, flags, mode } => Some(vec![
+                Value::Path(path.clone()),
+                Value::OFlags(*flags),
+                Value::Mode(*mode),
+            ]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "close",
+        args: &[Arg::Fd],
+        summary: "the descriptor is gone; the file lives on while other references do",
+        returns: "0",
+        build: |v| Some(Call::Close { fd: v.fd()? }),
+        values: |c| match c {
+            Call::Close { fd } => Some(vec![Value::Fd(*fd)]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "dup",
+        args: &[Arg::Fd],
+        summary: "the lowest free descriptor names the same open file",
+        returns: "the new descriptor",
+        build: |v| Some(Call::Dup { fd: v.fd()? }),
+        values: |c| match c {
+            Call::Dup { fd } => Some(vec![Value::Fd(*fd)]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "dup2",
+        args: &[Arg::Fd, Arg::Fd],
+        summary: "NEW names the open file OLD names, closing what NEW held",
+        returns: "NEW",
+        build: |v| {
+            Some(Call::Dup2 {
+                old: v.fd()?,
+                new: v.fd()?,
+            })
+        },
+        values: |c| match c {
+            Call::Dup2 { old, new } => Some(vec![Value::Fd(*old), Value::Fd(*new)]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "dup3",
+        args: &[Arg::Fd, Arg::Fd, Arg::Flag("O_CLOEXEC")],
+        summary: "dup2 with a close-on-exec flag; OLD == NEW is EINVAL",
+        returns: "NEW",
+        build: |v| {
+            Some(Call::Dup3 {
+                old: v.fd()?,
+                new: v.fd()?,
+                cloexec: v.flag()?,
+            })
+        },
+        values: |c| match c {
+            Call::Dup3 { old, new, cloexec } => Some(vec![
+                Value::Fd(*old),
+                Value::Fd(*new),
+                Value::Flag(*cloexec),
+            ]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "fcntl",
+        args: &[Arg::Fd, Arg::FcntlCmd],
+        summary: "duplicate (F_DUPFD), or get or set the descriptor's or the file's flags",
+        returns: "the new descriptor, the flag, the status flags, or 0",
+        build: |v| match (v.next()?, v.next()?) {
+            (Value::Fd(fd), Value::Fcntl(cmd)) => Some(Call::Fcntl { fd, cmd }),
+            _ => None,
+        },
+        values: |c| match c {
+            Call::Fcntl { fd, cmd } => Some(vec![Value::Fd(*fd), Value::Fcntl(*cmd)]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "close_range",
+        args: &[Arg::FdFrom0, Arg::FdOrAll, Arg::CloseRangeFlags],
+        summary: "close (or mark close-on-exec) every descriptor from LO to HI",
+        returns: "0",
+        build: |v| {
+            let (lo, hi) = (v.number()?, v.number()?);
+            match v.next()? {
+                Value::CloseRange { unshare, cloexec } => Some(Call::CloseRange {
+                    lo,
+                    hi,
+                    unshare,
+                    cloexec,
+                }),
+                _ => None,
+            }
+        },
+        values: |c| match c {
+            Call::CloseRange {
+                lo,
+                hi,
+                unshare,
+                cloexec,
+            } => Some(vec![
+                Value::Number(*lo),
+                Value::Number(*hi),
+                Value::CloseRange {
+                    unshare: *unshare,
+                    cloexec: *cloexec,
+                },
+            ]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "write",
+        args: &[Arg::Fd, Arg::Bytes],
+        summary: "write the bytes, at the open file's offset",
+        returns: "how many bytes were written",
+        build: |v| match (v.next()?, v.next()?) {
+            (Value::Fd(fd), Value::Bytes(data)) => Some(Call::Write { fd, data }),
+            _ => None,
+        },
+        values: |c| match c {
+            Call::Write { fd, data } => Some(vec![Value::Fd(*fd), Value::Bytes(data.clone())]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "read",
+        args: &[Arg::Fd, Arg::Len],
+        summary: "read up to N bytes, never waiting (EAGAIN where Linux would wait)",
+        returns: "the bytes read, as a string",
+        build: |v| match (v.next()?, v.next()?) {
+            (Value::Fd(fd), Value::Len(len)) => Some(Call::Read { fd, len }),
+            _ => None,
+        },
+        values: |c| match c {
+            Call::Read { fd, len } => Some(vec![Value::Fd(*fd), Value::Len(*len)]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "lseek",
+        args: &[Arg::Fd, Arg::Offset, Arg::Whence],
+        summary: "move the open file's offset, which every descriptor of it shares",
+        returns: "the new offset",
+        build: |v| match (v.next()?, v.next()?, v.next()?) {
+            (Value::Fd(fd), Value::Offset(offset), Value::Whence(whence)) => {
+                Some(Call::Lseek { fd, offset, whence })
+            }
+            _ => None,
+        },
+        values: |c| match c {
+            Call::Lseek { fd, offset, whence } => Some(vec![
+                Value::Fd(*fd),
+                Value::Offset(*offset),
+                Value::Whence(*whence),
+            ]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "pipe",
+        args: &[Arg::Flag("O_CLOEXEC")],
+        summary: "a pipe: two open files, the read end first",
+        returns: "the read end's and the write end's descriptors",
+        build: |v| Some(Call::Pipe { cloexec: v.flag()? }),
+        values: |c| match c {
+            Call::Pipe { cloexec } => Some(vec![Value::Flag(*cloexec)]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "socketpair",
+        args: &[Arg::SockType],
+        summary: "a connected pair of Unix-domain sockets",
+        returns: "the two descriptors",
+        build: |v| match v.next()? {
+            Value::Sock { ty, cloexec } => Some(Call::Socketpair { ty, cloexec }),
+            _ => None,
+        },
+        values: |c| match c {
+            Call::Socketpair { ty, cloexec } => Some(vec![Value::Sock {
+                ty: *ty,
+                cloexec: *cloexec,
+            }]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "sendfds",
+        args: &[Arg::Fd, Arg::Fds],
+        summary: "send one byte with SCM_RIGHTS carrying the descriptors' files",
+        returns: "0",
+        build: |v| match (v.next()?, v.next()?) {
+            (Value::Fd(sock), Value::Fds(fds)) => Some(Call::Sendfds { sock, fds }),
+            _ => None,
+        },
+        values: |c| match c {
+            Call::Sendfds { sock, fds } => Some(vec![Value::Fd(*sock), Value::Fds(fds.clone())]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "recvfds",
+        args: &[Arg::Fd, Arg::Flag("MSG_CMSG_CLOEXEC")],
+        summary: "receive one byte and install the files that came with it",
+        returns: "the new descriptors, or `ok` when none came",
+        build: |v| {
+            Some(Call::Recvfds {
+                sock: v.fd()?,
+                cloexec: v.flag()?,
+            })
+        },
+        values: |c| match c {
+            Call::Recvfds { sock, cloexec } => Some(vec![Value::Fd(*sock), Value::Flag(*cloexec)]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "epoll_create",
+        args: &[Arg::Flag("EPOLL_CLOEXEC")],
+        summary: "a new epoll instance",
+        returns: "its descriptor",
+        build: |v| Some(Call::EpollCreate { cloexec: v.flag()? }),
+        values: |c| match c {
+            Call::EpollCreate { cloexec } => Some(vec![Value::Flag(*cloexec)]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "epoll_ctl",
+        args: &[Arg::Fd, Arg::EpollOp, Arg::Fd, Arg::Events],
+        summary: "register the file FD names under FD, or remove that registration",
+        returns: "0",
+        build: |v| match (v.next()?, v.next()?, v.next()?, v.next()?) {
+            (Value::Fd(epfd), Value::EpollOp(op), Value::Fd(fd), Value::Events(events)) => {
+                Some(Call::EpollCtl {
+                    epfd,
+                    op,
+                    fd,
+                    events,
+                })
+            }
+            _ => None,
+        },
+        values: |c| match c {
+            Call::EpollCtl {
+                epfd,
+                op,
+                fd,
+                events,
+            } => Some(vec![
+                Value::Fd(*epfd),
+                Value::EpollOp(*op),
+                Value::Fd(*fd),
+                Value::Events(*events),
+            ]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "eventfd",
+        args: &[Arg::Flag("EFD_CLOEXEC")],
+        summary: "an eventfd counter starting at 0",
+        returns: "its descriptor",
+        build: |v| Some(Call::Eventfd { cloexec: v.flag()? }),
+        values: |c| match c {
+            Call::Eventfd { cloexec } => Some(vec![Value::Flag(*cloexec)]),
+            _ => None,
+        },
+    },
+];
+
+/// The row of the call named `name`.
+pub fn spec(name: &str) -> Option<&'static CallSpec> {
+    CALLS.iter().find(|s| s.name == name)
 }
 
 /// What a successful call returned.
@@ -184,3 +674,127 @@ impl Ret {
 
 /// A call's outcome: Linux's result or its errno.
 pub type Outcome = Result<Ret, Errno>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One call of every variant (a new variant must be added here, and
+    /// the match below makes the compiler say so).
+    fn one_of_each() -> Vec<Call> {
+        let all = vec![
+            Call::Fork { child: "c".into() },
+            Call::CloneFiles { child: "c".into() },
+            Call::UnshareFiles,
+            Call::Exec,
+            Call::Exit,
+            Call::Rlimit { limit: 5 },
+            Call::Open {
+                path: "a".into(),
+                flags: OFlags::RDWR,
+                mode: 0o600,
+            },
+            Call::Close { fd: 3 },
+            Call::Dup { fd: 3 },
+            Call::Dup2 { old: 3, new: 4 },
+            Call::Dup3 {
+                old: 3,
+                new: 4,
+                cloexec: true,
+            },
+            Call::Fcntl {
+                fd: 3,
+                cmd: FcntlCmd::GetFl,
+            },
+            Call::CloseRange {
+                lo: 3,
+                hi: u32::MAX,
+                unshare: true,
+                cloexec: false,
+            },
+            Call::Write {
+                fd: 3,
+                data: b"x".to_vec(),
+            },
+            Call::Read { fd: 3, len: 4 },
+            Call::Lseek {
+                fd: 3,
+                offset: -1,
+                whence: Whence::End,
+            },
+            Call::Pipe { cloexec: true },
+            Call::Socketpair {
+                ty: SockType::Dgram,
+                cloexec: true,
+            },
+            Call::Sendfds {
+                sock: 3,
+                fds: vec![4, 5],
+            },
+            Call::Recvfds {
+                sock: 3,
+                cloexec: false,
+            },
+            Call::EpollCreate { cloexec: false },
+            Call::EpollCtl {
+                epfd: 3,
+                op: EpollOp::Del,
+                fd: 4,
+                events: Events::OUT,
+            },
+            Call::Eventfd { cloexec: true },
+        ];
+        for c in &all {
+            // Exhaustive: a new variant fails to compile until it is above.
+            match c {
+                Call::Fork { .. }
+                | Call::CloneFiles { .. }
+                | Call::UnshareFiles
+                | Call::Exec
+                | Call::Exit
+                | Call::Rlimit { .. }
+                | Call::Open { .. }
+                | Call::Close { .. }
+                | Call::Dup { .. }
+                | Call::Dup2 { .. }
+                | Call::Dup3 { .. }
+                | Call::Fcntl { .. }
+                | Call::CloseRange { .. }
+                | Call::Write { .. }
+                | Call::Read { .. }
+                | Call::Lseek { .. }
+                | Call::Pipe { .. }
+                | Call::Socketpair { .. }
+                | Call::Sendfds { .. }
+                | Call::Recvfds { .. }
+                | Call::EpollCreate { .. }
+                | Call::EpollCtl { .. }
+                | Call::Eventfd { .. } => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_variant_has_one_row_that_takes_it_apart_and_back() {
+        let all = one_of_each();
+        assert_eq!(all.len(), CALLS.len(), "one row per variant");
+        for c in all {
+            let rows: Vec<&str> = CALLS
+                .iter()
+                .filter(|s| (s.values)(&c).is_some())
+                .map(|s| s.name)
+                .collect();
+            assert_eq!(rows.len(), 1, "{c:?} matches rows {rows:?}");
+            let row = c.spec();
+            assert_eq!(spec(c.name()).map(|s| s.name), Some(row.name));
+            let values = c.values();
+            assert_eq!(values.len(), row.args.len(), "{c:?}");
+            assert_eq!((row.build)(&mut Values::new(values)), Some(c.clone()));
+        }
+        let mut names: Vec<&str> = CALLS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CALLS.len(), "names are unique");
+    }
+}

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use fdlab_model::call::{spec, Arg, Value, Values};
 use fdlab_model::flags::OPEN_FLAG_NAMES;
 use fdlab_model::{Call, EpollOp, Errno, Events, FcntlCmd, OFlags, SockType, Whence};
 
@@ -378,111 +379,115 @@ impl Parser<'_> {
         Ok(path)
     }
 
+    /// The call named `name` (at `col`) and its arguments, as its row in
+    /// the registry ([`CALLS`]) says they are written.
     fn call(&mut self, name: &str, col: usize, c: &mut Cursor) -> Res<Call> {
-        Ok(match name {
-            "fork" => Call::Fork {
-                child: self.new_proc(c)?,
+        let Some(spec) = spec(name) else {
+            return Err(self.err_at(col, format!("unknown call `{name}`")));
+        };
+        let mut values = Vec::with_capacity(spec.args.len());
+        for &kind in spec.args {
+            values.push(self.arg(kind, c)?);
+        }
+        (spec.build)(&mut Values::new(values)).ok_or_else(|| {
+            // The values were read by the row's own grammar.
+            self.err_at(
+                col,
+                format!("internal: `{name}`'s arguments do not fit its row"),
+            )
+        })
+    }
+
+    /// One argument written as `kind` says.
+    fn arg(&mut self, kind: Arg, c: &mut Cursor) -> Res<Value> {
+        Ok(match kind {
+            Arg::NewProc => Value::Name(self.new_proc(c)?),
+            Arg::Fd => Value::Fd(self.fd(c)?),
+            Arg::FdFrom0 => Value::Number(self.fd_nonneg(c)? as u32),
+            Arg::FdOrAll => match c.peek() {
+                Some(Token {
+                    tok: Tok::Word(w), ..
+                }) if w == "~0" => {
+                    c.next();
+                    Value::Number(u32::MAX)
+                }
+                _ => Value::Number(self.fd_nonneg(c)? as u32),
             },
-            "clone_files" => Call::CloneFiles {
-                child: self.new_proc(c)?,
-            },
-            "unshare_files" => Call::UnshareFiles,
-            "exec" => Call::Exec,
-            "exit" => Call::Exit,
-            "rlimit" => {
+            Arg::Fds => {
+                let mut fds = vec![self.fd(c)?];
+                while !c.at_result() {
+                    fds.push(self.fd(c)?);
+                }
+                Value::Fds(fds)
+            }
+            Arg::Path => Value::Path(self.path(c)?),
+            Arg::OpenFlags => Value::OFlags(self.open_flags(c)?),
+            Arg::Mode => Value::Mode(if c.at_result() {
+                0o644
+            } else {
+                let col = c.col();
+                let (w, _) = c
+                    .word()
+                    .ok_or_else(|| self.err_at(col, "expected an octal mode"))?;
+                match u32::from_str_radix(w.trim_start_matches("0o"), 8) {
+                    Ok(m) if m <= 0o7777 => m,
+                    _ => {
+                        return Err(self.err_at(
+                            col,
+                            format!("expected an octal mode (0 to 07777), found `{w}`"),
+                        ))
+                    }
+                }
+            }),
+            Arg::Limit => {
                 let (n, col) = self.int(c, "a limit")?;
                 match u64::try_from(n) {
-                    Ok(n) if n <= MAX_RLIMIT => Call::Rlimit { limit: n },
+                    Ok(n) if n <= MAX_RLIMIT => Value::Limit(n),
                     _ => {
                         return Err(self
                             .err_at(col, format!("rlimit must be 0 to {MAX_RLIMIT}, found {n}")))
                     }
                 }
             }
-            "open" => {
-                let path = self.path(c)?;
-                let flags = self.open_flags(c)?;
-                let mode = if c.at_result() {
-                    0o644
-                } else {
-                    let col = c.col();
-                    let (w, _) = c
-                        .word()
-                        .ok_or_else(|| self.err_at(col, "expected an octal mode"))?;
-                    match u32::from_str_radix(w.trim_start_matches("0o"), 8) {
-                        Ok(m) if m <= 0o7777 => m,
-                        _ => {
-                            return Err(self.err_at(
-                                col,
-                                format!("expected an octal mode (0 to 07777), found `{w}`"),
-                            ))
-                        }
-                    }
-                };
-                Call::Open { path, flags, mode }
-            }
-            "close" => Call::Close { fd: self.fd(c)? },
-            "dup" => Call::Dup { fd: self.fd(c)? },
-            "dup2" => Call::Dup2 {
-                old: self.fd(c)?,
-                new: self.fd(c)?,
-            },
-            "dup3" => Call::Dup3 {
-                old: self.fd(c)?,
-                new: self.fd(c)?,
-                cloexec: self.opt_flag(c, "O_CLOEXEC")?,
-            },
-            "fcntl" => {
-                let fd = self.fd(c)?;
+            Arg::Bytes => {
                 let col = c.col();
-                let cmd = match c.word() {
-                    Some(("F_DUPFD", _)) => FcntlCmd::DupFd {
-                        min: self.fd(c)?,
-                        cloexec: false,
-                    },
-                    Some(("F_DUPFD_CLOEXEC", _)) => FcntlCmd::DupFd {
-                        min: self.fd(c)?,
-                        cloexec: true,
-                    },
-                    Some(("F_GETFD", _)) => FcntlCmd::GetFd,
-                    Some(("F_GETFL", _)) => FcntlCmd::GetFl,
-                    Some(("F_SETFD", _)) => {
-                        let col = c.col();
-                        match c.word() {
-                            Some(("0", _)) => FcntlCmd::SetFd { cloexec: false },
-                            Some(("FD_CLOEXEC" | "1", _)) => FcntlCmd::SetFd { cloexec: true },
-                            _ => return Err(self.err_at(col, "expected `0` or `FD_CLOEXEC`")),
-                        }
-                    }
-                    Some(("F_SETFL", _)) => {
-                        let (f, _) = self.flag_set(
-                            c,
-                            "status flags (O_APPEND|O_NONBLOCK, or 0)",
-                            true,
-                            OFlags::from_name,
-                        )?;
-                        FcntlCmd::SetFl {
-                            flags: f.into_iter().fold(OFlags::RDONLY, |a, b| a | b),
-                        }
-                    }
-                    _ => return Err(self.err_at(
-                        col,
-                        "expected F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL or F_SETFL",
-                    )),
-                };
-                Call::Fcntl { fd, cmd }
-            }
-            "close_range" => {
-                let lo = self.fd_nonneg(c)? as u32;
-                let hi = match c.peek() {
+                match c.next() {
                     Some(Token {
-                        tok: Tok::Word(w), ..
-                    }) if w == "~0" => {
-                        c.next();
-                        u32::MAX
+                        tok: Tok::Str(b), ..
+                    }) => Value::Bytes(b.clone()),
+                    t => {
+                        return Err(self.err_at(
+                            col,
+                            format!("expected a quoted string, found {}", describe(t)),
+                        ))
                     }
-                    _ => self.fd_nonneg(c)? as u32,
-                };
+                }
+            }
+            Arg::Len => {
+                let (n, col) = self.int(c, "a byte count")?;
+                match usize::try_from(n) {
+                    Ok(n) if n <= MAX_READ => Value::Len(n),
+                    _ => {
+                        return Err(self.err_at(
+                            col,
+                            format!("a read takes 0 to {MAX_READ} bytes, found {n}"),
+                        ))
+                    }
+                }
+            }
+            Arg::Offset => Value::Offset(self.int(c, "an offset")?.0),
+            Arg::Whence => {
+                let col = c.col();
+                Value::Whence(match c.word() {
+                    Some(("SEEK_SET", _)) => Whence::Set,
+                    Some(("SEEK_CUR", _)) => Whence::Cur,
+                    Some(("SEEK_END", _)) => Whence::End,
+                    _ => return Err(self.err_at(col, "expected SEEK_SET, SEEK_CUR or SEEK_END")),
+                })
+            }
+            Arg::Flag(name) => Value::Flag(self.opt_flag(c, name)?),
+            Arg::FcntlCmd => Value::Fcntl(self.fcntl_cmd(c)?),
+            Arg::CloseRangeFlags => {
                 let (mut unshare, mut cloexec) = (false, false);
                 if !c.at_result() {
                     let (flags, _) = self.flag_set(
@@ -498,60 +503,9 @@ impl Parser<'_> {
                     cloexec = flags.contains(&true);
                     unshare = flags.contains(&false);
                 }
-                Call::CloseRange {
-                    lo,
-                    hi,
-                    unshare,
-                    cloexec,
-                }
+                Value::CloseRange { unshare, cloexec }
             }
-            "write" => {
-                let fd = self.fd(c)?;
-                let col = c.col();
-                match c.next() {
-                    Some(Token {
-                        tok: Tok::Str(b), ..
-                    }) => Call::Write {
-                        fd,
-                        data: b.clone(),
-                    },
-                    t => {
-                        return Err(self.err_at(
-                            col,
-                            format!("expected a quoted string, found {}", describe(t)),
-                        ))
-                    }
-                }
-            }
-            "read" => {
-                let fd = self.fd(c)?;
-                let (n, col) = self.int(c, "a byte count")?;
-                match usize::try_from(n) {
-                    Ok(n) if n <= MAX_READ => Call::Read { fd, len: n },
-                    _ => {
-                        return Err(self.err_at(
-                            col,
-                            format!("a read takes 0 to {MAX_READ} bytes, found {n}"),
-                        ))
-                    }
-                }
-            }
-            "lseek" => {
-                let fd = self.fd(c)?;
-                let (offset, _) = self.int(c, "an offset")?;
-                let col = c.col();
-                let whence = match c.word() {
-                    Some(("SEEK_SET", _)) => Whence::Set,
-                    Some(("SEEK_CUR", _)) => Whence::Cur,
-                    Some(("SEEK_END", _)) => Whence::End,
-                    _ => return Err(self.err_at(col, "expected SEEK_SET, SEEK_CUR or SEEK_END")),
-                };
-                Call::Lseek { fd, offset, whence }
-            }
-            "pipe" => Call::Pipe {
-                cloexec: self.opt_flag(c, "O_CLOEXEC")?,
-            },
-            "socketpair" => {
+            Arg::SockType => {
                 let (parts, col) =
                     self.flag_set(c, "SOCK_STREAM or SOCK_DGRAM", false, |n| match n {
                         "SOCK_STREAM" => Some("SOCK_STREAM"),
@@ -571,50 +525,65 @@ impl Parser<'_> {
                     return Err(self.err_at(col, "expected exactly one of SOCK_STREAM, SOCK_DGRAM"));
                 };
                 let cloexec = parts.contains(&"SOCK_CLOEXEC") | self.opt_flag(c, "SOCK_CLOEXEC")?;
-                Call::Socketpair { ty, cloexec }
+                Value::Sock { ty, cloexec }
             }
-            "sendfds" => {
-                let sock = self.fd(c)?;
-                let mut fds = vec![self.fd(c)?];
-                while !c.at_result() {
-                    fds.push(self.fd(c)?);
-                }
-                Call::Sendfds { sock, fds }
-            }
-            "recvfds" => Call::Recvfds {
-                sock: self.fd(c)?,
-                cloexec: self.opt_flag(c, "MSG_CMSG_CLOEXEC")?,
-            },
-            "epoll_create" => Call::EpollCreate {
-                cloexec: self.opt_flag(c, "EPOLL_CLOEXEC")?,
-            },
-            "epoll_ctl" => {
-                let epfd = self.fd(c)?;
+            Arg::EpollOp => {
                 let col = c.col();
-                let op = match c.word() {
+                Value::EpollOp(match c.word() {
                     Some(("EPOLL_CTL_ADD", _)) => EpollOp::Add,
                     Some(("EPOLL_CTL_DEL", _)) => EpollOp::Del,
                     _ => return Err(self.err_at(col, "expected EPOLL_CTL_ADD or EPOLL_CTL_DEL")),
-                };
-                let fd = self.fd(c)?;
-                let events = if c.at_result() {
-                    Events::IN
-                } else {
-                    let (e, _) =
-                        self.flag_set(c, "events (EPOLLIN|EPOLLOUT)", false, Events::from_name)?;
-                    e.into_iter().fold(Events::default(), |a, b| a | b)
-                };
-                Call::EpollCtl {
-                    epfd,
-                    op,
-                    fd,
-                    events,
+                })
+            }
+            Arg::Events => Value::Events(if c.at_result() {
+                Events::IN
+            } else {
+                let (e, _) =
+                    self.flag_set(c, "events (EPOLLIN|EPOLLOUT)", false, Events::from_name)?;
+                e.into_iter().fold(Events::default(), |a, b| a | b)
+            }),
+        })
+    }
+
+    /// A `fcntl` command and its argument.
+    fn fcntl_cmd(&self, c: &mut Cursor) -> Res<FcntlCmd> {
+        let col = c.col();
+        Ok(match c.word() {
+            Some(("F_DUPFD", _)) => FcntlCmd::DupFd {
+                min: self.fd(c)?,
+                cloexec: false,
+            },
+            Some(("F_DUPFD_CLOEXEC", _)) => FcntlCmd::DupFd {
+                min: self.fd(c)?,
+                cloexec: true,
+            },
+            Some(("F_GETFD", _)) => FcntlCmd::GetFd,
+            Some(("F_GETFL", _)) => FcntlCmd::GetFl,
+            Some(("F_SETFD", _)) => {
+                let col = c.col();
+                match c.word() {
+                    Some(("0", _)) => FcntlCmd::SetFd { cloexec: false },
+                    Some(("FD_CLOEXEC" | "1", _)) => FcntlCmd::SetFd { cloexec: true },
+                    _ => return Err(self.err_at(col, "expected `0` or `FD_CLOEXEC`")),
                 }
             }
-            "eventfd" => Call::Eventfd {
-                cloexec: self.opt_flag(c, "EFD_CLOEXEC")?,
-            },
-            other => return Err(self.err_at(col, format!("unknown call `{other}`"))),
+            Some(("F_SETFL", _)) => {
+                let (f, _) = self.flag_set(
+                    c,
+                    "status flags (O_APPEND|O_NONBLOCK, or 0)",
+                    true,
+                    OFlags::from_name,
+                )?;
+                FcntlCmd::SetFl {
+                    flags: f.into_iter().fold(OFlags::RDONLY, |a, b| a | b),
+                }
+            }
+            _ => {
+                return Err(self.err_at(
+                    col,
+                    "expected F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL or F_SETFL",
+                ))
+            }
         })
     }
 

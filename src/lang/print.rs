@@ -1,67 +1,75 @@
 //! Calls, results and expectations written back as text, in the language's
 //! own spelling (so that any printed result can be pasted as an `= RESULT`).
 
+use fdlab_model::call::{Arg, Value};
 use fdlab_model::{Call, EpollOp, Errno, FcntlCmd, OFlags, Outcome, Ret, SockType, Whence};
 
 use super::text::quote;
 use super::{Expectation, Expected};
 
-/// The arguments of `call` as the language writes them.
+/// The arguments of `call` as the language writes them: each value as its
+/// row in the registry says it is written.
 pub fn call_args(call: &Call) -> Vec<String> {
-    let fd = |n: &i32| n.to_string();
-    let flag = |on: bool, name: &str| if on { vec![name.to_string()] } else { vec![] };
-    match call {
-        Call::Fork { child } | Call::CloneFiles { child } => vec![child.clone()],
-        Call::UnshareFiles | Call::Exec | Call::Exit => vec![],
-        Call::Rlimit { limit } => vec![limit.to_string()],
-        Call::Open { path, flags, mode } => vec![
-            quote(path.as_bytes()),
-            flags.to_string(),
-            format!("{mode:04o}"),
-        ],
-        Call::Close { fd: n } | Call::Dup { fd: n } => vec![fd(n)],
-        Call::Dup2 { old, new } => vec![fd(old), fd(new)],
-        Call::Dup3 { old, new, cloexec } => {
-            [vec![fd(old), fd(new)], flag(*cloexec, "O_CLOEXEC")].concat()
-        }
-        Call::Fcntl { fd: n, cmd } => {
-            let mut v = vec![fd(n)];
-            match cmd {
-                FcntlCmd::DupFd {
-                    min,
-                    cloexec: false,
-                } => v.extend(["F_DUPFD".into(), min.to_string()]),
-                FcntlCmd::DupFd { min, cloexec: true } => {
-                    v.extend(["F_DUPFD_CLOEXEC".into(), min.to_string()])
-                }
-                FcntlCmd::GetFd => v.push("F_GETFD".into()),
-                FcntlCmd::SetFd { cloexec } => v.extend([
-                    "F_SETFD".into(),
-                    if *cloexec {
-                        "FD_CLOEXEC".into()
-                    } else {
-                        "0".into()
-                    },
-                ]),
-                FcntlCmd::GetFl => v.push("F_GETFL".into()),
-                FcntlCmd::SetFl { flags } => v.extend(["F_SETFL".into(), setfl(*flags)]),
+    let mut out = Vec::new();
+    for (kind, value) in call.spec().args.iter().zip(call.values()) {
+        arg_text(*kind, &value, &mut out);
+    }
+    out
+}
+
+/// One argument's words.
+fn arg_text(kind: Arg, value: &Value, out: &mut Vec<String>) {
+    let mut word = |w: String| out.push(w);
+    match value {
+        Value::Name(n) => word(n.clone()),
+        Value::Path(p) => word(quote(p.as_bytes())),
+        Value::Fd(n) => word(n.to_string()),
+        Value::Number(n) if *n == u32::MAX && kind == Arg::FdOrAll => word("~0".into()),
+        Value::Number(n) => word(n.to_string()),
+        Value::Fds(fds) => fds.iter().for_each(|n| word(n.to_string())),
+        Value::OFlags(f) => word(f.to_string()),
+        Value::Mode(m) => word(format!("{m:04o}")),
+        Value::Limit(n) => word(n.to_string()),
+        Value::Bytes(b) => word(quote(b)),
+        Value::Len(n) => word(n.to_string()),
+        Value::Offset(n) => word(n.to_string()),
+        Value::Whence(w) => word(
+            match w {
+                Whence::Set => "SEEK_SET",
+                Whence::Cur => "SEEK_CUR",
+                Whence::End => "SEEK_END",
             }
-            v
+            .into(),
+        ),
+        Value::Flag(on) => {
+            if let (true, Arg::Flag(name)) = (on, kind) {
+                word(name.to_string());
+            }
         }
-        Call::CloseRange {
-            lo,
-            hi,
-            unshare,
-            cloexec,
-        } => {
-            let mut v = vec![
-                lo.to_string(),
-                if *hi == u32::MAX {
-                    "~0".into()
-                } else {
-                    hi.to_string()
-                },
-            ];
+        Value::Fcntl(cmd) => match cmd {
+            FcntlCmd::DupFd {
+                min,
+                cloexec: false,
+            } => {
+                word("F_DUPFD".into());
+                word(min.to_string());
+            }
+            FcntlCmd::DupFd { min, cloexec: true } => {
+                word("F_DUPFD_CLOEXEC".into());
+                word(min.to_string());
+            }
+            FcntlCmd::GetFd => word("F_GETFD".into()),
+            FcntlCmd::SetFd { cloexec } => {
+                word("F_SETFD".into());
+                word(if *cloexec { "FD_CLOEXEC" } else { "0" }.into());
+            }
+            FcntlCmd::GetFl => word("F_GETFL".into()),
+            FcntlCmd::SetFl { flags } => {
+                word("F_SETFL".into());
+                word(setfl(*flags));
+            }
+        },
+        Value::CloseRange { unshare, cloexec } => {
             let f: Vec<&str> = [
                 (*cloexec, "CLOSE_RANGE_CLOEXEC"),
                 (*unshare, "CLOSE_RANGE_UNSHARE"),
@@ -71,55 +79,29 @@ pub fn call_args(call: &Call) -> Vec<String> {
             .map(|(_, n)| *n)
             .collect();
             if !f.is_empty() {
-                v.push(f.join("|"));
+                word(f.join("|"));
             }
-            v
         }
-        Call::Write { fd: n, data } => vec![fd(n), quote(data)],
-        Call::Read { fd: n, len } => vec![fd(n), len.to_string()],
-        Call::Lseek {
-            fd: n,
-            offset,
-            whence,
-        } => vec![
-            fd(n),
-            offset.to_string(),
-            match whence {
-                Whence::Set => "SEEK_SET",
-                Whence::Cur => "SEEK_CUR",
-                Whence::End => "SEEK_END",
+        Value::Sock { ty, cloexec } => {
+            word(
+                match ty {
+                    SockType::Stream => "SOCK_STREAM",
+                    SockType::Dgram => "SOCK_DGRAM",
+                }
+                .into(),
+            );
+            if *cloexec {
+                word("SOCK_CLOEXEC".into());
+            }
+        }
+        Value::EpollOp(op) => word(
+            match op {
+                EpollOp::Add => "EPOLL_CTL_ADD",
+                EpollOp::Del => "EPOLL_CTL_DEL",
             }
             .into(),
-        ],
-        Call::Pipe { cloexec } => flag(*cloexec, "O_CLOEXEC"),
-        Call::Socketpair { ty, cloexec } => [
-            vec![match ty {
-                SockType::Stream => "SOCK_STREAM".to_string(),
-                SockType::Dgram => "SOCK_DGRAM".to_string(),
-            }],
-            flag(*cloexec, "SOCK_CLOEXEC"),
-        ]
-        .concat(),
-        Call::Sendfds { sock, fds } => std::iter::once(sock).chain(fds).map(fd).collect(),
-        Call::Recvfds { sock, cloexec } => {
-            [vec![fd(sock)], flag(*cloexec, "MSG_CMSG_CLOEXEC")].concat()
-        }
-        Call::EpollCreate { cloexec } => flag(*cloexec, "EPOLL_CLOEXEC"),
-        Call::EpollCtl {
-            epfd,
-            op,
-            fd: n,
-            events,
-        } => vec![
-            fd(epfd),
-            match op {
-                EpollOp::Add => "EPOLL_CTL_ADD".into(),
-                EpollOp::Del => "EPOLL_CTL_DEL".into(),
-            },
-            fd(n),
-            events.to_string(),
-        ],
-        Call::Eventfd { cloexec } => flag(*cloexec, "EFD_CLOEXEC"),
+        ),
+        Value::Events(e) => word(e.to_string()),
     }
 }
 
