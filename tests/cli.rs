@@ -1,7 +1,11 @@
 //! The `fdlab` binary as a user meets it: exit codes, one-line errors, JSON.
 
-use std::path::Path;
+mod support;
+
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use support::TempDir;
 
 fn fdlab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fdlab"))
@@ -11,11 +15,10 @@ fn fdlab(args: &[&str]) -> Output {
         .expect("run fdlab")
 }
 
-/// A scenario file in a directory of its own, removed with it on drop (a
-/// test that fails still cleans up as it unwinds).
+/// A scenario file in a directory of its own, removed with it on drop.
 struct TmpScenario {
-    dir: std::path::PathBuf,
-    path: std::path::PathBuf,
+    _dir: TempDir,
+    path: PathBuf,
 }
 
 impl std::ops::Deref for TmpScenario {
@@ -25,19 +28,10 @@ impl std::ops::Deref for TmpScenario {
     }
 }
 
-impl Drop for TmpScenario {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn tmp_scenario(name: &str, src: &str) -> TmpScenario {
-    // One directory per test: tests run at once on threads of one process.
-    let dir = std::env::temp_dir().join(format!("fdlab-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, src).unwrap();
-    TmpScenario { dir, path }
+    let dir = TempDir::new("cli");
+    let path = dir.file(name, src);
+    TmpScenario { _dir: dir, path }
 }
 
 #[test]

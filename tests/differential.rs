@@ -2,6 +2,8 @@
 //! topology by topology. `FDLAB_CASES=N` runs more (the default keeps CI
 //! quick); `fdlab fuzz` does the same outside cargo.
 
+mod support;
+
 use std::path::Path;
 
 use fdlab::backend::{Backend, BackendError, ModelBackend};
@@ -12,12 +14,7 @@ use fdlab::tools::gen::{ops, realize};
 use fdlab_model::{Call, Outcome, Ret, Topology};
 use proptest::prelude::*;
 
-fn cases(default: u32) -> u32 {
-    std::env::var("FDLAB_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
+use support::cases;
 
 #[test]
 fn generated_scenarios_agree_with_linux() {

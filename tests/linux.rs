@@ -2,6 +2,8 @@
 //! model after every step, and no process or directory outlives a run,
 //! whether it ends normally, panics, or loses a helper.
 
+mod support;
+
 use std::path::Path;
 
 use fdlab::backend::linux::backend::HelperFailure;
@@ -11,16 +13,7 @@ use fdlab::tools::check::corpus;
 use fdlab::tools::compare::run_both;
 use fdlab_model::{Call, OFlags};
 
-fn helper() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_fdlab"))
-}
-
-/// Whether `pid` is still a process (not even a zombie).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
-}
+use support::{alive, fdlab_bin as helper};
 
 #[test]
 fn corpus_agrees_with_the_model_after_every_step() {

@@ -2,7 +2,7 @@
 //! fixtures that must fail do fail, at the line they say; the invalid ones
 //! are rejected at the line and column they say, before anything runs.
 
-use std::path::{Path, PathBuf};
+mod support;
 
 use fdlab::backend::ModelBackend;
 use fdlab::backend::ALL;
@@ -10,9 +10,7 @@ use fdlab::lang::parse;
 use fdlab::tools::check::corpus;
 use fdlab::tools::run::run;
 
-fn dir(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
+use support::repo as dir;
 
 /// The number in a header comment `# KEY: N` or `# KEY: N:M`.
 fn header(src: &str, key: &str) -> Option<String> {

@@ -1,0 +1,71 @@
+//! What the workspace-level tests share: the `fdlab` binary, temporary
+//! directories that remove themselves, processes and how many cases a
+//! property run makes. Each test binary includes it as `mod support;` (a
+//! module in a folder is not a test target of its own).
+
+// Each including test binary uses some of the helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The `fdlab` binary cargo built for the tests (also the helper binary of
+/// the Linux backend).
+pub fn fdlab_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_fdlab"))
+}
+
+/// A path in the repository.
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// `$FDLAB_CASES`, or `default`: how many cases a property test makes.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("FDLAB_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Whether `pid` is still a process (not even a zombie).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+/// A fresh directory under the system's temporary directory, removed with
+/// everything in it when dropped, also when a test fails and unwinds.
+/// Tests run at once on threads of one process, so each gets its own.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("fdlab-test-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `text` to `name` in the directory; returns its path.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
