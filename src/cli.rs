@@ -7,13 +7,15 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::backend::api::BackendError;
-use crate::backend::linux::backend::helper_path;
+use crate::backend::linux::backend::{helper_path, LinuxBackend};
 use crate::backend::model::ModelBackend;
 use crate::backend::registry::by_name;
 use crate::lang;
 use crate::render::{json, text};
 use crate::tools::error::Error;
-use crate::tools::{check, compare, fuzz, run};
+use crate::tools::inspect::{self, Filters, Target};
+use crate::tools::{bench, check, compare, fuzz, run};
+use fdlab_model::kind::FileType;
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +58,71 @@ enum Cmd {
         /// not only at the end.
         #[arg(long)]
         every_step: bool,
+        /// With `--backend linux`: keep the scenario's processes alive after
+        /// the run, and print their pids (on standard error), so that they
+        /// can be looked at from outside (`fdlab inspect --tree PID`, `ls -l
+        /// /proc/PID/fd`). They end when standard input ends (Ctrl-D) or on
+        /// Ctrl-C.
+        #[arg(long)]
+        hold: bool,
+    },
+    /// Show who shares which open file in live processes: every descriptor
+    /// of each process, the open files they name (grouped: one open file,
+    /// every descriptor of it, in every process), the objects several open
+    /// files reach (two opens of one path), the tables processes share, the
+    /// other end of every pipe, unix socket and terminal, and what each
+    /// epoll watches, even under numbers closed since. Sharing is found with
+    /// kcmp(2), which needs ptrace access to each process (the same user, or
+    /// root).
+    ///
+    /// Processes keep running while they are inspected unless `--freeze`
+    /// stops them: a process that exits, or a descriptor that closes,
+    /// meanwhile is left out and named in the warnings. Exit 0 when
+    /// everything asked for was inspected, 1 when the result is partial
+    /// (warnings), 2 when it could not be made (no such process).
+    #[command(
+        after_help = "Examples:\n  fdlab inspect $$                    this shell\n  \
+                      fdlab inspect --tree 1234 --shared   a process tree, only what is shared\n  \
+                      fdlab inspect --all --kind pipe      every pipe this user can see\n  \
+                      fdlab inspect --tree 1234 --json     the topology, as `fdlab run --json` prints it"
+    )]
+    Inspect {
+        /// Processes to inspect.
+        pids: Vec<i32>,
+        /// A process and all its descendants.
+        #[arg(long, value_name = "PID", conflicts_with = "all")]
+        tree: Option<i32>,
+        /// Every process this user may inspect.
+        #[arg(long)]
+        all: bool,
+        /// Each thread as a process of its own (by default threads are
+        /// folded into their process).
+        #[arg(long)]
+        threads: bool,
+        /// Stop the processes (SIGSTOP) while they are inspected, so that
+        /// the snapshot is consistent; they are resumed afterwards, also on
+        /// an error or Ctrl-C.
+        #[arg(long)]
+        freeze: bool,
+        /// Show only these processes' descriptors (sharing is still found
+        /// among all the inspected ones).
+        #[arg(long = "pid", value_name = "PID")]
+        only_pids: Vec<i32>,
+        /// Show only open files whose target matches this glob (`*`, `?`,
+        /// `[...]`, and `\\` before a character that stands for itself),
+        /// e.g. '/tmp/*' or 'pipe:*'.
+        #[arg(long, value_name = "GLOB")]
+        path: Option<String>,
+        /// Show only open files of this kind.
+        #[arg(long, value_enum)]
+        kind: Vec<KindName>,
+        /// Show only what is shared: open files with several descriptors,
+        /// objects several open files reach, shared tables.
+        #[arg(long)]
+        shared: bool,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Generate random scenarios, run each on the model and on Linux in
     /// lockstep, and compare every step's result and topology. A
@@ -75,6 +142,12 @@ enum Cmd {
         #[arg(long, default_value = "fuzz-failure.fds")]
         out: PathBuf,
     },
+    /// Measure fdlab beside the outside tools that do the same job, on trees
+    /// it builds itself, in one run: report ratios, the machines are noisy.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// Run the scenario corpus on every backend and print a table: one column
     /// per backend and whether model and Linux agree. Exit 0 when all pass
     /// and agree, 1 otherwise.
@@ -85,6 +158,56 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// `fdlab inspect` on a reference tree (by default 100 processes of
+    /// 1,000 descriptors: a fifth inherited from one parent, seven tenths
+    /// separate opens of the same paths in every process, a tenth dups),
+    /// split into reading /proc and kcmp, with kcmp calls per descriptor,
+    /// beside `lsof -p` and `lsfd -p` on the same processes; and a tree
+    /// with no repeated key, which must cost no kcmp call between files.
+    Inspect {
+        #[arg(long, default_value_t = 100)]
+        processes: usize,
+        /// Descriptors per process (at most 1000).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(10..=1000))]
+        fds: u32,
+        /// Inspections of the tree; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KindName {
+    Regular,
+    Directory,
+    Chardev,
+    Pipe,
+    Socket,
+    Epoll,
+    Eventfd,
+    /// Anything else: inet sockets, timerfds, signalfds, block devices.
+    Other,
+}
+
+impl KindName {
+    fn file_type(self) -> FileType {
+        match self {
+            KindName::Regular => FileType::Regular,
+            KindName::Directory => FileType::Directory,
+            KindName::Chardev => FileType::Chardev,
+            KindName::Pipe => FileType::Pipe,
+            KindName::Socket => FileType::Socket,
+            KindName::Epoll => FileType::Epoll,
+            KindName::Eventfd => FileType::Eventfd,
+            KindName::Other => FileType::Unknown,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -107,8 +230,76 @@ pub fn main() -> ExitCode {
             json,
             trace,
             every_step,
-        } => run_one(&file, backend, json, trace, every_step),
+            hold,
+        } => {
+            if hold && backend != BackendName::Linux {
+                return fail("--hold keeps real processes alive: it needs --backend linux");
+            }
+            run_one(&file, backend, json, trace, every_step, hold)
+        }
+        Cmd::Inspect {
+            pids,
+            tree,
+            all,
+            threads,
+            freeze,
+            only_pids,
+            path,
+            kind,
+            shared,
+            json,
+        } => {
+            let target =
+                match (tree, all, pids.is_empty()) {
+                    (Some(root), _, true) => Target::Tree(root),
+                    (None, true, true) => Target::All,
+                    (None, false, false) => Target::Pids(pids),
+                    (None, false, true) => return fail(
+                        "inspect what? give PIDs, --tree PID or --all (see fdlab inspect --help)",
+                    ),
+                    _ => return fail("give PIDs, --tree PID or --all, one of them"),
+                };
+            let delay = std::env::var("FDLAB_INSPECT_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(std::time::Duration::ZERO, std::time::Duration::from_millis);
+            let req = inspect::Request {
+                target,
+                threads,
+                freeze,
+                filters: Filters {
+                    pids: only_pids,
+                    path,
+                    kinds: kind.iter().map(|k| k.file_type()).collect(),
+                    shared,
+                },
+                workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                delay,
+            };
+            match inspect::inspect(&req) {
+                Ok(ins) => finish(json, &ins, !ins.partial, || text::inspection(&ins)),
+                Err(e) => fail(e),
+            }
+        }
         Cmd::Check { paths, json } => check_all(paths, json),
+        Cmd::Bench {
+            what:
+                BenchWhat::Inspect {
+                    processes,
+                    fds,
+                    runs,
+                    json,
+                },
+        } => {
+            let shape = bench::TreeShape {
+                processes: processes.max(1),
+                fds: fds as usize,
+            };
+            match bench::inspect_bench(shape, runs, &|m| eprintln!("fdlab bench: {m}")) {
+                Ok(r) => finish(json, &r, true, || text::inspect_bench(&r)),
+                Err(e) => fail(Error::from(e)),
+            }
+        }
         Cmd::Fuzz {
             cases,
             seed,
@@ -150,6 +341,7 @@ fn run_one(
     json: bool,
     trace: bool,
     every_step: bool,
+    hold: bool,
 ) -> ExitCode {
     let src = match std::fs::read_to_string(file) {
         Ok(s) => s,
@@ -176,6 +368,9 @@ fn run_one(
         };
         return finish(json, &c, c.passed(), || text::comparison(&c));
     }
+    if hold {
+        return run_and_hold(&scenario, json);
+    }
     let name = if backend == BackendName::Linux {
         "linux"
     } else {
@@ -187,6 +382,34 @@ fn run_one(
         Err(e) => return fail(Error::from(e)),
     };
     finish(json, &report, report.passed(), || text::report(&report))
+}
+
+/// Runs `scenario` on Linux, prints the report, then keeps its processes
+/// alive until standard input ends, saying their pids on standard error.
+fn run_and_hold(scenario: &lang::Scenario, json: bool) -> ExitCode {
+    let mut b = match LinuxBackend::new(&helper_path()) {
+        Ok(b) => b,
+        Err(e) => return fail(Error::from(e)),
+    };
+    let report = match run::run(scenario, &mut b, false) {
+        Ok(r) => r,
+        Err(e) => return fail(Error::from(e)),
+    };
+    let code = finish(json, &report, report.passed(), || text::report(&report));
+    let held: Vec<String> = report
+        .topology
+        .processes
+        .iter()
+        .filter_map(|p| b.pid_of(&p.name).map(|pid| format!("{}={pid}", p.name)))
+        .collect();
+    eprintln!(
+        "fdlab: holding {} (sandbox {}); end of input (Ctrl-D) or Ctrl-C ends them",
+        held.join(" "),
+        b.sandbox().display()
+    );
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+    drop(b);
+    code
 }
 
 /// Prints `value` as JSON, or `text()`, and exits 0 if `passed`, else 1.

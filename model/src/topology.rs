@@ -40,6 +40,12 @@ pub struct Topology {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessView {
     pub name: String,
+    /// A live process's id and command (`fdlab inspect`); scenarios' own
+    /// processes have names only.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub command: Option<String>,
     pub table: usize,
     pub fds: Vec<FdView>,
 }
@@ -93,6 +99,9 @@ pub enum ObjectKey {
 #[derive(Debug, Clone)]
 pub struct RawProcess<F, T> {
     pub name: String,
+    /// A live process's id and command; processes with one are ordered
+    /// by it, before the others.
+    pub pid: Option<(i32, String)>,
     pub table: T,
     pub fds: Vec<(u32, F, bool)>,
 }
@@ -121,6 +130,12 @@ pub enum RawFile<F, O> {
         targets: Vec<(u32, Option<F>, Events)>,
     },
     Eventfd,
+    /// Something a backend saw and can only name (an inet socket, a
+    /// timerfd, a block device): `what` is its name, shown as the path.
+    Opaque {
+        kind: FileType,
+        what: String,
+    },
 }
 
 /// Numbers what a backend saw, by the rules in the module comment.
@@ -133,7 +148,10 @@ where
     T: Ord + Clone,
     O: Ord + Clone,
 {
-    procs.sort_by(|a, b| a.name.cmp(&b.name));
+    procs.sort_by(|a, b| {
+        let key = |p: &RawProcess<F, T>| (p.pid.as_ref().map_or(i32::MIN, |x| x.0), p.name.clone());
+        key(a).cmp(&key(b))
+    });
     for p in &mut procs {
         p.fds.sort_by_key(|&(fd, _, _)| fd);
     }
@@ -167,6 +185,8 @@ where
             .collect();
         processes.push(ProcessView {
             name: p.name.clone(),
+            pid: p.pid.as_ref().map(|x| x.0),
+            command: p.pid.as_ref().map(|x| x.1.clone()),
             table: t,
             fds,
         });
@@ -229,6 +249,10 @@ where
                     v.targets = Some(t);
                 }
                 Some(RawFile::Eventfd) => v.kind = FileType::Eventfd,
+                Some(RawFile::Opaque { kind, what }) => {
+                    v.kind = *kind;
+                    v.path = Some(what.clone());
+                }
                 None => v.kind = FileType::Unknown,
             }
             v
@@ -255,6 +279,7 @@ impl World {
                     .map(|(fd, file, cloexec)| (fd.get(), file, cloexec))
                     .collect();
                 RawProcess::<FileId, TableId> {
+                    pid: None,
                     name: name.to_string(),
                     table,
                     fds,
@@ -318,16 +343,19 @@ mod tests {
     fn numbering_follows_names_then_descriptors() {
         let procs = vec![
             RawProcess {
+                pid: None,
                 name: "q".into(),
                 table: 'B',
                 fds: vec![(4, 20, false), (3, 10, true)],
             },
             RawProcess {
+                pid: None,
                 name: "p".into(),
                 table: 'A',
                 fds: vec![(7, 20, false)],
             },
             RawProcess {
+                pid: None,
                 name: "r".into(),
                 table: 'A',
                 fds: vec![(7, 20, false)],

@@ -2,6 +2,7 @@
 //! topology, divergences between backends, the corpus table, a fuzzing
 //! summary and a minimal failing scenario.
 
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 
 use fdlab_model::Topology;
@@ -9,9 +10,11 @@ use fdlab_model::Topology;
 use crate::backend::registry::ALL;
 use crate::lang::print::{expected_text, outcome_text, scenario_text};
 use crate::lang::Scenario;
+use crate::tools::bench::InspectBench;
 use crate::tools::check::Row;
 use crate::tools::compare::{Comparison, Divergence};
 use crate::tools::fuzz::{Finding, FuzzReport};
+use crate::tools::inspect::{Desc, Inspection, Object};
 use crate::tools::run::Report;
 
 /// A run's report: strace-style steps with what ran underneath,
@@ -308,5 +311,241 @@ fn annotated(s: &Scenario, d: &[Divergence]) -> String {
         let _ = writeln!(out, "#   {line}");
     }
     out.push_str(&scenario_text(s));
+    out
+}
+
+/// Descriptors grouped by process: `bash[12] 0 1 2, cat[13] 0`.
+fn descs_by_process(ds: &[Desc], commands: &HashMap<i32, &str>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ds.len() {
+        let pid = ds[i].pid;
+        let command = commands.get(&pid).copied().unwrap_or("?");
+        let mut fds = Vec::new();
+        while i < ds.len() && ds[i].pid == pid {
+            fds.push(ds[i].fd.to_string());
+            i += 1;
+        }
+        parts.push(format!("{command}[{pid}] {}", fds.join(" ")));
+    }
+    parts.join(", ")
+}
+
+/// `fdlab inspect`'s report: processes and their tables, the open files
+/// with every descriptor that names them, the objects several open files
+/// reach, and what was left out.
+pub fn inspection(ins: &Inspection) -> String {
+    let mut out = String::new();
+    let t = &ins.topology;
+    let c = &ins.cost;
+    let processes = ins.topology.processes.len();
+    let tables = t.tables.len();
+    let _ = writeln!(
+        out,
+        "{processes} processes ({tables} tables), {} descriptors, {} open files; {} kcmp calls \
+         (comparing all pairs: {}), {:.1} ms{}",
+        c.descriptors,
+        c.files,
+        c.kcmp_calls,
+        c.all_pairs,
+        c.total_ms,
+        match ins.frozen {
+            Some(n) => format!(", {n} processes frozen meanwhile"),
+            None => String::new(),
+        }
+    );
+    let shared: Vec<&Vec<String>> = t.tables.iter().filter(|n| n.len() > 1).collect();
+    if !shared.is_empty() {
+        out.push_str("\ntables shared by several processes\n");
+        for names in shared {
+            let _ = writeln!(out, "  {}", names.join(" "));
+        }
+    }
+    out.push_str("\nopen files\n");
+    if ins.files.is_empty() {
+        out.push_str("  none\n");
+    }
+    let views: HashMap<usize, &fdlab_model::topology::FileView> =
+        t.files.iter().map(|v| (v.id, v)).collect();
+    let commands: HashMap<i32, &str> = t
+        .processes
+        .iter()
+        .filter_map(|p| Some((p.pid?, p.command.as_deref()?)))
+        .collect();
+    for d in &ins.files {
+        let view = views.get(&d.file).copied();
+        let mut head = format!("  file {}: {}", d.file, d.kind);
+        if d.target != d.kind.name() {
+            let _ = write!(head, " {}", d.target);
+        }
+        if let Some(v) = view {
+            if let Some(e) = v.end {
+                let _ = write!(head, " ({e} end)");
+            }
+            if let (Some(o), true) = (v.offset, d.kind.name() == "regular") {
+                let _ = write!(head, " offset {o}");
+            }
+            if let Some(fl) = v.flags {
+                let _ = write!(head, " {}", fl.status_string());
+            }
+        }
+        let _ = writeln!(out, "{head}");
+        let procs: BTreeSet<i32> = d.descriptors.iter().map(|x| x.pid).collect();
+        let _ = writeln!(
+            out,
+            "      {} {} in {} {}: {}",
+            d.descriptors.len(),
+            if d.descriptors.len() == 1 {
+                "descriptor"
+            } else {
+                "descriptors"
+            },
+            procs.len(),
+            if procs.len() == 1 {
+                "process"
+            } else {
+                "processes"
+            },
+            descs_by_process(&d.descriptors, &commands)
+        );
+        if let Some(s) = &d.socket {
+            let mut l = format!("      unix socket, {}", s.state);
+            if let Some(n) = &s.name {
+                let _ = write!(l, ", bound to {n}");
+            }
+            if let Some(sh) = s.shutdown {
+                let _ = write!(l, ", shut down for {sh}");
+            }
+            if s.queued > 0 {
+                let what = if s.state == "listening" {
+                    "connections waiting"
+                } else {
+                    "bytes queued"
+                };
+                let _ = write!(l, ", {} {what}", s.queued);
+            }
+            let _ = writeln!(out, "{l}");
+        }
+        if !d.endpoints.is_empty() {
+            let _ = writeln!(
+                out,
+                "      other end: {}",
+                descs_by_process(&d.endpoints, &commands)
+            );
+        } else if matches!(d.kind.name(), "pipe" | "socket")
+            && d.socket.as_ref().is_none_or(|s| s.state == "connected")
+        {
+            let _ = writeln!(out, "      other end: none inspected");
+        }
+        if let Some(targets) = view.and_then(|v| v.targets.as_ref()) {
+            for r in targets {
+                let file = match r.file {
+                    Some(f) => format!("file {f}"),
+                    None => "a file no inspected process holds".to_string(),
+                };
+                let _ = writeln!(out, "      watches {} -> {file} ({})", r.fd, r.events);
+            }
+        }
+        for w in &d.watched_by {
+            let _ = writeln!(
+                out,
+                "      watched by the epoll of file {} as {}",
+                w.epoll, w.fd
+            );
+        }
+    }
+    let multi: Vec<&Object> = ins.objects.iter().filter(|o| o.files.len() > 1).collect();
+    if !multi.is_empty() {
+        out.push_str("\nobjects that several open files reach\n");
+        for o in multi {
+            let mut l = format!("  {}", o.name);
+            if let Some((dev, ino)) = &o.inode {
+                let _ = write!(l, " (inode {ino} on {dev})");
+            }
+            let files: Vec<String> = o.files.iter().map(|f| format!("file {f}")).collect();
+            let _ = writeln!(out, "{l}: {}", files.join(", "));
+        }
+    }
+    if !ins.warnings.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{}",
+            if ins.partial {
+                "left out (the result is partial)"
+            } else {
+                "notes"
+            }
+        );
+        for w in &ins.warnings {
+            let _ = writeln!(out, "  {w}");
+        }
+    }
+    out
+}
+
+/// `fdlab bench inspect`'s figures.
+pub fn inspect_bench(r: &InspectBench) -> String {
+    let mut out = String::new();
+    let m = &r.median;
+    let _ = writeln!(
+        out,
+        "tree: {} processes, {} descriptors, {} open files (built in {:.1} s)",
+        r.processes, r.descriptors, r.files, r.build_seconds
+    );
+    let times: Vec<String> = r
+        .runs
+        .iter()
+        .map(|c| format!("{:.0}", c.total_ms))
+        .collect();
+    let _ = writeln!(
+        out,
+        "fdlab inspect: median {:.0} ms of {} runs ({} ms): reading /proc {:.0} ms, finding what is shared {:.0} ms",
+        m.total_ms,
+        r.runs.len(),
+        times.join(", "),
+        m.read_ms,
+        m.compare_ms
+    );
+    let _ = writeln!(
+        out,
+        "kcmp: {} calls, {:.2} per descriptor ({} between files: {:.2} per descriptor); comparing all pairs: {}, {:.0} per descriptor",
+        m.kcmp_calls,
+        r.kcmp_per_descriptor,
+        m.file_kcmp_calls,
+        r.file_kcmp_per_descriptor,
+        m.all_pairs,
+        r.all_pairs_per_descriptor
+    );
+    for t in &r.tools {
+        match t.seconds {
+            Some(s) => {
+                let _ = write!(
+                    out,
+                    "{}: {:.0} ms, {} lines ({:.1}x fdlab inspect's median)",
+                    t.tool,
+                    s * 1e3,
+                    t.lines,
+                    s * 1e3 / m.total_ms.max(1e-9)
+                );
+                if let Some(e) = &t.error {
+                    let _ = write!(out, "; it said: {e}");
+                }
+                out.push('\n');
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{}: {}",
+                    t.tool,
+                    t.error.as_deref().unwrap_or("not run")
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "a tree with no repeated (device, inode, position): {} descriptors, {} kcmp calls between files",
+        r.unique_tree_descriptors, r.unique_tree_file_kcmp
+    );
     out
 }

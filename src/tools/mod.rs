@@ -3,11 +3,13 @@
 //! the scenario generator (`gen`) and the differential fuzzer (`fuzz`).
 //! They return values; the render floor prints them.
 
+pub mod bench;
 pub mod check;
 pub mod compare;
 pub mod error;
 pub mod fuzz;
 pub mod gen;
+pub mod inspect;
 pub mod run;
 
 pub use error::Error;

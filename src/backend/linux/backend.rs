@@ -98,7 +98,10 @@ pub enum HelperFailure {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
-    Observe(#[from] ObserveError),
+    Query(#[from] ObserveError),
+    /// What a snapshot left out, which a scenario's processes never may.
+    #[error("{0}")]
+    Observe(observe::Warning),
 }
 
 impl From<rustix::io::Errno> for HelperFailure {
@@ -308,6 +311,35 @@ impl LinuxBackend {
         }
     }
 
+    /// A snapshot of every scenario process. The helpers answer only when
+    /// asked, so nothing may be left out: a warning is an error here.
+    pub fn snapshot(&self) -> Result<observe::Snapshot, BackendError> {
+        let pids: Vec<i32> = self.procs.values().map(|p| p.pid).collect();
+        let opts = observe::Options {
+            fds: SCENARIO_FDS,
+            threads: 1,
+        };
+        let s = observe::observe(&pids, &opts);
+        let mut c = self.observed.get();
+        c.add(&s.cost);
+        self.observed.set(c);
+        match s.warnings.first() {
+            None => Ok(s),
+            Some(w) => {
+                let name = self
+                    .procs
+                    .iter()
+                    .find(|(_, p)| p.pid == w.pid)
+                    .map_or_else(|| format!("pid {}", w.pid), |(n, _)| n.clone());
+                Err(linux_err(
+                    &name,
+                    "observing",
+                    HelperFailure::Observe(w.clone()),
+                ))
+            }
+        }
+    }
+
     fn observe_err(&self, e: ObserveError) -> BackendError {
         let name = self
             .procs
@@ -491,10 +523,17 @@ impl Backend for LinuxBackend {
 
     fn topology(&mut self) -> Result<Topology, BackendError> {
         let t = Instant::now();
-        let procs: Vec<(String, i32)> =
-            self.procs.iter().map(|(n, p)| (n.clone(), p.pid)).collect();
-        let r = observe::topology(&procs, &self.sandbox, &SCENARIO_FDS, &self.observed)
-            .map_err(|e| self.observe_err(e));
+        let r = self.snapshot().map(|s| {
+            let name = |pid: i32| {
+                let n = self
+                    .procs
+                    .iter()
+                    .find(|(_, p)| p.pid == pid)
+                    .map_or_else(|| pid.to_string(), |(n, _)| n.clone());
+                (n, None)
+            };
+            s.topology(name, Some(&self.sandbox))
+        });
         self.charge(t, |c| &mut c.observe);
         r
     }

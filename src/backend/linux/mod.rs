@@ -6,11 +6,13 @@
 //! The room, from the bottom: `sys` (the runner's raw system calls:
 //! `kcmp`, `pidfd_open`, `close_range`, `sock_diag`) and `kernel` (the
 //! helper's); `observe` (reading any live process tree, which knows nothing
-//! of scenarios); `ctl` (the control channel); `helper` (the helper
+//! of scenarios); `freeze` (stopping processes while they are observed, and
+//! always resuming them); `ctl` (the control channel); `helper` (the helper
 //! processes); `backend` (the [`super::Backend`] on top of them).
 
 pub mod backend;
 pub mod ctl;
+pub mod freeze;
 pub mod helper;
 pub mod kernel;
 pub mod observe;

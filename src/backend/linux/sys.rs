@@ -109,18 +109,33 @@ pub fn close_range(lo: u32, hi: u32, flags: u32) -> Result<(), i32> {
 }
 
 /// A unix socket as `sock_diag` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UnixSock {
     /// `SOCK_STREAM`, `SOCK_DGRAM`, `SOCK_SEQPACKET`.
     pub ty: u8,
+    /// The TCP-style state: `TCP_ESTABLISHED` (1), `TCP_CLOSE` (7),
+    /// `TCP_LISTEN` (10).
+    pub state: u8,
     /// The peer's inode, 0 for none.
     pub peer: u32,
+    /// The bound name: a path, or `@name` in the abstract namespace.
+    pub name: Option<String>,
+    /// `RCV_SHUTDOWN` (1) and `SEND_SHUTDOWN` (2), as the socket has them.
+    pub shutdown: u8,
+    /// For a listener, the connections waiting to be accepted; otherwise
+    /// the bytes queued to read.
+    pub rqueue: u32,
 }
 
 const NETLINK_SOCK_DIAG: libc::c_int = 4;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const UDIAG_SHOW_NAME: u32 = 0x1;
 const UDIAG_SHOW_PEER: u32 = 0x4;
+const UDIAG_SHOW_RQLEN: u32 = 0x10;
+const UNIX_DIAG_NAME: u16 = 0;
 const UNIX_DIAG_PEER: u16 = 2;
+const UNIX_DIAG_RQLEN: u16 = 4;
+const UNIX_DIAG_SHUTDOWN: u16 = 6;
 
 #[repr(C)]
 struct NlMsgHdr {
@@ -156,8 +171,10 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// Every unix socket of this network namespace, by inode, with its type and
-/// peer (`NETLINK_SOCK_DIAG` dump with `UDIAG_SHOW_PEER`).
+/// Every unix socket of this network namespace, by inode, with its type,
+/// state, peer, bound name, shutdown state and queue (`NETLINK_SOCK_DIAG`
+/// dump with `UDIAG_SHOW_NAME|UDIAG_SHOW_PEER|UDIAG_SHOW_RQLEN`; the
+/// shutdown attribute comes with every socket).
 pub fn unix_sockets() -> io::Result<HashMap<u32, UnixSock>> {
     // SAFETY: plain integer arguments; the result is checked below.
     let raw = unsafe {
@@ -186,7 +203,7 @@ pub fn unix_sockets() -> io::Result<HashMap<u32, UnixSock>> {
             pad: 0,
             states: !0,
             ino: 0,
-            show: UDIAG_SHOW_PEER,
+            show: UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN,
             cookie: [!0, !0],
         },
     };
@@ -237,24 +254,44 @@ pub fn unix_sockets() -> io::Result<HashMap<u32, UnixSock>> {
             // unix_diag_msg: family, type, state, pad, ino, cookie[2].
             let body = at + 16;
             if body + 16 <= at + len {
-                let sock_ty = data[body + 1];
+                let mut s = UnixSock {
+                    ty: data[body + 1],
+                    state: data[body + 2],
+                    ..UnixSock::default()
+                };
                 let ino = u32_at(data, body + 4);
-                let mut peer = 0;
                 let mut a = body + 16;
                 while a + 4 <= at + len {
                     let alen = u16_at(data, a) as usize;
                     let aty = u16_at(data, a + 2);
-                    if alen < 4 {
+                    if alen < 4 || a + alen > at + len {
                         break;
                     }
-                    if aty == UNIX_DIAG_PEER && alen >= 8 {
-                        peer = u32_at(data, a + 4);
+                    let payload = &data[a + 4..a + alen];
+                    match aty {
+                        UNIX_DIAG_PEER if payload.len() >= 4 => s.peer = u32_at(payload, 0),
+                        UNIX_DIAG_SHUTDOWN if !payload.is_empty() => s.shutdown = payload[0],
+                        UNIX_DIAG_RQLEN if payload.len() >= 4 => s.rqueue = u32_at(payload, 0),
+                        UNIX_DIAG_NAME => s.name = Some(socket_name(payload)),
+                        _ => {}
                     }
                     a += alen.div_ceil(4) * 4;
                 }
-                out.insert(ino, UnixSock { ty: sock_ty, peer });
+                out.insert(ino, s);
             }
             at += len.div_ceil(4) * 4;
+        }
+    }
+}
+
+/// A bound name as `UNIX_DIAG_NAME` carries it: a path up to its NUL, or,
+/// in the abstract namespace (a leading NUL byte), `@` and the rest.
+fn socket_name(b: &[u8]) -> String {
+    match b.split_first() {
+        Some((0, rest)) => format!("@{}", String::from_utf8_lossy(rest)),
+        _ => {
+            let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+            String::from_utf8_lossy(&b[..end]).into_owned()
         }
     }
 }
@@ -277,6 +314,33 @@ mod tests {
         assert_eq!(all[&ia].peer, ib);
         assert_eq!(all[&ib].peer, ia);
         assert_eq!(all[&ia].ty, libc::SOCK_STREAM as u8);
+        assert_eq!(all[&ia].state, 1, "TCP_ESTABLISHED");
+        a.shutdown(std::net::Shutdown::Write).unwrap();
+        let all = unix_sockets().unwrap();
+        assert_eq!(all[&ia].shutdown, 2, "SEND_SHUTDOWN");
+        assert_eq!(all[&ib].shutdown, 1, "RCV_SHUTDOWN");
+        let _ = b;
+    }
+
+    #[test]
+    fn sock_diag_names_a_bound_socket() {
+        let name = format!("fdlab-sys-test-{}", std::process::id());
+        let addr = <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name.as_bytes()).unwrap();
+        let l = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+        let _c = std::os::unix::net::UnixStream::connect_addr(&addr).unwrap();
+        let ino = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(format!("/proc/self/fd/{}", l.as_raw_fd()))
+                .unwrap()
+                .ino() as u32
+        };
+        let s = unix_sockets().unwrap().remove(&ino).unwrap();
+        assert_eq!(s.name.as_deref(), Some(format!("@{name}").as_str()));
+        assert_eq!(
+            (s.state, s.rqueue),
+            (10, 1),
+            "listening, one connection waiting"
+        );
     }
 
     #[test]

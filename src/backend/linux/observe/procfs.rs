@@ -1,0 +1,489 @@
+//! Reading processes and their descriptors from `/proc`.
+//!
+//! A descriptor costs three system calls here: `openat`, `read` and
+//! `close` of `/proc/PID/fdinfo/N`, relative to a directory opened once per
+//! process; `fdinfo` has what descriptors of one open file share (mount
+//! id, inode, position, status flags) and what is the descriptor's own
+//! (close-on-exec). What an open file is (the `/proc/PID/fd/N` link, and
+//! for a file with a path its type and device) is the same for every
+//! descriptor of it, so it is read for one descriptor per open file
+//! ([`FdDirs::describe`]), and a `stat` only once per (mount, inode):
+//! [`TypeCache`] remembers it.
+
+use std::collections::HashMap;
+use std::io;
+use std::ops::Range;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, CWD};
+
+/// `O_CLOEXEC` as `fdinfo` shows it, in its `flags:` field.
+const O_CLOEXEC: u32 = 0o2000000;
+
+/// One descriptor as `/proc` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct FdEntry {
+    pub pid: i32,
+    pub fd: i32,
+    /// The `/proc/PID/fd/N` link: a path, `pipe:[ino]`, `socket:[ino]`,
+    /// `anon_inode:[eventpoll]`... (shared by every descriptor of the same
+    /// open file, so a clone is cheap).
+    pub link: Arc<str>,
+    pub mnt_id: u32,
+    pub ino: u64,
+    /// The file's device, for files with a path (0 otherwise).
+    pub dev: u64,
+    /// The file's type, for files with a path.
+    pub ftype: Option<FileType>,
+    /// The device number a device file stands for (`st_rdev`).
+    pub rdev: u64,
+    pub pos: u64,
+    /// `f_flags` without `O_CLOEXEC`.
+    pub flags: u32,
+    pub cloexec: bool,
+    /// Epoll registrations.
+    pub targets: Vec<EpollTfd>,
+    /// A pty master's slave number (`tty-index:`).
+    pub tty_index: Option<u32>,
+    /// An eventfd's counter and id (`eventfd-count:`, `eventfd-id:`).
+    pub eventfd: Option<(u64, u64)>,
+}
+
+impl FdEntry {
+    /// Whether the file is reached by a path (not a pipe, socket or anon
+    /// inode).
+    pub fn has_path(&self) -> bool {
+        self.link.starts_with('/')
+    }
+}
+
+/// What an open file is, as [`FdDirs::describe`] reads it through one of
+/// its descriptors.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub link: Arc<str>,
+    pub ftype: Option<FileType>,
+    pub dev: u64,
+    pub rdev: u64,
+}
+
+impl Described {
+    /// Gives `e` what this says of its open file.
+    pub fn apply(&self, e: &mut FdEntry) {
+        e.link = Arc::clone(&self.link);
+        e.ftype = self.ftype;
+        e.dev = self.dev;
+        e.rdev = self.rdev;
+    }
+}
+
+/// One `tfd:` line of an epoll's `fdinfo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpollTfd {
+    /// The number the target was registered under.
+    pub tfd: i32,
+    pub events: u32,
+    /// The target's inode.
+    pub ino: u64,
+}
+
+/// What `fdinfo` says of a descriptor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FdInfo {
+    pub pos: u64,
+    /// The raw `flags:` field, with `O_CLOEXEC`.
+    pub flags: u32,
+    pub mnt_id: u32,
+    pub ino: u64,
+    pub targets: Vec<EpollTfd>,
+    pub tty_index: Option<u32>,
+    pub eventfd: Option<(u64, u64)>,
+}
+
+/// Parses an `fdinfo` file.
+pub fn parse_fdinfo(text: &str) -> FdInfo {
+    let mut info = FdInfo::default();
+    let mut count = None;
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let num = |v: Option<&str>| v.and_then(|v| v.parse().ok()).unwrap_or(0);
+        match it.next() {
+            Some("pos:") => info.pos = num(it.next()),
+            Some("flags:") => {
+                info.flags = it
+                    .next()
+                    .and_then(|v| u32::from_str_radix(v, 8).ok())
+                    .unwrap_or(0)
+            }
+            Some("mnt_id:") => info.mnt_id = num(it.next()) as u32,
+            Some("ino:") => info.ino = num(it.next()),
+            Some("tty-index:") => info.tty_index = it.next().and_then(|v| v.parse().ok()),
+            Some("eventfd-count:") => {
+                count = it.next().and_then(|v| u64::from_str_radix(v, 16).ok())
+            }
+            Some("eventfd-id:") => {
+                let id = it.next().and_then(|v| v.parse().ok());
+                info.eventfd = count.zip(id);
+            }
+            Some("tfd:") => {
+                // tfd: N events: HEX data: HEX pos:P ino:HEX sdev:HEX
+                let mut t = EpollTfd {
+                    tfd: it.next().and_then(|v| v.parse().ok()).unwrap_or(-1),
+                    events: 0,
+                    ino: 0,
+                };
+                let words: Vec<&str> = line.split_whitespace().collect();
+                for (i, w) in words.iter().enumerate() {
+                    if *w == "events:" {
+                        t.events = words
+                            .get(i + 1)
+                            .and_then(|v| u32::from_str_radix(v, 16).ok())
+                            .unwrap_or(0);
+                    } else if let Some(v) = w.strip_prefix("ino:") {
+                        t.ino = u64::from_str_radix(v, 16).unwrap_or(0);
+                    }
+                }
+                info.targets.push(t);
+            }
+            _ => {}
+        }
+    }
+    info
+}
+
+/// The type, device and device number of files by (mount id, inode), so
+/// that each is `stat`ed once however many descriptors reach it.
+#[derive(Debug, Default)]
+pub struct TypeCache(HashMap<(u32, u64), (Option<FileType>, u64, u64)>);
+
+/// What went wrong reading something of one process.
+#[derive(Debug)]
+pub struct ReadError {
+    pub what: String,
+    pub source: io::Error,
+}
+
+fn read_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ReadError {
+    let what = what.into();
+    move |source| ReadError { what, source }
+}
+
+/// A process's descriptor folders, open for reading its descriptors.
+pub struct FdDirs {
+    pid: i32,
+    fd: OwnedFd,
+    info: OwnedFd,
+}
+
+impl FdDirs {
+    /// Opens `/proc/PID/fd` and `/proc/PID/fdinfo` (`/proc/PID/task/TID/...`
+    /// for a thread: `base` is the folder of the task).
+    ///
+    /// Errors: the process is gone (`ENOENT`), or not ours to read
+    /// (`EACCES`, `EPERM`).
+    pub fn open(pid: i32, base: &str) -> Result<FdDirs, ReadError> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(CWD, format!("{base}/fd"), flags, Mode::empty())
+            .map_err(io::Error::from)
+            .map_err(read_err("opening /proc/PID/fd"))?;
+        let info = rustix::fs::openat(CWD, format!("{base}/fdinfo"), flags, Mode::empty())
+            .map_err(io::Error::from)
+            .map_err(read_err("opening /proc/PID/fdinfo"))?;
+        Ok(FdDirs { pid, fd, info })
+    }
+
+    /// The open descriptors within `range`, ascending.
+    ///
+    /// Errors: the folder cannot be read (the process went away, or is not
+    /// ours to read).
+    pub fn list(&self, range: &Range<i32>) -> Result<Vec<i32>, ReadError> {
+        let dup = rustix::io::dup(&self.fd)
+            .map_err(io::Error::from)
+            .map_err(read_err("reading /proc/PID/fd"))?;
+        let mut dir = rustix::fs::Dir::new(dup)
+            .map_err(io::Error::from)
+            .map_err(read_err("reading /proc/PID/fd"))?;
+        let mut out = Vec::new();
+        while let Some(e) = dir.read() {
+            let e = e
+                .map_err(io::Error::from)
+                .map_err(read_err("reading /proc/PID/fd"))?;
+            if let Some(n) = e.file_name().to_str().ok().and_then(|s| s.parse().ok()) {
+                if range.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Reads descriptor `fd` whole: [`FdDirs::read_info`], then
+    /// [`FdDirs::describe`].
+    ///
+    /// Errors: `ENOENT` if it closed since it was listed; what the kernel
+    /// says otherwise.
+    pub fn read(&self, fd: i32, types: &mut TypeCache) -> Result<FdEntry, ReadError> {
+        let mut e = self.read_info(fd, &mut Vec::new())?;
+        self.describe(fd, e.mnt_id, e.ino, types)?.apply(&mut e);
+        Ok(e)
+    }
+
+    /// Reads descriptor `fd`'s `fdinfo`; its link (and a path's type) is
+    /// left for [`FdDirs::describe`]. `buf` is scratch space, reused.
+    ///
+    /// Errors: `ENOENT` if it closed since it was listed; what the kernel
+    /// says otherwise.
+    pub fn read_info(&self, fd: i32, buf: &mut Vec<u8>) -> Result<FdEntry, ReadError> {
+        self.fdinfo(itoa(fd).as_str(), buf)
+            .map_err(read_err(format!("reading /proc/PID/fdinfo/{fd}")))?;
+        let info = parse_fdinfo(&String::from_utf8_lossy(buf));
+        Ok(FdEntry {
+            pid: self.pid,
+            fd,
+            mnt_id: info.mnt_id,
+            ino: info.ino,
+            pos: info.pos,
+            flags: info.flags & !O_CLOEXEC,
+            cloexec: info.flags & O_CLOEXEC != 0,
+            targets: info.targets,
+            tty_index: info.tty_index,
+            eventfd: info.eventfd,
+            ..FdEntry::default()
+        })
+    }
+
+    /// Reads what the open file at `fd` (whose `fdinfo` gave `mnt_id` and
+    /// `ino`) is: its link, and for a file with a path, its type and device
+    /// (from `types`, or one `stat`).
+    ///
+    /// Errors: `ENOENT` if the descriptor closed meanwhile.
+    pub fn describe(
+        &self,
+        fd: i32,
+        mnt_id: u32,
+        ino: u64,
+        types: &mut TypeCache,
+    ) -> Result<Described, ReadError> {
+        let name = itoa(fd);
+        let link = rustix::fs::readlinkat(&self.fd, name.as_str(), Vec::with_capacity(64))
+            .map_err(io::Error::from)
+            .map_err(read_err(format!("reading /proc/PID/fd/{fd}")))?
+            .into_bytes();
+        let mut e = Described {
+            link: String::from_utf8_lossy(&link).into(),
+            ftype: None,
+            dev: 0,
+            rdev: 0,
+        };
+        if e.link.starts_with('/') {
+            let key = (mnt_id, ino);
+            let (ftype, dev, rdev) = match types.0.get(&key) {
+                Some(&t) => t,
+                None => {
+                    // Follows the magic link to the open file itself.
+                    let st = rustix::fs::statat(&self.fd, name.as_str(), AtFlags::empty())
+                        .map_err(io::Error::from)
+                        .map_err(read_err(format!("stat of fd {fd}")))?;
+                    let t = (
+                        Some(FileType::from_raw_mode(st.st_mode)),
+                        st.st_dev,
+                        st.st_rdev,
+                    );
+                    types.0.insert(key, t);
+                    t
+                }
+            };
+            e.ftype = ftype;
+            e.dev = dev;
+            e.rdev = rdev;
+        }
+        Ok(e)
+    }
+
+    /// Reads `fdinfo/NAME` into `buf`, in one or a few `read`s.
+    fn fdinfo(&self, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
+        let f = rustix::fs::openat(
+            &self.info,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        buf.clear();
+        buf.resize(buf.capacity().max(1024), 0);
+        let mut len = 0;
+        loop {
+            let room = buf.len() - len;
+            let n = rustix::io::read(&f, &mut buf[len..])?;
+            len += n;
+            // `fdinfo` is a seq_file that shows its text in one go: a read
+            // that did not fill the room has reached the end, which saves
+            // the read that would return 0 (one system call a descriptor).
+            if n < room {
+                break;
+            }
+            buf.resize(len * 2, 0);
+        }
+        buf.truncate(len);
+        Ok(())
+    }
+}
+
+/// A descriptor number as a file name, without an allocation.
+fn itoa(n: i32) -> Itoa {
+    let mut b = [0u8; 12];
+    let mut i = b.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        b[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        b[i] = b'-';
+    }
+    Itoa { b, at: i }
+}
+
+/// The digits [`itoa`] wrote.
+struct Itoa {
+    b: [u8; 12],
+    at: usize,
+}
+
+impl Itoa {
+    fn as_str(&self) -> &str {
+        // Digits and a minus sign only: ASCII.
+        std::str::from_utf8(&self.b[self.at..]).unwrap_or("")
+    }
+}
+
+/// A process as `/proc/PID/stat` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    pub pid: i32,
+    pub comm: String,
+    /// `R`, `S`, `T` (stopped), `Z` (zombie), ...
+    pub state: char,
+    pub ppid: i32,
+}
+
+/// Reads `/proc/PID/stat`.
+///
+/// Errors: the process is gone.
+pub fn stat(pid: i32) -> io::Result<ProcStat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/PID/stat"))
+}
+
+/// Parses `/proc/PID/stat`: `pid (comm) state ppid ...`, where `comm` may
+/// hold spaces and parentheses (the last `)` ends it).
+pub fn parse_stat(text: &str) -> Option<ProcStat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let pid = text[..open].trim().parse().ok()?;
+    let comm = text[open + 1..close].to_string();
+    let mut rest = text[close + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some(ProcStat {
+        pid,
+        comm,
+        state,
+        ppid,
+    })
+}
+
+/// Every process (thread group) in `/proc`, ascending.
+pub fn all_pids() -> Vec<i32> {
+    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    pids
+}
+
+/// The threads of process `pid` (its own id first), ascending after it.
+pub fn threads(pid: i32) -> Vec<i32> {
+    let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|&t| t != pid)
+                .collect()
+        })
+        .unwrap_or_default();
+    tids.sort_unstable();
+    tids.insert(0, pid);
+    tids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fdinfo_of_an_epoll() {
+        let text = "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1057\n\
+                    tfd:        5 events:       19 data:                5  pos:0 ino:3d sdev:d\n\
+                    tfd:        5 events:        4 data:                5  pos:0 ino:3e sdev:d\n";
+        let i = parse_fdinfo(text);
+        assert_eq!((i.pos, i.flags, i.mnt_id, i.ino), (0, 0o2000002, 16, 1057));
+        assert_eq!(
+            i.targets,
+            vec![
+                EpollTfd {
+                    tfd: 5,
+                    events: 0x19,
+                    ino: 0x3d
+                },
+                EpollTfd {
+                    tfd: 5,
+                    events: 4,
+                    ino: 0x3e
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn fdinfo_of_an_eventfd_and_a_pty() {
+        let e = parse_fdinfo(
+            "pos:\t0\nflags:\t02\nmnt_id:\t17\nino:\t18\neventfd-count:                3\neventfd-id: 1\n",
+        );
+        assert_eq!(e.eventfd, Some((3, 1)));
+        let p = parse_fdinfo("pos:\t0\nflags:\t02100002\nmnt_id:\t24\nino:\t91\ntty-index:\t7\n");
+        assert_eq!(p.tty_index, Some(7));
+    }
+
+    #[test]
+    fn stat_with_a_strange_command_name() {
+        let s = parse_stat("42 (a) b (c)) S 7 42 42 0 -1").unwrap();
+        assert_eq!(
+            (s.pid, s.comm.as_str(), s.state, s.ppid),
+            (42, "a) b (c)", 'S', 7)
+        );
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id() as i32;
+        let f = std::fs::File::open("/dev/null").unwrap();
+        let n = std::os::fd::AsRawFd::as_raw_fd(&f);
+        let dirs = FdDirs::open(me, &format!("/proc/{me}")).unwrap();
+        assert!(dirs.list(&(0..i32::MAX)).unwrap().contains(&n));
+        let e = dirs.read(n, &mut TypeCache::default()).unwrap();
+        assert_eq!(&*e.link, "/dev/null");
+        assert_eq!(e.ftype, Some(FileType::CharacterDevice));
+        assert!(e.cloexec, "std opens close-on-exec");
+        assert_eq!(stat(me).unwrap().pid, me);
+        assert!(threads(me).starts_with(&[me]));
+    }
+}
