@@ -11,7 +11,8 @@ use crate::backend::linux::backend::{helper_path, LinuxBackend};
 use crate::backend::model::ModelBackend;
 use crate::backend::registry::by_name;
 use crate::lang;
-use crate::render::{json, text};
+use crate::render::picture::Picture;
+use crate::render::{dot, json, svg, text};
 use crate::tools::error::Error;
 use crate::tools::inspect::{self, Filters, Target};
 use crate::tools::{bench, check, compare, fuzz, run};
@@ -58,6 +59,13 @@ enum Cmd {
         /// not only at the end.
         #[arg(long)]
         every_step: bool,
+        /// Also draw the final topology (processes and their tables, open
+        /// files, objects) as SVG, into FILE (`-`: standard output).
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+        /// The same picture as Graphviz DOT.
+        #[arg(long, value_name = "FILE")]
+        dot: Option<PathBuf>,
         /// With `--backend linux`: keep the scenario's processes alive after
         /// the run, and print their pids (on standard error), so that they
         /// can be looked at from outside (`fdlab inspect --tree PID`, `ls -l
@@ -123,6 +131,13 @@ enum Cmd {
         /// Print one JSON document instead of text.
         #[arg(long)]
         json: bool,
+        /// Also draw the processes, their tables, open files and objects
+        /// as SVG, into FILE (`-`: standard output).
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+        /// The same picture as Graphviz DOT.
+        #[arg(long, value_name = "FILE")]
+        dot: Option<PathBuf>,
     },
     /// Generate random scenarios, run each on the model and on Linux in
     /// lockstep, and compare every step's result and topology. A
@@ -231,11 +246,14 @@ pub fn main() -> ExitCode {
             trace,
             every_step,
             hold,
+            svg,
+            dot,
         } => {
             if hold && backend != BackendName::Linux {
                 return fail("--hold keeps real processes alive: it needs --backend linux");
             }
-            run_one(&file, backend, json, trace, every_step, hold)
+            let pictures = Pictures { svg, dot };
+            run_one(&file, backend, json, trace, every_step, hold, &pictures)
         }
         Cmd::Inspect {
             pids,
@@ -248,6 +266,8 @@ pub fn main() -> ExitCode {
             kind,
             shared,
             json,
+            svg,
+            dot,
         } => {
             let target =
                 match (tree, all, pids.is_empty()) {
@@ -277,7 +297,13 @@ pub fn main() -> ExitCode {
                 delay,
             };
             match inspect::inspect(&req) {
-                Ok(ins) => finish(json, &ins, !ins.partial, || text::inspection(&ins)),
+                Ok(ins) => {
+                    let pic = Picture::of(&ins.topology, "fdlab inspect");
+                    if let Err(e) = draw(&pic, svg.as_deref(), dot.as_deref()) {
+                        return fail(e);
+                    }
+                    finish(json, &ins, !ins.partial, || text::inspection(&ins))
+                }
                 Err(e) => fail(e),
             }
         }
@@ -342,6 +368,7 @@ fn run_one(
     trace: bool,
     every_step: bool,
     hold: bool,
+    pictures: &Pictures,
 ) -> ExitCode {
     let src = match std::fs::read_to_string(file) {
         Ok(s) => s,
@@ -366,10 +393,13 @@ fn run_one(
             Ok(c) => c,
             Err(e) => return fail(Error::from(e)),
         };
+        if let Err(e) = pictures.draw(&c.linux.topology, file) {
+            return fail(e);
+        }
         return finish(json, &c, c.passed(), || text::comparison(&c));
     }
     if hold {
-        return run_and_hold(&scenario, json);
+        return run_and_hold(&scenario, json, pictures, file);
     }
     let name = if backend == BackendName::Linux {
         "linux"
@@ -381,12 +411,44 @@ fn run_one(
         Ok(r) => r,
         Err(e) => return fail(Error::from(e)),
     };
+    if let Err(e) = pictures.draw(&report.topology, file) {
+        return fail(e);
+    }
     finish(json, &report, report.passed(), || text::report(&report))
+}
+
+/// Where `fdlab run` draws its picture, if anywhere.
+struct Pictures {
+    svg: Option<PathBuf>,
+    dot: Option<PathBuf>,
+}
+
+impl Pictures {
+    /// Draws the picture of `t`, titled by the scenario `file`.
+    fn draw(&self, t: &fdlab_model::Topology, file: &std::path::Path) -> Result<(), Error> {
+        if self.svg.is_none() && self.dot.is_none() {
+            return Ok(());
+        }
+        let name = file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        draw(
+            &Picture::of(t, &name),
+            self.svg.as_deref(),
+            self.dot.as_deref(),
+        )
+    }
 }
 
 /// Runs `scenario` on Linux, prints the report, then keeps its processes
 /// alive until standard input ends, saying their pids on standard error.
-fn run_and_hold(scenario: &lang::Scenario, json: bool) -> ExitCode {
+fn run_and_hold(
+    scenario: &lang::Scenario,
+    json: bool,
+    pictures: &Pictures,
+    file: &std::path::Path,
+) -> ExitCode {
     let mut b = match LinuxBackend::new(&helper_path()) {
         Ok(b) => b,
         Err(e) => return fail(Error::from(e)),
@@ -395,6 +457,9 @@ fn run_and_hold(scenario: &lang::Scenario, json: bool) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(Error::from(e)),
     };
+    if let Err(e) = pictures.draw(&report.topology, file) {
+        return fail(e);
+    }
     let code = finish(json, &report, report.passed(), || text::report(&report));
     let held: Vec<String> = report
         .topology
@@ -410,6 +475,33 @@ fn run_and_hold(scenario: &lang::Scenario, json: bool) -> ExitCode {
     let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
     drop(b);
     code
+}
+
+/// Writes the picture as SVG and DOT where asked (`-`: standard output).
+///
+/// Errors: a file cannot be written.
+fn draw(
+    pic: &Picture,
+    svg_to: Option<&std::path::Path>,
+    dot_to: Option<&std::path::Path>,
+) -> Result<(), Error> {
+    for (to, text) in [
+        (svg_to, svg_to.map(|_| svg::svg(pic))),
+        (dot_to, dot_to.map(|_| dot::dot(pic))),
+    ] {
+        let (Some(path), Some(text)) = (to, text) else {
+            continue;
+        };
+        if path == std::path::Path::new("-") {
+            print!("{text}");
+        } else {
+            std::fs::write(path, text).map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Prints `value` as JSON, or `text()`, and exits 0 if `passed`, else 1.

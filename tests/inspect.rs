@@ -397,3 +397,36 @@ fn a_process_the_caller_may_not_inspect_is_a_warning_and_a_partial_result() {
     assert!(text.contains("permission denied"), "{text}");
     assert!(text.contains("partial"), "{text}");
 }
+
+#[test]
+fn inspect_draws_what_it_found() {
+    let dir = support::TempDir::new("inspect-svg");
+    let (mut holder, pids) = hold_cli(
+        "spawn a\na: pipe = 0 1\na: fork b\nb: close 1\n",
+        dir.path(),
+    );
+    let svg = dir.path().join("tree.svg");
+    let out = Command::new(fdlab_bin())
+        .args(["inspect", "--svg", svg.to_str().unwrap(), "--dot", "-"])
+        .args(pids.values().map(|p| p.to_string()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert!(dot.starts_with("digraph fdlab {"), "{dot}");
+    assert!(
+        dot.contains("pipe, read end") && dot.contains("pipe, write end"),
+        "{dot}"
+    );
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
+    // The read end is named by a and b (two tables), the write end by a.
+    assert!(svg.contains("pipe, read end"), "{svg}");
+    assert!(svg.contains("2 slots") && svg.contains("1 slot"), "{svg}");
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+}

@@ -2,5 +2,8 @@
 //! command computes values (in `tools`) and chooses a form: `text` for
 //! people, `json` for machines. Pictures (DOT, SVG) belong here too.
 
+pub mod dot;
 pub mod json;
+pub mod picture;
+pub mod svg;
 pub mod text;
