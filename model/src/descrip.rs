@@ -520,15 +520,23 @@ impl World {
     /// Errors: `EEXIST` when a live process has that name.
     pub fn spawn(&mut self, name: &str) -> Result<Pid, Errno> {
         let table = self.new_table();
-        self.new_proc(name, table, DEFAULT_RLIMIT)
+        self.new_proc(name, None, table, DEFAULT_RLIMIT)
     }
 
-    fn new_proc(&mut self, name: &str, table: Table, rlimit: u64) -> Result<Pid, Errno> {
+    fn new_proc(
+        &mut self,
+        name: &str,
+        parent: Option<Pid>,
+        table: Table,
+        rlimit: u64,
+    ) -> Result<Pid, Errno> {
         if self.names.contains_key(name) {
             return Err(Errno::EEXIST);
         }
+        let parent = parent.map(|p| self.proc(p).name.clone());
         let pid = Pid(self.procs.insert(Proc {
             name: name.to_string(),
+            parent,
             table,
             rlimit,
         }));
@@ -570,7 +578,7 @@ impl World {
         }
         let table = self.fdcopy(parent);
         let rlimit = self.proc(parent).rlimit;
-        self.new_proc(child, table, rlimit)
+        self.new_proc(child, Some(parent), table, rlimit)
     }
 
     /// fdshare: `child` uses `parent`'s table (`clone(CLONE_FILES)`): one
@@ -580,7 +588,7 @@ impl World {
     pub fn fdshare(&mut self, parent: Pid, child: &str) -> Result<Pid, Errno> {
         let p = self.proc(parent);
         let (table, rlimit) = (Table::clone(&p.table), p.rlimit);
-        let pid = self.new_proc(child, table, rlimit)?;
+        let pid = self.new_proc(child, Some(parent), table, rlimit)?;
         self.record(|w| TraceEvent::Fdshare {
             proc: w.proc(parent).name.clone(),
             child: child.to_string(),

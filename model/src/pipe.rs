@@ -64,6 +64,14 @@ impl Default for Pipe {
 }
 
 impl Pipe {
+    /// The bytes waiting to be read, in order (without reading them).
+    pub fn contents(&self) -> Vec<u8> {
+        self.bufs
+            .iter()
+            .flat_map(|b| b.data.iter().copied())
+            .collect()
+    }
+
     /// Bytes waiting to be read.
     pub fn len(&self) -> usize {
         self.bufs.iter().map(|b| b.data.len()).sum()

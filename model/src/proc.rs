@@ -8,6 +8,8 @@ use crate::filedesc::{Filedesc, Table, TableId};
 #[derive(Debug)]
 pub struct Proc {
     pub name: String,
+    /// The process that made it (`fork`, `clone_files`), while it lives.
+    pub parent: Option<String>,
     /// Linux `task->files`: the `Arc`'s strong count is the share count.
     pub(crate) table: Table,
     /// Soft `RLIMIT_NOFILE`: allocation stays below it. It is per process

@@ -627,13 +627,29 @@ impl World {
         }
     }
 
-    /// `sendmsg(2)` of one NUL byte with SCM_RIGHTS carrying `fds`.
+    /// `sendmsg(2)` of one NUL byte with SCM_RIGHTS carrying `fds` (the
+    /// language's `sendfds`).
+    ///
+    /// Errors: as [`World::sys_sendmsg`].
+    pub fn sys_sendfds(&mut self, pid: Pid, sock: i32, fds: &[i32]) -> Result<(), Errno> {
+        self.sys_sendmsg(pid, sock, b"\0", fds).map(|_| ())
+    }
+
+    /// `sendmsg(2)` of `data` with SCM_RIGHTS carrying `fds` (none: a plain
+    /// send), never blocking. Returns how many bytes were sent (a stream
+    /// send may send part of `data`).
     ///
     /// Errors, in Linux's order: `EBADF`/`ENOTSOCK` (the socket), `EINVAL`
     /// (more than 253 files), `EBADF` (a file), then the send's errors,
     /// among them `ETOOMANYREFS` for a user without privilege with more
     /// references in flight than its descriptor limit.
-    pub fn sys_sendfds(&mut self, pid: Pid, sock: i32, fds: &[i32]) -> Result<(), Errno> {
+    pub fn sys_sendmsg(
+        &mut self,
+        pid: Pid,
+        sock: i32,
+        data: &[u8],
+        fds: &[i32],
+    ) -> Result<usize, Errno> {
         let sp = self.getsock(pid, fd_arg(sock)?)?.detach();
         if fds.len() > SCM_MAX_FD {
             self.frele(sp);
@@ -663,7 +679,7 @@ impl World {
         // references in flight than the sender's RLIMIT_NOFILE (the count
         // is checked before this send adds to it). On Linux the count is
         // the user's, across the system; here it is the scenario's.
-        let too_many = !self.privileged && {
+        let too_many = !self.privileged && !files.is_empty() && {
             let in_flight: u64 = self
                 .in_flight_counts()
                 .values()
@@ -671,23 +687,29 @@ impl World {
                 .sum();
             in_flight > self.proc(pid).rlimit
         };
-        let r = self.sock_send(s, end, b"\0", files, too_many);
+        let r = self.sock_send(s, end, data, files, too_many);
         self.frele(sp);
-        r.map(|_| ())
+        r
     }
 
-    /// `recvmsg(2)` with a one-byte buffer and room for 253 files: installs
-    /// the files that came with the byte at the lowest free numbers, in
-    /// sending order. Files that do not fit under the limit are dropped and
-    /// the call still succeeds (Linux sets MSG_CTRUNC).
+    /// `recvmsg(2)` with a `len`-byte buffer and room for 253 files:
+    /// installs the files that came with the data at the lowest free
+    /// numbers, in sending order. Files that do not fit under the limit are
+    /// dropped and the call still succeeds (Linux sets MSG_CTRUNC).
     ///
     /// Errors: `EBADF`, `ENOTSOCK`, `EAGAIN`, `ECONNRESET`.
-    pub fn sys_recvfds(&mut self, pid: Pid, sock: i32, cloexec: bool) -> Result<Vec<Fd>, Errno> {
+    pub fn sys_recvmsg(
+        &mut self,
+        pid: Pid,
+        sock: i32,
+        len: usize,
+        cloexec: bool,
+    ) -> Result<(Vec<u8>, Vec<Fd>), Errno> {
         let sp = self.getsock(pid, fd_arg(sock)?)?.detach();
         let FileKind::Socket(s, end) = self.file(sp.id()).kind else {
             unreachable!("getsock returned a socket")
         };
-        let got = self.sock_mut(s).recv(end, 1);
+        let got = self.sock_mut(s).recv(end, len);
         self.frele(sp);
         let got = got?;
         let mut installed = Vec::new();
@@ -709,7 +731,15 @@ impl World {
             }
         }
         self.release(dropped);
-        Ok(installed)
+        Ok((got.data, installed))
+    }
+
+    /// `recvmsg(2)` with a one-byte buffer and room for 253 files (the
+    /// language's `recvfds`).
+    ///
+    /// Errors: as [`World::sys_recvmsg`].
+    pub fn sys_recvfds(&mut self, pid: Pid, sock: i32, cloexec: bool) -> Result<Vec<Fd>, Errno> {
+        self.sys_recvmsg(pid, sock, 1, cloexec).map(|(_, fds)| fds)
     }
 
     /// `epoll_ctl(2)` ADD and DEL, in Linux's order of checks.

@@ -98,6 +98,7 @@ impl Clone for World {
         let mut tables: BTreeMap<TableId, Table> = BTreeMap::new();
         let procs = self.procs.map(|_, p| Proc {
             name: p.name.clone(),
+            parent: p.parent.clone(),
             table: Table::clone(tables.entry(p.table_id()).or_insert_with(|| {
                 Table::new(p.table.snapshot(|f| {
                     // A slot names a live file, whose copy has its id.

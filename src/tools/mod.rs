@@ -6,10 +6,13 @@
 pub mod bench;
 pub mod check;
 pub mod compare;
+pub mod dump;
 pub mod error;
 pub mod fuzz;
 pub mod gen;
+pub mod image;
 pub mod inspect;
+pub mod restore;
 pub mod run;
 
 pub use error::Error;

@@ -1,0 +1,584 @@
+//! The restore engine, as one process runs it: the [`Executor`] of a
+//! [`Program`], against a small kernel interface, [`Sys`], that a real
+//! helper process implements with real system calls and the model with
+//! its world. The same code restores on both.
+//!
+//! CRIU's scheme (`files.c`): a file is made once, by its *master*, and
+//! sent to every other process that holds it (its *slaves*) over a unix
+//! socket with SCM_RIGHTS, up to 253 descriptors a message. Each object's
+//! *open step* makes it at once (Done), or, when it needs files from
+//! elsewhere (a message queued on a socket carries them, an epoll watches
+//! them), answers Again until they are here. Making never waits for
+//! anything, and each master sends what it made as soon as it made it, so
+//! a process only ever waits for files that are on their way: the engine
+//! cannot deadlock, and a process that waits too long names the files it
+//! waits for.
+//!
+//! Where descriptors go: a file made or received at a number that is its
+//! own place stays there; at a number that is another file's place it is
+//! moved to a parking number above every place; anywhere else it waits
+//! where it is. At the end each file is `dup2`ed to its places, close-on-
+//! exec is set, and everything else is closed, the transport too.
+//!
+//! The transport: process `q`'s inbox is the socket pair end at
+//! `band + 2q + 1`, and every process sends to it on `band + 2q`. One
+//! datagram pair per process, made by the restorer before it forks the
+//! tree, so every process has them all; anonymous, so two restores cannot
+//! collide (CRIU's named sockets can, its issue 2499).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+
+use fdlab_model::limits::SCM_MAX_FD;
+use fdlab_model::Errno;
+
+use super::program::{FileId, Make, Program, Work};
+
+/// `O_APPEND | O_NONBLOCK`: the status flags `F_SETFL` sets.
+const SETFL_MASK: u32 = 0o2000 | 0o4000;
+
+/// What one process can ask of its kernel.
+pub trait Sys {
+    fn open(&mut self, path: &str, flags: u32) -> Result<i32, Errno>;
+    fn pipe(&mut self) -> Result<(i32, i32), Errno>;
+    /// `socketpair(AF_UNIX, ty, 0)`.
+    fn socketpair(&mut self, ty: i32) -> Result<(i32, i32), Errno>;
+    fn epoll_create(&mut self) -> Result<i32, Errno>;
+    fn epoll_add(&mut self, ep: i32, fd: i32, events: u32) -> Result<(), Errno>;
+    fn eventfd(&mut self) -> Result<i32, Errno>;
+    fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, Errno>;
+    /// `lseek(fd, offset, SEEK_SET)`.
+    fn lseek(&mut self, fd: i32, offset: u64) -> Result<(), Errno>;
+    /// `fcntl(F_SETFL)`.
+    fn setfl(&mut self, fd: i32, flags: u32) -> Result<(), Errno>;
+    /// `fcntl(F_SETFD, FD_CLOEXEC)`.
+    fn cloexec(&mut self, fd: i32) -> Result<(), Errno>;
+    /// `fcntl(F_DUPFD, min)`.
+    fn dup_from(&mut self, fd: i32, min: u32) -> Result<i32, Errno>;
+    fn dup2(&mut self, old: i32, new: i32) -> Result<(), Errno>;
+    fn close(&mut self, fd: i32) -> Result<(), Errno>;
+    /// `close_range(lo, hi, 0)`.
+    fn close_range(&mut self, lo: u32, hi: u32) -> Result<(), Errno>;
+    /// `sendmsg` of `data` with `fds`, never blocking: `None` when it would
+    /// block.
+    fn sendmsg(&mut self, sock: i32, data: &[u8], fds: &[i32]) -> Result<Option<usize>, Errno>;
+    /// `recvmsg`, never blocking: `None` when nothing is queued.
+    #[allow(clippy::type_complexity)]
+    fn recvmsg(&mut self, sock: i32) -> Result<Option<(Vec<u8>, Vec<i32>)>, Errno>;
+    /// The soft `RLIMIT_NOFILE`.
+    fn set_nofile(&mut self, n: u64) -> Result<(), Errno>;
+}
+
+/// Why a process could not restore its part.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{process}: {what}: {errno} ({})", errno.description())]
+pub struct Failed {
+    pub process: String,
+    pub what: String,
+    pub errno: Errno,
+}
+
+/// Where an executor stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Done,
+    /// Waiting: for room to send (`send`), for files still to come.
+    Blocked {
+        send: bool,
+        receive: Vec<FileId>,
+    },
+}
+
+/// What an executor did, for `--plan` and the bench.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub messages: u64,
+    pub sent: u64,
+    pub received: u64,
+    pub moved: u64,
+}
+
+/// One process's run of its [`Program`].
+#[derive(Debug)]
+pub struct Executor {
+    prog: Program,
+    started: bool,
+    made: bool,
+    finished: bool,
+    /// Where each file is here (one descriptor).
+    here: HashMap<FileId, i32>,
+    /// Which file each of those descriptors holds.
+    at: BTreeMap<i32, FileId>,
+    /// Each place: descriptor to file.
+    targets: HashMap<u32, FileId>,
+    /// The lowest parking number.
+    park: u32,
+    outbox: VecDeque<(usize, Vec<FileId>)>,
+    waiting: BTreeSet<FileId>,
+    /// Whose files are awaited, for messages.
+    from: HashMap<FileId, usize>,
+    /// Work already said to be waiting.
+    said_again: BTreeSet<usize>,
+    pub log: Vec<String>,
+    pub stats: Stats,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::Done => f.write_str("done"),
+            Status::Blocked { send, receive } => {
+                let files: Vec<String> = receive.iter().map(|x| x.to_string()).collect();
+                write!(
+                    f,
+                    "waiting{}{}",
+                    if *send { " for room to send" } else { "" },
+                    if files.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" for files {}", files.join(", "))
+                    }
+                )
+            }
+        }
+    }
+}
+
+impl Executor {
+    /// An executor of `prog`; `senders[f]` names the process that sends
+    /// file `f` here (for messages only).
+    pub fn new(prog: Program, senders: HashMap<FileId, usize>) -> Executor {
+        let targets: HashMap<u32, FileId> = prog.place.iter().map(|&(fd, f, _)| (fd, f)).collect();
+        let park = prog
+            .place
+            .iter()
+            .map(|p| p.0 + 1)
+            .chain(prog.work.iter().filter_map(|w| match w {
+                Work::Register { fd, .. } => Some(fd + 1),
+                Work::Queue { .. } => None,
+            }))
+            .max()
+            .unwrap_or(0)
+            .max(3);
+        let waiting = prog.receive.iter().copied().collect();
+        Executor {
+            prog,
+            started: false,
+            made: false,
+            finished: false,
+            here: HashMap::new(),
+            at: BTreeMap::new(),
+            targets,
+            park,
+            outbox: VecDeque::new(),
+            waiting,
+            from: senders,
+            said_again: BTreeSet::new(),
+            log: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The program's process name.
+    pub fn name(&self) -> &str {
+        &self.prog.name
+    }
+
+    /// This process's inbox.
+    pub fn inbox(&self) -> i32 {
+        (self.prog.band as usize + 2 * self.prog.me + 1) as i32
+    }
+
+    /// The socket this process sends to process `q` on.
+    pub fn outlet(&self, q: usize) -> i32 {
+        (self.prog.band as usize + 2 * q) as i32
+    }
+
+    /// The socket the next message goes out on, if one is waiting.
+    pub fn pending_outlet(&self) -> Option<i32> {
+        self.outbox.front().map(|(to, _)| self.outlet(*to))
+    }
+
+    fn fail(&self, what: impl Into<String>) -> impl FnOnce(Errno) -> Failed + '_ {
+        let what = what.into();
+        move |errno| Failed {
+            process: self.prog.name.clone(),
+            what,
+            errno,
+        }
+    }
+
+    /// Takes in a descriptor `fd` that holds `file`: it stays where it is,
+    /// or moves to a parking number if that is another file's place.
+    fn adopt(&mut self, sys: &mut dyn Sys, file: FileId, fd: i32) -> Result<(), Failed> {
+        if self.here.contains_key(&file) {
+            // A second copy of a file already here: one is enough.
+            return sys
+                .close(fd)
+                .map_err(self.fail(format!("closing a second copy of file {file}")));
+        }
+        let mut fd = fd;
+        if let Some(&want) = self.targets.get(&(fd as u32)) {
+            if want != file {
+                let moved = sys
+                    .dup_from(fd, self.park)
+                    .map_err(self.fail(format!("moving file {file} out of fd {fd}")))?;
+                sys.close(fd)
+                    .map_err(self.fail(format!("closing fd {fd}")))?;
+                self.stats.moved += 1;
+                fd = moved;
+            }
+        }
+        self.here.insert(file, fd);
+        self.at.insert(fd, file);
+        Ok(())
+    }
+
+    /// The descriptor that holds `file` here.
+    fn fd_of(&self, file: FileId) -> i32 {
+        self.here[&file]
+    }
+
+    /// One open step: makes the object, and answers Done.
+    fn make(&mut self, sys: &mut dyn Sys, m: &Make) -> Result<(), Failed> {
+        match m {
+            Make::Open {
+                file,
+                path,
+                flags,
+                offset,
+            } => {
+                let fd = sys
+                    .open(path, *flags)
+                    .map_err(self.fail(format!("opening {path} (file {file})")))?;
+                if let Some(off) = offset.filter(|&o| o > 0) {
+                    sys.lseek(fd, off)
+                        .map_err(self.fail(format!("seeking file {file} to {off}")))?;
+                }
+                self.adopt(sys, *file, fd)?;
+                self.log.push(format!(
+                    "open {path} -> file {file} at fd {}: Done",
+                    self.fd_of(*file)
+                ));
+            }
+            Make::Pipe {
+                read,
+                write,
+                data,
+                read_flags,
+                write_flags,
+            } => {
+                let (r, w) = sys
+                    .pipe()
+                    .map_err(self.fail(format!("pipe for files {read} and {write}")))?;
+                let mut at = 0;
+                while at < data.len() {
+                    let n = sys.write(w, &data[at..]).map_err(self.fail(format!(
+                        "writing {} queued bytes into pipe file {write}",
+                        data.len()
+                    )))?;
+                    at += n;
+                }
+                for (fd, fl, f) in [(r, read_flags, read), (w, write_flags, write)] {
+                    if fl & SETFL_MASK != 0 {
+                        sys.setfl(fd, fl & SETFL_MASK)
+                            .map_err(self.fail(format!("setting file {f}'s status flags")))?;
+                    }
+                }
+                self.adopt(sys, *read, r)?;
+                self.adopt(sys, *write, w)?;
+                self.log.push(format!(
+                    "pipe -> files {read} (read end), {write} (write end), {} bytes queued: Done",
+                    data.len()
+                ));
+            }
+            Make::Pair { ty, ends, flags } => {
+                let (a, b) = sys.socketpair(*ty).map_err(
+                    self.fail(format!("socketpair for files {} and {}", ends[0], ends[1])),
+                )?;
+                for (fd, fl, f) in [(a, flags[0], ends[0]), (b, flags[1], ends[1])] {
+                    if fl & SETFL_MASK != 0 {
+                        sys.setfl(fd, fl & SETFL_MASK)
+                            .map_err(self.fail(format!("setting file {f}'s status flags")))?;
+                    }
+                }
+                self.adopt(sys, ends[0], a)?;
+                self.adopt(sys, ends[1], b)?;
+                self.log.push(format!(
+                    "socketpair -> files {} and {}: made",
+                    ends[0], ends[1]
+                ));
+            }
+            Make::Epoll { file, flags } => {
+                let fd = sys
+                    .epoll_create()
+                    .map_err(self.fail(format!("epoll_create for file {file}")))?;
+                if flags & SETFL_MASK != 0 {
+                    sys.setfl(fd, flags & SETFL_MASK)
+                        .map_err(self.fail(format!("setting file {file}'s status flags")))?;
+                }
+                self.adopt(sys, *file, fd)?;
+                self.log.push(format!("epoll_create -> file {file}: made"));
+            }
+            Make::Eventfd { file, count, flags } => {
+                let fd = sys
+                    .eventfd()
+                    .map_err(self.fail(format!("eventfd for file {file}")))?;
+                if *count > 0 {
+                    sys.write(fd, &count.to_le_bytes())
+                        .map_err(self.fail(format!("setting eventfd file {file}'s count")))?;
+                }
+                if flags & SETFL_MASK != 0 {
+                    sys.setfl(fd, flags & SETFL_MASK)
+                        .map_err(self.fail(format!("setting file {file}'s status flags")))?;
+                }
+                self.adopt(sys, *file, fd)?;
+                self.log
+                    .push(format!("eventfd -> file {file}, count {count}: Done"));
+            }
+        }
+        Ok(())
+    }
+
+    /// One piece of work, with every file it needs here.
+    fn work(&mut self, sys: &mut dyn Sys, w: &Work) -> Result<(), Failed> {
+        match w {
+            Work::Queue { from, data, files } => {
+                let sock = self.fd_of(*from);
+                let fds: Vec<i32> = files.iter().map(|f| self.fd_of(*f)).collect();
+                let mut at = 0;
+                let mut first = true;
+                while first || at < data.len() {
+                    let carry: &[i32] = if first { &fds } else { &[] };
+                    match sys
+                        .sendmsg(sock, &data[at..], carry)
+                        .map_err(self.fail(format!("queueing a message on file {from}'s peer")))?
+                    {
+                        Some(n) => at += n,
+                        None => {
+                            return Err(Failed {
+                                process: self.prog.name.clone(),
+                                what: format!(
+                                    "queueing a message on file {from}'s peer: its buffer is full"
+                                ),
+                                errno: Errno::EAGAIN,
+                            })
+                        }
+                    }
+                    first = false;
+                }
+                self.log.push(format!(
+                    "queued {} bytes{} from file {from}: Done",
+                    data.len(),
+                    if files.is_empty() {
+                        String::new()
+                    } else {
+                        let f: Vec<String> = files.iter().map(|x| x.to_string()).collect();
+                        format!(" with files {} in flight", f.join(", "))
+                    }
+                ));
+            }
+            Work::Register {
+                epoll,
+                target,
+                fd,
+                events,
+            } => {
+                let ep = self.fd_of(*epoll);
+                let t = self.fd_of(*target);
+                let n = *fd as i32;
+                if t == n {
+                    sys.epoll_add(ep, n, *events).map_err(self.fail(format!(
+                        "registering file {target} under {fd} in epoll file {epoll}"
+                    )))?;
+                } else {
+                    // The number it was registered under holds another
+                    // file here (or none): move that one away, put the
+                    // target there for the registration, and free the
+                    // number again.
+                    if let Some(other) = self.at.remove(&n) {
+                        let moved = sys
+                            .dup_from(n, self.park)
+                            .map_err(self.fail(format!("moving file {other} out of fd {n}")))?;
+                        sys.close(n).map_err(self.fail(format!("closing fd {n}")))?;
+                        self.here.insert(other, moved);
+                        self.at.insert(moved, other);
+                        self.stats.moved += 1;
+                    }
+                    let ep = self.fd_of(*epoll);
+                    let t = self.fd_of(*target);
+                    sys.dup2(t, n)
+                        .map_err(self.fail(format!("putting file {target} at {fd}")))?;
+                    let r = sys.epoll_add(ep, n, *events);
+                    sys.close(n).map_err(self.fail(format!("closing fd {n}")))?;
+                    r.map_err(self.fail(format!(
+                        "registering file {target} under {fd} in epoll file {epoll}"
+                    )))?;
+                }
+                self.log.push(format!(
+                    "epoll file {epoll}: registered file {target} under {fd}: Done"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs as far as it can without waiting.
+    ///
+    /// Errors: a system call failed, naming the file and the step.
+    pub fn step(&mut self, sys: &mut dyn Sys) -> Result<Status, Failed> {
+        if self.finished {
+            return Ok(Status::Done);
+        }
+        if !self.started {
+            // Room for parking and the transport while restoring.
+            let top = self.prog.band as u64 + 2 * self.prog.peers as u64 + 8;
+            sys.set_nofile(top)
+                .map_err(self.fail("raising RLIMIT_NOFILE for the restore"))?;
+            self.started = true;
+        }
+        if !self.made {
+            for m in std::mem::take(&mut self.prog.make) {
+                self.make(sys, &m)?;
+            }
+            for s in std::mem::take(&mut self.prog.serve) {
+                for chunk in s.files.chunks(SCM_MAX_FD) {
+                    self.outbox.push_back((s.to, chunk.to_vec()));
+                }
+            }
+            self.made = true;
+        }
+        while let Some((to, files)) = self.outbox.front() {
+            let (to, files) = (*to, files.clone());
+            let data: Vec<u8> = files.iter().flat_map(|f| f.to_le_bytes()).collect();
+            let fds: Vec<i32> = files.iter().map(|f| self.fd_of(*f)).collect();
+            match sys
+                .sendmsg(self.outlet(to), &data, &fds)
+                .map_err(self.fail(format!("serving {} files to process {to}", files.len())))?
+            {
+                Some(_) => {
+                    self.stats.messages += 1;
+                    self.stats.sent += files.len() as u64;
+                    self.outbox.pop_front();
+                }
+                None => break,
+            }
+        }
+        while !self.waiting.is_empty() {
+            let Some((data, fds)) = sys
+                .recvmsg(self.inbox())
+                .map_err(self.fail("receiving files"))?
+            else {
+                break;
+            };
+            let ids: Vec<FileId> = data
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            if ids.len() != fds.len() {
+                return Err(Failed {
+                    process: self.prog.name.clone(),
+                    what: format!(
+                        "a message named {} files and carried {}",
+                        ids.len(),
+                        fds.len()
+                    ),
+                    errno: Errno::EIO,
+                });
+            }
+            for (f, fd) in ids.into_iter().zip(fds) {
+                self.waiting.remove(&f);
+                self.stats.received += 1;
+                self.adopt(sys, f, fd)?;
+            }
+        }
+        if !(self.outbox.is_empty() && self.waiting.is_empty()) {
+            // Say, once each, what waits for what.
+            let works: Vec<(usize, Vec<FileId>)> = self
+                .prog
+                .work
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    (
+                        i,
+                        w.needs()
+                            .into_iter()
+                            .filter(|f| !self.here.contains_key(f))
+                            .collect(),
+                    )
+                })
+                .collect();
+            for (i, missing) in works {
+                if !missing.is_empty() && self.said_again.insert(i) {
+                    let from: Vec<String> = missing
+                        .iter()
+                        .map(|f| match self.from.get(f) {
+                            Some(p) => format!("file {f} (from process {p})"),
+                            None => format!("file {f}"),
+                        })
+                        .collect();
+                    let what = match &self.prog.work[i] {
+                        Work::Queue { from, .. } => format!("a message queued from file {from}"),
+                        Work::Register { epoll, fd, .. } => {
+                            format!("epoll file {epoll}'s registration under {fd}")
+                        }
+                    };
+                    self.log
+                        .push(format!("{what}: Again, waiting for {}", from.join(", ")));
+                }
+            }
+            return Ok(Status::Blocked {
+                send: !self.outbox.is_empty(),
+                receive: self.waiting.iter().copied().collect(),
+            });
+        }
+        for w in std::mem::take(&mut self.prog.work) {
+            self.work(sys, &w)?;
+        }
+        self.place(sys)?;
+        self.finished = true;
+        Ok(Status::Done)
+    }
+
+    /// Puts every file at its places, sets close-on-exec, closes the rest
+    /// and the transport, and leaves the rlimit as the image had it.
+    fn place(&mut self, sys: &mut dyn Sys) -> Result<(), Failed> {
+        let place = std::mem::take(&mut self.prog.place);
+        for &(n, file, cloexec) in &place {
+            let Some(&src) = self.here.get(&file) else {
+                return Err(Failed {
+                    process: self.prog.name.clone(),
+                    what: format!("placing file {file} at {n}: it never came"),
+                    errno: Errno::EBADF,
+                });
+            };
+            if src != n as i32 {
+                sys.dup2(src, n as i32)
+                    .map_err(self.fail(format!("placing file {file} at {n}")))?;
+            }
+            if cloexec {
+                sys.cloexec(n as i32)
+                    .map_err(self.fail(format!("setting close-on-exec on {n}")))?;
+            }
+        }
+        let placed: BTreeSet<i32> = place.iter().map(|p| p.0 as i32).collect();
+        for &fd in self.at.keys() {
+            if !placed.contains(&fd) {
+                sys.close(fd)
+                    .map_err(self.fail(format!("closing fd {fd}")))?;
+            }
+        }
+        let band = self.prog.band;
+        let end = band + 2 * self.prog.peers as u32 - 1;
+        sys.close_range(band, end)
+            .map_err(self.fail("closing the transport"))?;
+        if let Some(n) = self.prog.rlimit {
+            sys.set_nofile(n)
+                .map_err(self.fail(format!("setting RLIMIT_NOFILE to {n}")))?;
+        }
+        self.log
+            .push(format!("{} descriptors placed: Done", place.len()));
+        Ok(())
+    }
+}

@@ -1,0 +1,160 @@
+//! The restore engine's kernel interface on the model: each call is the
+//! model's system call, made as the process, through `World::call` where
+//! the language has the call (so every invariant is checked after it), and
+//! through `sys_sendmsg`/`sys_recvmsg` for messages with data and files.
+
+use fdlab_model::{
+    Call, EpollOp, Errno, Events, FcntlCmd, OFlags, Outcome, Pid, Ret, SockType, Whence, World,
+};
+
+use super::exec::Sys;
+
+/// One process of the model, as the restore engine's kernel.
+pub struct ModelSys<'w> {
+    pub world: &'w mut World,
+    pub pid: Pid,
+}
+
+fn one(o: Outcome) -> Result<i32, Errno> {
+    match o? {
+        Ret::Ints(v) => v.first().map(|&n| n as i32).ok_or(Errno::EIO),
+        _ => Err(Errno::EIO),
+    }
+}
+
+fn two(o: Outcome) -> Result<(i32, i32), Errno> {
+    match o? {
+        Ret::Ints(v) if v.len() == 2 => Ok((v[0] as i32, v[1] as i32)),
+        _ => Err(Errno::EIO),
+    }
+}
+
+impl ModelSys<'_> {
+    fn call(&mut self, c: Call) -> Outcome {
+        self.world.call(self.pid, &c)
+    }
+}
+
+impl Sys for ModelSys<'_> {
+    fn open(&mut self, path: &str, flags: u32) -> Result<i32, Errno> {
+        one(self.call(Call::Open {
+            path: path.to_string(),
+            flags: OFlags::from_bits(flags),
+            mode: 0,
+        }))
+    }
+
+    fn pipe(&mut self) -> Result<(i32, i32), Errno> {
+        two(self.call(Call::Pipe { cloexec: false }))
+    }
+
+    fn socketpair(&mut self, ty: i32) -> Result<(i32, i32), Errno> {
+        let ty = if ty == libc::SOCK_DGRAM {
+            SockType::Dgram
+        } else {
+            SockType::Stream
+        };
+        two(self.call(Call::Socketpair { ty, cloexec: false }))
+    }
+
+    fn epoll_create(&mut self) -> Result<i32, Errno> {
+        one(self.call(Call::EpollCreate { cloexec: false }))
+    }
+
+    fn epoll_add(&mut self, ep: i32, fd: i32, events: u32) -> Result<(), Errno> {
+        self.call(Call::EpollCtl {
+            epfd: ep,
+            op: EpollOp::Add,
+            fd,
+            events: Events::from_bits(events),
+        })
+        .map(|_| ())
+    }
+
+    fn eventfd(&mut self) -> Result<i32, Errno> {
+        one(self.call(Call::Eventfd { cloexec: false }))
+    }
+
+    fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, Errno> {
+        one(self.call(Call::Write {
+            fd,
+            data: data.to_vec(),
+        }))
+        .map(|n| n as usize)
+    }
+
+    fn lseek(&mut self, fd: i32, offset: u64) -> Result<(), Errno> {
+        self.call(Call::Lseek {
+            fd,
+            offset: offset as i64,
+            whence: Whence::Set,
+        })
+        .map(|_| ())
+    }
+
+    fn setfl(&mut self, fd: i32, flags: u32) -> Result<(), Errno> {
+        self.call(Call::Fcntl {
+            fd,
+            cmd: FcntlCmd::SetFl {
+                flags: OFlags::from_bits(flags),
+            },
+        })
+        .map(|_| ())
+    }
+
+    fn cloexec(&mut self, fd: i32) -> Result<(), Errno> {
+        self.call(Call::Fcntl {
+            fd,
+            cmd: FcntlCmd::SetFd { cloexec: true },
+        })
+        .map(|_| ())
+    }
+
+    fn dup_from(&mut self, fd: i32, min: u32) -> Result<i32, Errno> {
+        one(self.call(Call::Fcntl {
+            fd,
+            cmd: FcntlCmd::DupFd {
+                min: min as i32,
+                cloexec: false,
+            },
+        }))
+    }
+
+    fn dup2(&mut self, old: i32, new: i32) -> Result<(), Errno> {
+        self.call(Call::Dup2 { old, new }).map(|_| ())
+    }
+
+    fn close(&mut self, fd: i32) -> Result<(), Errno> {
+        self.call(Call::Close { fd }).map(|_| ())
+    }
+
+    fn close_range(&mut self, lo: u32, hi: u32) -> Result<(), Errno> {
+        self.call(Call::CloseRange {
+            lo,
+            hi,
+            unshare: false,
+            cloexec: false,
+        })
+        .map(|_| ())
+    }
+
+    fn sendmsg(&mut self, sock: i32, data: &[u8], fds: &[i32]) -> Result<Option<usize>, Errno> {
+        match self.world.sys_sendmsg(self.pid, sock, data, fds) {
+            Ok(n) => Ok(Some(n)),
+            Err(Errno::EAGAIN) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn recvmsg(&mut self, sock: i32) -> Result<Option<(Vec<u8>, Vec<i32>)>, Errno> {
+        match self.world.sys_recvmsg(self.pid, sock, 4 * 253, false) {
+            Ok((data, fds)) => Ok(Some((data, fds.iter().map(|f| f.get() as i32).collect()))),
+            Err(Errno::EAGAIN) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn set_nofile(&mut self, n: u64) -> Result<(), Errno> {
+        self.call(Call::Rlimit { limit: n }).map(|_| ())
+    }
+}

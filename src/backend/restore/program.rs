@@ -1,0 +1,128 @@
+//! What one process does to restore its part of a tree: a [`Program`],
+//! computed for every process from the image (`tools::restore` plans it),
+//! and run by the [`super::exec::Executor`] in that process.
+//!
+//! Files are named by their ids in the image; ends of pipes and socket
+//! pairs that no file of the image is (a closed end) get ids past the
+//! image's, made and closed by the process that makes the pair.
+
+use serde::{Deserialize, Serialize};
+
+/// A file id: the image's, or a closed end's past them.
+pub type FileId = u32;
+
+/// Making one object (one open step): its file or files are made here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Make {
+    /// `open(path, flags)`; then `lseek` to `offset`.
+    Open {
+        file: FileId,
+        path: String,
+        /// Access mode and status flags as `open` takes them (never
+        /// `O_CREAT` or `O_TRUNC`).
+        flags: u32,
+        offset: Option<u64>,
+    },
+    /// `pipe2`; `data` written into it; each end's status flags set.
+    Pipe {
+        read: FileId,
+        write: FileId,
+        data: Vec<u8>,
+        read_flags: u32,
+        write_flags: u32,
+    },
+    /// `socketpair(AF_UNIX, ty)`; the messages queued on it are [`Work`]
+    /// (they may carry files made elsewhere).
+    Pair {
+        /// `SOCK_STREAM` or `SOCK_DGRAM`.
+        ty: i32,
+        ends: [FileId; 2],
+        flags: [u32; 2],
+    },
+    Epoll {
+        file: FileId,
+        flags: u32,
+    },
+    /// `eventfd(0)`; then `count` written to it.
+    Eventfd {
+        file: FileId,
+        count: u64,
+        flags: u32,
+    },
+}
+
+impl Make {
+    /// The files the step makes.
+    pub fn files(&self) -> Vec<FileId> {
+        match self {
+            Make::Open { file, .. } | Make::Epoll { file, .. } | Make::Eventfd { file, .. } => {
+                vec![*file]
+            }
+            Make::Pipe { read, write, .. } => vec![*read, *write],
+            Make::Pair { ends, .. } => ends.to_vec(),
+        }
+    }
+}
+
+/// Work that needs files that may come from elsewhere: it waits (the
+/// open step answers Again) until they are here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Work {
+    /// A message queued on a socket, sent from its peer end `from`.
+    Queue {
+        from: FileId,
+        data: Vec<u8>,
+        files: Vec<FileId>,
+    },
+    /// An epoll registration of `target` under the number `fd`.
+    Register {
+        epoll: FileId,
+        target: FileId,
+        fd: u32,
+        events: u32,
+    },
+}
+
+impl Work {
+    /// The files the work needs here.
+    pub fn needs(&self) -> Vec<FileId> {
+        match self {
+            Work::Queue { from, files, .. } => {
+                let mut v = vec![*from];
+                v.extend(files);
+                v
+            }
+            Work::Register { epoll, target, .. } => vec![*epoll, *target],
+        }
+    }
+}
+
+/// Files to send to one process, in messages of at most `SCM_MAX_FD`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Serve {
+    /// The process, by its place on the transport.
+    pub to: usize,
+    pub files: Vec<FileId>,
+}
+
+/// What one process does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    /// Its name, for messages.
+    pub name: String,
+    /// Its place on the transport: its inbox is `band + 2 * me + 1`, and it
+    /// sends to process `q` on `band + 2 * q`.
+    pub me: usize,
+    pub band: u32,
+    /// How many processes the transport connects.
+    pub peers: usize,
+    pub make: Vec<Make>,
+    pub serve: Vec<Serve>,
+    /// The files it receives (from anyone).
+    pub receive: Vec<FileId>,
+    pub work: Vec<Work>,
+    /// Where files end up in its table: (descriptor, file, close-on-exec).
+    pub place: Vec<(u32, FileId, bool)>,
+    /// The soft `RLIMIT_NOFILE` to leave it with.
+    pub rlimit: Option<u64>,
+}

@@ -1,0 +1,656 @@
+//! `fdlab restore`: plans the restore of an [`Image`] and drives it on a
+//! backend, the model or real Linux processes.
+//!
+//! The plan: a hidden *restorer* process is made first; it makes the
+//! transport (a datagram socket pair per process that takes part) and forks
+//! the image's root processes, which make their children: a child that
+//! uses its parent's table is made with `clone(CLONE_FILES)`, any other with
+//! `fork`. Every table has one *driver*, its first process, which runs the
+//! [`Program`] of that table; the restorer runs one too.
+//!
+//! Masters, the rule (CRIU makes the lowest pid the master, and fails when
+//! that process does not hold what the file depends on, its issue 1366):
+//! the master of an object is the driver of the first table that holds one
+//! of its files, in image order, or the restorer when no process holds any
+//! (a file only in flight, or only watched by an epoll). Whatever a master
+//! needs to finish an object (the files in flight in a socket's queue, the
+//! targets of an epoll) is served to it by their own masters like to any
+//! slave, so no rule about who holds what can leave a master short.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Component, Path, PathBuf};
+
+use fdlab_model::pipe::PipeEnd;
+use fdlab_model::{Call, OFlags, SockType};
+use serde::Serialize;
+
+use super::image::{self, Image, InvalidImage, Object};
+use crate::backend::api::{Backend, BackendError};
+use crate::backend::restore::exec::{Executor, Failed, Stats, Status};
+use crate::backend::restore::model::ModelSys;
+use crate::backend::restore::program::{FileId, Make, Program, Serve, Work};
+use crate::backend::ModelBackend;
+
+/// The transport's first descriptor: above the harness's own control
+/// channels, which sit just above `HARNESS_FD`.
+pub const BAND: u32 = 2000;
+
+/// How to restore.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Open paths under this folder only: an absolute path of the image is
+    /// taken below it, a relative one from it.
+    pub root: Option<PathBuf>,
+    /// Restore an image with unrestorable parts, leaving them out.
+    pub skip_unrestorable: bool,
+}
+
+/// Why a restore could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("invalid image: {0}")]
+    Invalid(#[from] InvalidImage),
+    #[error("the image has parts that cannot be restored (use --skip-unrestorable to leave them out): {}", .0.join("; "))]
+    Unrestorable(Vec<String>),
+    #[error("path `{0}` leaves the root folder")]
+    Escapes(String),
+    #[error(transparent)]
+    Failed(#[from] Failed),
+    #[error("the restore is stuck: {0}")]
+    Stuck(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// How a process is made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum How {
+    Spawn,
+    Fork { from: String },
+    CloneFiles { from: String },
+}
+
+/// A restore's plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The restorer's name (not in the image).
+    pub restorer: String,
+    /// Processes to make, in order.
+    pub create: Vec<(String, How)>,
+    /// The transport's participants, by name: the restorer first, then
+    /// each table's driver.
+    pub peers: Vec<String>,
+    /// Each participant's program, and who sends it each file it awaits.
+    pub programs: Vec<(Program, HashMap<FileId, usize>)>,
+    /// The soft rlimit of each process that is not a driver.
+    pub rlimits: Vec<(String, u64)>,
+    /// What a reader of the plan should know.
+    pub notes: Vec<String>,
+}
+
+/// What one process did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessLog {
+    pub process: String,
+    pub steps: Vec<String>,
+    pub messages: u64,
+    pub sent: u64,
+    pub received: u64,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    pub processes: usize,
+    pub descriptors: usize,
+    pub files: usize,
+    /// Messages that served files, and the files they carried.
+    pub messages: u64,
+    pub files_sent: u64,
+    /// Processes made, and how.
+    pub created: Vec<(String, How)>,
+    pub notes: Vec<String>,
+    pub logs: Vec<ProcessLog>,
+}
+
+fn status_bits(flags: &str) -> u32 {
+    image::status_flags(flags).map_or(0, |f| f.bits())
+}
+
+/// Where `path` is opened: under `root` if there is one.
+///
+/// Errors: a path whose `..` leaves the root.
+fn resolve(path: &str, root: Option<&Path>) -> Result<String, RestoreError> {
+    let Some(root) = root else {
+        return Ok(path.to_string());
+    };
+    let rel = Path::new(path.trim_start_matches('/'));
+    let mut depth = 0i32;
+    for c in rel.components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return Err(RestoreError::Escapes(path.to_string()));
+        }
+    }
+    Ok(root.join(rel).to_string_lossy().into_owned())
+}
+
+/// Plans the restore of `img` (valid: see [`Image::validate`]).
+///
+/// Errors: an unrestorable part without `skip_unrestorable`, a path that
+/// leaves the root.
+pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
+    img.validate()?;
+    if !img.unrestorable.is_empty() && !opts.skip_unrestorable {
+        return Err(RestoreError::Unrestorable(
+            img.unrestorable
+                .iter()
+                .map(|u| format!("{}: {}", u.what, u.why))
+                .collect(),
+        ));
+    }
+    let names: BTreeSet<&str> = img.processes.iter().map(|p| p.name.as_str()).collect();
+    let mut restorer = "restorer".to_string();
+    while names.contains(restorer.as_str()) {
+        restorer.push('_');
+    }
+    // Processes, in image order (parents first).
+    let mut create = Vec::new();
+    let mut notes = Vec::new();
+    let mut first_user: BTreeMap<usize, usize> = BTreeMap::new();
+    for p in &img.processes {
+        let how = match p.parent {
+            Some(parent) if img.processes[parent].table == p.table => How::CloneFiles {
+                from: img.processes[parent].name.clone(),
+            },
+            _ => match first_user.get(&p.table) {
+                Some(&u) => {
+                    notes.push(format!(
+                        "{} is made by {}, whose table it shares, not by its parent",
+                        p.name, img.processes[u].name
+                    ));
+                    How::CloneFiles {
+                        from: img.processes[u].name.clone(),
+                    }
+                }
+                None => How::Fork {
+                    from: p
+                        .parent
+                        .map_or_else(|| restorer.clone(), |q| img.processes[q].name.clone()),
+                },
+            },
+        };
+        first_user.entry(p.table).or_insert(p.id);
+        create.push((p.name.clone(), how));
+    }
+    // Participants: the restorer (0), then each table's driver.
+    let mut peers = vec![restorer.clone()];
+    let mut peer_of_table: BTreeMap<usize, usize> = BTreeMap::new();
+    for (&t, &u) in &first_user {
+        peer_of_table.insert(t, peers.len());
+        peers.push(img.processes[u].name.clone());
+    }
+    // Ghost ends: the closed end of a pipe or socket pair.
+    let mut next_ghost = img.files.len() as FileId;
+    let mut ghost = || {
+        next_ghost += 1;
+        next_ghost - 1
+    };
+    let mut pipe_ends: Vec<[Option<FileId>; 2]> = vec![[None, None]; img.pipes.len()];
+    let mut pair_ends: Vec<[Option<FileId>; 2]> = vec![[None, None]; img.pairs.len()];
+    for f in &img.files {
+        match f.object {
+            Object::Pipe { pipe, end } => {
+                pipe_ends[pipe][usize::from(end == PipeEnd::Write)] = Some(f.id as FileId)
+            }
+            Object::Socket { pair, end } => pair_ends[pair][end] = Some(f.id as FileId),
+            _ => {}
+        }
+    }
+    let pipe_ends: Vec<[FileId; 2]> = pipe_ends
+        .iter()
+        .map(|e| {
+            [
+                e[0].unwrap_or_else(&mut ghost),
+                e[1].unwrap_or_else(&mut ghost),
+            ]
+        })
+        .collect();
+    let pair_ends: Vec<[FileId; 2]> = pair_ends
+        .iter()
+        .map(|e| {
+            [
+                e[0].unwrap_or_else(&mut ghost),
+                e[1].unwrap_or_else(&mut ghost),
+            ]
+        })
+        .collect();
+    // Which participants hold each file (by descriptor).
+    let mut holders: HashMap<FileId, Vec<usize>> = HashMap::new();
+    for t in &img.tables {
+        let q = peer_of_table[&t.id];
+        for d in &t.fds {
+            let h = holders.entry(d.file as FileId).or_default();
+            if !h.contains(&q) {
+                h.push(q);
+            }
+        }
+    }
+    let first_holder = |files: &[FileId]| -> usize {
+        files
+            .iter()
+            .filter_map(|f| holders.get(f).and_then(|h| h.iter().min().copied()))
+            .min()
+            .unwrap_or(0)
+    };
+    let mut programs: Vec<Program> = peers
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Program {
+            name: name.clone(),
+            me: i,
+            band: BAND,
+            peers: peers.len(),
+            ..Program::default()
+        })
+        .collect();
+    // Masters, and what each master needs that others make.
+    let mut master: HashMap<FileId, usize> = HashMap::new();
+    let mut needs: BTreeMap<usize, BTreeSet<FileId>> = BTreeMap::new();
+    let mut made_pipes = vec![false; img.pipes.len()];
+    let mut made_pairs = vec![false; img.pairs.len()];
+    for f in &img.files {
+        let id = f.id as FileId;
+        let flags = status_bits(&f.flags);
+        match &f.object {
+            Object::Regular { path, offset } | Object::Directory { path, offset } => {
+                let q = first_holder(&[id]);
+                master.insert(id, q);
+                programs[q].make.push(Make::Open {
+                    file: id,
+                    path: resolve(path, opts.root.as_deref())?,
+                    flags: flags & (OFlags::ACCMODE.bits() | 0o2000 | 0o4000),
+                    offset: Some(*offset),
+                });
+            }
+            Object::Chardev { path } => {
+                let q = first_holder(&[id]);
+                master.insert(id, q);
+                programs[q].make.push(Make::Open {
+                    file: id,
+                    path: path.clone(),
+                    flags: flags & (OFlags::ACCMODE.bits() | 0o2000 | 0o4000),
+                    offset: None,
+                });
+            }
+            Object::Pipe { pipe, .. } => {
+                if made_pipes[*pipe] {
+                    continue;
+                }
+                made_pipes[*pipe] = true;
+                let [r, w] = pipe_ends[*pipe];
+                let q = first_holder(&[r, w]);
+                master.insert(r, q);
+                master.insert(w, q);
+                let flag_of = |x: FileId| {
+                    img.files
+                        .get(x as usize)
+                        .map_or(0, |f| status_bits(&f.flags))
+                };
+                programs[q].make.push(Make::Pipe {
+                    read: r,
+                    write: w,
+                    data: img.pipes[*pipe].data.0.clone(),
+                    read_flags: flag_of(r),
+                    write_flags: flag_of(w),
+                });
+            }
+            Object::Socket { pair, .. } => {
+                if made_pairs[*pair] {
+                    continue;
+                }
+                made_pairs[*pair] = true;
+                let ends = pair_ends[*pair];
+                let q = first_holder(&ends);
+                master.insert(ends[0], q);
+                master.insert(ends[1], q);
+                let p = &img.pairs[*pair];
+                let flag_of = |x: FileId| {
+                    img.files
+                        .get(x as usize)
+                        .map_or(0, |f| status_bits(&f.flags))
+                };
+                programs[q].make.push(Make::Pair {
+                    ty: match p.ty {
+                        SockType::Stream => libc::SOCK_STREAM,
+                        SockType::Dgram => libc::SOCK_DGRAM,
+                    },
+                    ends,
+                    flags: [flag_of(ends[0]), flag_of(ends[1])],
+                });
+                // Messages queued for end e are sent from the other end.
+                for (e, queue) in p.queued.iter().enumerate() {
+                    for m in queue {
+                        let files: Vec<FileId> = m.files.iter().map(|&f| f as FileId).collect();
+                        needs.entry(q).or_default().extend(&files);
+                        programs[q].work.push(Work::Queue {
+                            from: ends[1 - e],
+                            data: m.data.0.clone(),
+                            files,
+                        });
+                    }
+                }
+            }
+            Object::Epoll { registrations } => {
+                let q = first_holder(&[id]);
+                master.insert(id, q);
+                programs[q].make.push(Make::Epoll { file: id, flags });
+                for r in registrations {
+                    needs.entry(q).or_default().insert(r.file as FileId);
+                    programs[q].work.push(Work::Register {
+                        epoll: id,
+                        target: r.file as FileId,
+                        fd: r.fd,
+                        events: image::events(&r.events).map_or(0, |e| e.bits()),
+                    });
+                }
+            }
+            Object::Eventfd { count } => {
+                let q = first_holder(&[id]);
+                master.insert(id, q);
+                programs[q].make.push(Make::Eventfd {
+                    file: id,
+                    count: *count,
+                    flags,
+                });
+            }
+        }
+    }
+    // Serving: each file to every participant that holds or needs it.
+    let mut wants: BTreeMap<usize, BTreeSet<FileId>> = needs;
+    for (&f, hs) in &holders {
+        for &q in hs {
+            wants.entry(q).or_default().insert(f);
+        }
+    }
+    let mut serve: BTreeMap<(usize, usize), Vec<FileId>> = BTreeMap::new();
+    let mut senders: Vec<HashMap<FileId, usize>> = vec![HashMap::new(); peers.len()];
+    for (&q, files) in &wants {
+        for &f in files {
+            let m = master[&f];
+            if m != q {
+                serve.entry((m, q)).or_default().push(f);
+                programs[q].receive.push(f);
+                senders[q].insert(f, m);
+            }
+        }
+    }
+    for ((m, q), files) in serve {
+        programs[m].serve.push(Serve { to: q, files });
+    }
+    // Places, and rlimits.
+    let mut rlimits = Vec::new();
+    for t in &img.tables {
+        let q = peer_of_table[&t.id];
+        programs[q].place = t
+            .fds
+            .iter()
+            .map(|d| (d.fd, d.file as FileId, d.cloexec))
+            .collect();
+    }
+    for p in &img.processes {
+        let q = peer_of_table[&p.table];
+        if peers[q] == p.name {
+            programs[q].rlimit = p.rlimit;
+        } else if let Some(n) = p.rlimit {
+            rlimits.push((p.name.clone(), n));
+        }
+    }
+    Ok(Plan {
+        restorer,
+        create,
+        peers,
+        programs: programs.into_iter().zip(senders).collect(),
+        rlimits,
+        notes,
+    })
+}
+
+/// Runs the executors of `plan` on the model, one step each in turn until
+/// all are done.
+///
+/// Errors: a step failed; or no executor can go on (stuck), naming what
+/// each waits for.
+fn run_on_model(
+    m: &mut ModelBackend,
+    plan: &Plan,
+) -> Result<Vec<(String, Vec<String>, Stats)>, RestoreError> {
+    let mut execs: Vec<Executor> = plan
+        .programs
+        .iter()
+        .map(|(p, s)| Executor::new(p.clone(), s.clone()))
+        .collect();
+    let mut done = vec![false; execs.len()];
+    loop {
+        let mut progress = false;
+        let mut waiting = Vec::new();
+        for (i, e) in execs.iter_mut().enumerate() {
+            if done[i] {
+                continue;
+            }
+            let pid = m
+                .world()
+                .pid(e.name())
+                .ok_or_else(|| BackendError::UnknownProcess(e.name().to_string()))?;
+            let before = (e.log.len(), e.stats.clone());
+            let status = e.step(&mut ModelSys {
+                world: m.world_mut(),
+                pid,
+            })?;
+            if status == Status::Done {
+                done[i] = true;
+                progress = true;
+            } else {
+                progress |= (e.log.len(), e.stats.clone()) != before;
+                waiting.push(format!("{} is {status}", e.name()));
+            }
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+        if !progress {
+            return Err(RestoreError::Stuck(waiting.join("; ")));
+        }
+    }
+    Ok(execs
+        .into_iter()
+        .map(|e| (e.name().to_string(), e.log.clone(), e.stats.clone()))
+        .collect())
+}
+
+/// Makes the files an image's paths name in the model's file system (which
+/// stands for the real one: on Linux restore expects them to exist).
+fn prepare_model_files(
+    m: &mut ModelBackend,
+    restorer: &str,
+    img: &Image,
+) -> Result<(), RestoreError> {
+    for f in &img.files {
+        if let Object::Regular { path, .. } = &f.object {
+            let open = Call::Open {
+                path: path.clone(),
+                flags: OFlags::RDWR | OFlags::CREAT,
+                mode: 0o644,
+            };
+            if let Ok(Ok(fdlab_model::Ret::Ints(v))) = m.call(restorer, &open) {
+                call_ok(m, restorer, &Call::Close { fd: v[0] as i32 }, "closing")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A backend a restore runs on.
+pub trait Target: Backend {
+    /// Makes the transport in process `proc`: `peers` datagram socket
+    /// pairs from descriptor `band` up.
+    fn transport(&mut self, proc: &str, band: u32, peers: usize) -> Result<(), RestoreError>;
+    /// Runs the plan's programs, each in its process, and waits for all.
+    fn run_programs(
+        &mut self,
+        plan: &Plan,
+    ) -> Result<Vec<(String, Vec<String>, Stats)>, RestoreError>;
+    /// Gets its file system ready for the image, if it is not real.
+    fn prepare(&mut self, _restorer: &str, _img: &Image) -> Result<(), RestoreError> {
+        Ok(())
+    }
+}
+
+impl Target for ModelBackend {
+    fn transport(&mut self, proc: &str, band: u32, peers: usize) -> Result<(), RestoreError> {
+        let pid = self
+            .world()
+            .pid(proc)
+            .ok_or_else(|| BackendError::UnknownProcess(proc.to_string()))?;
+        let mut sys = ModelSys {
+            world: self.world_mut(),
+            pid,
+        };
+        transport_with(&mut sys, proc, band, peers)
+    }
+
+    fn run_programs(
+        &mut self,
+        plan: &Plan,
+    ) -> Result<Vec<(String, Vec<String>, Stats)>, RestoreError> {
+        run_on_model(self, plan)
+    }
+
+    fn prepare(&mut self, restorer: &str, img: &Image) -> Result<(), RestoreError> {
+        prepare_model_files(self, restorer, img)
+    }
+}
+
+/// Makes the transport with the engine's kernel interface: each pair's
+/// ends moved to `band + 2q` (the send end) and `band + 2q + 1` (the
+/// inbox).
+pub fn transport_with(
+    sys: &mut dyn crate::backend::restore::exec::Sys,
+    proc: &str,
+    band: u32,
+    peers: usize,
+) -> Result<(), RestoreError> {
+    let fail = |what: &str| {
+        let what = what.to_string();
+        move |errno| Failed {
+            process: proc.to_string(),
+            what,
+            errno,
+        }
+    };
+    sys.set_nofile(u64::from(band) + 2 * peers as u64 + 8)
+        .map_err(fail("raising RLIMIT_NOFILE for the transport"))?;
+    for q in 0..peers {
+        let (a, b) = sys
+            .socketpair(libc::SOCK_DGRAM)
+            .map_err(fail("making the transport"))?;
+        let (sa, sb) = (
+            (band as usize + 2 * q) as i32,
+            (band as usize + 2 * q + 1) as i32,
+        );
+        sys.dup2(a, sa).map_err(fail("placing the transport"))?;
+        sys.dup2(b, sb).map_err(fail("placing the transport"))?;
+        sys.close(a).map_err(fail("placing the transport"))?;
+        sys.close(b).map_err(fail("placing the transport"))?;
+    }
+    Ok(())
+}
+
+/// `call` as `proc`, its errno an error naming `what` it was for.
+fn call_ok(
+    b: &mut dyn Backend,
+    proc: &str,
+    call: &Call,
+    what: &str,
+) -> Result<fdlab_model::Ret, RestoreError> {
+    b.call(proc, call)?.map_err(|errno| {
+        RestoreError::Failed(Failed {
+            process: proc.to_string(),
+            what: what.to_string(),
+            errno,
+        })
+    })
+}
+
+/// Restores `img` on `b`: validates and plans it, makes the processes and
+/// the transport, runs every program, ends the restorer.
+///
+/// Errors: the image is invalid or has unrestorable parts, a step failed
+/// (naming the process, the file and the call), or the restore is stuck.
+pub fn restore<B: Target>(
+    img: &Image,
+    b: &mut B,
+    opts: &Options,
+) -> Result<Restored, RestoreError> {
+    let plan = plan(img, opts)?;
+    b.spawn(&plan.restorer, false)?;
+    b.prepare(&plan.restorer, img)?;
+    b.transport(&plan.restorer, BAND, plan.peers.len())?;
+    for (name, how) in &plan.create {
+        let (from, call) = match how {
+            How::Spawn => {
+                b.spawn(name, false)?;
+                continue;
+            }
+            How::Fork { from } => (
+                from,
+                Call::Fork {
+                    child: name.clone(),
+                },
+            ),
+            How::CloneFiles { from } => (
+                from,
+                Call::CloneFiles {
+                    child: name.clone(),
+                },
+            ),
+        };
+        call_ok(b, from, &call, &format!("making {name}"))?;
+    }
+    let results = b.run_programs(&plan)?;
+    call_ok(b, &plan.restorer, &Call::Exit, "ending the restorer")?;
+    for (name, n) in &plan.rlimits {
+        call_ok(
+            b,
+            name,
+            &Call::Rlimit { limit: *n },
+            "setting RLIMIT_NOFILE",
+        )?;
+    }
+    let mut r = Restored {
+        processes: img.processes.len(),
+        descriptors: img.tables.iter().map(|t| t.fds.len()).sum(),
+        files: img.files.len(),
+        messages: 0,
+        files_sent: 0,
+        created: plan.create.clone(),
+        notes: plan.notes.clone(),
+        logs: Vec::new(),
+    };
+    for (name, steps, stats) in results {
+        r.messages += stats.messages;
+        r.files_sent += stats.sent;
+        r.logs.push(ProcessLog {
+            process: name,
+            steps,
+            messages: stats.messages,
+            sent: stats.sent,
+            received: stats.received,
+        });
+    }
+    Ok(r)
+}
