@@ -137,3 +137,143 @@ fn generated_trees_round_trip_on_the_model() {
         assert!(c[i] * 40 >= n, "only {} of {n} trees had {what}", c[i]);
     }
 }
+
+/// Makes the regular files and directories `img` names in `dir`, as the
+/// scenario made them (restore never creates a file).
+fn make_files(img: &Image, dir: &std::path::Path) {
+    for f in &img.files {
+        match &f.object {
+            Object::Regular { path, .. } => {
+                std::fs::write(dir.join(path), b"").unwrap();
+            }
+            Object::Directory { path, .. } => std::fs::create_dir_all(dir.join(path)).unwrap(),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn images_restore_on_linux_as_on_the_model() {
+    use fdlab::backend::{Backend, LinuxBackend};
+    let mut failures = Vec::new();
+    let trees = corpus(&repo("tests/fixtures/trees")).unwrap();
+    for path in corpus(&repo("scenarios")).unwrap().into_iter().chain(trees) {
+        let img = image_of(&path);
+        let opts = Options {
+            skip_unrestorable: true,
+            ..Options::default()
+        };
+        let mut m = ModelBackend::new();
+        restore(&img, &mut m, &opts).unwrap();
+        let mut l = LinuxBackend::new(support::fdlab_bin()).unwrap();
+        make_files(&img, l.sandbox());
+        if let Err(e) = restore(&img, &mut l, &opts) {
+            failures.push(format!("{}: {e}", path.display()));
+            continue;
+        }
+        let (tm, tl) = (m.topology().unwrap(), l.topology().unwrap());
+        if let Some((a, b)) = fdlab::tools::compare::topology_diff(&tm, &tl) {
+            failures.push(format!("{}:\n  model {a}\n  linux {b}", path.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The image of the scenario at `path` run on Linux, dumped from the live
+/// helpers.
+fn linux_image_of(path: &std::path::Path) -> Result<Image, String> {
+    use fdlab::backend::LinuxBackend;
+    let src = std::fs::read_to_string(path).unwrap();
+    let s = parse(&path.display().to_string(), &src).unwrap();
+    let mut l = LinuxBackend::new(support::fdlab_bin()).unwrap();
+    run(&s, &mut l, false).map_err(|e| e.to_string())?;
+    let procs = l.processes();
+    let pids: Vec<i32> = procs.iter().map(|p| p.1).collect();
+    let cap = l.capture(&pids, l.fds()).map_err(|e| e.to_string())?;
+    let sandbox = l.sandbox().to_path_buf();
+    let name = |p: &fdlab::backend::linux::capture::CapturedProc| {
+        procs
+            .iter()
+            .find(|(_, pid)| *pid == p.pid)
+            .unwrap()
+            .0
+            .clone()
+    };
+    Ok(dump::from_capture(&cap, name, Some(&sandbox)))
+}
+
+#[test]
+fn linux_dumps_equal_model_dumps() {
+    let mut failures = Vec::new();
+    let trees = corpus(&repo("tests/fixtures/trees")).unwrap();
+    for path in corpus(&repo("scenarios")).unwrap().into_iter().chain(trees) {
+        let m = image_of(&path);
+        match linux_image_of(&path) {
+            Ok(l) if l == m => {}
+            Ok(l) => failures.push(format!(
+                "{}:\n  model {}\n  linux {}",
+                path.display(),
+                serde_json::to_string(&m).unwrap(),
+                serde_json::to_string(&l).unwrap()
+            )),
+            Err(e) => failures.push(format!("{}: {e}", path.display())),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Every corpus scenario and tree, run on Linux and dumped, restores on
+/// Linux and on the model to a tree that dumps as the same image.
+#[test]
+fn linux_images_round_trip_on_linux_and_the_model() {
+    use fdlab::backend::LinuxBackend;
+    use fdlab::tools::restore::{differences, expected, numbers, Target};
+    let mut failures = Vec::new();
+    let trees = corpus(&repo("tests/fixtures/trees")).unwrap();
+    for path in corpus(&repo("scenarios")).unwrap().into_iter().chain(trees) {
+        let src = std::fs::read_to_string(&path).unwrap();
+        let s = parse(&path.display().to_string(), &src).unwrap();
+        let mut l1 = LinuxBackend::new(support::fdlab_bin()).unwrap();
+        run(&s, &mut l1, false).unwrap();
+        let root = l1.sandbox().to_path_buf();
+        let img = l1.dump(Some(&root)).unwrap();
+        let want = expected(&img);
+        let opts = Options {
+            root: Some(root.clone()),
+            skip_unrestorable: true,
+        };
+        let (floor, _) = numbers(&img);
+        let mut l2 = LinuxBackend::with_floor(support::fdlab_bin(), floor).unwrap();
+        let mut m = ModelBackend::new();
+        for (name, got) in [
+            (
+                "linux",
+                restore(&img, &mut l2, &opts).and_then(|_| l2.dump(Some(&root))),
+            ),
+            (
+                "model",
+                restore(&img, &mut m, &opts).and_then(|_| m.dump(None)),
+            ),
+        ] {
+            match got {
+                Ok(got) => {
+                    let d = differences(&want, &got);
+                    if !d.is_empty() {
+                        failures.push(format!(
+                            "{} on {name}:\n  {}",
+                            path.display(),
+                            d.join("\n  ")
+                        ));
+                    }
+                }
+                Err(e) => failures.push(format!("{} on {name}: {e}", path.display())),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -6,8 +6,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 
 use fdlab_model::file::FileKind;
+use fdlab_model::kind::FileType;
+use fdlab_model::pipe::PipeEnd;
 use fdlab_model::vnode::VnodeKind;
-use fdlab_model::{FileId, World};
+use fdlab_model::{Events, FileId, OFlags, SockType, World};
+
+use crate::backend::linux::capture::{Capture, CapturedProc};
 
 use super::image::{
     Bytes, FdImage, FileImage, Image, Message, Object, PairImage, PipeImage, ProcImage,
@@ -118,6 +122,7 @@ pub fn from_model(w: &World) -> Image {
                     img.pipes.push(PipeImage {
                         id: pipe,
                         data: Bytes(w.pipe(*p).contents()),
+                        capacity: None,
                     });
                 }
                 Object::Pipe { pipe, end: *end }
@@ -168,19 +173,244 @@ pub fn from_model(w: &World) -> Image {
     canonical(&img)
 }
 
-/// Image ids of the world's files, in the order they are met.
+/// The image of live processes, as [`LinuxBackend::capture`] read them:
+/// `name` names each process in the image; with `sandbox`, paths under it
+/// are written relative to it, as scenarios write them.
+///
+/// What restore cannot make is in the image as `Object::Other` (or left
+/// out, for an epoll registration of a file out of reach) and listed in
+/// `unrestorable` with the reason.
+pub fn from_capture(
+    cap: &Capture,
+    name: impl Fn(&CapturedProc) -> String,
+    sandbox: Option<&Path>,
+) -> Image {
+    let snap = &cap.snapshot;
+    let mut img = Image::new();
+    let mut ids = Ids::default();
+    let mut tables: HashMap<usize, usize> = HashMap::new();
+    let index: HashMap<i32, usize> = cap
+        .procs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.pid, i))
+        .collect();
+    for (i, p) in cap.procs.iter().enumerate() {
+        let Some(&(_, t)) = snap.tasks.iter().find(|(pid, _)| *pid == p.pid) else {
+            img.unrestorable.push(Unrestorable {
+                what: name(p),
+                why: "its descriptors could not be read".into(),
+            });
+            continue;
+        };
+        let next = tables.len();
+        let table = *tables.entry(t).or_insert(next);
+        if table == img.tables.len() {
+            let fds = snap.tables[t]
+                .iter()
+                .map(|&e| FdImage {
+                    fd: snap.entries[e].fd as u32,
+                    file: ids.id_of(snap.file_of[e]),
+                    cloexec: snap.entries[e].cloexec,
+                })
+                .collect();
+            img.tables.push(TableImage { id: table, fds });
+        }
+        img.processes.push(ProcImage {
+            id: i,
+            name: name(p),
+            parent: index.get(&p.ppid).copied().filter(|&q| q != i),
+            table,
+            rlimit: p.rlimit,
+        });
+    }
+    let root = sandbox.map(|p| p.to_string_lossy().into_owned());
+    let relative = |path: &str| -> String {
+        match &root {
+            Some(r) if path == r => ".".into(),
+            Some(r) => path
+                .strip_prefix(&format!("{r}/"))
+                .unwrap_or(path)
+                .to_string(),
+            None => path.to_string(),
+        }
+    };
+    let mut pipes: HashMap<u64, usize> = HashMap::new();
+    let mut pairs: HashMap<u64, usize> = HashMap::new();
+    let mut pair_ends: Vec<Vec<u64>> = Vec::new();
+    let mut k = 0;
+    while k < ids.entries.len() {
+        let rep = ids.entries[k];
+        let e = &snap.entries[rep];
+        let whose = format!("file {k} ({})", e.link);
+        let mut refuse = |why: &str| {
+            img.unrestorable.push(Unrestorable {
+                what: whose.clone(),
+                why: why.to_string(),
+            });
+            Object::Other {
+                what: e.link.to_string(),
+            }
+        };
+        let object = match snap.file_type(e) {
+            FileType::Regular | FileType::Directory if e.link.ends_with(" (deleted)") => {
+                refuse("the file was deleted while open; restore opens paths that exist")
+            }
+            FileType::Regular => Object::Regular {
+                path: relative(&e.link),
+                offset: e.pos,
+            },
+            FileType::Directory => Object::Directory {
+                path: relative(&e.link),
+                offset: e.pos,
+            },
+            FileType::Chardev if e.link.starts_with("/dev/pts/") && &*e.link != "/dev/pts/ptmx" => {
+                refuse("terminals are restored with language version 2")
+            }
+            FileType::Chardev => Object::Chardev {
+                path: if &*e.link == "/dev/pts/ptmx" {
+                    "/dev/ptmx".into()
+                } else {
+                    e.link.to_string()
+                },
+            },
+            FileType::Pipe => {
+                let next = pipes.len();
+                let pipe = *pipes.entry(e.ino).or_insert(next);
+                if pipe == img.pipes.len() {
+                    let (data, capacity) = cap.pipes.get(&e.ino).cloned().unwrap_or_default();
+                    img.pipes.push(PipeImage {
+                        id: pipe,
+                        data: Bytes(data),
+                        capacity: Some(capacity).filter(|&c| c != 0 && c != DEFAULT_PIPE_CAPACITY),
+                    });
+                }
+                Object::Pipe {
+                    pipe,
+                    end: if e.flags & 3 == 1 {
+                        PipeEnd::Write
+                    } else {
+                        PipeEnd::Read
+                    },
+                }
+            }
+            FileType::Socket => match snap.sockets.get(&(e.ino as u32)) {
+                None => refuse("not a unix socket: network sockets are not restored"),
+                Some(s) if s.name.is_some() || s.state == 10 => {
+                    refuse("named and listening unix sockets are restored with language version 2")
+                }
+                // A stream socket whose peer closed shows as shut down
+                // both ways: restore closes the peer again. A shutdown(2)
+                // while the peer lives is not restored yet.
+                Some(s) if s.shutdown != 0 && s.peer != 0 => {
+                    refuse("a shut-down socket is not restored yet")
+                }
+                Some(s) if i32::from(s.ty) == libc::SOCK_SEQPACKET => {
+                    refuse("SOCK_SEQPACKET sockets are not restored")
+                }
+                Some(s) => {
+                    let peer = u64::from(s.peer);
+                    if let Some(holders) = cap.outside.get(&peer).filter(|h| !h.is_empty()) {
+                        let (pid, fd) = holders[0];
+                        img.unrestorable.push(Unrestorable {
+                            what: whose.clone(),
+                            why: format!("its peer is held outside the tree (pid {pid} fd {fd}); restore would close it"),
+                        });
+                    }
+                    let key = if peer == 0 { e.ino } else { e.ino.min(peer) };
+                    let next = pairs.len();
+                    let pair = *pairs.entry(key).or_insert(next);
+                    if pair == img.pairs.len() {
+                        img.pairs.push(PairImage {
+                            id: pair,
+                            ty: if i32::from(s.ty) == libc::SOCK_DGRAM {
+                                SockType::Dgram
+                            } else {
+                                SockType::Stream
+                            },
+                            queued: [Vec::new(), Vec::new()],
+                        });
+                        pair_ends.push(Vec::new());
+                    }
+                    let end = pair_ends[pair].len();
+                    pair_ends[pair].push(e.ino);
+                    for m in cap.queues.get(&e.ino).into_iter().flatten() {
+                        let files = m.files.iter().map(|&f| ids.id_of(f)).collect();
+                        img.pairs[pair].queued[end].push(Message {
+                            data: Bytes(m.data.clone()),
+                            files,
+                        });
+                    }
+                    Object::Socket { pair, end }
+                }
+            },
+            FileType::Epoll => {
+                let mut registrations = Vec::new();
+                for r in snap.epoll.get(&rep).into_iter().flatten() {
+                    match r.file {
+                        Some(f) => registrations.push(Registration {
+                            fd: r.tfd as u32,
+                            file: ids.id_of(f),
+                            events: Events::from_bits(r.events).shown().to_string(),
+                        }),
+                        None => img.unrestorable.push(Unrestorable {
+                            what: format!("{whose}: its registration under {}", r.tfd),
+                            why: "the file it watches is held by no process of the tree and is not in flight in it".into(),
+                        }),
+                    }
+                }
+                Object::Epoll { registrations }
+            }
+            FileType::Eventfd => Object::Eventfd {
+                count: e.eventfd.map_or(0, |c| c.0),
+            },
+            _ => refuse("restore does not make this kind of file"),
+        };
+        img.files.push(FileImage {
+            id: k,
+            flags: OFlags::from_bits(e.flags).status_string(),
+            object,
+        });
+        k += 1;
+    }
+    for f in &cap.failures {
+        img.unrestorable.push(Unrestorable {
+            what: "the dump".into(),
+            why: f.clone(),
+        });
+    }
+    canonical(&img)
+}
+
+/// A pipe's capacity unless `F_SETPIPE_SZ` changed it: 16 pages.
+pub const DEFAULT_PIPE_CAPACITY: u64 = 65536;
+
+/// Image ids of the capture's files (representative entries), in the
+/// order they are met.
 #[derive(Default)]
 struct Ids {
-    map: HashMap<FileId, usize>,
+    map: HashMap<usize, usize>,
+    entries: Vec<usize>,
+    model: HashMap<FileId, usize>,
     order: Vec<FileId>,
 }
 
 impl Ids {
+    /// The id of the world's file `f`.
     fn id(&mut self, f: FileId) -> usize {
         let order = &mut self.order;
-        *self.map.entry(f).or_insert_with(|| {
+        *self.model.entry(f).or_insert_with(|| {
             order.push(f);
             order.len() - 1
+        })
+    }
+
+    /// The id of the capture's file whose representative entry is `e`.
+    fn id_of(&mut self, e: usize) -> usize {
+        let entries = &mut self.entries;
+        *self.map.entry(e).or_insert_with(|| {
+            entries.push(e);
+            entries.len() - 1
         })
     }
 }
@@ -190,7 +420,8 @@ impl Ids {
 /// in: processes by depth and name; tables by their first process; files
 /// as met scanning each table's descriptors in order, then the files each
 /// file reaches (in flight in its socket's queue, watched by its epoll);
-/// pipes and socket pairs by their first file.
+/// pipes and socket pairs by their first file; files nothing reaches
+/// left out.
 pub fn canonical(img: &Image) -> Image {
     let mut procs: Vec<&ProcImage> = img.processes.iter().collect();
     let depth = |p: &ProcImage| {
@@ -257,14 +488,8 @@ pub fn canonical(img: &Image) -> Image {
             _ => {}
         }
     }
-    // Files no table, queue or epoll reached (an invalid image) keep their
-    // order after the rest.
-    for f in 0..img.files.len() {
-        if let std::collections::hash_map::Entry::Vacant(e) = file_id.entry(f) {
-            e.insert(file_order.len());
-            file_order.push(f);
-        }
-    }
+    // Files no table, queue or epoll reaches (none in a valid image; the
+    // ones `Image::without_unrestorable` cut loose) are left out.
     let mut pipe_id: HashMap<usize, usize> = HashMap::new();
     let mut pair_id: HashMap<usize, usize> = HashMap::new();
     for &f in &file_order {
@@ -280,6 +505,16 @@ pub fn canonical(img: &Image) -> Image {
             _ => {}
         }
     }
+    // A pair's end 0 is its end met first (the one there is, when the
+    // other is closed): which end `socketpair` returned first cannot be
+    // seen from outside.
+    let mut first_end: HashMap<usize, usize> = HashMap::new();
+    for &f in &file_order {
+        if let Object::Socket { pair, end } = img.files[f].object {
+            first_end.entry(pair).or_insert(end);
+        }
+    }
+    let flip = |pair: usize| first_end.get(&pair) == Some(&1);
     let mut out = Image::new();
     for (i, p) in procs.iter().enumerate() {
         out.processes.push(ProcImage {
@@ -311,7 +546,7 @@ pub fn canonical(img: &Image) -> Image {
             },
             Object::Socket { pair, end } => Object::Socket {
                 pair: pair_id[pair],
-                end: *end,
+                end: if flip(*pair) { 1 - *end } else { *end },
             },
             Object::Epoll { registrations } => {
                 let mut regs: Vec<Registration> = registrations
@@ -341,6 +576,7 @@ pub fn canonical(img: &Image) -> Image {
             Some(PipeImage {
                 id: *pipe_id.get(&p.id)?,
                 data: p.data.clone(),
+                capacity: p.capacity,
             })
         })
         .collect();
@@ -350,18 +586,33 @@ pub fn canonical(img: &Image) -> Image {
         .pairs
         .iter()
         .filter_map(|p| {
+            // On a stream, a read takes bytes across sends until it has
+            // taken some that carry files: bytes without files belong to
+            // the message after them.
             let renumber = |q: &Vec<Message>| -> Vec<Message> {
-                q.iter()
-                    .map(|m| Message {
-                        data: m.data.clone(),
-                        files: m.files.iter().map(|f| file_id[f]).collect(),
-                    })
-                    .collect()
+                let mut out: Vec<Message> = Vec::new();
+                let mut open = false;
+                for m in q {
+                    let files: Vec<usize> = m.files.iter().map(|f| file_id[f]).collect();
+                    match out.last_mut() {
+                        Some(last) if p.ty == SockType::Stream && open => {
+                            last.data.0.extend_from_slice(&m.data.0);
+                            last.files = files;
+                        }
+                        _ => out.push(Message {
+                            data: m.data.clone(),
+                            files,
+                        }),
+                    }
+                    open = out.last().is_some_and(|l| l.files.is_empty());
+                }
+                out
             };
+            let (a, b) = if flip(p.id) { (1, 0) } else { (0, 1) };
             Some(PairImage {
                 id: *pair_id.get(&p.id)?,
                 ty: p.ty,
-                queued: [renumber(&p.queued[0]), renumber(&p.queued[1])],
+                queued: [renumber(&p.queued[a]), renumber(&p.queued[b])],
             })
         })
         .collect();

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use fdlab_model::limits::HARNESS_FD;
+use fdlab_model::limits::NR_OPEN;
 use fdlab_model::pipe::PipeEnd;
 use fdlab_model::SockType;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -154,6 +154,11 @@ pub enum Object {
     Eventfd {
         count: u64,
     },
+    /// Something restore cannot make (a network socket, an inotify...),
+    /// as `/proc` names it; listed in the image's `unrestorable`.
+    Other {
+        what: String,
+    },
 }
 
 /// A pipe and what is queued in it.
@@ -161,6 +166,10 @@ pub enum Object {
 pub struct PipeImage {
     pub id: usize,
     pub data: Bytes,
+    /// Its capacity in bytes, when it is not the default 16 pages
+    /// (`F_SETPIPE_SZ` changed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u64>,
 }
 
 /// A message queued on a socket, with the files in flight in it.
@@ -215,9 +224,9 @@ impl Image {
 
     /// Checks everything restore relies on, before anything is made:
     /// the format and version, ids in order, parents before children, every
-    /// reference resolvable, every descriptor below the harness's numbers
-    /// and none twice in one table, at most one file per pipe or socket
-    /// end, flags and events that parse.
+    /// reference resolvable, every descriptor below Linux's `NR_OPEN` and
+    /// none twice in one table, at most one file per socket end, flags and
+    /// events that parse.
     ///
     /// Errors: the first problem, naming what it is about.
     pub fn validate(&self) -> Result<(), InvalidImage> {
@@ -275,9 +284,9 @@ impl Image {
             }
             let mut seen = BTreeSet::new();
             for d in &t.fds {
-                if d.fd >= HARNESS_FD {
+                if d.fd >= NR_OPEN {
                     return bad(format!(
-                        "table {}: descriptor {} (restore places descriptors below {HARNESS_FD})",
+                        "table {}: descriptor {} (Linux allows numbers below {NR_OPEN})",
                         t.id, d.fd
                     ));
                 }
@@ -289,7 +298,6 @@ impl Image {
                 }
             }
         }
-        let mut pipe_ends: BTreeMap<(usize, bool), usize> = BTreeMap::new();
         let mut pair_ends: BTreeMap<(usize, usize), usize> = BTreeMap::new();
         for f in &self.files {
             status_flags(&f.flags).map_err(|e| InvalidImage(format!("file {}: {e}", f.id)))?;
@@ -301,16 +309,12 @@ impl Image {
                         return bad(format!("file {}: path `{path}`", f.id));
                     }
                 }
-                Object::Pipe { pipe, end } => {
+                Object::Pipe { pipe, .. } => {
                     if *pipe >= self.pipes.len() {
                         return bad(format!("file {}: no pipe {pipe}", f.id));
                     }
-                    if let Some(o) = pipe_ends.insert((*pipe, *end == PipeEnd::Write), f.id) {
-                        return bad(format!(
-                            "files {o} and {}: both the {end} end of pipe {pipe}",
-                            f.id
-                        ));
-                    }
+                    // Several files may be one end: opened again through
+                    // `/proc/PID/fd/N`, each is an open file of its own.
                 }
                 Object::Socket { pair, end } => {
                     if *pair >= self.pairs.len() || *end > 1 {
@@ -342,7 +346,7 @@ impl Image {
                             .map_err(|e| InvalidImage(format!("epoll file {}: {e}", f.id)))?;
                     }
                 }
-                Object::Eventfd { .. } => {}
+                Object::Eventfd { .. } | Object::Other { .. } => {}
             }
         }
         for p in &self.pairs {
@@ -385,6 +389,39 @@ impl Image {
             ));
         }
         Ok(())
+    }
+
+    /// The image as a restore that skips what it cannot make leaves it:
+    /// without the files listed as unrestorable (`Object::Other`), their
+    /// descriptors, registrations and places in messages. Files keep
+    /// their ids until [`crate::tools::dump::canonical`] numbers them
+    /// again, so the result is only for comparing.
+    pub fn without_unrestorable(&self) -> Image {
+        let gone: BTreeSet<usize> = self
+            .files
+            .iter()
+            .filter(|f| matches!(f.object, Object::Other { .. }))
+            .map(|f| f.id)
+            .collect();
+        let mut img = self.clone();
+        img.unrestorable.clear();
+        if gone.is_empty() {
+            return img;
+        }
+        for t in &mut img.tables {
+            t.fds.retain(|d| !gone.contains(&d.file));
+        }
+        for f in &mut img.files {
+            if let Object::Epoll { registrations } = &mut f.object {
+                registrations.retain(|r| !gone.contains(&r.file));
+            }
+        }
+        for p in &mut img.pairs {
+            for m in p.queued.iter_mut().flatten() {
+                m.files.retain(|f| !gone.contains(f));
+            }
+        }
+        img
     }
 
     /// The processes that use table `t`.

@@ -20,20 +20,42 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
 
+use fdlab_model::limits::HARNESS_FD;
 use fdlab_model::pipe::PipeEnd;
 use fdlab_model::{Call, OFlags, SockType};
 use serde::Serialize;
 
+use super::dump;
 use super::image::{self, Image, InvalidImage, Object};
 use crate::backend::api::{Backend, BackendError};
-use crate::backend::restore::exec::{Executor, Failed, Stats, Status};
+use crate::backend::linux::capture::CapturedProc;
+use crate::backend::restore::exec::{make_transport, Cause, Executor, Failed, Stats, Status};
 use crate::backend::restore::model::ModelSys;
 use crate::backend::restore::program::{FileId, Make, Program, Serve, Work};
-use crate::backend::ModelBackend;
+use crate::backend::{LinuxBackend, ModelBackend};
 
-/// The transport's first descriptor: above the harness's own control
-/// channels, which sit just above `HARNESS_FD`.
+/// The transport's lowest first descriptor: above the harness's own
+/// control channels, which sit just above `HARNESS_FD`.
 pub const BAND: u32 = 2000;
+
+/// The floor and the transport's band for `img`: the floor above every
+/// number the image places or registers (and at least `HARNESS_FD`), the
+/// band above the floor with room for a control channel per process.
+pub fn numbers(img: &Image) -> (u32, u32) {
+    let top = img
+        .tables
+        .iter()
+        .flat_map(|t| t.fds.iter().map(|d| d.fd + 1))
+        .chain(img.files.iter().flat_map(|f| match &f.object {
+            Object::Epoll { registrations } => registrations.iter().map(|r| r.fd + 1).collect(),
+            _ => Vec::new(),
+        }))
+        .max()
+        .unwrap_or(0);
+    let floor = top.max(HARNESS_FD);
+    let band = BAND.max(floor + 2 * img.processes.len() as u32 + 64);
+    (floor, band)
+}
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -75,6 +97,12 @@ pub enum How {
 pub struct Plan {
     /// The restorer's name (not in the image).
     pub restorer: String,
+    /// The lowest descriptor the restore does not place: a harness keeps
+    /// its own descriptors at or above it.
+    pub floor: u32,
+    /// The transport's first descriptor, above the floor and the
+    /// harness's own.
+    pub band: u32,
     /// Processes to make, in order.
     pub create: Vec<(String, How)>,
     /// The transport's participants, by name: the restorer first, then
@@ -153,6 +181,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                 .collect(),
         ));
     }
+    let (floor, band) = numbers(img);
     let names: BTreeSet<&str> = img.processes.iter().map(|p| p.name.as_str()).collect();
     let mut restorer = "restorer".to_string();
     while names.contains(restorer.as_str()) {
@@ -194,18 +223,33 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
         peer_of_table.insert(t, peers.len());
         peers.push(img.processes[u].name.clone());
     }
-    // Ghost ends: the closed end of a pipe or socket pair.
+    // What restore leaves out (listed in `unrestorable`, which the caller
+    // agreed to skip).
+    let other: BTreeSet<FileId> = img
+        .files
+        .iter()
+        .filter(|f| matches!(f.object, Object::Other { .. }))
+        .map(|f| f.id as FileId)
+        .collect();
+    // Ghost ends: the closed end of a pipe or socket pair. A pipe end may
+    // have more open files than one: the first is made by `pipe2`, the
+    // others opened again from it.
     let mut next_ghost = img.files.len() as FileId;
     let mut ghost = || {
         next_ghost += 1;
         next_ghost - 1
     };
     let mut pipe_ends: Vec<[Option<FileId>; 2]> = vec![[None, None]; img.pipes.len()];
+    let mut pipe_extra: Vec<Vec<(FileId, usize)>> = vec![Vec::new(); img.pipes.len()];
     let mut pair_ends: Vec<[Option<FileId>; 2]> = vec![[None, None]; img.pairs.len()];
     for f in &img.files {
         match f.object {
             Object::Pipe { pipe, end } => {
-                pipe_ends[pipe][usize::from(end == PipeEnd::Write)] = Some(f.id as FileId)
+                let e = usize::from(end == PipeEnd::Write);
+                match pipe_ends[pipe][e] {
+                    None => pipe_ends[pipe][e] = Some(f.id as FileId),
+                    Some(_) => pipe_extra[pipe].push((f.id as FileId, e)),
+                }
             }
             Object::Socket { pair, end } => pair_ends[pair][end] = Some(f.id as FileId),
             _ => {}
@@ -233,7 +277,11 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
     let mut holders: HashMap<FileId, Vec<usize>> = HashMap::new();
     for t in &img.tables {
         let q = peer_of_table[&t.id];
-        for d in &t.fds {
+        for d in t
+            .fds
+            .iter()
+            .filter(|d| !other.contains(&(d.file as FileId)))
+        {
             let h = holders.entry(d.file as FileId).or_default();
             if !h.contains(&q) {
                 h.push(q);
@@ -253,8 +301,8 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
         .map(|(i, name)| Program {
             name: name.clone(),
             me: i,
-            band: BAND,
-            peers: peers.len(),
+            band,
+            peers: peers.clone(),
             ..Program::default()
         })
         .collect();
@@ -293,9 +341,12 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                 }
                 made_pipes[*pipe] = true;
                 let [r, w] = pipe_ends[*pipe];
-                let q = first_holder(&[r, w]);
-                master.insert(r, q);
-                master.insert(w, q);
+                let mut all = vec![r, w];
+                all.extend(pipe_extra[*pipe].iter().map(|x| x.0));
+                let q = first_holder(&all);
+                for &x in &all {
+                    master.insert(x, q);
+                }
                 let flag_of = |x: FileId| {
                     img.files
                         .get(x as usize)
@@ -305,8 +356,20 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                     read: r,
                     write: w,
                     data: img.pipes[*pipe].data.0.clone(),
+                    capacity: img.pipes[*pipe].capacity,
                     read_flags: flag_of(r),
                     write_flags: flag_of(w),
+                    reopen: pipe_extra[*pipe]
+                        .iter()
+                        .map(|&(x, e)| {
+                            let of = if e == 1 { w } else { r };
+                            (
+                                x,
+                                of,
+                                flag_of(x) & (OFlags::ACCMODE.bits() | 0o2000 | 0o4000),
+                            )
+                        })
+                        .collect(),
                 });
             }
             Object::Socket { pair, .. } => {
@@ -335,7 +398,12 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                 // Messages queued for end e are sent from the other end.
                 for (e, queue) in p.queued.iter().enumerate() {
                     for m in queue {
-                        let files: Vec<FileId> = m.files.iter().map(|&f| f as FileId).collect();
+                        let files: Vec<FileId> = m
+                            .files
+                            .iter()
+                            .map(|&f| f as FileId)
+                            .filter(|f| !other.contains(f))
+                            .collect();
                         needs.entry(q).or_default().extend(&files);
                         programs[q].work.push(Work::Queue {
                             from: ends[1 - e],
@@ -349,7 +417,10 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                 let q = first_holder(&[id]);
                 master.insert(id, q);
                 programs[q].make.push(Make::Epoll { file: id, flags });
-                for r in registrations {
+                for r in registrations
+                    .iter()
+                    .filter(|r| !other.contains(&(r.file as FileId)))
+                {
                     needs.entry(q).or_default().insert(r.file as FileId);
                     programs[q].work.push(Work::Register {
                         epoll: id,
@@ -359,6 +430,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                     });
                 }
             }
+            Object::Other { .. } => {}
             Object::Eventfd { count } => {
                 let q = first_holder(&[id]);
                 master.insert(id, q);
@@ -412,6 +484,8 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
     }
     Ok(Plan {
         restorer,
+        floor,
+        band,
         create,
         peers,
         programs: programs.into_iter().zip(senders).collect(),
@@ -504,6 +578,13 @@ pub trait Target: Backend {
         &mut self,
         plan: &Plan,
     ) -> Result<Vec<(String, Vec<String>, Stats)>, RestoreError>;
+    /// Whether its processes open real files (the model's file system is
+    /// its own: `--root` does not apply to it).
+    fn real_files(&self) -> bool {
+        true
+    }
+    /// The image of the restored tree.
+    fn dump(&mut self, root: Option<&Path>) -> Result<Image, RestoreError>;
     /// Gets its file system ready for the image, if it is not real.
     fn prepare(&mut self, _restorer: &str, _img: &Image) -> Result<(), RestoreError> {
         Ok(())
@@ -520,7 +601,7 @@ impl Target for ModelBackend {
             world: self.world_mut(),
             pid,
         };
-        transport_with(&mut sys, proc, band, peers)
+        Ok(make_transport(&mut sys, proc, band, peers)?)
     }
 
     fn run_programs(
@@ -533,41 +614,62 @@ impl Target for ModelBackend {
     fn prepare(&mut self, restorer: &str, img: &Image) -> Result<(), RestoreError> {
         prepare_model_files(self, restorer, img)
     }
+
+    fn dump(&mut self, _root: Option<&Path>) -> Result<Image, RestoreError> {
+        Ok(dump::from_model(self.world()))
+    }
+
+    fn real_files(&self) -> bool {
+        false
+    }
 }
 
-/// Makes the transport with the engine's kernel interface: each pair's
-/// ends moved to `band + 2q` (the send end) and `band + 2q + 1` (the
-/// inbox).
-pub fn transport_with(
-    sys: &mut dyn crate::backend::restore::exec::Sys,
-    proc: &str,
-    band: u32,
-    peers: usize,
-) -> Result<(), RestoreError> {
-    let fail = |what: &str| {
-        let what = what.to_string();
-        move |errno| Failed {
-            process: proc.to_string(),
-            what,
-            errno,
-        }
-    };
-    sys.set_nofile(u64::from(band) + 2 * peers as u64 + 8)
-        .map_err(fail("raising RLIMIT_NOFILE for the transport"))?;
-    for q in 0..peers {
-        let (a, b) = sys
-            .socketpair(libc::SOCK_DGRAM)
-            .map_err(fail("making the transport"))?;
-        let (sa, sb) = (
-            (band as usize + 2 * q) as i32,
-            (band as usize + 2 * q + 1) as i32,
-        );
-        sys.dup2(a, sa).map_err(fail("placing the transport"))?;
-        sys.dup2(b, sb).map_err(fail("placing the transport"))?;
-        sys.close(a).map_err(fail("placing the transport"))?;
-        sys.close(b).map_err(fail("placing the transport"))?;
+impl Target for LinuxBackend {
+    fn transport(&mut self, proc: &str, band: u32, peers: usize) -> Result<(), RestoreError> {
+        Ok(self.restore_transport(proc, band, peers)??)
     }
-    Ok(())
+
+    fn run_programs(
+        &mut self,
+        plan: &Plan,
+    ) -> Result<Vec<(String, Vec<String>, Stats)>, RestoreError> {
+        let outcomes = self.restore_run(&plan.programs)?;
+        let mut out = Vec::new();
+        let mut failed = None;
+        for ((prog, _), (log, result)) in plan.programs.iter().zip(outcomes) {
+            match result {
+                Ok(stats) => out.push((prog.name.clone(), log, stats)),
+                // The first failure is the cause; the others (timeouts
+                // waiting for what the failed process would have sent)
+                // follow from it.
+                Err(f) => {
+                    let first = failed.get_or_insert((f.clone(), log.clone()));
+                    if matches!(first.0.cause, Cause::TimedOut(_))
+                        && !matches!(f.cause, Cause::TimedOut(_))
+                    {
+                        *first = (f, log);
+                    }
+                }
+            }
+        }
+        match failed {
+            Some((f, _)) => Err(RestoreError::Failed(f)),
+            None => Ok(out),
+        }
+    }
+
+    fn dump(&mut self, root: Option<&Path>) -> Result<Image, RestoreError> {
+        let procs = self.processes();
+        let pids: Vec<i32> = procs.iter().map(|p| p.1).collect();
+        let cap = self.capture(&pids, self.fds())?;
+        let name = |p: &CapturedProc| {
+            procs
+                .iter()
+                .find(|(_, pid)| *pid == p.pid)
+                .map_or_else(|| format!("{}[{}]", p.comm, p.pid), |(n, _)| n.clone())
+        };
+        Ok(dump::from_capture(&cap, name, root))
+    }
 }
 
 /// `call` as `proc`, its errno an error naming `what` it was for.
@@ -581,9 +683,63 @@ fn call_ok(
         RestoreError::Failed(Failed {
             process: proc.to_string(),
             what: what.to_string(),
-            errno,
+            cause: Cause::Errno(errno),
         })
     })
+}
+
+/// What a restored tree should dump as: the image without what the
+/// restore skipped, numbered canonically.
+pub fn expected(img: &Image) -> Image {
+    dump::canonical(&img.without_unrestorable())
+}
+
+/// The differences between two images, one line each (empty: equal):
+/// processes, tables, files, pipes and pairs compared in canonical order.
+pub fn differences(want: &Image, got: &Image) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut part = |what: &str, a: Vec<String>, b: Vec<String>| {
+        for i in 0..a.len().max(b.len()) {
+            match (a.get(i), b.get(i)) {
+                (Some(x), Some(y)) if x == y => {}
+                (x, y) => out.push(format!(
+                    "{what} {i}: image {}, restored {}",
+                    x.map_or("none", String::as_str),
+                    y.map_or("none", String::as_str)
+                )),
+            }
+        }
+    };
+    part(
+        "process",
+        want.processes.iter().map(to_json).collect(),
+        got.processes.iter().map(to_json).collect(),
+    );
+    part(
+        "table",
+        want.tables.iter().map(to_json).collect(),
+        got.tables.iter().map(to_json).collect(),
+    );
+    part(
+        "file",
+        want.files.iter().map(to_json).collect(),
+        got.files.iter().map(to_json).collect(),
+    );
+    part(
+        "pipe",
+        want.pipes.iter().map(to_json).collect(),
+        got.pipes.iter().map(to_json).collect(),
+    );
+    part(
+        "socket pair",
+        want.pairs.iter().map(to_json).collect(),
+        got.pairs.iter().map(to_json).collect(),
+    );
+    out
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// Restores `img` on `b`: validates and plans it, makes the processes and
@@ -596,10 +752,18 @@ pub fn restore<B: Target>(
     b: &mut B,
     opts: &Options,
 ) -> Result<Restored, RestoreError> {
-    let plan = plan(img, opts)?;
+    let plan = if b.real_files() {
+        plan(img, opts)?
+    } else {
+        let opts = Options {
+            root: None,
+            ..opts.clone()
+        };
+        plan(img, &opts)?
+    };
     b.spawn(&plan.restorer, false)?;
     b.prepare(&plan.restorer, img)?;
-    b.transport(&plan.restorer, BAND, plan.peers.len())?;
+    b.transport(&plan.restorer, plan.band, plan.peers.len())?;
     for (name, how) in &plan.create {
         let (from, call) = match how {
             How::Spawn => {

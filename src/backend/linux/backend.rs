@@ -7,7 +7,7 @@
 //! removes the sandbox. Dropping the backend waits for that and checks it.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -22,11 +22,9 @@ use super::ctl::{self, Channel, Reply, Request};
 use super::observe::{self, ObserveCost, ObserveError};
 use super::sys;
 use crate::backend::api::{Backend, BackendError, Cost, FileRelation, WatchRelation};
+use crate::backend::restore::exec::{Failed, Stats};
+use crate::backend::restore::program::{FileId, Program};
 use crate::lang::print::call_text;
-
-/// The descriptors of a scenario process that observation looks at: those
-/// below the harness's own.
-const SCENARIO_FDS: std::ops::Range<i32> = 0..HARNESS_FD as i32;
 
 /// How long any wait on a helper may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,6 +60,9 @@ pub struct LinuxBackend {
     /// that a test can interrupt a run in the middle.
     delay: Duration,
     sandbox: PathBuf,
+    /// The descriptors of a scenario process that observation looks at:
+    /// those below the helpers' own, which start at the floor.
+    fds: std::ops::Range<i32>,
     nursery: Option<(Child, Channel<OwnedFd>)>,
     procs: BTreeMap<String, Proc>,
     cost: Cell<Cost>,
@@ -110,7 +111,7 @@ impl From<rustix::io::Errno> for HelperFailure {
     }
 }
 
-fn linux_err(
+pub(super) fn linux_err(
     proc: &str,
     doing: impl Into<String>,
     cause: impl Into<HelperFailure>,
@@ -128,6 +129,15 @@ impl LinuxBackend {
     ///
     /// Errors: the sandbox or the nursery cannot be made.
     pub fn new(helper: &Path) -> Result<LinuxBackend, BackendError> {
+        LinuxBackend::with_floor(helper, HARNESS_FD)
+    }
+
+    /// As [`LinuxBackend::new`], with the helpers' own descriptors at
+    /// `floor` and above (`HARNESS_FD` for scenarios; a restore of higher
+    /// descriptors asks for more).
+    ///
+    /// Errors: the sandbox or the nursery cannot be made.
+    pub fn with_floor(helper: &Path, floor: u32) -> Result<LinuxBackend, BackendError> {
         let n = RUNS.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -145,6 +155,7 @@ impl LinuxBackend {
         let mut b = LinuxBackend {
             delay,
             sandbox,
+            fds: 0..floor as i32,
             nursery: None,
             procs: BTreeMap::new(),
             cost: Cell::new(Cost::default()),
@@ -158,20 +169,31 @@ impl LinuxBackend {
             "__helper",
             "nursery",
             "--ctl",
-            &HARNESS_FD.to_string(),
+            &floor.to_string(),
+            "--floor",
+            &floor.to_string(),
             "--sandbox",
         ])
         .arg(&b.sandbox)
         .current_dir(&b.sandbox)
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-        let ctl = HARNESS_FD as i32;
+        let ctl = floor as i32;
         // SAFETY: runs in the forked child before exec, and only makes
-        // async-signal-safe calls: dup2 (which clears close-on-exec on the
-        // control descriptor) and setsid (its own session and process
-        // group).
+        // async-signal-safe calls: getrlimit and setrlimit (the soft
+        // descriptor limit up to the hard one, so that the floor fits),
+        // dup2 (which clears close-on-exec on the control descriptor) and
+        // setsid (its own session and process group).
         unsafe {
             cmd.pre_exec(move || {
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                    lim.rlim_cur = lim.rlim_max;
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+                }
                 if libc::dup2(theirs_raw, ctl) < 0 || libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -189,6 +211,21 @@ impl LinuxBackend {
     /// The pid of scenario process `name`, while it lives.
     pub fn pid_of(&self, name: &str) -> Option<i32> {
         self.procs.get(name).map(|p| p.pid)
+    }
+
+    /// Every live scenario process: its name and pid.
+    pub fn processes(&self) -> Vec<(String, i32)> {
+        self.procs
+            .iter()
+            .map(|(n, p)| (n.clone(), p.pid))
+            .filter(|(n, _)| !n.starts_with("__"))
+            .collect()
+    }
+
+    /// The descriptors observation looks at in each process: those below
+    /// the floor.
+    pub fn fds(&self) -> std::ops::Range<i32> {
+        self.fds.clone()
     }
 
     /// The sandbox directory of this run.
@@ -316,8 +353,9 @@ impl LinuxBackend {
     pub fn snapshot(&self) -> Result<observe::Snapshot, BackendError> {
         let pids: Vec<i32> = self.procs.values().map(|p| p.pid).collect();
         let opts = observe::Options {
-            fds: SCENARIO_FDS,
+            fds: self.fds.clone(),
             threads: 1,
+            exclude: Vec::new(),
         };
         let s = observe::observe(&pids, &opts);
         let mut c = self.observed.get();
@@ -440,6 +478,103 @@ impl LinuxBackend {
     }
 }
 
+/// How long the runner waits for a process's part of a restore: the
+/// processes give up by themselves when nothing moves for
+/// [`super::restore::PATIENCE`], so this only bounds a restore that keeps
+/// moving.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What one process's part of a restore gave: its log, and its counts or
+/// why it failed.
+pub type RestoreOutcome = (Vec<String>, Result<Stats, Failed>);
+
+impl LinuxBackend {
+    /// Sends `req` to process `proc` and waits for its answer.
+    ///
+    /// Errors: the process is unknown, died, timed out or said Fatal.
+    pub(super) fn request(
+        &self,
+        proc: &str,
+        req: &Request,
+        what: &str,
+    ) -> Result<Reply, BackendError> {
+        let p = self.proc(proc)?;
+        p.ctl
+            .send(req, &[])
+            .map_err(|e| linux_err(proc, what, Self::why(p, e)))?;
+        Self::reply(proc, p, what).map(|(r, _)| r)
+    }
+
+    /// Restore: makes the transport in `proc` (see
+    /// `backend::restore::exec::make_transport`).
+    ///
+    /// Errors: the helper is gone or answers nonsense; the inner error is
+    /// the transport's own failure.
+    pub fn restore_transport(
+        &mut self,
+        proc: &str,
+        band: u32,
+        peers: usize,
+    ) -> Result<Result<(), Failed>, BackendError> {
+        let what = "making the restore's transport";
+        match self.request(proc, &Request::Transport { band, peers }, what)? {
+            Reply::Transport(r) => Ok(r),
+            other => Err(linux_err(
+                proc,
+                what,
+                HelperFailure::Unexpected(format!("{other:?}")),
+            )),
+        }
+    }
+
+    /// Restore: runs every program in its process (named by the program),
+    /// all at once, and waits for each to finish.
+    ///
+    /// Errors: a process died or answered nonsense.
+    pub fn restore_run(
+        &mut self,
+        programs: &[(Program, HashMap<FileId, usize>)],
+    ) -> Result<Vec<RestoreOutcome>, BackendError> {
+        let what = "restoring";
+        for (prog, senders) in programs {
+            let p = self.proc(&prog.name)?;
+            let req = Request::Restore {
+                program: Box::new(prog.clone()),
+                senders: senders.clone(),
+            };
+            p.ctl
+                .send(&req, &[])
+                .map_err(|e| linux_err(&prog.name, what, Self::why(p, e)))?;
+        }
+        let mut out = Vec::new();
+        for (prog, _) in programs {
+            let p = self.proc(&prog.name)?;
+            match p.ctl.wait(Some(p.pidfd.as_fd()), RESTORE_TIMEOUT) {
+                Ok(true) => {}
+                Ok(false) => return Err(linux_err(&prog.name, what, HelperFailure::Died)),
+                Err(e) => {
+                    return Err(linux_err(
+                        &prog.name,
+                        what,
+                        HelperFailure::TimedOut(e, RESTORE_TIMEOUT),
+                    ))
+                }
+            }
+            match Self::reply(&prog.name, p, what)? {
+                (Reply::Restored { log, result }, _) => out.push((log, result)),
+                (other, _) => {
+                    return Err(linux_err(
+                        &prog.name,
+                        what,
+                        HelperFailure::Unexpected(format!("{other:?}")),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Backend for LinuxBackend {
     fn name(&self) -> &'static str {
         "linux"
@@ -471,7 +606,7 @@ impl Backend for LinuxBackend {
     ) -> Result<FileRelation, BackendError> {
         let (pa, pb) = (self.pid(a.0)?, self.pid(b.0)?);
         Ok(
-            match observe::same_file((pa, a.1), (pb, b.1), &SCENARIO_FDS)
+            match observe::same_file((pa, a.1), (pb, b.1), &self.fds)
                 .map_err(|e| self.observe_err(e))?
             {
                 Ok(true) => FileRelation::Same,
@@ -488,7 +623,7 @@ impl Backend for LinuxBackend {
 
     fn open_fds(&mut self, proc: &str) -> Result<Vec<i32>, BackendError> {
         let pid = self.pid(proc)?;
-        observe::list_fds(pid, &SCENARIO_FDS).map_err(|e| self.observe_err(e))
+        observe::list_fds(pid, &self.fds).map_err(|e| self.observe_err(e))
     }
 
     fn watches(
@@ -499,7 +634,7 @@ impl Backend for LinuxBackend {
     ) -> Result<WatchRelation, BackendError> {
         let (pe, pt) = (self.pid(ep.0)?, self.pid(target.0)?);
         Ok(
-            match observe::watches((pe, ep.1), (pt, target.1), as_fd, &SCENARIO_FDS)
+            match observe::watches((pe, ep.1), (pt, target.1), as_fd, &self.fds)
                 .map_err(|e| self.observe_err(e))?
             {
                 Ok(true) => WatchRelation::Watches,

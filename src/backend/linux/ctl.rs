@@ -9,6 +9,8 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use fdlab_model::{Call, Outcome};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::net::{
@@ -18,6 +20,10 @@ use rustix::net::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::kernel::Message;
+use crate::backend::restore::exec::{Failed, Stats};
+use crate::backend::restore::program::{FileId, Program};
+
 /// What the runner asks of a helper.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
@@ -25,6 +31,18 @@ pub enum Request {
     Call(Call),
     /// Nursery only: start a new scenario process.
     Spawn { stdio: bool },
+    /// Restore: make the transport, `peers` datagram socket pairs from
+    /// descriptor `band` up, which children made afterwards inherit.
+    Transport { band: u32, peers: usize },
+    /// Dump: read, without taking anything, what waits in these pipes and
+    /// sockets; files in flight are installed in the asking helper's
+    /// table, which holds them until it ends.
+    Capture(Vec<CaptureItem>),
+    /// Restore: run this process's program; answer when it is done.
+    Restore {
+        program: Box<Program>,
+        senders: HashMap<FileId, usize>,
+    },
 }
 
 /// What a helper answers.
@@ -36,6 +54,44 @@ pub enum Reply {
     Child { pid: i32 },
     /// Something the helper itself could not do (not a scenario errno).
     Fatal(String),
+    /// What each capture item found, and the helper's own control
+    /// descriptor (which observation leaves out).
+    Captured {
+        ctl: i32,
+        items: Vec<Result<Captured, fdlab_model::Errno>>,
+    },
+    /// The transport is made, or why not.
+    Transport(Result<(), Failed>),
+    /// The program ran: its log and counts, or why it failed (and its log
+    /// up to then).
+    Restored {
+        log: Vec<String>,
+        result: Result<Stats, Failed>,
+    },
+}
+
+/// Something a dump reads through a descriptor `fd` of process `pid`
+/// (the asking helper's own pid for a file it holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CaptureItem {
+    /// The bytes in a pipe, and its capacity.
+    Pipe { pid: i32, fd: i32 },
+    /// The messages queued on a unix socket, with their files in flight.
+    Queue { pid: i32, fd: i32 },
+}
+
+/// What a capture item found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Captured {
+    Pipe {
+        data: Vec<u8>,
+        capacity: u64,
+    },
+    /// Each message: its bytes, and the descriptors in the asking helper's
+    /// table that now hold its files.
+    Queue {
+        messages: Vec<Message>,
+    },
 }
 
 /// One end of a channel.

@@ -10,19 +10,30 @@
 //!   runner's end of its channel closes (the run ended, panicked or was
 //!   interrupted) it ends every process of the run and removes the sandbox.
 //! - A **scenario process** runs one call at a time, for real, and answers on
-//!   its channel. Its channel sits at `HARNESS_FD` (1000) or above (the
+//!   its channel. Its channel sits at `HARNESS_FD` (1000, or `--floor`) or above (the
 //!   language keeps scenarios below it) and is the only descriptor it has of its own.
 
+use std::collections::HashMap;
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use fdlab_model::limits::HARNESS_FD;
 use fdlab_model::{Call, EpollOp, Errno, FcntlCmd, OFlags, Outcome, Ret, SockType, Whence};
 
-use super::ctl::{Channel, Reply, Request};
+use super::ctl::{CaptureItem, Captured, Channel, Reply, Request};
 use super::kernel::{self, Sys};
+use super::restore::{self, LinuxSys};
+use crate::backend::restore::exec::make_transport;
+use crate::backend::restore::program::{FileId, Program};
 
-/// The lowest number a helper's own descriptors use.
-pub const CTL_MIN: i64 = HARNESS_FD as i64;
+/// The lowest number a helper's own descriptors use: `HARNESS_FD`, or
+/// what `--floor` says (a restore of descriptors above it moves the
+/// helpers' own out of the way). Set once, when the helper starts.
+static FLOOR: AtomicI32 = AtomicI32::new(HARNESS_FD as i32);
+
+fn floor() -> i32 {
+    FLOOR.load(Ordering::Relaxed)
+}
 
 /// Entry point of `fdlab __helper ARGS...`; never returns.
 pub fn main(args: &[String]) -> ! {
@@ -31,8 +42,11 @@ pub fn main(args: &[String]) -> ! {
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
     };
+    if let Some(f) = opt("--floor").and_then(|s| s.parse::<i32>().ok()) {
+        FLOOR.store(f.max(3), Ordering::Relaxed);
+    }
     let ctl: Option<i32> = opt("--ctl").and_then(|s| s.parse().ok());
-    let Some(ctl) = ctl.filter(|&c| i64::from(c) >= CTL_MIN) else {
+    let Some(ctl) = ctl.filter(|&c| c >= floor()) else {
         eprintln!("fdlab __helper: internal mode of fdlab, not for direct use");
         kernel::exit_now(2)
     };
@@ -60,20 +74,29 @@ fn channel(ctl: i32) -> Channel<BorrowedFd<'static>> {
     Channel::new(unsafe { BorrowedFd::borrow_raw(ctl) })
 }
 
-/// Closes every descriptor from `CTL_MIN` up except `keep` (copies of other
-/// processes' channels after a fork or unshare: the table is private now).
-fn close_other_channels(keep: i32) {
+/// Closes every descriptor from the floor up except `keep` (copies of other
+/// processes' channels after a fork or unshare: the table is private now)
+/// and a restore's transport, `band` (which sits above every channel).
+fn close_other_channels(keep: i32, band: Option<(u32, u32)>) {
     let keep = keep as u32;
-    let _ = super::sys::close_range(CTL_MIN as u32, keep - 1, 0);
-    let _ = super::sys::close_range(keep + 1, u32::MAX, 0);
+    let _ = super::sys::close_range(floor() as u32, keep - 1, 0);
+    match band {
+        Some((lo, hi)) => {
+            let _ = super::sys::close_range(keep + 1, lo - 1, 0);
+            let _ = super::sys::close_range(hi + 1, u32::MAX, 0);
+        }
+        None => {
+            let _ = super::sys::close_range(keep + 1, u32::MAX, 0);
+        }
+    }
 }
 
 /// A new channel for a child-to-be: the runner's end stays low (it is sent
 /// away and closed before the call returns), the child's end moves to
-/// `CTL_MIN` or above, inheritable. The caller has raised the soft limit.
+/// the floor or above, inheritable. The caller has raised the soft limit.
 fn new_channel() -> Sys<(i32, i32)> {
     let (a, b) = kernel::socketpair(libc::SOCK_STREAM | libc::SOCK_CLOEXEC)?;
-    let b2 = kernel::fcntl(b, libc::F_DUPFD, CTL_MIN as libc::c_long);
+    let b2 = kernel::fcntl(b, libc::F_DUPFD, floor() as libc::c_long);
     let _ = kernel::close(b);
     match b2 {
         Ok(b2) => Ok((a, b2)),
@@ -105,6 +128,8 @@ fn nursery(ctl: i32, sandbox: Option<String>) -> ! {
                                 b2.to_string(),
                                 "--rlimit".into(),
                                 fdlab_model::limits::DEFAULT_RLIMIT.to_string(),
+                                "--floor".into(),
+                                floor().to_string(),
                             ]);
                             if stdio {
                                 argv.push("--stdio".into());
@@ -134,8 +159,8 @@ fn nursery(ctl: i32, sandbox: Option<String>) -> ! {
                     shutdown(sandbox.as_deref());
                 }
             }
-            Ok(Some((Request::Call(_), _))) => {
-                let _ = chan.send(&Reply::Fatal("the nursery runs no calls".into()), &[]);
+            Ok(Some((_, _))) => {
+                let _ = chan.send(&Reply::Fatal("the nursery only spawns".into()), &[]);
             }
             // The runner is gone or done: end the run.
             Ok(None) | Err(_) => shutdown(sandbox.as_deref()),
@@ -160,6 +185,8 @@ struct Helper {
     /// The scenario's soft RLIMIT_NOFILE (the helper raises it briefly for
     /// its own descriptors and for the dynamic loader at exec).
     soft: u64,
+    /// A restore's transport while it is open (first and last descriptor).
+    band: Option<(u32, u32)>,
 }
 
 fn process(ctl: i32, soft: u64, stdio: bool, after_exec: bool) -> ! {
@@ -168,10 +195,14 @@ fn process(ctl: i32, soft: u64, stdio: bool, after_exec: bool) -> ! {
             let _ = kernel::open("/dev/null", flags, 0);
         }
     }
-    let mut h = Helper { ctl, soft };
+    let mut h = Helper {
+        ctl,
+        soft,
+        band: None,
+    };
     let _ = kernel::set_nofile(soft);
     if after_exec {
-        close_other_channels(ctl);
+        close_other_channels(ctl, None);
     }
     // Ready: the spawn (or exec) is complete.
     if channel(ctl)
@@ -189,6 +220,9 @@ fn process(ctl: i32, soft: u64, stdio: bool, after_exec: bool) -> ! {
         let reply = match req {
             Request::Call(call) => h.call(&call),
             Request::Spawn { .. } => Reply::Fatal("a scenario process does not spawn".into()),
+            Request::Transport { band, peers } => h.transport(band, peers),
+            Request::Capture(items) => h.capture(&items),
+            Request::Restore { program, senders } => h.restore(*program, senders),
         };
         if channel(h.ctl).send(&reply, &[]).is_err() {
             kernel::exit_now(0);
@@ -209,6 +243,70 @@ fn flag(on: bool, f: i32) -> i32 {
 }
 
 impl Helper {
+    /// Reads pipes and socket queues for a dump. The files in flight a
+    /// peek installs stay in this helper's table (the dump identifies them
+    /// with kcmp), so it raises its limit to the hard one.
+    fn capture(&mut self, items: &[CaptureItem]) -> Reply {
+        let _ = kernel::set_nofile(kernel::nofile_hard());
+        let me = std::process::id() as i32;
+        let items = items
+            .iter()
+            .map(|item| match *item {
+                CaptureItem::Pipe { pid, fd } => kernel::pipe_contents(pid, fd)
+                    .map(|(data, capacity)| Captured::Pipe { data, capacity }),
+                CaptureItem::Queue { pid, fd } => {
+                    let own = if pid == me {
+                        fd
+                    } else {
+                        kernel::grab_fd(pid, fd)?
+                    };
+                    let r = kernel::peek_queue(own);
+                    if pid != me {
+                        let _ = kernel::close(own);
+                    }
+                    r.map(|messages| Captured::Queue { messages })
+                }
+            })
+            .collect();
+        Reply::Captured {
+            ctl: self.ctl,
+            items,
+        }
+    }
+
+    /// Makes a restore's transport (see `backend::restore::exec`).
+    fn transport(&mut self, band: u32, peers: usize) -> Reply {
+        let r = make_transport(&mut LinuxSys, "restorer", band, peers);
+        if r.is_ok() && peers > 0 {
+            self.band = Some((band, band + 2 * peers as u32 - 1));
+        }
+        Reply::Transport(r)
+    }
+
+    /// Runs this process's part of a restore, which ends by closing the
+    /// transport and setting the limit the image gives.
+    fn restore(&mut self, program: Program, senders: HashMap<FileId, usize>) -> Reply {
+        let limit = program.rlimit;
+        let r = restore::run(program, senders);
+        self.band = None;
+        match limit {
+            Some(n) if r.is_ok() => self.soft = n,
+            _ => {
+                let _ = kernel::set_nofile(self.soft);
+            }
+        }
+        match r {
+            Ok((log, stats)) => Reply::Restored {
+                log,
+                result: Ok(stats),
+            },
+            Err((failed, log)) => Reply::Restored {
+                log,
+                result: Err(failed),
+            },
+        }
+    }
+
     fn call(&mut self, call: &Call) -> Reply {
         let out: Outcome = match call {
             Call::Fork { .. } => return self.fork(false),
@@ -216,7 +314,7 @@ impl Helper {
             Call::Exec => return self.exec(),
             Call::Exit => kernel::exit_now(0),
             Call::UnshareFiles => kernel::unshare_files().map(|_| {
-                close_other_channels(self.ctl);
+                close_other_channels(self.ctl, self.band);
                 Ret::int(0)
             }),
             Call::Rlimit { limit } => kernel::set_nofile(*limit).map(|_| {
@@ -239,12 +337,12 @@ impl Helper {
                 unshare,
                 cloexec,
             } => {
-                // The helper's own descriptors sit at CTL_MIN and up: `~0`
+                // The helper's own descriptors sit at the floor and up: `~0`
                 // means "every scenario descriptor".
                 let hi = if hi < lo {
                     *hi
                 } else {
-                    (*hi).min(CTL_MIN as u32 - 1)
+                    (*hi).min(floor() as u32 - 1)
                 };
                 let flags = flag(*unshare, libc::CLOSE_RANGE_UNSHARE as i32)
                     | flag(*cloexec, libc::CLOSE_RANGE_CLOEXEC as i32);
@@ -320,7 +418,7 @@ impl Helper {
             Ok(0) => {
                 if !share {
                     let _ = kernel::close(a);
-                    close_other_channels(b2);
+                    close_other_channels(b2, self.band);
                 }
                 self.ctl = b2;
                 let _ = kernel::set_nofile(self.soft);
@@ -363,6 +461,8 @@ impl Helper {
             self.ctl.to_string(),
             "--rlimit".into(),
             self.soft.to_string(),
+            "--floor".into(),
+            floor().to_string(),
             "--after-exec".into(),
         ];
         let e = kernel::execve("/proc/self/exe", &argv);

@@ -132,41 +132,61 @@ fn cmsg_space(n: usize) -> usize {
     unsafe { libc::CMSG_SPACE((n * std::mem::size_of::<i32>()) as u32) as usize }
 }
 
-/// `sendmsg` of `data` with SCM_RIGHTS carrying `fds`, never blocking and
-/// never raising SIGPIPE.
+/// `sendmsg` of `data` with SCM_RIGHTS carrying `fds` (none: no control
+/// message at all), never blocking and never raising SIGPIPE.
 pub fn sendfds(sock: i32, data: &[u8], fds: &[i32]) -> Sys<usize> {
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
     };
     let bytes = std::mem::size_of_val(fds);
-    let mut control = vec![0u8; cmsg_space(fds.len())];
+    let mut control = vec![
+        0u8;
+        if fds.is_empty() {
+            0
+        } else {
+            cmsg_space(fds.len())
+        }
+    ];
     // SAFETY: msghdr is plain data; zeroed is a valid empty header.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = control.len();
-    // SAFETY: `control` has CMSG_SPACE(bytes), so the first header and its
-    // data fit; CMSG_FIRSTHDR/CMSG_DATA point inside it.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(bytes as u32) as usize;
-        std::ptr::copy_nonoverlapping(fds.as_ptr() as *const u8, libc::CMSG_DATA(c), bytes);
+    if !fds.is_empty() {
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = control.len();
+        // SAFETY: `control` has CMSG_SPACE(bytes), so the first header and
+        // its data fit; CMSG_FIRSTHDR/CMSG_DATA point inside it.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(bytes as u32) as usize;
+            std::ptr::copy_nonoverlapping(fds.as_ptr() as *const u8, libc::CMSG_DATA(c), bytes);
+        }
     }
     // SAFETY: `msg` points at `iov`, `data` and `control`, all alive.
     check_size(unsafe { libc::sendmsg(sock, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
 }
 
+/// A message on a unix socket: its bytes and the descriptors that came
+/// with it, in order.
+pub type Message = (Vec<u8>, Vec<i32>);
+
 /// `recvmsg` with a one-byte buffer and room for `max` descriptors, never
 /// blocking; returns the descriptors received, in order.
 pub fn recvfds(sock: i32, max: usize, flags: i32) -> Sys<Vec<i32>> {
-    let mut byte = [0u8; 1];
+    recvmsg(sock, 1, max, flags).map(|(_, fds)| fds)
+}
+
+/// `recvmsg` with a `len`-byte buffer and room for `max` descriptors,
+/// never blocking; returns the bytes and the descriptors received, in
+/// order.
+pub fn recvmsg(sock: i32, len: usize, max: usize, flags: i32) -> Sys<Message> {
+    let mut buf = vec![0u8; len];
     let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr() as *mut libc::c_void,
-        iov_len: 1,
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: len,
     };
     let mut control = vec![0u8; cmsg_space(max)];
     // SAFETY: msghdr is plain data; zeroed is a valid empty header.
@@ -175,8 +195,9 @@ pub fn recvfds(sock: i32, max: usize, flags: i32) -> Sys<Vec<i32>> {
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
     msg.msg_controllen = control.len();
-    // SAFETY: `msg` points at `iov`, `byte` and `control`, all alive.
-    check_size(unsafe { libc::recvmsg(sock, &mut msg, flags | libc::MSG_DONTWAIT) })?;
+    // SAFETY: `msg` points at `iov`, `buf` and `control`, all alive.
+    let n = check_size(unsafe { libc::recvmsg(sock, &mut msg, flags | libc::MSG_DONTWAIT) })?;
+    buf.truncate(n);
     let mut out = Vec::new();
     // SAFETY: the kernel filled `control` up to msg_controllen with
     // well-formed headers; CMSG_FIRSTHDR/NXTHDR walk within it.
@@ -193,7 +214,29 @@ pub fn recvfds(sock: i32, max: usize, flags: i32) -> Sys<Vec<i32>> {
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    Ok(out)
+    Ok((buf, out))
+}
+
+/// `poll` on `fds` (descriptor, events) for at most `ms` milliseconds;
+/// returns the events each got. `EINTR` is an empty answer.
+pub fn poll(fds: &[(i32, i16)], ms: i32) -> Sys<Vec<i16>> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, events)| libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `p` holds `p.len()` pollfd structs, alive for the call.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
+    if r >= 0 {
+        Ok(p.iter().map(|x| x.revents).collect())
+    } else if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+        Ok(vec![0; fds.len()])
+    } else {
+        Err(errno())
+    }
 }
 
 pub fn epoll_create(flags: i32) -> Sys<i32> {
@@ -334,4 +377,106 @@ pub fn wait_children() {
 pub fn clear_umask() {
     // SAFETY: integer argument; umask cannot fail.
     unsafe { libc::umask(0) };
+}
+
+/// A copy, in this process, of descriptor `fd` of process `pid`
+/// (`pidfd_getfd(2)`, which takes ptrace attach access to `pid`).
+pub fn grab_fd(pid: i32, fd: i32) -> Sys<i32> {
+    // SAFETY: plain integer arguments.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if pidfd < 0 {
+        return Err(errno());
+    }
+    // SAFETY: plain integer arguments; `pidfd` is ours.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd as i32, fd, 0) };
+    let e = errno();
+    let _ = close(pidfd as i32);
+    if r < 0 {
+        Err(e)
+    } else {
+        Ok(r as i32)
+    }
+}
+
+/// `getsockopt`/`setsockopt(SOL_SOCKET, SO_PEEK_OFF)`.
+fn peek_off(sock: i32, set: Option<i32>) -> Sys<i32> {
+    let mut v: libc::c_int = set.unwrap_or(0);
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let p = &mut v as *mut libc::c_int as *mut libc::c_void;
+    // SAFETY: `v` is a c_int alive for the call and `len` its size.
+    check(unsafe {
+        match set {
+            Some(_) => libc::setsockopt(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, p, len),
+            None => libc::getsockopt(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, p, &mut len),
+        }
+    })?;
+    Ok(v)
+}
+
+/// The largest datagram [`peek_queue`] reads.
+pub const PEEK_MAX: usize = 1 << 20;
+
+/// Every message queued on unix socket `sock`, without taking any: each
+/// with its bytes and the files in flight with it, which the peek installs
+/// in this process's table (in the queue's order). The socket's peek
+/// offset is put back as it was.
+///
+/// A stream socket's peek returns a run of bytes without files, or the
+/// bytes that carry files, as its reads would.
+pub fn peek_queue(sock: i32) -> Sys<Vec<Message>> {
+    let old = peek_off(sock, None)?;
+    peek_off(sock, Some(0))?;
+    let mut out = Vec::new();
+    let r = loop {
+        match recvmsg(
+            sock,
+            PEEK_MAX,
+            fdlab_model::limits::SCM_MAX_FD,
+            libc::MSG_PEEK,
+        ) {
+            Ok((data, fds)) if data.is_empty() && fds.is_empty() => break Ok(()),
+            Ok(m) => out.push(m),
+            Err(Errno::EAGAIN) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    let _ = peek_off(sock, Some(old));
+    r.map(|_| out)
+}
+
+/// The bytes waiting in the pipe that `pid`'s descriptor `fd` is an end of,
+/// without taking them, and its capacity: the pipe is opened again through
+/// `/proc` for reading and `tee(2)`d into a pipe of the same capacity.
+pub fn pipe_contents(pid: i32, fd: i32) -> Sys<(Vec<u8>, u64)> {
+    let r = open(
+        &format!("/proc/{pid}/fd/{fd}"),
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        0,
+    )?;
+    let result = (|| {
+        let size = fcntl(r, libc::F_GETPIPE_SZ, 0)?;
+        let (a, b) = pipe2(libc::O_CLOEXEC | libc::O_NONBLOCK)?;
+        let copied = (|| {
+            fcntl(b, libc::F_SETPIPE_SZ, size.into())?;
+            let mut data = Vec::new();
+            // SAFETY: integer arguments; `r` and `b` are pipes of ours.
+            let n = unsafe { libc::tee(r, b, size as usize, libc::SPLICE_F_NONBLOCK) };
+            if n < 0 && errno() != Errno::EAGAIN {
+                return Err(errno());
+            }
+            while data.len() < n.max(0) as usize {
+                let chunk = read(a, n as usize - data.len())?;
+                if chunk.is_empty() {
+                    break;
+                }
+                data.extend(chunk);
+            }
+            Ok((data, size as u64))
+        })();
+        let _ = close(a);
+        let _ = close(b);
+        copied
+    })();
+    let _ = close(r);
+    result
 }

@@ -8,12 +8,16 @@
 //! helper's); `observe` (reading any live process tree, which knows nothing
 //! of scenarios); `freeze` (stopping processes while they are observed, and
 //! always resuming them); `ctl` (the control channel); `helper` (the helper
-//! processes); `backend` (the [`super::Backend`] on top of them).
+//! processes); `restore` (the restore engine in a helper, on real system
+//! calls); `backend` (the [`super::Backend`] on top of them); `capture`
+//! (reading a live tree for a dump, with a helper that peeks and `tee`s).
 
 pub mod backend;
+pub mod capture;
 pub mod ctl;
 pub mod freeze;
 pub mod helper;
 pub mod kernel;
 pub mod observe;
+pub mod restore;
 pub mod sys;

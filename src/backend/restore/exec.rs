@@ -32,6 +32,8 @@ use std::fmt;
 use fdlab_model::limits::SCM_MAX_FD;
 use fdlab_model::Errno;
 
+use serde::{Deserialize, Serialize};
+
 use super::program::{FileId, Make, Program, Work};
 
 /// `O_APPEND | O_NONBLOCK`: the status flags `F_SETFL` sets.
@@ -49,6 +51,8 @@ pub trait Sys {
     fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, Errno>;
     /// `lseek(fd, offset, SEEK_SET)`.
     fn lseek(&mut self, fd: i32, offset: u64) -> Result<(), Errno>;
+    /// `fcntl(F_SETPIPE_SZ)`.
+    fn set_pipe_size(&mut self, fd: i32, bytes: u64) -> Result<(), Errno>;
     /// `fcntl(F_SETFL)`.
     fn setfl(&mut self, fd: i32, flags: u32) -> Result<(), Errno>;
     /// `fcntl(F_SETFD, FD_CLOEXEC)`.
@@ -69,13 +73,28 @@ pub trait Sys {
     fn set_nofile(&mut self, n: u64) -> Result<(), Errno>;
 }
 
-/// Why a process could not restore its part.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{process}: {what}: {errno} ({})", errno.description())]
+/// Why a process could not restore its part: which process, doing what,
+/// and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{process}: {what}: {cause}")]
 pub struct Failed {
     pub process: String,
     pub what: String,
-    pub errno: Errno,
+    pub cause: Cause,
+}
+
+/// What went wrong in a failed step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Cause {
+    /// A system call failed.
+    #[error("{0} ({desc})", desc = .0.description())]
+    Errno(Errno),
+    /// Nothing came and nothing could be sent for this many seconds.
+    #[error("nothing moved for {0} s")]
+    TimedOut(u64),
+    /// A message on the transport did not say what it carried.
+    #[error("a malformed message")]
+    Malformed,
 }
 
 /// Where an executor stands.
@@ -90,7 +109,7 @@ pub enum Status {
 }
 
 /// What an executor did, for `--plan` and the bench.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     pub messages: u64,
     pub sent: u64,
@@ -194,6 +213,32 @@ impl Executor {
         (self.prog.band as usize + 2 * q) as i32
     }
 
+    /// Transport participant `q`'s name.
+    fn peer(&self, q: usize) -> &str {
+        self.prog.peers.get(q).map_or("?", String::as_str)
+    }
+
+    /// A file awaited, and from whom.
+    fn awaited(&self, f: FileId) -> String {
+        match self.from.get(&f).and_then(|&p| self.prog.peers.get(p)) {
+            Some(p) => format!("file {f} (from {p})"),
+            None => format!("file {f}"),
+        }
+    }
+
+    /// What it waits for: the files still to come, and from whom.
+    pub fn waiting_for(&self) -> String {
+        let mut parts: Vec<String> = self.waiting.iter().map(|&f| self.awaited(f)).collect();
+        if let Some((to, files)) = self.outbox.front() {
+            parts.push(format!(
+                "room to send {} files to {}",
+                files.len(),
+                self.peer(*to)
+            ));
+        }
+        parts.join(", ")
+    }
+
     /// The socket the next message goes out on, if one is waiting.
     pub fn pending_outlet(&self) -> Option<i32> {
         self.outbox.front().map(|(to, _)| self.outlet(*to))
@@ -204,7 +249,7 @@ impl Executor {
         move |errno| Failed {
             process: self.prog.name.clone(),
             what,
-            errno,
+            cause: Cause::Errno(errno),
         }
     }
 
@@ -265,12 +310,19 @@ impl Executor {
                 read,
                 write,
                 data,
+                capacity,
                 read_flags,
                 write_flags,
+                reopen,
             } => {
                 let (r, w) = sys
                     .pipe()
                     .map_err(self.fail(format!("pipe for files {read} and {write}")))?;
+                if let Some(c) = capacity {
+                    sys.set_pipe_size(w, *c).map_err(
+                        self.fail(format!("setting pipe file {write}'s capacity to {c}")),
+                    )?;
+                }
                 let mut at = 0;
                 while at < data.len() {
                     let n = sys.write(w, &data[at..]).map_err(self.fail(format!(
@@ -291,6 +343,16 @@ impl Executor {
                     "pipe -> files {read} (read end), {write} (write end), {} bytes queued: Done",
                     data.len()
                 ));
+                for &(file, of, flags) in reopen {
+                    let path = format!("/proc/self/fd/{}", self.fd_of(of));
+                    let fd = sys.open(&path, flags).map_err(
+                        self.fail(format!("opening pipe file {of} again as file {file}")),
+                    )?;
+                    self.adopt(sys, file, fd)?;
+                    self.log.push(format!(
+                        "open {path} -> file {file}, the same pipe end as file {of}: Done"
+                    ));
+                }
             }
             Make::Pair { ty, ends, flags } => {
                 let (a, b) = sys.socketpair(*ty).map_err(
@@ -361,7 +423,7 @@ impl Executor {
                                 what: format!(
                                     "queueing a message on file {from}'s peer: its buffer is full"
                                 ),
-                                errno: Errno::EAGAIN,
+                                cause: Cause::Errno(Errno::EAGAIN),
                             })
                         }
                     }
@@ -432,7 +494,7 @@ impl Executor {
         }
         if !self.started {
             // Room for parking and the transport while restoring.
-            let top = self.prog.band as u64 + 2 * self.prog.peers as u64 + 8;
+            let top = self.prog.band as u64 + 2 * self.prog.peers.len() as u64 + 8;
             sys.set_nofile(top)
                 .map_err(self.fail("raising RLIMIT_NOFILE for the restore"))?;
             self.started = true;
@@ -454,9 +516,17 @@ impl Executor {
             let fds: Vec<i32> = files.iter().map(|f| self.fd_of(*f)).collect();
             match sys
                 .sendmsg(self.outlet(to), &data, &fds)
-                .map_err(self.fail(format!("serving {} files to process {to}", files.len())))?
-            {
+                .map_err(self.fail(format!(
+                    "serving {} files to {}",
+                    files.len(),
+                    self.peer(to)
+                )))? {
                 Some(_) => {
+                    self.log.push(format!(
+                        "served {} to {} in one message",
+                        ids_text(&files),
+                        self.peer(to)
+                    ));
                     self.stats.messages += 1;
                     self.stats.sent += files.len() as u64;
                     self.outbox.pop_front();
@@ -483,7 +553,7 @@ impl Executor {
                         ids.len(),
                         fds.len()
                     ),
-                    errno: Errno::EIO,
+                    cause: Cause::Malformed,
                 });
             }
             for (f, fd) in ids.into_iter().zip(fds) {
@@ -511,13 +581,7 @@ impl Executor {
                 .collect();
             for (i, missing) in works {
                 if !missing.is_empty() && self.said_again.insert(i) {
-                    let from: Vec<String> = missing
-                        .iter()
-                        .map(|f| match self.from.get(f) {
-                            Some(p) => format!("file {f} (from process {p})"),
-                            None => format!("file {f}"),
-                        })
-                        .collect();
+                    let from: Vec<String> = missing.iter().map(|f| self.awaited(*f)).collect();
                     let what = match &self.prog.work[i] {
                         Work::Queue { from, .. } => format!("a message queued from file {from}"),
                         Work::Register { epoll, fd, .. } => {
@@ -550,7 +614,7 @@ impl Executor {
                 return Err(Failed {
                     process: self.prog.name.clone(),
                     what: format!("placing file {file} at {n}: it never came"),
-                    errno: Errno::EBADF,
+                    cause: Cause::Errno(Errno::EBADF),
                 });
             };
             if src != n as i32 {
@@ -570,7 +634,7 @@ impl Executor {
             }
         }
         let band = self.prog.band;
-        let end = band + 2 * self.prog.peers as u32 - 1;
+        let end = band + 2 * self.prog.peers.len() as u32 - 1;
         sys.close_range(band, end)
             .map_err(self.fail("closing the transport"))?;
         if let Some(n) = self.prog.rlimit {
@@ -581,4 +645,65 @@ impl Executor {
             .push(format!("{} descriptors placed: Done", place.len()));
         Ok(())
     }
+}
+
+/// File ids as ranges: `files 3-7, 9` (`file 3` for one).
+pub fn ids_text(ids: &[FileId]) -> String {
+    let mut runs: Vec<(FileId, FileId)> = Vec::new();
+    for &f in ids {
+        match runs.last_mut() {
+            Some((_, hi)) if *hi + 1 == f => *hi = f,
+            _ => runs.push((f, f)),
+        }
+    }
+    let text: Vec<String> = runs
+        .iter()
+        .map(|&(lo, hi)| {
+            if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}-{hi}")
+            }
+        })
+        .collect();
+    format!(
+        "file{} {}",
+        if ids.len() == 1 { "" } else { "s" },
+        text.join(", ")
+    )
+}
+
+/// Makes the transport with the engine's kernel interface: each pair's
+/// ends moved to `band + 2q` (the send end) and `band + 2q + 1` (the
+/// inbox).
+pub fn make_transport(
+    sys: &mut dyn Sys,
+    proc: &str,
+    band: u32,
+    peers: usize,
+) -> Result<(), Failed> {
+    let fail = |what: &str| {
+        let what = what.to_string();
+        move |errno| Failed {
+            process: proc.to_string(),
+            what,
+            cause: Cause::Errno(errno),
+        }
+    };
+    sys.set_nofile(u64::from(band) + 2 * peers as u64 + 8)
+        .map_err(fail("raising RLIMIT_NOFILE for the transport"))?;
+    for q in 0..peers {
+        let (a, b) = sys
+            .socketpair(libc::SOCK_DGRAM)
+            .map_err(fail("making the transport"))?;
+        let (sa, sb) = (
+            (band as usize + 2 * q) as i32,
+            (band as usize + 2 * q + 1) as i32,
+        );
+        sys.dup2(a, sa).map_err(fail("placing the transport"))?;
+        sys.dup2(b, sb).map_err(fail("placing the transport"))?;
+        sys.close(a).map_err(fail("placing the transport"))?;
+        sys.close(b).map_err(fail("placing the transport"))?;
+    }
+    Ok(())
 }

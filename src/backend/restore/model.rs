@@ -92,6 +92,11 @@ impl Sys for ModelSys<'_> {
         .map(|_| ())
     }
 
+    /// The model's pipes keep Linux's default capacity, 16 pages.
+    fn set_pipe_size(&mut self, _fd: i32, _bytes: u64) -> Result<(), Errno> {
+        Err(Errno::EINVAL)
+    }
+
     fn setfl(&mut self, fd: i32, flags: u32) -> Result<(), Errno> {
         self.call(Call::Fcntl {
             fd,

@@ -23,13 +23,18 @@ pub enum Make {
         flags: u32,
         offset: Option<u64>,
     },
-    /// `pipe2`; `data` written into it; each end's status flags set.
+    /// `pipe2`; its capacity set if the image gives one; `data` written
+    /// into it; each end's status flags set; then every other open file
+    /// of either end opened again through `/proc/self/fd`.
     Pipe {
         read: FileId,
         write: FileId,
         data: Vec<u8>,
+        capacity: Option<u64>,
         read_flags: u32,
         write_flags: u32,
+        /// Further open files of an end: (file, the end's file, flags).
+        reopen: Vec<(FileId, FileId, u32)>,
     },
     /// `socketpair(AF_UNIX, ty)`; the messages queued on it are [`Work`]
     /// (they may carry files made elsewhere).
@@ -58,7 +63,16 @@ impl Make {
             Make::Open { file, .. } | Make::Epoll { file, .. } | Make::Eventfd { file, .. } => {
                 vec![*file]
             }
-            Make::Pipe { read, write, .. } => vec![*read, *write],
+            Make::Pipe {
+                read,
+                write,
+                reopen,
+                ..
+            } => {
+                let mut v = vec![*read, *write];
+                v.extend(reopen.iter().map(|r| r.0));
+                v
+            }
             Make::Pair { ends, .. } => ends.to_vec(),
         }
     }
@@ -114,8 +128,8 @@ pub struct Program {
     /// sends to process `q` on `band + 2 * q`.
     pub me: usize,
     pub band: u32,
-    /// How many processes the transport connects.
-    pub peers: usize,
+    /// The processes the transport connects, by name, in order.
+    pub peers: Vec<String>,
     pub make: Vec<Make>,
     pub serve: Vec<Serve>,
     /// The files it receives (from anyone).

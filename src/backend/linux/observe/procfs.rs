@@ -399,6 +399,42 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
+/// The soft `RLIMIT_NOFILE` of process `pid` (`/proc/PID/limits`), `None`
+/// for unlimited.
+///
+/// Errors: the process is gone, or the line is missing.
+pub fn nofile_soft(pid: i32) -> io::Result<Option<u64>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    parse_nofile(&text)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Max open files line"))
+}
+
+/// The soft limit of the `Max open files` line of a `limits` file.
+fn parse_nofile(text: &str) -> Option<Option<u64>> {
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line["Max open files".len()..].split_whitespace().next()?;
+    Some(soft.parse().ok())
+}
+
+/// Every descriptor, of any process that can be read, whose `/proc` link
+/// is `link` (`socket:[1234]`): the processes that hold a file.
+pub fn holders(link: &str) -> Vec<(i32, i32)> {
+    let mut out = Vec::new();
+    for pid in all_pids() {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for e in dir.flatten() {
+            if std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == link) {
+                if let Some(fd) = e.file_name().to_str().and_then(|n| n.parse().ok()) {
+                    out.push((pid, fd));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Every process (thread group) in `/proc`, ascending.
 pub fn all_pids() -> Vec<i32> {
     let mut pids: Vec<i32> = std::fs::read_dir("/proc")
@@ -461,6 +497,16 @@ mod tests {
         assert_eq!(e.eventfd, Some((3, 1)));
         let p = parse_fdinfo("pos:\t0\nflags:\t02100002\nmnt_id:\t24\nino:\t91\ntty-index:\t7\n");
         assert_eq!(p.tty_index, Some(7));
+    }
+
+    #[test]
+    fn limits_line() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                    Max open files            1024                 20000                files     \n";
+        assert_eq!(parse_nofile(text), Some(Some(1024)));
+        let text = "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_nofile(text), Some(None));
+        assert_eq!(parse_nofile("Max processes 5 5\n"), None);
     }
 
     #[test]

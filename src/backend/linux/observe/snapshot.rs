@@ -120,6 +120,8 @@ pub struct Options {
     pub fds: Range<i32>,
     /// Threads to read and compare on (1: this thread only).
     pub threads: usize,
+    /// Descriptors (pid, fd) to leave out: an observer's own channel.
+    pub exclude: Vec<(i32, i32)>,
 }
 
 impl Default for Options {
@@ -127,6 +129,7 @@ impl Default for Options {
         Options {
             fds: 0..i32::MAX,
             threads: 1,
+            exclude: Vec::new(),
         }
     }
 }
@@ -226,6 +229,9 @@ pub fn observe(pids: &[i32], opts: &Options) -> Snapshot {
                     s.warn(pid, Some(fd), e);
                 }
                 for e in entries {
+                    if opts.exclude.contains(&(pid, e.fd)) {
+                        continue;
+                    }
                     s.tables[t].push(s.entries.len());
                     table_of_entry.push(t);
                     s.entries.push(e);
