@@ -1,7 +1,7 @@
 //! The command line: `fdlab run`, `check` and `fuzz`. It parses arguments,
 //! calls the tools, and prints what they return through the render floor.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -9,13 +9,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::backend::api::BackendError;
 use crate::backend::linux::backend::{helper_path, LinuxBackend};
 use crate::backend::model::ModelBackend;
-use crate::backend::registry::by_name;
 use crate::lang;
 use crate::render::picture::Picture;
 use crate::render::{dot, json, svg, text};
 use crate::tools::error::Error;
+use crate::tools::image::{self, Image};
 use crate::tools::inspect::{self, Filters, Target};
-use crate::tools::{bench, check, compare, fuzz, run};
+use crate::tools::restore::{self, RestoreError};
+use crate::tools::{bench, check, compare, dump, fuzz, run};
 use fdlab_model::kind::FileType;
 
 #[derive(Parser)]
@@ -73,6 +74,98 @@ enum Cmd {
         /// Ctrl-C.
         #[arg(long)]
         hold: bool,
+        /// After the run, dump the scenario's processes into an image
+        /// (from Linux with `--backend linux` or `both`, else from the
+        /// model), paths relative to the scenario's folder; the files the
+        /// scenario made are saved beside it, in IMAGE.files, where
+        /// `fdlab restore IMAGE` finds them.
+        #[arg(long, value_name = "IMAGE")]
+        dump: Option<PathBuf>,
+    },
+    /// Dump live processes into an image: the process tree and the tables
+    /// they share, every descriptor (number, close-on-exec, open file),
+    /// every open file (kind, path, access mode and status flags, offset;
+    /// pipes with the bytes queued in them; socket pairs with the messages
+    /// queued on them and the files in flight in those; epoll interest
+    /// lists with the numbers registrations were made under and the files
+    /// they were made for; eventfd counters), and what cannot be restored,
+    /// with the reason. Nothing is taken from the processes: pipes are
+    /// read with tee(2), socket queues with MSG_PEEK, which takes ptrace
+    /// attach access (root, or kernel.yama.ptrace_scope 0).
+    ///
+    /// Exit 0 when everything was read, 1 when something could not be (it
+    /// is listed), 2 when no image could be made.
+    #[command(after_help = "Examples:
+  fdlab dump --tree 1234 -o tree.json   a process and its descendants
+                        fdlab dump 1234 1240 --freeze         two processes, stopped while read
+                        fdlab restore tree.json --verify      make the tree again, and check it")]
+    Dump {
+        /// Processes to dump.
+        pids: Vec<i32>,
+        /// A process and all its descendants.
+        #[arg(long, value_name = "PID")]
+        tree: Option<i32>,
+        /// Where to write the image (default: standard output).
+        #[arg(short, long, value_name = "IMAGE")]
+        output: Option<PathBuf>,
+        /// Stop the processes (SIGSTOP) while they are read, and resume
+        /// them after, also on an error or Ctrl-C.
+        #[arg(long)]
+        freeze: bool,
+    },
+    /// Restore an image (from `fdlab dump` or `fdlab run --dump`): make the
+    /// process tree again, with its shared tables, every descriptor at its
+    /// number, the sharing of open files within and across processes,
+    /// close-on-exec, access modes, status flags, offsets, pipes and socket
+    /// pairs with what was queued in them and the files in flight, epoll
+    /// registrations under their numbers, eventfd counters.
+    ///
+    /// Each open file is made once, by its master, and sent to every other
+    /// process that holds it over a unix socket, up to 253 a message; work
+    /// that needs files from elsewhere (a queued message that carries
+    /// files, an epoll registration) waits until they are there. Restore
+    /// never creates or truncates a file, and opens paths only under
+    /// `--root` when it is given. A failure ends every process it made.
+    ///
+    /// Exit 0 when restored (and with `--verify`, equal to the image; with
+    /// `--backend both`, the same on both), 1 when a verification differs,
+    /// 2 when the image is invalid or the restore failed.
+    #[command(after_help = "Examples:
+  fdlab run scenarios/scm-rights-in-flight.fds --backend linux --dump x.json
+                        fdlab restore x.json --backend both --verify   restore it on Linux and on the model
+                        fdlab restore x.json --backend linux --plan    each process's schedule
+                        fdlab restore x.json --backend linux --hold    keep the tree to look at it")]
+    Restore {
+        /// The image.
+        image: PathBuf,
+        /// Where to restore: the model, real Linux processes, or both (the
+        /// two restored trees must agree).
+        #[arg(long, value_enum, default_value_t = BackendName::Model)]
+        backend: BackendName,
+        /// Dump the restored tree and compare it with the image.
+        #[arg(long)]
+        verify: bool,
+        /// With `--backend linux`: keep the restored processes alive, and
+        /// print their pids (on standard error), until standard input ends
+        /// (Ctrl-D) or Ctrl-C.
+        #[arg(long)]
+        hold: bool,
+        /// Open the image's paths under this folder only (an absolute path
+        /// is taken below it). Default: the folder beside the image
+        /// (IMAGE.files) for an image with relative paths.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Print each process's schedule: every open step and its answer,
+        /// what it served to whom, what waited for what.
+        #[arg(long)]
+        plan: bool,
+        /// Restore an image with parts that cannot be restored, leaving
+        /// them out.
+        #[arg(long)]
+        skip_unrestorable: bool,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Show who shares which open file in live processes: every descriptor
     /// of each process, the open files they name (grouped: one open file,
@@ -248,12 +341,62 @@ pub fn main() -> ExitCode {
             hold,
             svg,
             dot,
+            dump,
         } => {
             if hold && backend != BackendName::Linux {
                 return fail("--hold keeps real processes alive: it needs --backend linux");
             }
+            if hold && dump.is_some() {
+                return fail(
+                    "--hold and --dump: dump the held processes with `fdlab dump --tree PID`",
+                );
+            }
             let pictures = Pictures { svg, dot };
-            run_one(&file, backend, json, trace, every_step, hold, &pictures)
+            let opts = RunOptions {
+                json,
+                trace,
+                every_step,
+                hold,
+                dump,
+            };
+            run_one(&file, backend, &opts, &pictures)
+        }
+        Cmd::Dump {
+            pids,
+            tree,
+            output,
+            freeze,
+        } => {
+            let target = match (tree, pids.is_empty()) {
+                (Some(root), true) => Target::Tree(root),
+                (None, false) => Target::Pids(pids),
+                (None, true) => {
+                    return fail("dump what? give PIDs or --tree PID (see fdlab dump --help)")
+                }
+                (Some(_), false) => return fail("give PIDs or --tree PID, not both"),
+            };
+            dump_live(&target, freeze, output.as_deref())
+        }
+        Cmd::Restore {
+            image,
+            backend,
+            verify,
+            hold,
+            root,
+            plan,
+            skip_unrestorable,
+            json,
+        } => {
+            if hold && backend != BackendName::Linux {
+                return fail("--hold keeps real processes alive: it needs --backend linux");
+            }
+            let how = RestoreHow {
+                verify,
+                hold,
+                plan,
+                json,
+            };
+            restore_image(&image, backend, root, skip_unrestorable, &how)
         }
         Cmd::Inspect {
             pids,
@@ -361,15 +504,23 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn run_one(
-    file: &PathBuf,
-    backend: BackendName,
+/// How `fdlab run` runs and prints.
+struct RunOptions {
     json: bool,
     trace: bool,
     every_step: bool,
     hold: bool,
-    pictures: &Pictures,
-) -> ExitCode {
+    dump: Option<PathBuf>,
+}
+
+fn run_one(file: &PathBuf, backend: BackendName, o: &RunOptions, pictures: &Pictures) -> ExitCode {
+    let RunOptions {
+        json,
+        trace,
+        every_step,
+        hold,
+        ref dump,
+    } = *o;
     let src = match std::fs::read_to_string(file) {
         Ok(s) => s,
         Err(e) => {
@@ -384,37 +535,238 @@ fn run_one(
         Err(e) => return fail(e),
     };
     if backend == BackendName::Both {
-        let c = (|| -> Result<compare::Comparison, BackendError> {
-            let mut l = by_name("linux")?;
+        let c = (|| -> Result<(compare::Comparison, LinuxBackend), BackendError> {
+            let mut l = LinuxBackend::new(&helper_path())?;
             let m = Box::new(ModelBackend::deferred());
-            compare::run_both(&scenario, m, l.as_mut(), every_step)
+            Ok((compare::run_both(&scenario, m, &mut l, every_step)?, l))
         })();
-        let c = match c {
+        let (c, mut l) = match c {
             Ok(c) => c,
             Err(e) => return fail(Error::from(e)),
         };
         if let Err(e) = pictures.draw(&c.linux.topology, file) {
             return fail(e);
         }
+        if let Some(to) = dump {
+            if let Err(e) = dump_linux_run(&mut l, to) {
+                return fail(e);
+            }
+        }
         return finish(json, &c, c.passed(), || text::comparison(&c));
     }
     if hold {
         return run_and_hold(&scenario, json, pictures, file);
     }
-    let name = if backend == BackendName::Linux {
-        "linux"
+    let report: Result<run::Report, String> = if backend == BackendName::Linux {
+        (|| {
+            let mut l =
+                LinuxBackend::new(&helper_path()).map_err(|e| Error::from(e).to_string())?;
+            let r = run::run(&scenario, &mut l, trace).map_err(|e| Error::from(e).to_string())?;
+            if let Some(to) = dump {
+                dump_linux_run(&mut l, to)?;
+            }
+            Ok(r)
+        })()
     } else {
-        "model"
+        (|| {
+            let mut m = ModelBackend::new();
+            let r = run::run(&scenario, &mut m, trace).map_err(|e| Error::from(e).to_string())?;
+            if let Some(to) = dump {
+                dump_model_run(&m, to)?;
+            }
+            Ok(r)
+        })()
     };
-    let report = by_name(name).and_then(|mut b| run::run(&scenario, b.as_mut(), trace));
     let report = match report {
         Ok(r) => r,
-        Err(e) => return fail(Error::from(e)),
+        Err(e) => return fail(e),
     };
     if let Err(e) = pictures.draw(&report.topology, file) {
         return fail(e);
     }
     finish(json, &report, report.passed(), || text::report(&report))
+}
+
+/// `fdlab run --dump` on Linux: the image of the scenario's processes,
+/// paths relative to its sandbox, whose files are saved beside it.
+fn dump_linux_run(l: &mut LinuxBackend, to: &Path) -> Result<(), String> {
+    let sandbox = l.sandbox().to_path_buf();
+    let img = restore::Target::dump(l, Some(&sandbox)).map_err(|e| e.to_string())?;
+    save_run_image(&img, to, |dir| dump::save_sandbox(&sandbox, dir))
+}
+
+/// `fdlab run --dump` on the model.
+fn dump_model_run(m: &ModelBackend, to: &Path) -> Result<(), String> {
+    let img = dump::from_model(m.world());
+    save_run_image(&img, to, |dir| dump::save_model_files(m.world(), dir))
+}
+
+/// Writes a run's image, and its files beside it when it names any.
+fn save_run_image(
+    img: &Image,
+    to: &Path,
+    save: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<(), String> {
+    let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    dump::write_image(img, to).map_err(|e| io(to, e))?;
+    let names_files = img.files.iter().any(|f| {
+        matches!(
+            f.object,
+            image::Object::Regular { .. } | image::Object::Directory { .. }
+        )
+    });
+    if names_files && to != Path::new("-") {
+        let dir = dump::files_dir(to);
+        save(&dir).map_err(|e| io(&dir, e))?;
+    }
+    Ok(())
+}
+
+/// `fdlab dump`: the image of live processes, and a summary on standard
+/// error.
+fn dump_live(target: &Target, freeze: bool, output: Option<&Path>) -> ExitCode {
+    let d = match dump::live(target, freeze, &helper_path()) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    let to = output.unwrap_or(Path::new("-"));
+    if let Err(e) = dump::write_image(&d.image, to) {
+        return fail(format!("{}: {e}", to.display()));
+    }
+    let name = if to == Path::new("-") {
+        "standard output".to_string()
+    } else {
+        to.display().to_string()
+    };
+    eprint!("{}", text::dumped(&d, &name));
+    if d.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// How `fdlab restore` reports.
+struct RestoreHow {
+    verify: bool,
+    hold: bool,
+    plan: bool,
+    json: bool,
+}
+
+/// `fdlab restore`: reads and validates the image, restores it on the
+/// backends asked for, and reports.
+fn restore_image(
+    path: &Path,
+    backend: BackendName,
+    root: Option<PathBuf>,
+    skip_unrestorable: bool,
+    how: &RestoreHow,
+) -> ExitCode {
+    let file = path.display().to_string();
+    let text_in = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return fail(Error::Io {
+                path: file,
+                source: e,
+            })
+        }
+    };
+    let img = match image::parse(&file, &text_in) {
+        Ok(i) => i,
+        Err(e) => return fail(e),
+    };
+    let root = match restore::root_for(&img, path, root) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let opts = restore::Options {
+        root,
+        skip_unrestorable,
+    };
+    let mut outcomes = Vec::new();
+    let mut held = None;
+    if matches!(backend, BackendName::Model | BackendName::Both) {
+        match restore::restore_on(&img, &mut ModelBackend::new(), &opts, how.verify) {
+            Ok(o) => outcomes.push(o),
+            Err(e) => return fail(format!("{file}: restoring on the model: {e}")),
+        }
+    }
+    if matches!(backend, BackendName::Linux | BackendName::Both) {
+        let (floor, _) = restore::numbers(&img);
+        let r = LinuxBackend::with_floor(&helper_path(), floor)
+            .map_err(RestoreError::from)
+            .and_then(|mut l| Ok((restore::restore_on(&img, &mut l, &opts, how.verify)?, l)));
+        match r {
+            Ok((o, l)) => {
+                outcomes.push(o);
+                held = Some(l);
+            }
+            Err(e) => return fail(format!("{file}: restoring on Linux: {e}")),
+        }
+    }
+    let mut passed = outcomes
+        .iter()
+        .all(|o| o.differences.as_ref().is_none_or(Vec::is_empty));
+    let mut disagreement = None;
+    if let [m, l] = &outcomes[..] {
+        if let Some(d) = compare::topology_diff(&m.topology, &l.topology) {
+            passed = false;
+            disagreement = Some(d);
+        }
+    }
+    let report = RestoreReport {
+        image: file,
+        outcomes,
+        disagreement,
+    };
+    let code = finish(how.json, &report, passed, || {
+        let mut out: String = report
+            .outcomes
+            .iter()
+            .map(|o| text::restore_outcome(o, how.plan))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if let Some((m, l)) = &report.disagreement {
+            out.push_str(&format!(
+                "\nTHE BACKENDS DISAGREE: the model restored\n{m}\nLinux restored\n{l}\n"
+            ));
+        }
+        out
+    });
+    if how.hold {
+        if let Some(l) = held.as_ref() {
+            hold_until_eof(l);
+        }
+    }
+    drop(held);
+    code
+}
+
+/// What `fdlab restore` did, on each backend.
+#[derive(serde::Serialize)]
+struct RestoreReport {
+    image: String,
+    outcomes: Vec<restore::Outcome>,
+    /// With `--backend both`, the two restored topologies when they differ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disagreement: Option<(String, String)>,
+}
+
+/// Says which processes are held, and waits until standard input ends.
+fn hold_until_eof(b: &LinuxBackend) {
+    let held: Vec<String> = b
+        .processes()
+        .iter()
+        .map(|(n, pid)| format!("{n}={pid}"))
+        .collect();
+    eprintln!(
+        "fdlab: holding {} (sandbox {}); end of input (Ctrl-D) or Ctrl-C ends them",
+        held.join(" "),
+        b.sandbox().display()
+    );
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
 }
 
 /// Where `fdlab run` draws its picture, if anywhere.
@@ -461,18 +813,7 @@ fn run_and_hold(
         return fail(e);
     }
     let code = finish(json, &report, report.passed(), || text::report(&report));
-    let held: Vec<String> = report
-        .topology
-        .processes
-        .iter()
-        .filter_map(|p| b.pid_of(&p.name).map(|pid| format!("{}={pid}", p.name)))
-        .collect();
-    eprintln!(
-        "fdlab: holding {} (sandbox {}); end of input (Ctrl-D) or Ctrl-C ends them",
-        held.join(" "),
-        b.sandbox().display()
-    );
-    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+    hold_until_eof(&b);
     drop(b);
     code
 }

@@ -13,7 +13,7 @@ use fdlab::tools::check::corpus;
 use fdlab::tools::compare::run_both;
 use fdlab_model::{Call, OFlags};
 
-use support::{alive, fdlab_bin as helper};
+use support::{alive, fdlab_bin as helper, helpers_under};
 
 #[test]
 fn corpus_agrees_with_the_model_after_every_step() {
@@ -124,22 +124,6 @@ fn expectations_use_kcmp_across_processes() {
     let target = ep.targets.as_ref().unwrap()[0].clone();
     assert_eq!(target.fd, 0);
     assert_eq!(target.file, Some(t.processes[0].fds[0].file));
-}
-
-/// Helper processes of runs whose sandboxes live under `root`.
-fn helpers_under(root: &Path) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
-        if cmd.windows(8).any(|w| w == b"__helper") && cwd.starts_with(root) && alive(pid) {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 #[test]

@@ -277,3 +277,358 @@ fn linux_images_round_trip_on_linux_and_the_model() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `fdlab ARGS` in `dir` with `TMPDIR` there too: its exit code, standard
+/// output and standard error.
+fn fdlab_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(support::fdlab_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("TMPDIR", dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// What the issue asks: `run --backend linux --dump`, then `restore
+/// --backend both --verify`, from the command line, for trees that reach
+/// every kind of file and for files in flight.
+#[test]
+fn run_dump_then_restore_both_verifies() {
+    let dir = support::TempDir::new("restore-cli");
+    let mut files: Vec<std::path::PathBuf> = corpus(&repo("tests/fixtures/trees")).unwrap();
+    files.push(repo("scenarios/scm-rights-in-flight.fds"));
+    files.push(repo("scenarios/epoll-closed-number.fds"));
+    for f in &files {
+        let img = dir.path().join("img.json");
+        let (code, _, err) = fdlab_in(
+            dir.path(),
+            &[
+                "run",
+                f.to_str().unwrap(),
+                "--backend",
+                "linux",
+                "--dump",
+                "img.json",
+            ],
+        );
+        assert_eq!(code, 0, "{}: {err}", f.display());
+        let (code, out, err) = fdlab_in(
+            dir.path(),
+            &[
+                "restore",
+                "img.json",
+                "--backend",
+                "both",
+                "--verify",
+                "--json",
+            ],
+        );
+        assert_eq!(code, 0, "{}: {err}\n{out}", f.display());
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let outcomes = v["outcomes"].as_array().unwrap();
+        assert_eq!(outcomes.len(), 2);
+        for o in outcomes {
+            assert_eq!(o["differences"], serde_json::json!([]), "{}", f.display());
+        }
+        std::fs::remove_file(&img).unwrap();
+    }
+    // Nothing is left in the temporary folder but the saved files.
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "img.json.files")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(support::helpers_under(dir.path()).is_empty());
+}
+
+#[test]
+fn bad_images_are_errors_at_their_place() {
+    let dir = support::TempDir::new("restore-bad");
+    let good =
+        serde_json::to_string_pretty(&image_of(&repo("tests/fixtures/trees/queues.fds"))).unwrap();
+    dir.file("good.json", &good);
+    let (code, out, err) = fdlab_in(dir.path(), &["restore", "good.json"]);
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert!(out.contains("restored on model"), "{out}");
+    // Not JSON.
+    dir.file(
+        "broken.json",
+        "{\n  \"format\": \"fdlab-image\",\n  oops\n}\n",
+    );
+    let (code, _, err) = fdlab_in(dir.path(), &["restore", "broken.json"]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("fdlab: broken.json:3:"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // A descriptor that names a file the image does not have.
+    let bad = good.replacen("\"file\": 7,", "\"file\": 80,", 1);
+    assert_ne!(bad, good);
+    dir.file("bad.json", &bad);
+    let (code, _, err) = fdlab_in(dir.path(), &["restore", "bad.json"]);
+    assert_eq!(code, 2);
+    let line = bad
+        .lines()
+        .position(|l| l.contains("\"file\": 80"))
+        .unwrap();
+    // The error points at the table that holds it (its opening brace).
+    let table_line = bad
+        .lines()
+        .take(line)
+        .collect::<Vec<_>>()
+        .iter()
+        .rposition(|l| l.trim() == "{" && l.starts_with("    {"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.starts_with(&format!("fdlab: bad.json:{table_line}:5: table")),
+        "{err}"
+    );
+    assert!(err.contains("no file 80"), "{err}");
+    // No such file.
+    let (code, _, err) = fdlab_in(dir.path(), &["restore", "missing.json"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.json"), "{err}");
+}
+
+#[test]
+fn unrestorable_parts_are_refused_unless_skipped() {
+    let dir = support::TempDir::new("restore-unrestorable");
+    let mut img = image_of(&repo("tests/fixtures/trees/queues.fds"));
+    // A network socket in the first table, at 9.
+    img.files.push(fdlab::tools::image::FileImage {
+        id: img.files.len(),
+        flags: "O_RDWR".into(),
+        object: Object::Other {
+            what: "socket:[123]".into(),
+        },
+    });
+    img.tables[0].fds.push(fdlab::tools::image::FdImage {
+        fd: 9,
+        file: img.files.len() - 1,
+        cloexec: false,
+    });
+    img.unrestorable.push(fdlab::tools::image::Unrestorable {
+        what: "file 9 (socket:[123])".into(),
+        why: "not a unix socket".into(),
+    });
+    dir.file("x.json", &serde_json::to_string(&img).unwrap());
+    let (code, _, err) = fdlab_in(dir.path(), &["restore", "x.json"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--skip-unrestorable") && err.contains("not a unix socket"),
+        "{err}"
+    );
+    let (code, out, err) = fdlab_in(
+        dir.path(),
+        &[
+            "restore",
+            "x.json",
+            "--skip-unrestorable",
+            "--verify",
+            "--backend",
+            "both",
+        ],
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert!(
+        !out.contains("9->"),
+        "the skipped descriptor is not there:\n{out}"
+    );
+}
+
+#[test]
+fn a_failed_restore_leaves_nothing_behind() {
+    let dir = support::TempDir::new("restore-fail");
+    let (code, _, err) = fdlab_in(
+        dir.path(),
+        &[
+            "run",
+            repo("tests/fixtures/trees/shared-and-copied.fds")
+                .to_str()
+                .unwrap(),
+            "--backend",
+            "linux",
+            "--dump",
+            "x.json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    // Restore never creates a file: a missing one is an error naming it.
+    std::fs::remove_file(dir.path().join("x.json.files/log")).unwrap();
+    let (code, _, err) = fdlab_in(dir.path(), &["restore", "x.json", "--backend", "linux"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("x.json.files/log") && err.contains("ENOENT"),
+        "{err}"
+    );
+    assert!(!dir.path().join("x.json.files/log").exists());
+    assert!(support::helpers_under(dir.path()).is_empty());
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("fdlab-run"))
+        .collect();
+    assert!(left.is_empty(), "sandboxes left: {left:?}");
+    // Relative paths and nothing beside the image: say what to do.
+    std::fs::rename(
+        dir.path().join("x.json.files"),
+        dir.path().join("elsewhere"),
+    )
+    .unwrap();
+    let (code, _, err) = fdlab_in(dir.path(), &["restore", "x.json"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--root DIR"), "{err}");
+    std::fs::write(dir.path().join("elsewhere/log"), "").unwrap();
+    let (code, out, err) = fdlab_in(
+        dir.path(),
+        &[
+            "restore",
+            "x.json",
+            "--root",
+            "elsewhere",
+            "--backend",
+            "linux",
+            "--verify",
+        ],
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+}
+
+#[test]
+fn ctrl_c_mid_restore_leaves_nothing_behind() {
+    let dir = support::TempDir::new("restore-ctrlc");
+    let img = image_of(&repo("tests/fixtures/trees/shared-and-copied.fds"));
+    dir.file("x.json", &serde_json::to_string(&img).unwrap());
+    for f in ["notes", "log"] {
+        dir.file(f, "");
+    }
+    let mut child = std::process::Command::new(support::fdlab_bin())
+        .args(["restore", "x.json", "--backend", "linux", "--root", "."])
+        .current_dir(dir.path())
+        .env("TMPDIR", dir.path())
+        .env("FDLAB_STEP_DELAY_MS", "300")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Under way: the restorer and the first processes exist.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while support::helpers_under(dir.path()).len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: interrupts the child this test started; integer arguments.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert!(!child.wait().unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let sandboxes: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("fdlab-run"))
+            .collect();
+        let procs = support::helpers_under(dir.path());
+        if sandboxes.is_empty() && procs.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left behind: {sandboxes:?}, helper pids {procs:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The files the image names are untouched.
+    assert_eq!(std::fs::read(dir.path().join("notes")).unwrap(), b"");
+}
+
+/// A live tree, not a scenario's: `run --hold` keeps one; `dump` of its
+/// pids names processes `command[pid]` and writes absolute paths; the
+/// image restores and verifies, and `restore --hold` keeps the copy.
+#[test]
+fn live_processes_dump_and_restore() {
+    use std::io::{BufRead, Write};
+    let dir = support::TempDir::new("restore-live");
+    let scenario = repo("tests/fixtures/trees/epoll-web.fds");
+    let mut held = std::process::Command::new(support::fdlab_bin())
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--backend",
+            "linux",
+            "--hold",
+        ])
+        .current_dir(dir.path())
+        .env("TMPDIR", dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(held.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pids: Vec<String> = line
+        .split_whitespace()
+        .filter_map(|w| w.split_once('=').map(|(_, p)| p.to_string()))
+        .filter(|p| p.parse::<i32>().is_ok())
+        .collect();
+    assert_eq!(pids.len(), 2, "{line}");
+    let mut args = vec!["dump", "-o", "live.json", "--freeze"];
+    args.extend(pids.iter().map(String::as_str));
+    let (code, _, err) = fdlab_in(dir.path(), &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("dumped 2 processes (2 tables)"), "{err}");
+    let img: Image =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("live.json")).unwrap())
+            .unwrap();
+    assert!(img
+        .processes
+        .iter()
+        .all(|p| p.name.contains(&format!("[{}]", pids[0]))
+            || p.name.contains(&format!("[{}]", pids[1]))));
+    // The helpers' own control channels are sockets whose peers are in
+    // `fdlab run`: outside the tree, so not restorable, and said so.
+    assert!(!img.unrestorable.is_empty());
+    assert!(img
+        .unrestorable
+        .iter()
+        .all(|u| u.why.contains("peer is held outside the tree")));
+    // The original is still there, unchanged: dump took nothing.
+    held.stdin.take().unwrap().write_all(b"").unwrap();
+    assert!(held.wait().unwrap().success());
+    let (code, out, err) = fdlab_in(
+        dir.path(),
+        &[
+            "restore",
+            "live.json",
+            "--backend",
+            "both",
+            "--verify",
+            "--skip-unrestorable",
+        ],
+    );
+    assert_eq!(
+        code, 0,
+        "{err}
+{out}"
+    );
+    assert_eq!(
+        out.matches("verified: the restored tree dumps as the image")
+            .count(),
+        2,
+        "{out}"
+    );
+}

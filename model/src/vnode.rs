@@ -157,6 +157,11 @@ pub enum Lookup {
 }
 
 impl Fs {
+    /// Every file and directory the scenario made, by path.
+    pub fn entries(&self) -> impl Iterator<Item = &Vnode> {
+        self.entries.values().map(|&v| self.vnode(v))
+    }
+
     pub fn vnode(&self, v: VnodeId) -> &Vnode {
         // Vnodes are never removed (no unlink in version 1), so a VnodeId
         // handed out once stays valid.

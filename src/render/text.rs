@@ -13,8 +13,10 @@ use crate::lang::Scenario;
 use crate::tools::bench::InspectBench;
 use crate::tools::check::Row;
 use crate::tools::compare::{Comparison, Divergence};
+use crate::tools::dump::Dumped;
 use crate::tools::fuzz::{Finding, FuzzReport};
 use crate::tools::inspect::{Desc, Inspection, Object};
+use crate::tools::restore::{How, Outcome};
 use crate::tools::run::Report;
 
 /// A run's report: strace-style steps with what ran underneath,
@@ -547,5 +549,102 @@ pub fn inspect_bench(r: &InspectBench) -> String {
         "a tree with no repeated (device, inode, position): {} descriptors, {} kcmp calls between files",
         r.unique_tree_descriptors, r.unique_tree_file_kcmp
     );
+    out
+}
+
+/// What `fdlab dump` did, for standard error: counts, what could not be
+/// read, what cannot be restored.
+pub fn dumped(d: &Dumped, to: &str) -> String {
+    let mut out = format!(
+        "dumped {} processes ({} tables), {} descriptors, {} open files ({} in flight only), {} pipes, {} socket pairs into {to}\n",
+        d.processes,
+        d.image.tables.len(),
+        d.descriptors,
+        d.files,
+        d.in_flight,
+        d.image.pipes.len(),
+        d.image.pairs.len(),
+    );
+    if let Some(n) = d.frozen {
+        let _ = writeln!(out, "froze and resumed {n} processes");
+    }
+    for n in &d.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    if !d.image.unrestorable.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} parts cannot be restored (restore refuses them unless --skip-unrestorable):",
+            d.image.unrestorable.len()
+        );
+        for u in &d.image.unrestorable {
+            let _ = writeln!(out, "  {}: {}", u.what, u.why);
+        }
+    }
+    out
+}
+
+/// How a process was made, in words.
+fn how_made(name: &str, how: &How) -> String {
+    match how {
+        How::Spawn => format!("{name} (spawned)"),
+        How::Fork { from } => format!("{name} (fork of {from})"),
+        How::CloneFiles { from } => format!("{name} (clone_files of {from}: its table)"),
+    }
+}
+
+/// One restore: what was made, how files travelled, the verification,
+/// and with `plan` each process's schedule; then the restored topology.
+pub fn restore_outcome(o: &Outcome, plan: bool) -> String {
+    let r = &o.restored;
+    let mut out = format!(
+        "restored on {}: {} processes, {} descriptors, {} open files\n",
+        o.backend, r.processes, r.descriptors, r.files
+    );
+    let made: Vec<String> = r.created.iter().map(|(n, h)| how_made(n, h)).collect();
+    let _ = writeln!(out, "  made: {}", made.join(", "));
+    let per = if r.messages == 0 {
+        0.0
+    } else {
+        r.files_sent as f64 / r.messages as f64
+    };
+    let _ = writeln!(
+        out,
+        "  served {} files to the processes that hold them in {} messages ({per:.1} a message)",
+        r.files_sent, r.messages
+    );
+    for n in &r.notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
+    match &o.differences {
+        None => {}
+        Some(d) if d.is_empty() => {
+            let _ = writeln!(out, "  verified: the restored tree dumps as the image");
+        }
+        Some(d) => {
+            let _ = writeln!(
+                out,
+                "  VERIFY FAILED: {} differences from the image:",
+                d.len()
+            );
+            for line in d {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+    }
+    if plan {
+        for log in &r.logs {
+            let _ = writeln!(
+                out,
+                "\n{} (sent {} files in {} messages, received {}):",
+                log.process, log.sent, log.messages, log.received
+            );
+            for s in &log.steps {
+                let _ = writeln!(out, "  {s}");
+            }
+        }
+    }
+    out.push('\n');
+    out.push_str(&topology(&o.topology));
     out
 }

@@ -2,7 +2,7 @@
 //! everything), or from live processes on Linux (what `/proc`, `kcmp`,
 //! `tee` and `MSG_PEEK` can tell without disturbing them).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 
 use fdlab_model::file::FileKind;
@@ -638,4 +638,152 @@ pub fn relative_paths(img: &mut Image, sandbox: &Path) {
             }
         }
     }
+}
+
+/// What `fdlab dump` of live processes did.
+#[derive(Debug, serde::Serialize)]
+pub struct Dumped {
+    pub image: Image,
+    pub processes: usize,
+    pub descriptors: usize,
+    pub files: usize,
+    /// Files only in flight (no descriptor names them).
+    pub in_flight: usize,
+    /// What the dump could not read (also in the image's unrestorable).
+    pub failures: Vec<String>,
+    /// Processes `--freeze` stopped and resumed.
+    pub frozen: Option<usize>,
+    pub notes: Vec<String>,
+}
+
+/// Why a live dump could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error(transparent)]
+    Select(#[from] crate::tools::inspect::InspectError),
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
+}
+
+/// Dumps the live processes `target` names (processes and their
+/// descendants with `Target::Tree`), each named `command[pid]`, paths as
+/// they are. With `freeze`, they are stopped while they are read (never
+/// this process or its parents) and always resumed.
+///
+/// Errors: a named process does not exist, freezing failed, the dumper
+/// helper could not run.
+pub fn live(
+    target: &crate::tools::inspect::Target,
+    freeze: bool,
+    helper: &Path,
+) -> Result<Dumped, DumpError> {
+    use crate::backend::linux::freeze::Frozen;
+    use crate::tools::inspect::{ancestry, select, InspectError};
+    let pids = select(target, false)?;
+    let mut notes = Vec::new();
+    let frozen = if freeze {
+        let keep = ancestry();
+        let stop: Vec<i32> = pids.iter().copied().filter(|p| !keep.contains(p)).collect();
+        for p in pids.iter().filter(|p| keep.contains(p)) {
+            notes.push(format!(
+                "pid {p}: not frozen (it is this process or one of its parents)"
+            ));
+        }
+        let f =
+            Frozen::stop(&stop, std::time::Duration::from_secs(2)).map_err(InspectError::Freeze)?;
+        for (p, e) in &f.failed {
+            notes.push(format!("pid {p}: could not be frozen: {e}"));
+        }
+        Some(f)
+    } else {
+        None
+    };
+    let mut l = crate::backend::LinuxBackend::new(helper)?;
+    let cap = l.capture(&pids, 0..i32::MAX);
+    let frozen_count = frozen.as_ref().map(|f| f.stopped.len());
+    drop(frozen);
+    let cap = cap?;
+    let image = from_capture(&cap, |p| format!("{}[{}]", p.comm, p.pid), None);
+    let held: BTreeSet<usize> = image
+        .tables
+        .iter()
+        .flat_map(|t| t.fds.iter().map(|d| d.file))
+        .collect();
+    Ok(Dumped {
+        processes: image.processes.len(),
+        descriptors: image.tables.iter().map(|t| t.fds.len()).sum(),
+        files: image.files.len(),
+        in_flight: image.files.len() - held.len(),
+        failures: cap.failures.clone(),
+        frozen: frozen_count,
+        notes,
+        image,
+    })
+}
+
+/// The folder beside an image that holds the files its relative paths
+/// name: `IMAGE.files`.
+pub fn files_dir(image: &Path) -> std::path::PathBuf {
+    let mut name = image.as_os_str().to_os_string();
+    name.push(".files");
+    std::path::PathBuf::from(name)
+}
+
+/// Writes `img` to `path` as pretty JSON (`-`: standard output).
+///
+/// Errors: the file cannot be written.
+pub fn write_image(img: &Image, path: &Path) -> std::io::Result<()> {
+    let mut text = serde_json::to_string_pretty(img).map_err(std::io::Error::other)?;
+    text.push('\n');
+    if path == Path::new("-") {
+        use std::io::Write;
+        std::io::stdout().write_all(text.as_bytes())
+    } else {
+        std::fs::write(path, text)
+    }
+}
+
+/// Copies the files and folders of a scenario's sandbox into `to` (made
+/// afresh), so that an image with paths relative to the sandbox can be
+/// restored after the sandbox is gone.
+///
+/// Errors: reading or writing failed.
+pub fn save_sandbox(sandbox: &Path, to: &Path) -> std::io::Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to)?;
+    }
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(sandbox)? {
+        let e = e?;
+        let ty = e.file_type()?;
+        if ty.is_dir() {
+            save_sandbox(&e.path(), &to.join(e.file_name()))?;
+        } else if ty.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the files and folders of the model's file system into `to`
+/// (made afresh), as `save_sandbox` does for a real one.
+///
+/// Errors: writing failed.
+pub fn save_model_files(w: &World, to: &Path) -> std::io::Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to)?;
+    }
+    std::fs::create_dir_all(to)?;
+    let mut entries: Vec<&fdlab_model::vnode::Vnode> = w.fs().entries().collect();
+    // Folders before what is in them.
+    entries.sort_by_key(|v| v.path.matches('/').count());
+    for v in entries {
+        let at = to.join(&v.path);
+        match &v.kind {
+            VnodeKind::Directory => std::fs::create_dir_all(&at)?,
+            VnodeKind::Regular(data, _) => std::fs::write(&at, data.read(0, data.size() as usize))?,
+            _ => {}
+        }
+    }
+    Ok(())
 }

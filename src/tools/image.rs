@@ -198,13 +198,162 @@ pub struct Unrestorable {
     pub why: String,
 }
 
-/// An image that cannot be restored as it is.
+/// An image that cannot be restored as it is, and where in it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidImage(pub String);
+#[error("{msg}")]
+pub struct InvalidImage {
+    pub at: At,
+    pub msg: String,
+}
 
-fn bad<T>(msg: impl fmt::Display) -> Result<T, InvalidImage> {
-    Err(InvalidImage(msg.to_string()))
+/// Where in an image a problem is: a top-level field, or an element of
+/// one of its lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    Field(&'static str),
+    Item(&'static str, usize),
+}
+
+fn bad<T>(at: At, msg: impl fmt::Display) -> Result<T, InvalidImage> {
+    Err(InvalidImage {
+        at,
+        msg: msg.to_string(),
+    })
+}
+
+fn invalid(at: At, msg: String) -> InvalidImage {
+    InvalidImage { at, msg }
+}
+
+/// Why an image file could not be read, placed in it.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{col}: {msg}")]
+pub struct ImageError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub msg: String,
+}
+
+/// Reads the image in `text` (from `file`, for messages) and validates it.
+///
+/// Errors: not JSON, not an image, or invalid, at the line and column of
+/// the part that is wrong.
+pub fn parse(file: &str, text: &str) -> Result<Image, ImageError> {
+    let img: Image = serde_json::from_str(text).map_err(|e| ImageError {
+        file: file.to_string(),
+        line: e.line().max(1),
+        col: e.column().max(1),
+        msg: format!("not a valid image: {e}")
+            .split(" at line ")
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    })?;
+    img.validate().map_err(|e| {
+        let (line, col) = locate(text, e.at);
+        ImageError {
+            file: file.to_string(),
+            line,
+            col,
+            msg: e.msg,
+        }
+    })?;
+    Ok(img)
+}
+
+/// The line and column (from 1) where `at` starts in the JSON `text` (the
+/// start of the document when it is not found).
+pub fn locate(text: &str, at: At) -> (usize, usize) {
+    let (key, item) = match at {
+        At::Field(k) => (k, None),
+        At::Item(k, i) => (k, Some(i)),
+    };
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    // Inside the wanted top-level value: which element comes next.
+    let mut inside: Option<usize> = None;
+    let mut last_key: Option<&str> = None;
+    let mut expect_value = false;
+    let pos = |at: usize| {
+        let before = &text[..at];
+        let line = before.matches('\n').count() + 1;
+        let col = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+        (line, col)
+    };
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        if expect_value && depth == 1 {
+            expect_value = false;
+            if last_key == Some(key) {
+                match item {
+                    None => return pos(i),
+                    Some(_) if c == b'[' => inside = Some(0),
+                    Some(_) => return pos(i),
+                }
+            }
+        } else if let (Some(n), Some(want)) = (inside, item) {
+            if depth == 2 && c != b']' && c != b',' {
+                if n == want {
+                    return pos(i);
+                }
+                inside = Some(n + 1);
+                // Skip this element.
+                let mut d = 0usize;
+                while i < b.len() {
+                    match b[i] {
+                        b'"' => {
+                            i += 1;
+                            while i < b.len() && b[i] != b'"' {
+                                i += if b[i] == b'\\' { 2 } else { 1 };
+                            }
+                        }
+                        b'{' | b'[' => d += 1,
+                        b'}' | b']' if d == 0 => break,
+                        b'}' | b']' => {
+                            d -= 1;
+                            if d == 0 {
+                                i += 1;
+                                break;
+                            }
+                        }
+                        b',' if d == 0 => break,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                continue;
+            }
+        }
+        match c {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                if depth == 1 {
+                    last_key = text.get(start..i.min(b.len()));
+                }
+            }
+            b':' if depth == 1 => expect_value = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                if depth == 2 && inside.is_some() {
+                    inside = None;
+                }
+                depth = depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    (1, 1)
 }
 
 impl Image {
@@ -231,119 +380,168 @@ impl Image {
     /// Errors: the first problem, naming what it is about.
     pub fn validate(&self) -> Result<(), InvalidImage> {
         if self.format != FORMAT {
-            return bad(format!("not an fdlab image (format `{}`)", self.format));
+            return bad(
+                At::Field("format"),
+                format!("not an fdlab image (format `{}`)", self.format),
+            );
         }
         if self.version != VERSION {
-            return bad(format!(
-                "image version {} (this fdlab reads version {VERSION})",
-                self.version
-            ));
+            return bad(
+                At::Field("version"),
+                format!(
+                    "image version {} (this fdlab reads version {VERSION})",
+                    self.version
+                ),
+            );
         }
-        let ids_in_order = |what: &str, ids: &mut dyn Iterator<Item = usize>| {
-            for (i, id) in ids.enumerate() {
-                if id != i {
-                    return bad(format!("{what} {i} has id {id}: ids must count from 0"));
+        let ids_in_order =
+            |what: &str, section: &'static str, ids: &mut dyn Iterator<Item = usize>| {
+                for (i, id) in ids.enumerate() {
+                    if id != i {
+                        return bad(
+                            At::Item(section, i),
+                            format!("{what} {i} has id {id}: ids must count from 0"),
+                        );
+                    }
                 }
-            }
-            Ok(())
-        };
-        ids_in_order("process", &mut self.processes.iter().map(|p| p.id))?;
-        ids_in_order("table", &mut self.tables.iter().map(|t| t.id))?;
-        ids_in_order("file", &mut self.files.iter().map(|f| f.id))?;
-        ids_in_order("pipe", &mut self.pipes.iter().map(|p| p.id))?;
-        ids_in_order("socket pair", &mut self.pairs.iter().map(|p| p.id))?;
+                Ok(())
+            };
+        ids_in_order(
+            "process",
+            "processes",
+            &mut self.processes.iter().map(|p| p.id),
+        )?;
+        ids_in_order("table", "tables", &mut self.tables.iter().map(|t| t.id))?;
+        ids_in_order("file", "files", &mut self.files.iter().map(|f| f.id))?;
+        ids_in_order("pipe", "pipes", &mut self.pipes.iter().map(|p| p.id))?;
+        ids_in_order("socket pair", "pairs", &mut self.pairs.iter().map(|p| p.id))?;
         let mut names = BTreeSet::new();
         let mut used_tables = BTreeSet::new();
         for p in &self.processes {
             if p.name.is_empty() || !names.insert(&p.name) {
-                return bad(format!(
-                    "process {}: name `{}` is empty or used twice",
-                    p.id, p.name
-                ));
+                return bad(
+                    At::Item("processes", p.id),
+                    format!("process {}: name `{}` is empty or used twice", p.id, p.name),
+                );
             }
             if let Some(parent) = p.parent {
                 if parent >= p.id {
-                    return bad(format!(
-                        "process {} (`{}`): its parent {parent} does not come before it",
-                        p.id, p.name
-                    ));
+                    return bad(
+                        At::Item("processes", p.id),
+                        format!(
+                            "process {} (`{}`): its parent {parent} does not come before it",
+                            p.id, p.name
+                        ),
+                    );
                 }
             }
             if p.table >= self.tables.len() {
-                return bad(format!(
-                    "process {} (`{}`): no table {}",
-                    p.id, p.name, p.table
-                ));
+                return bad(
+                    At::Item("processes", p.id),
+                    format!("process {} (`{}`): no table {}", p.id, p.name, p.table),
+                );
             }
             used_tables.insert(p.table);
         }
         let nfiles = self.files.len();
         for t in &self.tables {
             if !used_tables.contains(&t.id) {
-                return bad(format!("table {}: no process uses it", t.id));
+                return bad(
+                    At::Item("tables", t.id),
+                    format!("table {}: no process uses it", t.id),
+                );
             }
             let mut seen = BTreeSet::new();
             for d in &t.fds {
                 if d.fd >= NR_OPEN {
-                    return bad(format!(
-                        "table {}: descriptor {} (Linux allows numbers below {NR_OPEN})",
-                        t.id, d.fd
-                    ));
+                    return bad(
+                        At::Item("tables", t.id),
+                        format!(
+                            "table {}: descriptor {} (Linux allows numbers below {NR_OPEN})",
+                            t.id, d.fd
+                        ),
+                    );
                 }
                 if !seen.insert(d.fd) {
-                    return bad(format!("table {}: descriptor {} twice", t.id, d.fd));
+                    return bad(
+                        At::Item("tables", t.id),
+                        format!("table {}: descriptor {} twice", t.id, d.fd),
+                    );
                 }
                 if d.file >= nfiles {
-                    return bad(format!("table {} fd {}: no file {}", t.id, d.fd, d.file));
+                    return bad(
+                        At::Item("tables", t.id),
+                        format!("table {} fd {}: no file {}", t.id, d.fd, d.file),
+                    );
                 }
             }
         }
         let mut pair_ends: BTreeMap<(usize, usize), usize> = BTreeMap::new();
         for f in &self.files {
-            status_flags(&f.flags).map_err(|e| InvalidImage(format!("file {}: {e}", f.id)))?;
+            status_flags(&f.flags)
+                .map_err(|e| invalid(At::Item("files", f.id), format!("file {}: {e}", f.id)))?;
             match &f.object {
                 Object::Regular { path, .. }
                 | Object::Directory { path, .. }
                 | Object::Chardev { path } => {
                     if path.is_empty() || path.contains('\0') {
-                        return bad(format!("file {}: path `{path}`", f.id));
+                        return bad(
+                            At::Item("files", f.id),
+                            format!("file {}: path `{path}`", f.id),
+                        );
                     }
                 }
                 Object::Pipe { pipe, .. } => {
                     if *pipe >= self.pipes.len() {
-                        return bad(format!("file {}: no pipe {pipe}", f.id));
+                        return bad(
+                            At::Item("files", f.id),
+                            format!("file {}: no pipe {pipe}", f.id),
+                        );
                     }
                     // Several files may be one end: opened again through
                     // `/proc/PID/fd/N`, each is an open file of its own.
                 }
                 Object::Socket { pair, end } => {
                     if *pair >= self.pairs.len() || *end > 1 {
-                        return bad(format!("file {}: no end {end} of socket pair {pair}", f.id));
+                        return bad(
+                            At::Item("files", f.id),
+                            format!("file {}: no end {end} of socket pair {pair}", f.id),
+                        );
                     }
                     if let Some(o) = pair_ends.insert((*pair, *end), f.id) {
-                        return bad(format!(
-                            "files {o} and {}: both end {end} of socket pair {pair}",
-                            f.id
-                        ));
+                        return bad(
+                            At::Item("files", f.id),
+                            format!(
+                                "files {o} and {}: both end {end} of socket pair {pair}",
+                                f.id
+                            ),
+                        );
                     }
                 }
                 Object::Epoll { registrations } => {
                     let mut seen = BTreeSet::new();
                     for r in registrations {
                         if r.file >= nfiles || r.file == f.id {
-                            return bad(format!(
-                                "epoll file {}: registration under {} names file {}",
-                                f.id, r.fd, r.file
-                            ));
+                            return bad(
+                                At::Item("files", f.id),
+                                format!(
+                                    "epoll file {}: registration under {} names file {}",
+                                    f.id, r.fd, r.file
+                                ),
+                            );
                         }
                         if !seen.insert((r.fd, r.file)) {
-                            return bad(format!(
-                                "epoll file {}: file {} registered under {} twice",
-                                f.id, r.file, r.fd
-                            ));
+                            return bad(
+                                At::Item("files", f.id),
+                                format!(
+                                    "epoll file {}: file {} registered under {} twice",
+                                    f.id, r.file, r.fd
+                                ),
+                            );
                         }
-                        events(&r.events)
-                            .map_err(|e| InvalidImage(format!("epoll file {}: {e}", f.id)))?;
+                        events(&r.events).map_err(|e| {
+                            invalid(At::Item("files", f.id), format!("epoll file {}: {e}", f.id))
+                        })?;
                     }
                 }
                 Object::Eventfd { .. } | Object::Other { .. } => {}
@@ -353,10 +551,10 @@ impl Image {
             for q in &p.queued {
                 for m in q {
                     if let Some(&f) = m.files.iter().find(|&&f| f >= nfiles) {
-                        return bad(format!(
-                            "socket pair {}: a message carries no file {f}",
-                            p.id
-                        ));
+                        return bad(
+                            At::Item("pairs", p.id),
+                            format!("socket pair {}: a message carries no file {f}", p.id),
+                        );
                     }
                 }
             }
@@ -384,9 +582,12 @@ impl Image {
             }
         }
         if let Some(f) = reached.iter().position(|r| !r) {
-            return bad(format!(
-                "file {f}: no descriptor names it, no message carries it, no epoll watches it"
-            ));
+            return bad(
+                At::Item("files", f),
+                format!(
+                    "file {f}: no descriptor names it, no message carries it, no epoll watches it"
+                ),
+            );
         }
         Ok(())
     }
@@ -461,4 +662,69 @@ pub fn events(text: &str) -> Result<fdlab_model::Events, String> {
             .ok_or_else(|| format!("unknown event `{part}`"))?;
     }
     Ok(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{
+  "format": "fdlab-image",
+  "version": 1,
+  "processes": [
+    {"id": 0, "name": "p", "table": 0},
+    {"id": 1, "name": "c", "parent": 0, "table": 1}
+  ],
+  "tables": [
+    {"id": 0, "fds": [{"fd": 0, "file": 0}]},
+    {"id": 1, "fds": [{"fd": 0, "file": 0}, {"fd": 1, "file": 1}]}
+  ],
+  "files": [
+    {"id": 0, "flags": "O_RDONLY", "kind": "pipe", "pipe": 0, "end": "read"},
+    {"id": 1, "flags": "O_WRONLY", "kind": "pipe", "pipe": 0, "end": "write"}
+  ],
+  "pipes": [{"id": 0, "data": "hi\n"}]
+}"#;
+
+    #[test]
+    fn a_good_image_parses() {
+        let img = parse("x.json", GOOD).unwrap();
+        assert_eq!(img.processes[1].parent, Some(0));
+        assert_eq!(img.pipes[0].data.0, b"hi\n");
+    }
+
+    #[test]
+    fn errors_point_at_what_is_wrong() {
+        let e = parse("x.json", &GOOD.replace("\"version\": 1", "\"version\": 7")).unwrap_err();
+        assert_eq!((e.line, e.col), (3, 14), "{e}");
+        assert!(
+            e.to_string().starts_with("x.json:3:14: image version 7"),
+            "{e}"
+        );
+        // The second table names a file that is not there.
+        let e = parse(
+            "x.json",
+            &GOOD.replace("\"fd\": 1, \"file\": 1", "\"fd\": 1, \"file\": 9"),
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.col), (10, 5), "{e}");
+        assert!(e.msg.contains("no file 9"), "{e}");
+        // The second process's parent comes after it.
+        let e = parse("x.json", &GOOD.replace("\"parent\": 0", "\"parent\": 1")).unwrap_err();
+        assert_eq!((e.line, e.col), (6, 5), "{e}");
+        // Not JSON at all: serde's position.
+        let e = parse("x.json", "{\n  \"format\": oops\n}").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(!e.msg.contains(" at line "), "{e}");
+    }
+
+    #[test]
+    fn locate_skips_strings_and_nested_lists() {
+        let text = r#"{"a": "[,]", "files": [ [1, [2]], {"x": "]"}, 3 ]}"#;
+        assert_eq!(locate(text, At::Item("files", 0)), (1, 25));
+        assert_eq!(locate(text, At::Item("files", 1)), (1, 35));
+        assert_eq!(locate(text, At::Item("files", 2)), (1, 47));
+        assert_eq!(locate(text, At::Field("a")), (1, 7));
+        assert_eq!(locate(text, At::Item("files", 9)), (1, 1));
+    }
 }

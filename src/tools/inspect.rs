@@ -233,7 +233,7 @@ fn descendants(root: i32) -> Vec<i32> {
 }
 
 /// This process and its ancestors, which `--freeze` must never stop.
-fn ancestry() -> BTreeSet<i32> {
+pub fn ancestry() -> BTreeSet<i32> {
     let mut out = BTreeSet::new();
     let mut p = std::process::id() as i32;
     while p > 0 && out.insert(p) {

@@ -76,6 +76,10 @@ pub enum RestoreError {
     Unrestorable(Vec<String>),
     #[error("path `{0}` leaves the root folder")]
     Escapes(String),
+    #[error("the image names files by paths relative to the run that made it (`{0}`...): give --root DIR, the folder they are in (`fdlab run --dump IMAGE` saves them in IMAGE.files)")]
+    Relative(String),
+    #[error("--root {0}: not a folder")]
+    NoRoot(String),
     #[error(transparent)]
     Failed(#[from] Failed),
     #[error("the restore is stuck: {0}")]
@@ -152,6 +156,9 @@ fn resolve(path: &str, root: Option<&Path>) -> Result<String, RestoreError> {
     let Some(root) = root else {
         return Ok(path.to_string());
     };
+    if path == "." || path == "/" {
+        return Ok(root.to_string_lossy().into_owned());
+    }
     let rel = Path::new(path.trim_start_matches('/'));
     let mut depth = 0i32;
     for c in rel.components() {
@@ -471,6 +478,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
         programs[q].place = t
             .fds
             .iter()
+            .filter(|d| !other.contains(&(d.file as FileId)))
             .map(|d| (d.fd, d.file as FileId, d.cloexec))
             .collect();
     }
@@ -578,6 +586,11 @@ pub trait Target: Backend {
         &mut self,
         plan: &Plan,
     ) -> Result<Vec<(String, Vec<String>, Stats)>, RestoreError>;
+    /// The restored tree's topology, paths under `root` relative to it.
+    fn restored_topology(
+        &mut self,
+        root: Option<&Path>,
+    ) -> Result<fdlab_model::Topology, RestoreError>;
     /// Whether its processes open real files (the model's file system is
     /// its own: `--root` does not apply to it).
     fn real_files(&self) -> bool {
@@ -622,6 +635,13 @@ impl Target for ModelBackend {
     fn real_files(&self) -> bool {
         false
     }
+
+    fn restored_topology(
+        &mut self,
+        _root: Option<&Path>,
+    ) -> Result<fdlab_model::Topology, RestoreError> {
+        Ok(self.topology()?)
+    }
 }
 
 impl Target for LinuxBackend {
@@ -658,6 +678,16 @@ impl Target for LinuxBackend {
         }
     }
 
+    fn restored_topology(
+        &mut self,
+        root: Option<&Path>,
+    ) -> Result<fdlab_model::Topology, RestoreError> {
+        Ok(match root {
+            Some(r) => self.topology_under(r)?,
+            None => self.topology()?,
+        })
+    }
+
     fn dump(&mut self, root: Option<&Path>) -> Result<Image, RestoreError> {
         let procs = self.processes();
         let pids: Vec<i32> = procs.iter().map(|p| p.1).collect();
@@ -685,6 +715,78 @@ fn call_ok(
             what: what.to_string(),
             cause: Cause::Errno(errno),
         })
+    })
+}
+
+/// The folder the image's paths are opened under: `root` if given;
+/// otherwise, for an image with relative paths (made by `fdlab run
+/// --dump`), the folder saved beside it (`IMAGE.files`).
+///
+/// Errors: relative paths and no folder for them; a root that is not a
+/// folder.
+pub fn root_for(
+    img: &Image,
+    image: &Path,
+    root: Option<PathBuf>,
+) -> Result<Option<PathBuf>, RestoreError> {
+    if let Some(r) = root {
+        return match r.canonicalize() {
+            Ok(abs) if abs.is_dir() => Ok(Some(abs)),
+            _ => Err(RestoreError::NoRoot(r.display().to_string())),
+        };
+    }
+    let relative = img.files.iter().find_map(|f| match &f.object {
+        Object::Regular { path, .. } | Object::Directory { path, .. } if !path.starts_with('/') => {
+            Some(path.clone())
+        }
+        _ => None,
+    });
+    let Some(path) = relative else {
+        return Ok(None);
+    };
+    match dump::files_dir(image).canonicalize() {
+        Ok(beside) if beside.is_dir() => Ok(Some(beside)),
+        _ => Err(RestoreError::Relative(path)),
+    }
+}
+
+/// One restore of an image on one backend, and what its verification
+/// found.
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub backend: String,
+    pub restored: Restored,
+    /// With `--verify`: how the restored tree's image differs from the
+    /// image (empty: equal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub differences: Option<Vec<String>>,
+    /// The restored tree, as `fdlab run` shows topologies.
+    pub topology: fdlab_model::Topology,
+}
+
+/// Restores `img` on `b`, and with `verify` dumps the restored tree and
+/// compares it with the image (`root`: where its relative paths are).
+///
+/// Errors: as [`restore`]; the dump of the restored tree failed.
+pub fn restore_on<B: Target>(
+    img: &Image,
+    b: &mut B,
+    opts: &Options,
+    verify: bool,
+) -> Result<Outcome, RestoreError> {
+    let restored = restore(img, b, opts)?;
+    let differences = if verify {
+        let got = b.dump(opts.root.as_deref())?;
+        Some(differences(&expected(img), &got))
+    } else {
+        None
+    };
+    let topology = b.restored_topology(opts.root.as_deref())?;
+    Ok(Outcome {
+        backend: b.name().to_string(),
+        restored,
+        differences,
+        topology,
     })
 }
 

@@ -35,6 +35,22 @@ pub fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// Helper processes of runs whose sandboxes live under `root`.
+pub fn helpers_under(root: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+        if cmd.windows(8).any(|w| w == b"__helper") && cwd.starts_with(root) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// A fresh directory under the system's temporary directory, removed with
 /// everything in it when dropped, also when a test fails and unwinds.
 /// Tests run at once on threads of one process, so each gets its own.

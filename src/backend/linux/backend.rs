@@ -657,6 +657,17 @@ impl Backend for LinuxBackend {
     }
 
     fn topology(&mut self) -> Result<Topology, BackendError> {
+        let sandbox = self.sandbox.clone();
+        self.topology_under(&sandbox)
+    }
+}
+
+impl LinuxBackend {
+    /// The topology, paths under `root` shown relative to it (the sandbox,
+    /// for a scenario; a restore's root).
+    ///
+    /// Errors: a process could not be observed.
+    pub fn topology_under(&mut self, root: &Path) -> Result<Topology, BackendError> {
         let t = Instant::now();
         let r = self.snapshot().map(|s| {
             let name = |pid: i32| {
@@ -667,7 +678,7 @@ impl Backend for LinuxBackend {
                     .map_or_else(|| pid.to_string(), |(n, _)| n.clone());
                 (n, None)
             };
-            s.topology(name, Some(&self.sandbox))
+            s.topology(name, Some(root))
         });
         self.charge(t, |c| &mut c.observe);
         r

@@ -366,9 +366,17 @@ impl Executor {
                 }
                 self.adopt(sys, ends[0], a)?;
                 self.adopt(sys, ends[1], b)?;
+                let queued = self
+                    .prog
+                    .work
+                    .iter()
+                    .filter(|w| matches!(w, Work::Queue { from, .. } if ends.contains(from)))
+                    .count();
                 self.log.push(format!(
-                    "socketpair -> files {} and {}: made",
-                    ends[0], ends[1]
+                    "socketpair -> files {} and {}: {}",
+                    ends[0],
+                    ends[1],
+                    answer(queued, "messages to queue")
                 ));
             }
             Make::Epoll { file, flags } => {
@@ -380,7 +388,16 @@ impl Executor {
                         .map_err(self.fail(format!("setting file {file}'s status flags")))?;
                 }
                 self.adopt(sys, *file, fd)?;
-                self.log.push(format!("epoll_create -> file {file}: made"));
+                let regs = self
+                    .prog
+                    .work
+                    .iter()
+                    .filter(|w| matches!(w, Work::Register { epoll, .. } if epoll == file))
+                    .count();
+                self.log.push(format!(
+                    "epoll_create -> file {file}: {}",
+                    answer(regs, "registrations to make")
+                ));
             }
             Make::Eventfd { file, count, flags } => {
                 let fd = sys
@@ -644,6 +661,16 @@ impl Executor {
         self.log
             .push(format!("{} descriptors placed: Done", place.len()));
         Ok(())
+    }
+}
+
+/// An open step's answer: Done, or Again while `n` pieces of work on
+/// the new file remain (they may wait for files from elsewhere).
+fn answer(n: usize, what: &str) -> String {
+    if n == 0 {
+        "Done".into()
+    } else {
+        format!("Again ({n} {what}; the files are served out already)")
     }
 }
 
