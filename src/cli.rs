@@ -270,6 +270,30 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchWhat {
+    /// `fdlab restore` on real processes, end to end without `--verify`:
+    /// a tree of processes sharing every descriptor by fork (10 x 1,000
+    /// by default), and a mixed one (100 x 1,000: a fifth inherited, three
+    /// fifths separate opens, a tenth dups, a tenth pipe ends with bytes
+    /// queued): wall time, descriptors per second, messages, descriptors
+    /// per message. With `--criu SCRIPT`, CRIU restores the shared shape in
+    /// the same run (`SCRIPT shared PROCESSES FDS` prints its restore time
+    /// in seconds on its last line).
+    Restore {
+        #[arg(long, default_value_t = 10)]
+        shared_processes: usize,
+        #[arg(long, default_value_t = 100)]
+        mixed_processes: usize,
+        /// Descriptors per process.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(10..=10000))]
+        fds: u32,
+        /// Restores of each tree; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long, value_name = "SCRIPT")]
+        criu: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// `fdlab inspect` on a reference tree (by default 100 processes of
     /// 1,000 descriptors: a fifth inherited from one parent, seven tenths
     /// separate opens of the same paths in every process, a tenth dups),
@@ -467,6 +491,30 @@ pub fn main() -> ExitCode {
             match bench::inspect_bench(shape, runs, &|m| eprintln!("fdlab bench: {m}")) {
                 Ok(r) => finish(json, &r, true, || text::inspect_bench(&r)),
                 Err(e) => fail(Error::from(e)),
+            }
+        }
+        Cmd::Bench {
+            what:
+                BenchWhat::Restore {
+                    shared_processes,
+                    mixed_processes,
+                    fds,
+                    runs,
+                    criu,
+                    json,
+                },
+        } => {
+            use crate::tools::bench::restore::{restore_bench, Shape};
+            let fds = fds as usize;
+            let shapes = [
+                (Shape::Shared, shared_processes.max(1), fds),
+                (Shape::Mixed, mixed_processes.max(1), fds),
+            ];
+            match restore_bench(&shapes, runs, criu.as_deref(), &|m| {
+                eprintln!("fdlab bench: {m}")
+            }) {
+                Ok(r) => finish(json, &r, true, || text::restore_bench(&r)),
+                Err(e) => fail(e),
             }
         }
         Cmd::Fuzz {
@@ -684,6 +732,7 @@ fn restore_image(
     let opts = restore::Options {
         root,
         skip_unrestorable,
+        verbose: how.plan,
     };
     let mut outcomes = Vec::new();
     let mut held = None;

@@ -246,6 +246,7 @@ fn linux_images_round_trip_on_linux_and_the_model() {
         let opts = Options {
             root: Some(root.clone()),
             skip_unrestorable: true,
+            verbose: true,
         };
         let (floor, _) = numbers(&img);
         let mut l2 = LinuxBackend::with_floor(support::fdlab_bin(), floor).unwrap();
@@ -630,5 +631,204 @@ fn live_processes_dump_and_restore() {
             .count(),
         2,
         "{out}"
+    );
+}
+
+/// Restores `img` on Linux (files under `root`), dumps the restored tree
+/// and returns what the restore did and how the dump differs.
+fn restore_on_linux(
+    img: &Image,
+    root: Option<&std::path::Path>,
+) -> (fdlab::tools::restore::Restored, Vec<String>) {
+    use fdlab::backend::LinuxBackend;
+    use fdlab::tools::restore::{differences, expected, numbers, Target};
+    let (floor, _) = numbers(img);
+    let mut l = LinuxBackend::with_floor(support::fdlab_bin(), floor).unwrap();
+    let opts = Options {
+        root: root.map(std::path::Path::to_path_buf),
+        ..Options::default()
+    };
+    let r = restore(img, &mut l, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let got = l.dump(root).unwrap();
+    (r, differences(&expected(img), &got))
+}
+
+/// CRIU sends one descriptor a message; here a message carries up to
+/// SCM_MAX_FD (253).
+#[test]
+fn files_travel_in_batches_of_up_to_253() {
+    use fdlab::tools::bench::restore::{tree, Shape};
+    let dir = support::TempDir::new("restore-batch");
+    for k in 0..16 {
+        dir.file(&format!("f{k}"), "");
+    }
+    let img = tree(Shape::Shared, 3, 600, dir.path());
+    let (r, diff) = restore_on_linux(&img, None);
+    assert!(diff.is_empty(), "{diff:?}");
+    // Two processes receive 600 files each: 3 messages each (253 + 253 + 94).
+    assert_eq!((r.files_sent, r.messages), (1200, 6));
+    let mut m = ModelBackend::new();
+    let r = restore(&img, &mut m, &Options::default()).unwrap();
+    assert_eq!((r.files_sent, r.messages), (1200, 6));
+}
+
+/// CRIU makes the lowest pid the master of an epoll, and fails when that
+/// process does not hold what the epoll watches (its issue 1366). Here the
+/// epoll's master gets the target served like any slave.
+#[test]
+fn an_epoll_master_gets_targets_only_another_process_holds() {
+    use fdlab::tools::restore::plan;
+    let img = image_of(&repo("tests/fixtures/trees/epoll-web.fds"));
+    // The epoll that watches the socket, and the socket only c holds.
+    let (ep, sock) = img
+        .files
+        .iter()
+        .find_map(|f| match &f.object {
+            Object::Epoll { registrations } => registrations
+                .iter()
+                .find(|r| matches!(img.files[r.file].object, Object::Socket { .. }))
+                .map(|r| (f.id as u32, r.file as u32)),
+            _ => None,
+        })
+        .unwrap();
+    let p = plan(&img, &Options::default()).unwrap();
+    let who = |name: &str| {
+        p.programs
+            .iter()
+            .position(|(prog, _)| prog.name == name)
+            .unwrap()
+    };
+    let (pp, cc) = (who("p"), who("c"));
+    let master_of = |f: u32| {
+        p.programs
+            .iter()
+            .position(|(prog, _)| prog.make.iter().any(|m| m.files().contains(&f)))
+            .unwrap()
+    };
+    assert_eq!(master_of(ep), pp, "p holds the epoll first");
+    assert_eq!(master_of(sock), cc, "only c holds the socket");
+    assert!(
+        p.programs[pp].0.receive.contains(&sock),
+        "p is served the socket"
+    );
+    assert!(p.programs[cc]
+        .0
+        .serve
+        .iter()
+        .any(|s| s.to == pp && s.files.contains(&sock)));
+    let (_, diff) = restore_on_linux(&img, None);
+    assert!(diff.is_empty(), "{diff:?}");
+}
+
+/// CRIU's dump stops at 1,024 pipes with data ("OOM storing pipe"); here
+/// the only limit is the kernel's, also for a pipe made bigger with
+/// F_SETPIPE_SZ and filled past the default 64 KiB.
+#[test]
+fn pipes_with_data_have_no_limit_of_their_own() {
+    use fdlab::tools::image::{Bytes, FdImage, FileImage, PipeImage, ProcImage, TableImage};
+    use fdlab_model::pipe::PipeEnd;
+    let mut img = Image::new();
+    for n in 0..3 {
+        let mut fds = Vec::new();
+        for _ in 0..500 {
+            let pipe = img.pipes.len();
+            img.pipes.push(PipeImage {
+                id: pipe,
+                data: Bytes(format!("pipe {pipe}").into_bytes()),
+                capacity: None,
+            });
+            for end in [PipeEnd::Read, PipeEnd::Write] {
+                let id = img.files.len();
+                img.files.push(FileImage {
+                    id,
+                    flags: if end == PipeEnd::Read {
+                        "O_RDONLY"
+                    } else {
+                        "O_WRONLY"
+                    }
+                    .into(),
+                    object: Object::Pipe { pipe, end },
+                });
+                fds.push(FdImage {
+                    fd: fds.len() as u32,
+                    file: id,
+                    cloexec: false,
+                });
+            }
+        }
+        img.tables.push(TableImage { id: n, fds });
+        img.processes.push(ProcImage {
+            id: n,
+            name: format!("p{n}"),
+            parent: None,
+            table: n,
+            rlimit: None,
+        });
+    }
+    // One big pipe: 1 MiB of capacity, 600,000 bytes queued.
+    img.pipes[0].capacity = Some(1 << 20);
+    img.pipes[0].data = Bytes((0..600_000u32).map(|i| (i % 251) as u8).collect());
+    let img = dump::canonical(&img);
+    let (r, diff) = restore_on_linux(&img, None);
+    assert!(diff.is_empty(), "{diff:?}");
+    assert_eq!(r.descriptors, 3000);
+}
+
+/// Two restores at once: each has its own anonymous transport, so they
+/// cannot meet (CRIU's named transport sockets can, its issue 2499).
+#[test]
+fn concurrent_restores_do_not_collide() {
+    let img = image_of(&repo("tests/fixtures/trees/queues.fds"));
+    let diffs: Vec<Vec<String>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| restore_on_linux(&img, None).1))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(diffs.iter().all(Vec::is_empty), "{diffs:?}");
+}
+
+/// A restore that cannot finish is an error naming the files waited for
+/// and who was to send them, never a hang: on the model at once, on Linux
+/// after the patience runs out.
+#[test]
+fn a_stuck_restore_names_what_it_waits_for() {
+    use fdlab::backend::LinuxBackend;
+    use fdlab::tools::restore::plan;
+    let img = image_of(&repo("tests/fixtures/trees/epoll-web.fds"));
+    let mut p = plan(&img, &Options::default()).unwrap();
+    // c, which alone holds the socket, forgets to serve it.
+    let c = p
+        .programs
+        .iter()
+        .position(|(prog, _)| prog.name == "c")
+        .unwrap();
+    let lost: Vec<u32> = p.programs[c]
+        .0
+        .serve
+        .iter()
+        .flat_map(|s| s.files.clone())
+        .collect();
+    assert!(!lost.is_empty());
+    p.programs[c].0.serve.clear();
+    let mut m = ModelBackend::new();
+    let e = fdlab::tools::restore::run_plan(&mut m, &p)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("stuck") && e.contains(&format!("files {}", lost[0])),
+        "{e}"
+    );
+    // On Linux: c gives up waiting after 300 ms with nothing moving.
+    for (prog, _) in &mut p.programs {
+        prog.patience_ms = 300;
+    }
+    let mut l = LinuxBackend::new(support::fdlab_bin()).unwrap();
+    let e = fdlab::tools::restore::run_plan(&mut l, &p)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("nothing moved for 300 ms") && e.contains(&format!("file {} (from c)", lost[0])),
+        "{e}"
     );
 }

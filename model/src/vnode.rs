@@ -122,6 +122,10 @@ pub struct Fs {
     root: VnodeId,
     entries: BTreeMap<String, VnodeId>,
     devices: BTreeMap<&'static str, VnodeId>,
+    /// Files outside the sandbox, by absolute path: what a restore of a
+    /// live process's image opens. Scenarios cannot name them (the
+    /// language's paths stay in the sandbox).
+    outside: BTreeMap<String, VnodeId>,
 }
 
 impl Default for Fs {
@@ -144,6 +148,7 @@ impl Default for Fs {
             root,
             entries: BTreeMap::new(),
             devices,
+            outside: BTreeMap::new(),
         }
     }
 }
@@ -182,6 +187,9 @@ impl Fs {
     pub fn lookup(&self, path: &str) -> Result<Lookup, Errno> {
         if let Some(&dev) = self.devices.get(path) {
             return Ok(Lookup::Found(dev));
+        }
+        if let Some(&v) = self.outside.get(path) {
+            return Ok(Lookup::Found(v));
         }
         if path.is_empty() || path.starts_with('/') {
             return Err(Errno::ENOENT);
@@ -228,6 +236,25 @@ impl Fs {
             Some(v) => Ok(Lookup::Found(v)),
             None => Err(Errno::ENOENT),
         }
+    }
+
+    /// Makes a file (or, with `directory`, a folder) outside the sandbox at
+    /// the absolute `path`, for a restore to open; an existing one stays.
+    pub fn add_outside(&mut self, path: &str, directory: bool) -> VnodeId {
+        if let Some(&v) = self.outside.get(path) {
+            return v;
+        }
+        let kind = if directory {
+            VnodeKind::Directory
+        } else {
+            VnodeKind::Regular(Data::default(), 0o644)
+        };
+        let v = VnodeId(self.vnodes.insert(Vnode {
+            path: path.to_string(),
+            kind,
+        }));
+        self.outside.insert(path.to_string(), v);
+        v
     }
 
     /// Creates an empty regular file named `name` in the sandbox directory,

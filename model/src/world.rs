@@ -236,6 +236,12 @@ impl World {
         self.gc_collections
     }
 
+    /// The file system, to add files outside the sandbox (`Fs::add_outside`)
+    /// before a restore.
+    pub fn fs_mut(&mut self) -> &mut Fs {
+        &mut self.fs
+    }
+
     pub fn fs(&self) -> &Fs {
         &self.fs
     }

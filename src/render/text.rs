@@ -10,6 +10,7 @@ use fdlab_model::Topology;
 use crate::backend::registry::ALL;
 use crate::lang::print::{expected_text, outcome_text, scenario_text};
 use crate::lang::Scenario;
+use crate::tools::bench::restore::RestoreBench;
 use crate::tools::bench::InspectBench;
 use crate::tools::check::Row;
 use crate::tools::compare::{Comparison, Divergence};
@@ -646,5 +647,48 @@ pub fn restore_outcome(o: &Outcome, plan: bool) -> String {
     }
     out.push('\n');
     out.push_str(&topology(&o.topology));
+    out
+}
+
+/// `fdlab bench restore`'s table.
+pub fn restore_bench(r: &RestoreBench) -> String {
+    let mut out = String::new();
+    for s in &r.shapes {
+        let m = &s.median;
+        let _ = writeln!(
+            out,
+            "{:?} tree: {} processes, {} descriptors, {} open files",
+            s.shape, s.processes, s.descriptors, s.files
+        );
+        let _ = writeln!(
+            out,
+            "  fdlab restore (median of {}): {:.3} s ({:.3} planning, {:.3} making processes, {:.3} running programs), {:.0} descriptors/s",
+            s.runs.len(),
+            m.seconds,
+            m.plan_seconds,
+            m.make_seconds,
+            m.programs_seconds,
+            m.descriptors_per_second
+        );
+        let _ = writeln!(
+            out,
+            "  {} messages carried {} files: {:.1} descriptors a message",
+            m.messages, m.files_sent, m.descriptors_per_message
+        );
+        if !s.criu_seconds.is_empty() {
+            let mut c = s.criu_seconds.clone();
+            c.sort_by(f64::total_cmp);
+            let med = c[c.len() / 2];
+            let _ = writeln!(
+                out,
+                "  CRIU restore (median of {}): {med:.3} s; fdlab/CRIU = {:.2}",
+                c.len(),
+                m.seconds / med
+            );
+        }
+        if let Some(e) = &s.criu_error {
+            let _ = writeln!(out, "  CRIU: {e}");
+        }
+    }
     out
 }

@@ -65,6 +65,9 @@ pub struct Options {
     pub root: Option<PathBuf>,
     /// Restore an image with unrestorable parts, leaving them out.
     pub skip_unrestorable: bool,
+    /// Log every step of every process (`--plan`), not only what waited
+    /// and the totals.
+    pub verbose: bool,
 }
 
 /// Why a restore could not be done.
@@ -141,12 +144,21 @@ pub struct Restored {
     pub files_sent: u64,
     /// Processes made, and how.
     pub created: Vec<(String, How)>,
+    /// Wall time, in seconds: validating and planning, making the
+    /// processes and the transport, then running every process's program.
+    pub plan_seconds: f64,
+    pub make_seconds: f64,
+    pub programs_seconds: f64,
     pub notes: Vec<String>,
     pub logs: Vec<ProcessLog>,
 }
 
 fn status_bits(flags: &str) -> u32 {
     image::status_flags(flags).map_or(0, |f| f.bits())
+}
+
+fn master_set(master: &mut [usize], f: FileId, q: usize) {
+    master[f as usize] = q;
 }
 
 /// Where `path` is opened: under `root` if there is one.
@@ -280,8 +292,10 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
             ]
         })
         .collect();
-    // Which participants hold each file (by descriptor).
-    let mut holders: HashMap<FileId, Vec<usize>> = HashMap::new();
+    // Which participants hold each file (by descriptor), in order (tables
+    // come in order, so each list is sorted). Ids are dense: vectors.
+    let nids = next_ghost as usize;
+    let mut holders: Vec<Vec<usize>> = vec![Vec::new(); nids];
     for t in &img.tables {
         let q = peer_of_table[&t.id];
         for d in t
@@ -289,8 +303,8 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
             .iter()
             .filter(|d| !other.contains(&(d.file as FileId)))
         {
-            let h = holders.entry(d.file as FileId).or_default();
-            if !h.contains(&q) {
+            let h = &mut holders[d.file];
+            if h.last() != Some(&q) {
                 h.push(q);
             }
         }
@@ -298,7 +312,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
     let first_holder = |files: &[FileId]| -> usize {
         files
             .iter()
-            .filter_map(|f| holders.get(f).and_then(|h| h.iter().min().copied()))
+            .filter_map(|&f| holders[f as usize].first().copied())
             .min()
             .unwrap_or(0)
     };
@@ -310,34 +324,46 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
             me: i,
             band,
             peers: peers.clone(),
+            verbose: opts.verbose,
             ..Program::default()
         })
         .collect();
     // Masters, and what each master needs that others make.
-    let mut master: HashMap<FileId, usize> = HashMap::new();
+    let mut master: Vec<usize> = vec![usize::MAX; nids];
     let mut needs: BTreeMap<usize, BTreeSet<FileId>> = BTreeMap::new();
     let mut made_pipes = vec![false; img.pipes.len()];
     let mut made_pairs = vec![false; img.pairs.len()];
+    // Each program's paths, by their text (many opens share a path).
+    let mut interned: Vec<HashMap<String, u32>> = vec![HashMap::new(); peers.len()];
+    let mut intern = |prog: &mut Program, q: usize, path: String| -> u32 {
+        let n = prog.paths.len() as u32;
+        *interned[q].entry(path).or_insert_with_key(|p| {
+            prog.paths.push(p.clone());
+            n
+        })
+    };
     for f in &img.files {
         let id = f.id as FileId;
         let flags = status_bits(&f.flags);
         match &f.object {
             Object::Regular { path, offset } | Object::Directory { path, offset } => {
                 let q = first_holder(&[id]);
-                master.insert(id, q);
+                master_set(&mut master, id, q);
+                let path = intern(&mut programs[q], q, resolve(path, opts.root.as_deref())?);
                 programs[q].make.push(Make::Open {
                     file: id,
-                    path: resolve(path, opts.root.as_deref())?,
+                    path,
                     flags: flags & (OFlags::ACCMODE.bits() | 0o2000 | 0o4000),
                     offset: Some(*offset),
                 });
             }
             Object::Chardev { path } => {
                 let q = first_holder(&[id]);
-                master.insert(id, q);
+                master_set(&mut master, id, q);
+                let path = intern(&mut programs[q], q, path.clone());
                 programs[q].make.push(Make::Open {
                     file: id,
-                    path: path.clone(),
+                    path,
                     flags: flags & (OFlags::ACCMODE.bits() | 0o2000 | 0o4000),
                     offset: None,
                 });
@@ -352,7 +378,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                 all.extend(pipe_extra[*pipe].iter().map(|x| x.0));
                 let q = first_holder(&all);
                 for &x in &all {
-                    master.insert(x, q);
+                    master_set(&mut master, x, q);
                 }
                 let flag_of = |x: FileId| {
                     img.files
@@ -386,8 +412,8 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                 made_pairs[*pair] = true;
                 let ends = pair_ends[*pair];
                 let q = first_holder(&ends);
-                master.insert(ends[0], q);
-                master.insert(ends[1], q);
+                master_set(&mut master, ends[0], q);
+                master_set(&mut master, ends[1], q);
                 let p = &img.pairs[*pair];
                 let flag_of = |x: FileId| {
                     img.files
@@ -422,7 +448,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
             }
             Object::Epoll { registrations } => {
                 let q = first_holder(&[id]);
-                master.insert(id, q);
+                master_set(&mut master, id, q);
                 programs[q].make.push(Make::Epoll { file: id, flags });
                 for r in registrations
                     .iter()
@@ -440,7 +466,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
             Object::Other { .. } => {}
             Object::Eventfd { count } => {
                 let q = first_holder(&[id]);
-                master.insert(id, q);
+                master_set(&mut master, id, q);
                 programs[q].make.push(Make::Eventfd {
                     file: id,
                     count: *count,
@@ -449,27 +475,35 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
             }
         }
     }
-    // Serving: each file to every participant that holds or needs it.
-    let mut wants: BTreeMap<usize, BTreeSet<FileId>> = needs;
-    for (&f, hs) in &holders {
+    // Serving: each file to every participant that holds or needs it, in
+    // file order.
+    let mut wants: Vec<Vec<FileId>> = vec![Vec::new(); peers.len()];
+    for (f, hs) in holders.iter().enumerate() {
         for &q in hs {
-            wants.entry(q).or_default().insert(f);
+            wants[q].push(f as FileId);
         }
     }
-    let mut serve: BTreeMap<(usize, usize), Vec<FileId>> = BTreeMap::new();
+    for (q, files) in needs {
+        wants[q].extend(files);
+    }
+    let mut serve: Vec<BTreeMap<usize, Vec<FileId>>> = vec![BTreeMap::new(); peers.len()];
     let mut senders: Vec<HashMap<FileId, usize>> = vec![HashMap::new(); peers.len()];
-    for (&q, files) in &wants {
-        for &f in files {
-            let m = master[&f];
+    for (q, files) in wants.iter_mut().enumerate() {
+        files.sort_unstable();
+        files.dedup();
+        for &f in files.iter() {
+            let m = master[f as usize];
             if m != q {
-                serve.entry((m, q)).or_default().push(f);
+                serve[m].entry(q).or_default().push(f);
                 programs[q].receive.push(f);
                 senders[q].insert(f, m);
             }
         }
     }
-    for ((m, q), files) in serve {
-        programs[m].serve.push(Serve { to: q, files });
+    for (m, to) in serve.into_iter().enumerate() {
+        for (q, files) in to {
+            programs[m].serve.push(Serve { to: q, files });
+        }
     }
     // Places, and rlimits.
     let mut rlimits = Vec::new();
@@ -555,24 +589,34 @@ fn run_on_model(
 }
 
 /// Makes the files an image's paths name in the model's file system (which
-/// stands for the real one: on Linux restore expects them to exist).
-fn prepare_model_files(
-    m: &mut ModelBackend,
-    restorer: &str,
-    img: &Image,
-) -> Result<(), RestoreError> {
+/// stands for the real one: on Linux restore expects them to exist):
+/// relative paths in its sandbox, with a process made for it and ended
+/// after; absolute ones outside it.
+fn prepare_model_files(m: &mut ModelBackend, img: &Image) -> Result<(), RestoreError> {
+    let maker = "__files";
+    m.spawn(maker, false)?;
     for f in &img.files {
-        if let Object::Regular { path, .. } = &f.object {
-            let open = Call::Open {
-                path: path.clone(),
-                flags: OFlags::RDWR | OFlags::CREAT,
-                mode: 0o644,
-            };
-            if let Ok(Ok(fdlab_model::Ret::Ints(v))) = m.call(restorer, &open) {
-                call_ok(m, restorer, &Call::Close { fd: v[0] as i32 }, "closing")?;
+        match &f.object {
+            Object::Regular { path, .. } | Object::Directory { path, .. }
+                if path.starts_with('/') =>
+            {
+                let dir = matches!(f.object, Object::Directory { .. });
+                m.world_mut().fs_mut().add_outside(path, dir);
             }
+            Object::Regular { path, .. } => {
+                let open = Call::Open {
+                    path: path.clone(),
+                    flags: OFlags::RDWR | OFlags::CREAT,
+                    mode: 0o644,
+                };
+                if let Ok(Ok(fdlab_model::Ret::Ints(v))) = m.call(maker, &open) {
+                    call_ok(m, maker, &Call::Close { fd: v[0] as i32 }, "closing")?;
+                }
+            }
+            _ => {}
         }
     }
+    call_ok(m, maker, &Call::Exit, "ending")?;
     Ok(())
 }
 
@@ -599,7 +643,7 @@ pub trait Target: Backend {
     /// The image of the restored tree.
     fn dump(&mut self, root: Option<&Path>) -> Result<Image, RestoreError>;
     /// Gets its file system ready for the image, if it is not real.
-    fn prepare(&mut self, _restorer: &str, _img: &Image) -> Result<(), RestoreError> {
+    fn prepare_files(&mut self, _img: &Image) -> Result<(), RestoreError> {
         Ok(())
     }
 }
@@ -624,8 +668,8 @@ impl Target for ModelBackend {
         run_on_model(self, plan)
     }
 
-    fn prepare(&mut self, restorer: &str, img: &Image) -> Result<(), RestoreError> {
-        prepare_model_files(self, restorer, img)
+    fn prepare_files(&mut self, img: &Image) -> Result<(), RestoreError> {
+        prepare_model_files(self, img)
     }
 
     fn dump(&mut self, _root: Option<&Path>) -> Result<Image, RestoreError> {
@@ -797,8 +841,17 @@ pub fn expected(img: &Image) -> Image {
 }
 
 /// The differences between two images, one line each (empty: equal):
-/// processes, tables, files, pipes and pairs compared in canonical order.
+/// processes, tables, files, pipes and pairs compared in canonical order;
+/// a limit `want` does not give is not compared.
 pub fn differences(want: &Image, got: &Image) -> Vec<String> {
+    // An image that does not say a process's limit accepts any.
+    let mut got = got.clone();
+    for (w, g) in want.processes.iter().zip(&mut got.processes) {
+        if w.rlimit.is_none() {
+            g.rlimit = None;
+        }
+    }
+    let got = &got;
     let mut out = Vec::new();
     let mut part = |what: &str, a: Vec<String>, b: Vec<String>| {
         for i in 0..a.len().max(b.len()) {
@@ -854,6 +907,7 @@ pub fn restore<B: Target>(
     b: &mut B,
     opts: &Options,
 ) -> Result<Restored, RestoreError> {
+    let t0 = std::time::Instant::now();
     let plan = if b.real_files() {
         plan(img, opts)?
     } else {
@@ -863,8 +917,50 @@ pub fn restore<B: Target>(
         };
         plan(img, &opts)?
     };
+    let plan_seconds = t0.elapsed().as_secs_f64();
+    b.prepare_files(img)?;
+    let (results, make_seconds, programs_seconds) = run_plan(b, &plan)?;
+    let mut r = Restored {
+        processes: img.processes.len(),
+        descriptors: img.tables.iter().map(|t| t.fds.len()).sum(),
+        files: img.files.len(),
+        messages: 0,
+        files_sent: 0,
+        created: plan.create.clone(),
+        plan_seconds,
+        make_seconds,
+        programs_seconds,
+        notes: plan.notes.clone(),
+        logs: Vec::new(),
+    };
+    for (name, steps, stats) in results {
+        r.messages += stats.messages;
+        r.files_sent += stats.sent;
+        r.logs.push(ProcessLog {
+            process: name,
+            steps,
+            messages: stats.messages,
+            sent: stats.sent,
+            received: stats.received,
+        });
+    }
+    Ok(r)
+}
+
+/// Runs a plan on `b`: makes the restorer, the transport and the
+/// processes, runs every program, ends the restorer, sets the limits.
+/// Returns each program's log and counts, and the seconds spent making the
+/// processes and running the programs.
+///
+/// Errors: a process could not be made, a step failed, the restore is
+/// stuck (on the model) or nothing moved for the patience (on Linux).
+#[allow(clippy::type_complexity)]
+pub fn run_plan<B: Target>(
+    b: &mut B,
+    plan: &Plan,
+) -> Result<(Vec<(String, Vec<String>, Stats)>, f64, f64), RestoreError> {
+    let start = std::time::Instant::now();
     b.spawn(&plan.restorer, false)?;
-    b.prepare(&plan.restorer, img)?;
     b.transport(&plan.restorer, plan.band, plan.peers.len())?;
     for (name, how) in &plan.create {
         let (from, call) = match how {
@@ -887,7 +983,9 @@ pub fn restore<B: Target>(
         };
         call_ok(b, from, &call, &format!("making {name}"))?;
     }
-    let results = b.run_programs(&plan)?;
+    let make_seconds = start.elapsed().as_secs_f64();
+    let results = b.run_programs(plan)?;
+    let programs_seconds = start.elapsed().as_secs_f64() - make_seconds;
     call_ok(b, &plan.restorer, &Call::Exit, "ending the restorer")?;
     for (name, n) in &plan.rlimits {
         call_ok(
@@ -897,26 +995,5 @@ pub fn restore<B: Target>(
             "setting RLIMIT_NOFILE",
         )?;
     }
-    let mut r = Restored {
-        processes: img.processes.len(),
-        descriptors: img.tables.iter().map(|t| t.fds.len()).sum(),
-        files: img.files.len(),
-        messages: 0,
-        files_sent: 0,
-        created: plan.create.clone(),
-        notes: plan.notes.clone(),
-        logs: Vec::new(),
-    };
-    for (name, steps, stats) in results {
-        r.messages += stats.messages;
-        r.files_sent += stats.sent;
-        r.logs.push(ProcessLog {
-            process: name,
-            steps,
-            messages: stats.messages,
-            sent: stats.sent,
-            received: stats.received,
-        });
-    }
-    Ok(r)
+    Ok((results, make_seconds, programs_seconds))
 }

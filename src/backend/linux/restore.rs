@@ -15,7 +15,8 @@ use super::kernel;
 use crate::backend::restore::exec::{Cause, Executor, Failed, Stats, Status, Sys};
 use crate::backend::restore::program::{FileId, Program};
 
-/// How long a process waits with nothing moving before it gives up.
+/// How long a process waits with nothing moving before it gives up,
+/// unless its program says otherwise.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// This process's kernel.
@@ -113,6 +114,11 @@ pub type Outcome = Result<(Vec<String>, Stats), (Failed, Vec<String>)>;
 /// it can, then the process sleeps until a message comes to its inbox or
 /// its next message can go out.
 pub fn run(prog: Program, senders: HashMap<FileId, usize>) -> Outcome {
+    let start = Instant::now();
+    let patience = match prog.patience_ms {
+        0 => PATIENCE,
+        ms => Duration::from_millis(ms),
+    };
     let mut e = Executor::new(prog, senders);
     let mut sys = LinuxSys;
     let mut moved = Instant::now();
@@ -123,17 +129,18 @@ pub fn run(prog: Program, senders: HashMap<FileId, usize>) -> Outcome {
             Err(f) => return Err((f, e.log)),
         };
         let Status::Blocked { send, receive } = status else {
+            e.stats.micros = start.elapsed().as_micros() as u64;
             return Ok((e.log, e.stats));
         };
         if (e.log.len(), &e.stats) != (before.0, &before.1) {
             moved = Instant::now();
         }
-        let left = PATIENCE.saturating_sub(moved.elapsed());
+        let left = patience.saturating_sub(moved.elapsed());
         if left.is_zero() {
             let failed = Failed {
                 process: e.name().to_string(),
                 what: format!("waiting for {}", e.waiting_for()),
-                cause: Cause::TimedOut(PATIENCE.as_secs()),
+                cause: Cause::TimedOut(patience.as_millis() as u64),
             };
             return Err((failed, e.log));
         }

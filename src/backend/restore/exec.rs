@@ -36,6 +36,17 @@ use serde::{Deserialize, Serialize};
 
 use super::program::{FileId, Make, Program, Work};
 
+/// Logs a line of the schedule, when the program asks for every step
+/// (the line is only formatted then).
+macro_rules! note {
+    ($self:ident, $($arg:tt)*) => {
+        if $self.prog.verbose {
+            let line = format!($($arg)*);
+            $self.log.push(line);
+        }
+    };
+}
+
 /// `O_APPEND | O_NONBLOCK`: the status flags `F_SETFL` sets.
 const SETFL_MASK: u32 = 0o2000 | 0o4000;
 
@@ -89,8 +100,8 @@ pub enum Cause {
     /// A system call failed.
     #[error("{0} ({desc})", desc = .0.description())]
     Errno(Errno),
-    /// Nothing came and nothing could be sent for this many seconds.
-    #[error("nothing moved for {0} s")]
+    /// Nothing came and nothing could be sent for this many milliseconds.
+    #[error("nothing moved for {0} ms")]
     TimedOut(u64),
     /// A message on the transport did not say what it carried.
     #[error("a malformed message")]
@@ -111,6 +122,9 @@ pub enum Status {
 /// What an executor did, for `--plan` and the bench.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
+    /// Wall time the process spent on its program, from its first step
+    /// to its last (waiting included), in microseconds.
+    pub micros: u64,
     pub messages: u64,
     pub sent: u64,
     pub received: u64,
@@ -130,6 +144,8 @@ pub struct Executor {
     at: BTreeMap<i32, FileId>,
     /// Each place: descriptor to file.
     targets: HashMap<u32, FileId>,
+    /// Each file's first place.
+    home: HashMap<FileId, u32>,
     /// The lowest parking number.
     park: u32,
     outbox: VecDeque<(usize, Vec<FileId>)>,
@@ -138,6 +154,10 @@ pub struct Executor {
     from: HashMap<FileId, usize>,
     /// Work already said to be waiting.
     said_again: BTreeSet<usize>,
+    /// Files made here.
+    made_count: usize,
+    /// Numbers held by a placeholder until their file is there.
+    placeholders: BTreeSet<i32>,
     pub log: Vec<String>,
     pub stats: Stats,
 }
@@ -168,6 +188,11 @@ impl Executor {
     /// file `f` here (for messages only).
     pub fn new(prog: Program, senders: HashMap<FileId, usize>) -> Executor {
         let targets: HashMap<u32, FileId> = prog.place.iter().map(|&(fd, f, _)| (fd, f)).collect();
+        let mut home: HashMap<FileId, u32> = HashMap::new();
+        for &(fd, f, _) in &prog.place {
+            let h = home.entry(f).or_insert(fd);
+            *h = (*h).min(fd);
+        }
         let park = prog
             .place
             .iter()
@@ -188,11 +213,14 @@ impl Executor {
             here: HashMap::new(),
             at: BTreeMap::new(),
             targets,
+            home,
             park,
             outbox: VecDeque::new(),
             waiting,
             from: senders,
             said_again: BTreeSet::new(),
+            made_count: 0,
+            placeholders: BTreeSet::new(),
             log: Vec::new(),
             stats: Stats::default(),
         }
@@ -244,11 +272,14 @@ impl Executor {
         self.outbox.front().map(|(to, _)| self.outlet(*to))
     }
 
-    fn fail(&self, what: impl Into<String>) -> impl FnOnce(Errno) -> Failed + '_ {
-        let what = what.into();
+    /// The failure of a step: `what` says which (built only on failure).
+    fn fail<'a, W: FnOnce() -> String + 'a>(
+        &'a self,
+        what: W,
+    ) -> impl FnOnce(Errno) -> Failed + 'a {
         move |errno| Failed {
             process: self.prog.name.clone(),
-            what,
+            what: what(),
             cause: Cause::Errno(errno),
         }
     }
@@ -256,32 +287,94 @@ impl Executor {
     /// Takes in a descriptor `fd` that holds `file`: it stays where it is,
     /// or moves to a parking number if that is another file's place.
     fn adopt(&mut self, sys: &mut dyn Sys, file: FileId, fd: i32) -> Result<(), Failed> {
-        if self.here.contains_key(&file) {
-            // A second copy of a file already here: one is enough.
-            return sys
-                .close(fd)
-                .map_err(self.fail(format!("closing a second copy of file {file}")));
-        }
-        let mut fd = fd;
-        if let Some(&want) = self.targets.get(&(fd as u32)) {
-            if want != file {
-                let moved = sys
-                    .dup_from(fd, self.park)
-                    .map_err(self.fail(format!("moving file {file} out of fd {fd}")))?;
+        self.adopt_all(sys, &[(file, fd)])
+    }
+
+    /// Takes in descriptors that arrived together (a pipe's two ends, the
+    /// files of one message): all are known before any moves, so that
+    /// none is moved onto another.
+    fn adopt_all(&mut self, sys: &mut dyn Sys, new: &[(FileId, i32)]) -> Result<(), Failed> {
+        let mut fresh = Vec::new();
+        for &(file, fd) in new {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.here.entry(file) {
+                e.insert(fd);
+                self.at.insert(fd, file);
+                fresh.push((file, fd));
+            } else {
+                // A second copy of a file already here: one is enough.
                 sys.close(fd)
-                    .map_err(self.fail(format!("closing fd {fd}")))?;
-                self.stats.moved += 1;
-                fd = moved;
+                    .map_err(self.fail(|| format!("closing a second copy of file {file}")))?;
             }
         }
-        self.here.insert(file, fd);
-        self.at.insert(fd, file);
+        for (file, fd) in fresh {
+            let owner = self.targets.get(&(fd as u32)).copied();
+            if owner == Some(file) {
+                continue;
+            }
+            let to = match self.home.get(&file).copied() {
+                // Its first place is free: it goes there now, and placing
+                // it at the end costs nothing.
+                Some(home) if !self.at.contains_key(&(home as i32)) => {
+                    sys.dup2(fd, home as i32)
+                        .map_err(self.fail(|| format!("placing file {file} at {home}")))?;
+                    self.placeholders.remove(&(home as i32));
+                    home as i32
+                }
+                // It landed on another file's place: out of the way.
+                _ if owner.is_some() => {
+                    self.stats.moved += 1;
+                    sys.dup_from(fd, self.park)
+                        .map_err(self.fail(|| format!("moving file {file} out of fd {fd}")))?
+                }
+                _ => continue,
+            };
+            sys.close(fd)
+                .map_err(self.fail(|| format!("closing fd {fd}")))?;
+            self.at.remove(&fd);
+            self.here.insert(file, to);
+            self.at.insert(to, file);
+        }
         Ok(())
     }
 
     /// The descriptor that holds `file` here.
     fn fd_of(&self, file: FileId) -> i32 {
         self.here[&file]
+    }
+
+    /// A new descriptor lands at the lowest free number. Numbers below the
+    /// highest place of a file made here that no such file goes to first
+    /// (places of files still to come, of dups, gaps) are filled with a
+    /// placeholder (a copy of the inbox), so that each file made lands at
+    /// its place, and moves nowhere. A file that comes later replaces its
+    /// placeholder with one `dup2`. Skipped when there would be more
+    /// placeholders than files made.
+    fn fill_holes(&mut self, sys: &mut dyn Sys, makes: &[Make]) -> Result<(), Failed> {
+        let homes: BTreeSet<u32> = makes
+            .iter()
+            .flat_map(|m| m.files())
+            .filter_map(|f| self.home.get(&f).copied())
+            .collect();
+        let Some(&top) = homes.iter().next_back() else {
+            return Ok(());
+        };
+        let holes: Vec<u32> = (0..top)
+            .filter(|n| !homes.contains(n) && !self.at.contains_key(&(*n as i32)))
+            .collect();
+        if holes.len() > homes.len() {
+            return Ok(());
+        }
+        let inbox = self.inbox();
+        for n in holes {
+            sys.dup2(inbox, n as i32)
+                .map_err(self.fail(|| format!("holding fd {n} for its file")))?;
+            self.placeholders.insert(n as i32);
+        }
+        Ok(())
+    }
+
+    fn make_count_add(&mut self, m: &Make) {
+        self.made_count += m.files().len();
     }
 
     /// One open step: makes the object, and answers Done.
@@ -293,18 +386,25 @@ impl Executor {
                 flags,
                 offset,
             } => {
+                let path = self
+                    .prog
+                    .paths
+                    .get(*path as usize)
+                    .cloned()
+                    .unwrap_or_default();
                 let fd = sys
-                    .open(path, *flags)
-                    .map_err(self.fail(format!("opening {path} (file {file})")))?;
+                    .open(&path, *flags)
+                    .map_err(self.fail(|| format!("opening {path} (file {file})")))?;
                 if let Some(off) = offset.filter(|&o| o > 0) {
                     sys.lseek(fd, off)
-                        .map_err(self.fail(format!("seeking file {file} to {off}")))?;
+                        .map_err(self.fail(|| format!("seeking file {file} to {off}")))?;
                 }
                 self.adopt(sys, *file, fd)?;
-                self.log.push(format!(
+                note!(
+                    self,
                     "open {path} -> file {file} at fd {}: Done",
                     self.fd_of(*file)
-                ));
+                );
             }
             Make::Pipe {
                 read,
@@ -317,75 +417,75 @@ impl Executor {
             } => {
                 let (r, w) = sys
                     .pipe()
-                    .map_err(self.fail(format!("pipe for files {read} and {write}")))?;
+                    .map_err(self.fail(|| format!("pipe for files {read} and {write}")))?;
                 if let Some(c) = capacity {
                     sys.set_pipe_size(w, *c).map_err(
-                        self.fail(format!("setting pipe file {write}'s capacity to {c}")),
+                        self.fail(|| format!("setting pipe file {write}'s capacity to {c}")),
                     )?;
                 }
                 let mut at = 0;
                 while at < data.len() {
-                    let n = sys.write(w, &data[at..]).map_err(self.fail(format!(
-                        "writing {} queued bytes into pipe file {write}",
-                        data.len()
-                    )))?;
+                    let n = sys.write(w, &data[at..]).map_err(self.fail(|| {
+                        format!("writing {} queued bytes into pipe file {write}", data.len())
+                    }))?;
                     at += n;
                 }
                 for (fd, fl, f) in [(r, read_flags, read), (w, write_flags, write)] {
                     if fl & SETFL_MASK != 0 {
                         sys.setfl(fd, fl & SETFL_MASK)
-                            .map_err(self.fail(format!("setting file {f}'s status flags")))?;
+                            .map_err(self.fail(|| format!("setting file {f}'s status flags")))?;
                     }
                 }
-                self.adopt(sys, *read, r)?;
-                self.adopt(sys, *write, w)?;
-                self.log.push(format!(
+                self.adopt_all(sys, &[(*read, r), (*write, w)])?;
+                note!(
+                    self,
                     "pipe -> files {read} (read end), {write} (write end), {} bytes queued: Done",
                     data.len()
-                ));
+                );
                 for &(file, of, flags) in reopen {
                     let path = format!("/proc/self/fd/{}", self.fd_of(of));
                     let fd = sys.open(&path, flags).map_err(
-                        self.fail(format!("opening pipe file {of} again as file {file}")),
+                        self.fail(|| format!("opening pipe file {of} again as file {file}")),
                     )?;
                     self.adopt(sys, file, fd)?;
-                    self.log.push(format!(
+                    note!(
+                        self,
                         "open {path} -> file {file}, the same pipe end as file {of}: Done"
-                    ));
+                    );
                 }
             }
             Make::Pair { ty, ends, flags } => {
                 let (a, b) = sys.socketpair(*ty).map_err(
-                    self.fail(format!("socketpair for files {} and {}", ends[0], ends[1])),
+                    self.fail(|| format!("socketpair for files {} and {}", ends[0], ends[1])),
                 )?;
                 for (fd, fl, f) in [(a, flags[0], ends[0]), (b, flags[1], ends[1])] {
                     if fl & SETFL_MASK != 0 {
                         sys.setfl(fd, fl & SETFL_MASK)
-                            .map_err(self.fail(format!("setting file {f}'s status flags")))?;
+                            .map_err(self.fail(|| format!("setting file {f}'s status flags")))?;
                     }
                 }
-                self.adopt(sys, ends[0], a)?;
-                self.adopt(sys, ends[1], b)?;
+                self.adopt_all(sys, &[(ends[0], a), (ends[1], b)])?;
                 let queued = self
                     .prog
                     .work
                     .iter()
                     .filter(|w| matches!(w, Work::Queue { from, .. } if ends.contains(from)))
                     .count();
-                self.log.push(format!(
+                note!(
+                    self,
                     "socketpair -> files {} and {}: {}",
                     ends[0],
                     ends[1],
                     answer(queued, "messages to queue")
-                ));
+                );
             }
             Make::Epoll { file, flags } => {
                 let fd = sys
                     .epoll_create()
-                    .map_err(self.fail(format!("epoll_create for file {file}")))?;
+                    .map_err(self.fail(|| format!("epoll_create for file {file}")))?;
                 if flags & SETFL_MASK != 0 {
                     sys.setfl(fd, flags & SETFL_MASK)
-                        .map_err(self.fail(format!("setting file {file}'s status flags")))?;
+                        .map_err(self.fail(|| format!("setting file {file}'s status flags")))?;
                 }
                 self.adopt(sys, *file, fd)?;
                 let regs = self
@@ -394,26 +494,26 @@ impl Executor {
                     .iter()
                     .filter(|w| matches!(w, Work::Register { epoll, .. } if epoll == file))
                     .count();
-                self.log.push(format!(
+                note!(
+                    self,
                     "epoll_create -> file {file}: {}",
                     answer(regs, "registrations to make")
-                ));
+                );
             }
             Make::Eventfd { file, count, flags } => {
                 let fd = sys
                     .eventfd()
-                    .map_err(self.fail(format!("eventfd for file {file}")))?;
+                    .map_err(self.fail(|| format!("eventfd for file {file}")))?;
                 if *count > 0 {
                     sys.write(fd, &count.to_le_bytes())
-                        .map_err(self.fail(format!("setting eventfd file {file}'s count")))?;
+                        .map_err(self.fail(|| format!("setting eventfd file {file}'s count")))?;
                 }
                 if flags & SETFL_MASK != 0 {
                     sys.setfl(fd, flags & SETFL_MASK)
-                        .map_err(self.fail(format!("setting file {file}'s status flags")))?;
+                        .map_err(self.fail(|| format!("setting file {file}'s status flags")))?;
                 }
                 self.adopt(sys, *file, fd)?;
-                self.log
-                    .push(format!("eventfd -> file {file}, count {count}: Done"));
+                note!(self, "eventfd -> file {file}, count {count}: Done");
             }
         }
         Ok(())
@@ -429,10 +529,9 @@ impl Executor {
                 let mut first = true;
                 while first || at < data.len() {
                     let carry: &[i32] = if first { &fds } else { &[] };
-                    match sys
-                        .sendmsg(sock, &data[at..], carry)
-                        .map_err(self.fail(format!("queueing a message on file {from}'s peer")))?
-                    {
+                    match sys.sendmsg(sock, &data[at..], carry).map_err(
+                        self.fail(|| format!("queueing a message on file {from}'s peer")),
+                    )? {
                         Some(n) => at += n,
                         None => {
                             return Err(Failed {
@@ -446,7 +545,8 @@ impl Executor {
                     }
                     first = false;
                 }
-                self.log.push(format!(
+                note!(
+                    self,
                     "queued {} bytes{} from file {from}: Done",
                     data.len(),
                     if files.is_empty() {
@@ -455,7 +555,7 @@ impl Executor {
                         let f: Vec<String> = files.iter().map(|x| x.to_string()).collect();
                         format!(" with files {} in flight", f.join(", "))
                     }
-                ));
+                );
             }
             Work::Register {
                 epoll,
@@ -467,19 +567,21 @@ impl Executor {
                 let t = self.fd_of(*target);
                 let n = *fd as i32;
                 if t == n {
-                    sys.epoll_add(ep, n, *events).map_err(self.fail(format!(
-                        "registering file {target} under {fd} in epoll file {epoll}"
-                    )))?;
+                    sys.epoll_add(ep, n, *events).map_err(self.fail(|| {
+                        format!("registering file {target} under {fd} in epoll file {epoll}")
+                    }))?;
                 } else {
                     // The number it was registered under holds another
                     // file here (or none): move that one away, put the
                     // target there for the registration, and free the
                     // number again.
+                    self.placeholders.remove(&n);
                     if let Some(other) = self.at.remove(&n) {
                         let moved = sys
                             .dup_from(n, self.park)
-                            .map_err(self.fail(format!("moving file {other} out of fd {n}")))?;
-                        sys.close(n).map_err(self.fail(format!("closing fd {n}")))?;
+                            .map_err(self.fail(|| format!("moving file {other} out of fd {n}")))?;
+                        sys.close(n)
+                            .map_err(self.fail(|| format!("closing fd {n}")))?;
                         self.here.insert(other, moved);
                         self.at.insert(moved, other);
                         self.stats.moved += 1;
@@ -487,16 +589,18 @@ impl Executor {
                     let ep = self.fd_of(*epoll);
                     let t = self.fd_of(*target);
                     sys.dup2(t, n)
-                        .map_err(self.fail(format!("putting file {target} at {fd}")))?;
+                        .map_err(self.fail(|| format!("putting file {target} at {fd}")))?;
                     let r = sys.epoll_add(ep, n, *events);
-                    sys.close(n).map_err(self.fail(format!("closing fd {n}")))?;
-                    r.map_err(self.fail(format!(
-                        "registering file {target} under {fd} in epoll file {epoll}"
-                    )))?;
+                    sys.close(n)
+                        .map_err(self.fail(|| format!("closing fd {n}")))?;
+                    r.map_err(self.fail(|| {
+                        format!("registering file {target} under {fd} in epoll file {epoll}")
+                    }))?;
                 }
-                self.log.push(format!(
+                note!(
+                    self,
                     "epoll file {epoll}: registered file {target} under {fd}: Done"
-                ));
+                );
             }
         }
         Ok(())
@@ -513,11 +617,23 @@ impl Executor {
             // Room for parking and the transport while restoring.
             let top = self.prog.band as u64 + 2 * self.prog.peers.len() as u64 + 8;
             sys.set_nofile(top)
-                .map_err(self.fail("raising RLIMIT_NOFILE for the restore"))?;
+                .map_err(self.fail(|| "raising RLIMIT_NOFILE for the restore".into()))?;
             self.started = true;
         }
         if !self.made {
-            for m in std::mem::take(&mut self.prog.make) {
+            let mut makes = std::mem::take(&mut self.prog.make);
+            // In the order of their places: each lands where it belongs
+            // when every lower number is taken (see `fill_holes`).
+            makes.sort_by_key(|m| {
+                m.files()
+                    .iter()
+                    .filter_map(|f| self.home.get(f).copied())
+                    .min()
+                    .unwrap_or(u32::MAX)
+            });
+            self.fill_holes(sys, &makes)?;
+            for m in makes {
+                self.make_count_add(&m);
                 self.make(sys, &m)?;
             }
             for s in std::mem::take(&mut self.prog.serve) {
@@ -531,19 +647,16 @@ impl Executor {
             let (to, files) = (*to, files.clone());
             let data: Vec<u8> = files.iter().flat_map(|f| f.to_le_bytes()).collect();
             let fds: Vec<i32> = files.iter().map(|f| self.fd_of(*f)).collect();
-            match sys
-                .sendmsg(self.outlet(to), &data, &fds)
-                .map_err(self.fail(format!(
-                    "serving {} files to {}",
-                    files.len(),
-                    self.peer(to)
-                )))? {
+            match sys.sendmsg(self.outlet(to), &data, &fds).map_err(
+                self.fail(|| format!("serving {} files to {}", files.len(), self.peer(to))),
+            )? {
                 Some(_) => {
-                    self.log.push(format!(
+                    note!(
+                        self,
                         "served {} to {} in one message",
                         ids_text(&files),
                         self.peer(to)
-                    ));
+                    );
                     self.stats.messages += 1;
                     self.stats.sent += files.len() as u64;
                     self.outbox.pop_front();
@@ -554,7 +667,7 @@ impl Executor {
         while !self.waiting.is_empty() {
             let Some((data, fds)) = sys
                 .recvmsg(self.inbox())
-                .map_err(self.fail("receiving files"))?
+                .map_err(self.fail(|| "receiving files".into()))?
             else {
                 break;
             };
@@ -573,11 +686,12 @@ impl Executor {
                     cause: Cause::Malformed,
                 });
             }
-            for (f, fd) in ids.into_iter().zip(fds) {
-                self.waiting.remove(&f);
-                self.stats.received += 1;
-                self.adopt(sys, f, fd)?;
+            for f in &ids {
+                self.waiting.remove(f);
             }
+            self.stats.received += ids.len() as u64;
+            let got: Vec<(FileId, i32)> = ids.into_iter().zip(fds).collect();
+            self.adopt_all(sys, &got)?;
         }
         if !(self.outbox.is_empty() && self.waiting.is_empty()) {
             // Say, once each, what waits for what.
@@ -636,27 +750,33 @@ impl Executor {
             };
             if src != n as i32 {
                 sys.dup2(src, n as i32)
-                    .map_err(self.fail(format!("placing file {file} at {n}")))?;
+                    .map_err(self.fail(|| format!("placing file {file} at {n}")))?;
             }
             if cloexec {
                 sys.cloexec(n as i32)
-                    .map_err(self.fail(format!("setting close-on-exec on {n}")))?;
+                    .map_err(self.fail(|| format!("setting close-on-exec on {n}")))?;
             }
         }
         let placed: BTreeSet<i32> = place.iter().map(|p| p.0 as i32).collect();
-        for &fd in self.at.keys() {
+        for &fd in self.at.keys().chain(self.placeholders.iter()) {
             if !placed.contains(&fd) {
                 sys.close(fd)
-                    .map_err(self.fail(format!("closing fd {fd}")))?;
+                    .map_err(self.fail(|| format!("closing fd {fd}")))?;
             }
         }
         let band = self.prog.band;
         let end = band + 2 * self.prog.peers.len() as u32 - 1;
         sys.close_range(band, end)
-            .map_err(self.fail("closing the transport"))?;
+            .map_err(self.fail(|| "closing the transport".into()))?;
         if let Some(n) = self.prog.rlimit {
             sys.set_nofile(n)
-                .map_err(self.fail(format!("setting RLIMIT_NOFILE to {n}")))?;
+                .map_err(self.fail(|| format!("setting RLIMIT_NOFILE to {n}")))?;
+        }
+        if !self.prog.verbose {
+            self.log.push(format!(
+                "made {} files, served {} in {} messages, received {}",
+                self.made_count, self.stats.sent, self.stats.messages, self.stats.received
+            ));
         }
         self.log
             .push(format!("{} descriptors placed: Done", place.len()));

@@ -14,10 +14,11 @@ pub type FileId = u32;
 /// Making one object (one open step): its file or files are made here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Make {
-    /// `open(path, flags)`; then `lseek` to `offset`.
+    /// `open(paths[path], flags)`; then `lseek` to `offset`.
     Open {
         file: FileId,
-        path: String,
+        /// Its index in [`Program::paths`] (many files share a path).
+        path: u32,
         /// Access mode and status flags as `open` takes them (never
         /// `O_CREAT` or `O_TRUNC`).
         flags: u32,
@@ -131,6 +132,8 @@ pub struct Program {
     /// The processes the transport connects, by name, in order.
     pub peers: Vec<String>,
     pub make: Vec<Make>,
+    /// The paths its open steps open.
+    pub paths: Vec<String>,
     pub serve: Vec<Serve>,
     /// The files it receives (from anyone).
     pub receive: Vec<FileId>,
@@ -139,4 +142,10 @@ pub struct Program {
     pub place: Vec<(u32, FileId, bool)>,
     /// The soft `RLIMIT_NOFILE` to leave it with.
     pub rlimit: Option<u64>,
+    /// Log every step (each open step and its answer, each message), not
+    /// only what waited and the totals.
+    pub verbose: bool,
+    /// How long to wait with nothing moving before giving up, in
+    /// milliseconds (0: the kernel side's default).
+    pub patience_ms: u64,
 }

@@ -1,26 +1,21 @@
-//! `fdlab bench`: the figures the issues name, measured on trees this
-//! command builds itself, beside the outside tools that do the same job,
-//! in one run (the machines are shared and noisy: ratios measured side by
-//! side are what to report).
-//!
-//! `inspect`: the reference tree is `processes` processes of `fds`
-//! descriptors each, built by a scenario on the Linux backend: the first
-//! process opens a fifth of them, and every other process is forked from
-//! it, so those are shared by all; then each process opens the same
+//! `fdlab bench inspect`: the reference tree is `processes` processes of
+//! `fds` descriptors each, built by a scenario on the Linux backend: the
+//! first process opens a fifth of them, and every other process is forked
+//! from it, so those are shared by all; then each process opens the same
 //! seven tenths of paths separately (the worst case for grouping by a cheap
 //! key: every path's key is shared by one open file per process), and dups
 //! the last tenth from its own separate opens. A second tree, where no two
 //! descriptors share a key, must cost no kcmp call between files.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fdlab_model::{Call, OFlags};
 use serde::Serialize;
 
-use super::inspect::{inspect, Filters, InspectCost, Request, Target};
+use super::{time_tool, ToolRun};
 use crate::backend::api::{Backend, BackendError};
 use crate::backend::linux::backend::{helper_path, LinuxBackend};
+use crate::tools::inspect::{inspect, Filters, InspectCost, Request, Target};
 
 /// The shape of the reference tree.
 #[derive(Debug, Clone, Copy)]
@@ -28,18 +23,6 @@ pub struct TreeShape {
     pub processes: usize,
     /// Descriptors per process (at most 1000, the scenarios' own limit).
     pub fds: usize,
-}
-
-/// One outside tool's run on the same processes.
-#[derive(Debug, Clone, Serialize)]
-pub struct ToolRun {
-    pub tool: String,
-    /// `None` when the tool is not installed.
-    pub seconds: Option<f64>,
-    /// Lines it printed (a measure of what it covered).
-    pub lines: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// What `fdlab bench inspect` measured.
@@ -148,31 +131,6 @@ fn pids(b: &LinuxBackend, prefix: &str, n: usize) -> Vec<i32> {
     (0..n)
         .filter_map(|k| b.pid_of(&format!("{prefix}{k}")))
         .collect()
-}
-
-/// Runs `program args` and times it, if it is installed.
-fn time_tool(program: &str, args: &[String]) -> ToolRun {
-    let start = Instant::now();
-    match Command::new(program).args(args).output() {
-        Ok(out) => ToolRun {
-            tool: format!("{program} {}", args.first().map_or("", |a| a.as_str())),
-            seconds: Some(start.elapsed().as_secs_f64()),
-            lines: out.stdout.split(|&b| b == b'\n').count().saturating_sub(1),
-            error: (!out.status.success()).then(|| {
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            }),
-        },
-        Err(e) => ToolRun {
-            tool: program.to_string(),
-            seconds: None,
-            lines: 0,
-            error: Some(format!("not run: {e}")),
-        },
-    }
 }
 
 /// Builds the trees, inspects the reference one `runs` times, and runs
