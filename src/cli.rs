@@ -163,6 +163,11 @@ enum Cmd {
         /// them out.
         #[arg(long)]
         skip_unrestorable: bool,
+        /// On the model: under each process's schedule, every system call
+        /// of the restore and the file(9) calls it made (falloc, FREF,
+        /// FRELE, fdinstall...), with each file's count.
+        #[arg(long)]
+        trace: bool,
         /// Print one JSON document instead of text.
         #[arg(long)]
         json: bool,
@@ -409,15 +414,22 @@ pub fn main() -> ExitCode {
             root,
             plan,
             skip_unrestorable,
+            trace,
             json,
         } => {
             if hold && backend != BackendName::Linux {
                 return fail("--hold keeps real processes alive: it needs --backend linux");
             }
+            if trace && backend == BackendName::Linux {
+                return fail(
+                    "--trace shows the model's file(9) calls: it needs --backend model or both",
+                );
+            }
             let how = RestoreHow {
                 verify,
                 hold,
-                plan,
+                plan: plan || trace,
+                trace,
                 json,
             };
             restore_image(&image, backend, root, skip_unrestorable, &how)
@@ -699,6 +711,7 @@ struct RestoreHow {
     verify: bool,
     hold: bool,
     plan: bool,
+    trace: bool,
     json: bool,
 }
 
@@ -733,11 +746,16 @@ fn restore_image(
         root,
         skip_unrestorable,
         verbose: how.plan,
+        trace: false,
     };
     let mut outcomes = Vec::new();
     let mut held = None;
     if matches!(backend, BackendName::Model | BackendName::Both) {
-        match restore::restore_on(&img, &mut ModelBackend::new(), &opts, how.verify) {
+        let traced = restore::Options {
+            trace: how.trace,
+            ..opts.clone()
+        };
+        match restore::restore_on(&img, &mut ModelBackend::new(), &traced, how.verify) {
             Ok(o) => outcomes.push(o),
             Err(e) => return fail(format!("{file}: restoring on the model: {e}")),
         }

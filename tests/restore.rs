@@ -247,6 +247,7 @@ fn linux_images_round_trip_on_linux_and_the_model() {
             root: Some(root.clone()),
             skip_unrestorable: true,
             verbose: true,
+            trace: false,
         };
         let (floor, _) = numbers(&img);
         let mut l2 = LinuxBackend::with_floor(support::fdlab_bin(), floor).unwrap();
@@ -831,4 +832,105 @@ fn a_stuck_restore_names_what_it_waits_for() {
         e.contains("nothing moved for 300 ms") && e.contains(&format!("file {} (from c)", lost[0])),
         "{e}"
     );
+}
+
+/// The property: random scenarios run on Linux, dumped from the
+/// live helpers, restored on Linux and on the model, both dump as the
+/// image.
+#[test]
+fn generated_linux_trees_round_trip_on_both_backends() {
+    use fdlab::backend::LinuxBackend;
+    use fdlab::tools::restore::{differences, expected, numbers, Target};
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config, TestRng, TestRunner};
+
+    let n = cases(12);
+    let config = Config {
+        cases: n,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let rng = TestRng::deterministic_rng(config.rng_algorithm);
+    let mut runner = TestRunner::new_with_rng(config, rng);
+    let mut restored_descriptors = 0;
+    for _ in 0..n {
+        let ops = ops(5..40).new_tree(&mut runner).unwrap().current();
+        let s = realize(&ops);
+        let text = fdlab::lang::print::scenario_text(&s);
+        let mut l1 = LinuxBackend::new(support::fdlab_bin()).unwrap();
+        run(&s, &mut l1, false).unwrap();
+        let root = l1.sandbox().to_path_buf();
+        let img = l1.dump(Some(&root)).unwrap();
+        let want = expected(&img);
+        restored_descriptors += want.tables.iter().map(|t| t.fds.len()).sum::<usize>();
+        let opts = Options {
+            root: Some(root.clone()),
+            skip_unrestorable: true,
+            ..Options::default()
+        };
+        let (floor, _) = numbers(&img);
+        let mut l2 = LinuxBackend::with_floor(support::fdlab_bin(), floor).unwrap();
+        let mut m = ModelBackend::new();
+        for (name, got) in [
+            (
+                "linux",
+                restore(&img, &mut l2, &opts).and_then(|_| l2.dump(Some(&root))),
+            ),
+            (
+                "model",
+                restore(&img, &mut m, &opts).and_then(|_| m.dump(None)),
+            ),
+        ] {
+            let got = got.unwrap_or_else(|e| panic!("on {name}: {e}\nscenario:\n{text}"));
+            let d = differences(&want, &got);
+            assert!(
+                d.is_empty(),
+                "on {name}:\n  {}\nscenario:\n{text}",
+                d.join("\n  ")
+            );
+        }
+    }
+    assert!(
+        restored_descriptors > 10 * n as usize,
+        "trees too small: {restored_descriptors}"
+    );
+}
+
+/// Trees that a plain order of forks and clones cannot make (see
+/// `tools::restore::tree`), on Linux.
+#[test]
+fn unusual_trees_restore_on_linux() {
+    use fdlab::tools::image::{ProcImage, TableImage};
+    let shapes: [&[(&str, Option<usize>, usize)]; 3] = [
+        &[("p1", None, 0), ("p2", Some(0), 1), ("p3", Some(1), 0)],
+        &[("p1", None, 0), ("p2", Some(0), 1), ("p3", Some(0), 1)],
+        &[
+            ("a", None, 0),
+            ("b", None, 0),
+            ("c", None, 1),
+            ("d", None, 1),
+        ],
+    ];
+    for procs in shapes {
+        let mut img = Image::new();
+        let tables = procs.iter().map(|p| p.2).max().unwrap() + 1;
+        for t in 0..tables {
+            img.tables.push(TableImage {
+                id: t,
+                fds: Vec::new(),
+            });
+        }
+        for (i, &(name, parent, table)) in procs.iter().enumerate() {
+            img.processes.push(ProcImage {
+                id: i,
+                name: name.into(),
+                parent,
+                table,
+                rlimit: None,
+            });
+        }
+        let (r, diff) = restore_on_linux(&img, None);
+        assert!(diff.is_empty(), "{procs:?}: {diff:?}");
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+    }
 }

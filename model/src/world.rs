@@ -150,6 +150,11 @@ impl World {
         self.trace = on.then(Vec::new);
     }
 
+    /// Whether file(9) calls are being recorded.
+    pub fn tracing(&self) -> bool {
+        self.trace.is_some()
+    }
+
     /// The file(9) calls recorded since the last call.
     pub fn take_trace(&mut self) -> Vec<TraceEvent> {
         self.trace.as_mut().map(std::mem::take).unwrap_or_default()

@@ -591,6 +591,7 @@ fn how_made(name: &str, how: &How) -> String {
         How::Spawn => format!("{name} (spawned)"),
         How::Fork { from } => format!("{name} (fork of {from})"),
         How::CloneFiles { from } => format!("{name} (clone_files of {from}: its table)"),
+        How::Unshare => format!("then {name} unshares its table"),
     }
 }
 

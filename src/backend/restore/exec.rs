@@ -39,7 +39,8 @@ use super::program::{FileId, Make, Program, Work};
 /// Logs a line of the schedule, when the program asks for every step
 /// (the line is only formatted then).
 macro_rules! note {
-    ($self:ident, $($arg:tt)*) => {
+    ($self:ident, $sys:ident, $($arg:tt)*) => {
+        $self.log.extend($sys.notes());
         if $self.prog.verbose {
             let line = format!($($arg)*);
             $self.log.push(line);
@@ -82,6 +83,12 @@ pub trait Sys {
     fn recvmsg(&mut self, sock: i32) -> Result<Option<(Vec<u8>, Vec<i32>)>, Errno>;
     /// The soft `RLIMIT_NOFILE`.
     fn set_nofile(&mut self, n: u64) -> Result<(), Errno>;
+    /// What the kernel did underneath since last asked, one line each (the
+    /// model's file(9) calls, when traced); the executor puts them in its
+    /// log before the step they belong to.
+    fn notes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Why a process could not restore its part: which process, doing what,
@@ -402,6 +409,7 @@ impl Executor {
                 self.adopt(sys, *file, fd)?;
                 note!(
                     self,
+                    sys,
                     "open {path} -> file {file} at fd {}: Done",
                     self.fd_of(*file)
                 );
@@ -439,6 +447,7 @@ impl Executor {
                 self.adopt_all(sys, &[(*read, r), (*write, w)])?;
                 note!(
                     self,
+                    sys,
                     "pipe -> files {read} (read end), {write} (write end), {} bytes queued: Done",
                     data.len()
                 );
@@ -450,6 +459,7 @@ impl Executor {
                     self.adopt(sys, file, fd)?;
                     note!(
                         self,
+                        sys,
                         "open {path} -> file {file}, the same pipe end as file {of}: Done"
                     );
                 }
@@ -473,6 +483,7 @@ impl Executor {
                     .count();
                 note!(
                     self,
+                    sys,
                     "socketpair -> files {} and {}: {}",
                     ends[0],
                     ends[1],
@@ -496,6 +507,7 @@ impl Executor {
                     .count();
                 note!(
                     self,
+                    sys,
                     "epoll_create -> file {file}: {}",
                     answer(regs, "registrations to make")
                 );
@@ -513,7 +525,7 @@ impl Executor {
                         .map_err(self.fail(|| format!("setting file {file}'s status flags")))?;
                 }
                 self.adopt(sys, *file, fd)?;
-                note!(self, "eventfd -> file {file}, count {count}: Done");
+                note!(self, sys, "eventfd -> file {file}, count {count}: Done");
             }
         }
         Ok(())
@@ -547,6 +559,7 @@ impl Executor {
                 }
                 note!(
                     self,
+                    sys,
                     "queued {} bytes{} from file {from}: Done",
                     data.len(),
                     if files.is_empty() {
@@ -599,6 +612,7 @@ impl Executor {
                 }
                 note!(
                     self,
+                    sys,
                     "epoll file {epoll}: registered file {target} under {fd}: Done"
                 );
             }
@@ -653,6 +667,7 @@ impl Executor {
                 Some(_) => {
                     note!(
                         self,
+                        sys,
                         "served {} to {} in one message",
                         ids_text(&files),
                         self.peer(to)
@@ -719,6 +734,7 @@ impl Executor {
                             format!("epoll file {epoll}'s registration under {fd}")
                         }
                     };
+                    self.log.extend(sys.notes());
                     self.log
                         .push(format!("{what}: Again, waiting for {}", from.join(", ")));
                 }
@@ -772,6 +788,7 @@ impl Executor {
             sys.set_nofile(n)
                 .map_err(self.fail(|| format!("setting RLIMIT_NOFILE to {n}")))?;
         }
+        self.log.extend(sys.notes());
         if !self.prog.verbose {
             self.log.push(format!(
                 "made {} files, served {} in {} messages, received {}",

@@ -8,11 +8,43 @@ use fdlab_model::{
 };
 
 use super::exec::Sys;
+use crate::lang::print::{call_strace, ret_text};
 
 /// One process of the model, as the restore engine's kernel.
 pub struct ModelSys<'w> {
     pub world: &'w mut World,
     pub pid: Pid,
+    /// Record each call and the file(9) calls under it (`--trace`); the
+    /// world must be tracing.
+    pub trace: bool,
+    pub lines: Vec<String>,
+}
+
+impl<'w> ModelSys<'w> {
+    /// Process `pid` of `world`, traced or not.
+    pub fn new(world: &'w mut World, pid: Pid, trace: bool) -> ModelSys<'w> {
+        ModelSys {
+            world,
+            pid,
+            trace,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Notes what `what` did, with the file(9) calls under it.
+    fn traced<T: std::fmt::Debug>(&mut self, what: impl FnOnce() -> String, r: &Result<T, Errno>) {
+        if !self.trace {
+            return;
+        }
+        let result = match r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.lines.push(format!("  {} = {result}", what()));
+        for ev in self.world.take_trace() {
+            self.lines.push(format!("      {ev}"));
+        }
+    }
 }
 
 fn one(o: Outcome) -> Result<i32, Errno> {
@@ -31,7 +63,18 @@ fn two(o: Outcome) -> Result<(i32, i32), Errno> {
 
 impl ModelSys<'_> {
     fn call(&mut self, c: Call) -> Outcome {
-        self.world.call(self.pid, &c)
+        let o = self.world.call(self.pid, &c);
+        if self.trace {
+            let text = match &o {
+                Ok(r) => format!("{} = {}", call_strace(&c), ret_text(r)),
+                Err(e) => format!("{} = {e}", call_strace(&c)),
+            };
+            self.lines.push(format!("  {text}"));
+            for ev in self.world.take_trace() {
+                self.lines.push(format!("      {ev}"));
+            }
+        }
+        o
     }
 }
 
@@ -144,7 +187,12 @@ impl Sys for ModelSys<'_> {
     }
 
     fn sendmsg(&mut self, sock: i32, data: &[u8], fds: &[i32]) -> Result<Option<usize>, Errno> {
-        match self.world.sys_sendmsg(self.pid, sock, data, fds) {
+        let r = self.world.sys_sendmsg(self.pid, sock, data, fds);
+        self.traced(
+            || format!("sendmsg({sock}, {} bytes, SCM_RIGHTS {fds:?})", data.len()),
+            &r,
+        );
+        match r {
             Ok(n) => Ok(Some(n)),
             Err(Errno::EAGAIN) => Ok(None),
             Err(e) => Err(e),
@@ -152,7 +200,14 @@ impl Sys for ModelSys<'_> {
     }
 
     fn recvmsg(&mut self, sock: i32) -> Result<Option<(Vec<u8>, Vec<i32>)>, Errno> {
-        match self.world.sys_recvmsg(self.pid, sock, 4 * 253, false) {
+        let r = self.world.sys_recvmsg(self.pid, sock, 4 * 253, false);
+        if !matches!(r, Err(Errno::EAGAIN)) {
+            self.traced(
+                || format!("recvmsg({sock})"),
+                &r.as_ref().map(|(_, f)| f.len()).map_err(|e| *e),
+            );
+        }
+        match r {
             Ok((data, fds)) => Ok(Some((data, fds.iter().map(|f| f.get() as i32).collect()))),
             Err(Errno::EAGAIN) => Ok(None),
             Err(e) => Err(e),
@@ -161,5 +216,9 @@ impl Sys for ModelSys<'_> {
 
     fn set_nofile(&mut self, n: u64) -> Result<(), Errno> {
         self.call(Call::Rlimit { limit: n }).map(|_| ())
+    }
+
+    fn notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.lines)
     }
 }

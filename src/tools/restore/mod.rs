@@ -26,13 +26,18 @@ use fdlab_model::{Call, OFlags, SockType};
 use serde::Serialize;
 
 use super::dump;
+
+pub mod tree;
+
 use super::image::{self, Image, InvalidImage, Object};
 use crate::backend::api::{Backend, BackendError};
 use crate::backend::linux::capture::CapturedProc;
-use crate::backend::restore::exec::{make_transport, Cause, Executor, Failed, Stats, Status};
+use crate::backend::restore::exec::{make_transport, Cause, Executor, Failed, Stats, Status, Sys};
 use crate::backend::restore::model::ModelSys;
 use crate::backend::restore::program::{FileId, Make, Program, Serve, Work};
 use crate::backend::{LinuxBackend, ModelBackend};
+use crate::lang::print::call_strace;
+pub use tree::How;
 
 /// The transport's lowest first descriptor: above the harness's own
 /// control channels, which sit just above `HARNESS_FD`.
@@ -68,6 +73,9 @@ pub struct Options {
     /// Log every step of every process (`--plan`), not only what waited
     /// and the totals.
     pub verbose: bool,
+    /// On the model: log every system call of the restore and the file(9)
+    /// calls under it (`--trace`).
+    pub trace: bool,
 }
 
 /// Why a restore could not be done.
@@ -89,14 +97,6 @@ pub enum RestoreError {
     Stuck(String),
     #[error(transparent)]
     Backend(#[from] BackendError),
-}
-
-/// How a process is made.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum How {
-    Spawn,
-    Fork { from: String },
-    CloneFiles { from: String },
 }
 
 /// A restore's plan.
@@ -121,6 +121,8 @@ pub struct Plan {
     pub rlimits: Vec<(String, u64)>,
     /// What a reader of the plan should know.
     pub notes: Vec<String>,
+    /// Trace the model's calls (see [`Options::trace`]).
+    pub trace: bool,
 }
 
 /// What one process did.
@@ -206,34 +208,12 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
     while names.contains(restorer.as_str()) {
         restorer.push('_');
     }
-    // Processes, in image order (parents first).
-    let mut create = Vec::new();
-    let mut notes = Vec::new();
+    // Processes: see `tree`. Each table's driver is its first process in
+    // image order.
+    let (create, notes) = tree::steps(img, &restorer);
     let mut first_user: BTreeMap<usize, usize> = BTreeMap::new();
     for p in &img.processes {
-        let how = match p.parent {
-            Some(parent) if img.processes[parent].table == p.table => How::CloneFiles {
-                from: img.processes[parent].name.clone(),
-            },
-            _ => match first_user.get(&p.table) {
-                Some(&u) => {
-                    notes.push(format!(
-                        "{} is made by {}, whose table it shares, not by its parent",
-                        p.name, img.processes[u].name
-                    ));
-                    How::CloneFiles {
-                        from: img.processes[u].name.clone(),
-                    }
-                }
-                None => How::Fork {
-                    from: p
-                        .parent
-                        .map_or_else(|| restorer.clone(), |q| img.processes[q].name.clone()),
-                },
-            },
-        };
         first_user.entry(p.table).or_insert(p.id);
-        create.push((p.name.clone(), how));
     }
     // Participants: the restorer (0), then each table's driver.
     let mut peers = vec![restorer.clone()];
@@ -324,7 +304,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
             me: i,
             band,
             peers: peers.clone(),
-            verbose: opts.verbose,
+            verbose: opts.verbose || opts.trace,
             ..Program::default()
         })
         .collect();
@@ -525,6 +505,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
         }
     }
     Ok(Plan {
+        trace: opts.trace,
         restorer,
         floor,
         band,
@@ -563,10 +544,10 @@ fn run_on_model(
                 .pid(e.name())
                 .ok_or_else(|| BackendError::UnknownProcess(e.name().to_string()))?;
             let before = (e.log.len(), e.stats.clone());
-            let status = e.step(&mut ModelSys {
-                world: m.world_mut(),
-                pid,
-            })?;
+            let mut sys = ModelSys::new(m.world_mut(), pid, plan.trace);
+            let status = e.step(&mut sys)?;
+            let rest = sys.notes();
+            e.log.extend(rest);
             if status == Status::Done {
                 done[i] = true;
                 progress = true;
@@ -624,7 +605,13 @@ fn prepare_model_files(m: &mut ModelBackend, img: &Image) -> Result<(), RestoreE
 pub trait Target: Backend {
     /// Makes the transport in process `proc`: `peers` datagram socket
     /// pairs from descriptor `band` up.
-    fn transport(&mut self, proc: &str, band: u32, peers: usize) -> Result<(), RestoreError>;
+    /// Returns, when traced, what it did underneath.
+    fn transport(
+        &mut self,
+        proc: &str,
+        band: u32,
+        peers: usize,
+    ) -> Result<Vec<String>, RestoreError>;
     /// Runs the plan's programs, each in its process, and waits for all.
     fn run_programs(
         &mut self,
@@ -649,16 +636,20 @@ pub trait Target: Backend {
 }
 
 impl Target for ModelBackend {
-    fn transport(&mut self, proc: &str, band: u32, peers: usize) -> Result<(), RestoreError> {
+    fn transport(
+        &mut self,
+        proc: &str,
+        band: u32,
+        peers: usize,
+    ) -> Result<Vec<String>, RestoreError> {
         let pid = self
             .world()
             .pid(proc)
             .ok_or_else(|| BackendError::UnknownProcess(proc.to_string()))?;
-        let mut sys = ModelSys {
-            world: self.world_mut(),
-            pid,
-        };
-        Ok(make_transport(&mut sys, proc, band, peers)?)
+        let traced = self.world().tracing();
+        let mut sys = ModelSys::new(self.world_mut(), pid, traced);
+        make_transport(&mut sys, proc, band, peers)?;
+        Ok(sys.notes())
     }
 
     fn run_programs(
@@ -689,8 +680,14 @@ impl Target for ModelBackend {
 }
 
 impl Target for LinuxBackend {
-    fn transport(&mut self, proc: &str, band: u32, peers: usize) -> Result<(), RestoreError> {
-        Ok(self.restore_transport(proc, band, peers)??)
+    fn transport(
+        &mut self,
+        proc: &str,
+        band: u32,
+        peers: usize,
+    ) -> Result<Vec<String>, RestoreError> {
+        self.restore_transport(proc, band, peers)??;
+        Ok(Vec::new())
     }
 
     fn run_programs(
@@ -960,8 +957,11 @@ pub fn run_plan<B: Target>(
     plan: &Plan,
 ) -> Result<(Vec<(String, Vec<String>, Stats)>, f64, f64), RestoreError> {
     let start = std::time::Instant::now();
+    b.set_tracing(plan.trace);
     b.spawn(&plan.restorer, false)?;
-    b.transport(&plan.restorer, plan.band, plan.peers.len())?;
+    let _ = b.take_trace();
+    // What the restorer did underneath: the transport, the processes.
+    let mut made = b.transport(&plan.restorer, plan.band, plan.peers.len())?;
     for (name, how) in &plan.create {
         let (from, call) = match how {
             How::Spawn => {
@@ -980,11 +980,19 @@ pub fn run_plan<B: Target>(
                     child: name.clone(),
                 },
             ),
+            How::Unshare => (name, Call::UnshareFiles),
         };
         call_ok(b, from, &call, &format!("making {name}"))?;
+        if plan.trace {
+            made.push(format!("  {from}: {} = 0", call_strace(&call)));
+            made.extend(b.take_trace().iter().map(|ev| format!("      {ev}")));
+        }
     }
     let make_seconds = start.elapsed().as_secs_f64();
-    let results = b.run_programs(plan)?;
+    let mut results = b.run_programs(plan)?;
+    if let Some(first) = results.first_mut() {
+        first.1.splice(0..0, made);
+    }
     let programs_seconds = start.elapsed().as_secs_f64() - make_seconds;
     call_ok(b, &plan.restorer, &Call::Exit, "ending the restorer")?;
     for (name, n) in &plan.rlimits {
