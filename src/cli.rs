@@ -1,5 +1,6 @@
-//! The command line: `fdlab run`, `check` and `fuzz`. It parses arguments,
-//! calls the tools, and prints what they return through the render floor.
+//! The command line: `fdlab run`, `check`, `fuzz`, `inspect`, `dump`,
+//! `restore` and `bench`. It parses arguments, calls the tools, and prints
+//! what they return through the render floor.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -95,10 +96,11 @@ enum Cmd {
     ///
     /// Exit 0 when everything was read, 1 when something could not be (it
     /// is listed), 2 when no image could be made.
-    #[command(after_help = "Examples:
-  fdlab dump --tree 1234 -o tree.json   a process and its descendants
-                        fdlab dump 1234 1240 --freeze         two processes, stopped while read
-                        fdlab restore tree.json --verify      make the tree again, and check it")]
+    #[command(
+        after_help = "Examples:\n  fdlab dump --tree 1234 -o tree.json   a process and its descendants\n  \
+                      fdlab dump 1234 1240 --freeze         two processes, stopped while read\n  \
+                      fdlab restore tree.json --verify      make the tree again, and check it"
+    )]
     Dump {
         /// Processes to dump.
         pids: Vec<i32>,
@@ -130,11 +132,12 @@ enum Cmd {
     /// Exit 0 when restored (and with `--verify`, equal to the image; with
     /// `--backend both`, the same on both), 1 when a verification differs,
     /// 2 when the image is invalid or the restore failed.
-    #[command(after_help = "Examples:
-  fdlab run scenarios/scm-rights-in-flight.fds --backend linux --dump x.json
-                        fdlab restore x.json --backend both --verify   restore it on Linux and on the model
-                        fdlab restore x.json --backend linux --plan    each process's schedule
-                        fdlab restore x.json --backend linux --hold    keep the tree to look at it")]
+    #[command(
+        after_help = "Examples:\n  fdlab run scenarios/scm-rights-in-flight.fds --backend linux --dump x.json\n  \
+                      fdlab restore x.json --backend both --verify   restore it on Linux and on the model\n  \
+                      fdlab restore x.json --backend linux --plan    each process's schedule\n  \
+                      fdlab restore x.json --backend linux --hold    keep the tree to look at it"
+    )]
     Restore {
         /// The image.
         image: PathBuf,
