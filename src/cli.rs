@@ -257,6 +257,16 @@ enum Cmd {
         /// Where to write a minimal failing scenario.
         #[arg(long, default_value = "fuzz-failure.fds")]
         out: PathBuf,
+        /// How long Linux's deferred work (the unix garbage collector) may
+        /// take at the end of a scenario, in milliseconds, before what it
+        /// has not done counts as a disagreement.
+        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        settle_ms: u64,
+        /// Plant a known bug in the model, to see whether (and how fast)
+        /// fuzzing finds it. Only in builds with the `mutants` feature.
+        #[cfg(feature = "mutants")]
+        #[arg(long, value_enum)]
+        plant: Option<Plant>,
     },
     /// Measure fdlab beside the outside tools that do the same job, on trees
     /// it builds itself, in one run: report ratios, the machines are noisy.
@@ -537,18 +547,64 @@ pub fn main() -> ExitCode {
             seed,
             len,
             out,
-        } => fuzz(cases, seed, len, &out),
+            settle_ms,
+            #[cfg(feature = "mutants")]
+            plant,
+        } => {
+            #[cfg(feature = "mutants")]
+            let model = move || plant.map_or_else(ModelBackend::deferred, Plant::model);
+            #[cfg(not(feature = "mutants"))]
+            let model = ModelBackend::deferred;
+            let settle = std::time::Duration::from_millis(settle_ms);
+            fuzz(cases, seed, len, &out, &model, settle)
+        }
     }
 }
 
-fn fuzz(cases: u32, seed: Option<u64>, len: usize, out: &PathBuf) -> ExitCode {
+/// The model bugs `fdlab fuzz --plant` can plant.
+#[cfg(feature = "mutants")]
+#[derive(Clone, Copy, ValueEnum)]
+enum Plant {
+    /// The unix collector also frees sockets a named socket's queue holds.
+    GcOverEager,
+    /// `dup` forgets the reference its new slot must hold.
+    DupForgetsRef,
+    /// `exec` closes close-on-exec descriptors in a table it still shares.
+    ExecKeepsShared,
+}
+
+#[cfg(feature = "mutants")]
+impl Plant {
+    /// A model with the bug, its invariants unchecked as in a release build:
+    /// the comparison with Linux alone must find it.
+    fn model(self) -> ModelBackend {
+        use fdlab_model::mutant::Mutant;
+        let mut m = ModelBackend::deferred();
+        m.world_mut().plant(match self {
+            Plant::GcOverEager => Mutant::GcOverEager,
+            Plant::DupForgetsRef => Mutant::DupForgetsRef,
+            Plant::ExecKeepsShared => Mutant::ExecKeepsShared,
+        });
+        m.world_mut().set_checked(false);
+        m
+    }
+}
+
+fn fuzz(
+    cases: u32,
+    seed: Option<u64>,
+    len: usize,
+    out: &PathBuf,
+    model: &dyn Fn() -> ModelBackend,
+    settle: std::time::Duration,
+) -> ExitCode {
     let seed = seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
     });
     println!("fuzzing {cases} scenarios of up to {len} operations, seed {seed}");
-    let r = fuzz::fuzz(cases, seed, len, &helper_path());
+    let r = fuzz::fuzz(cases, seed, len, &helper_path(), model, settle);
     if let Some(f) = &r.failure {
         if let Err(e) = std::fs::write(out, text::finding(f)) {
             eprintln!("fdlab: cannot write {}: {e}", out.display());

@@ -6,9 +6,13 @@ mod support;
 
 use std::path::Path;
 
-use fdlab::backend::{Backend, BackendError, ModelBackend};
+use std::time::Duration;
+
+use fdlab::backend::linux::backend::SETTLE_DEADLINE;
+use fdlab::backend::{Backend, BackendError, LinuxBackend, ModelBackend};
 use fdlab::lang::parse;
 use fdlab::lang::print::scenario_text;
+use fdlab::tools::compare::run_both;
 use fdlab::tools::fuzz::{fuzz, fuzz_with, Finding, Pair};
 use fdlab::tools::gen::{ops, realize};
 use fdlab_model::{Call, Outcome, Ret, Topology};
@@ -22,7 +26,14 @@ fn generated_scenarios_agree_with_linux() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2026);
-    let r = fuzz(cases(150), seed, 40, Path::new(env!("CARGO_BIN_EXE_fdlab")));
+    let r = fuzz(
+        cases(150),
+        seed,
+        40,
+        Path::new(env!("CARGO_BIN_EXE_fdlab")),
+        &ModelBackend::deferred,
+        SETTLE_DEADLINE,
+    );
     if let Some(f) = &r.failure {
         panic!(
             "model and Linux disagree (seed {seed}):\n{}",
@@ -123,4 +134,46 @@ proptest! {
         let back = parse(&s.file, &text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         prop_assert_eq!(back.stmts, s.stmts);
     }
+}
+
+/// A collector that frees what a process can still receive answers like
+/// Linux for as long as "it has not run yet" explains Linux: only the
+/// settle point, where Linux must reach the model's state after all its
+/// deferred work, catches it (in a release build, where the model's own
+/// invariants are not checked). An honest model passes the same scenario.
+/// How fast `fdlab fuzz --plant gc-over-eager` finds it is measured
+/// outside the tests.
+#[test]
+fn an_over_eager_collector_is_caught_at_the_settle_point() {
+    use fdlab_model::mutant::Mutant;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/unix-gc-spares-reachable.fds");
+    let s = parse(
+        "unix-gc-spares-reachable.fds",
+        &std::fs::read_to_string(&path).unwrap(),
+    )
+    .unwrap();
+    let helper = Path::new(env!("CARGO_BIN_EXE_fdlab"));
+    let compare = |planted: bool| {
+        let mut m = ModelBackend::deferred();
+        if planted {
+            m.world_mut().plant(Mutant::GcOverEager);
+            m.world_mut().set_checked(false);
+        }
+        let mut l = LinuxBackend::new(helper).unwrap();
+        l.set_settle_deadline(Duration::from_millis(300));
+        run_both(&s, Box::new(m), &mut l, false).unwrap()
+    };
+    let honest = compare(false);
+    assert!(honest.divergences.is_empty(), "{:?}", honest.divergences);
+    let planted = compare(true);
+    let settled: Vec<_> = planted
+        .divergences
+        .iter()
+        .filter(|d| d.what.contains("settled state"))
+        .collect();
+    assert_eq!(settled.len(), 1, "{:?}", planted.divergences);
+    // What the collector wrongly freed: end 2's queue, with the pipe's
+    // write end and the data.
+    assert!(settled[0].linux.contains("\"hi\""), "{:?}", settled[0]);
+    assert!(!settled[0].model.contains("\"hi\""), "{:?}", settled[0]);
 }

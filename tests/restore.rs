@@ -41,7 +41,16 @@ fn round_trip(img: &Image) -> Result<(), String> {
 /// The image of the corpus scenario at `path`, run on the model.
 fn image_of(path: &std::path::Path) -> fdlab::tools::image::Image {
     let src = std::fs::read_to_string(path).unwrap();
-    let s = parse(&path.display().to_string(), &src).unwrap();
+    image_of_named(&path.display().to_string(), &src)
+}
+
+/// The model's image of scenario `src`.
+fn image_of_src(src: &str) -> fdlab::tools::image::Image {
+    image_of_named("x.fds", src)
+}
+
+fn image_of_named(file: &str, src: &str) -> fdlab::tools::image::Image {
+    let s = parse(file, src).unwrap();
     let mut b = ModelBackend::new();
     run(&s, &mut b, false).unwrap();
     dump::from_model(b.world())
@@ -933,4 +942,39 @@ fn unusual_trees_restore_on_linux() {
         assert!(diff.is_empty(), "{procs:?}: {diff:?}");
         assert!(r.notes.is_empty(), "{:?}", r.notes);
     }
+}
+
+/// A stream socket whose peer closed with unread data owes its process one
+/// `ECONNRESET`, which a read of the empty queue takes. The dump must see
+/// it without taking it (a peek of the empty queue would), and the
+/// restore must make it again.
+#[test]
+fn a_pending_reset_is_dumped_left_alone_and_restored() {
+    use fdlab::backend::{Backend, LinuxBackend};
+    use fdlab_model::{Call, Errno};
+    let src = "spawn p\np: socketpair SOCK_STREAM = 0 1\np: write 1 \"x\" = 1\np: close 0 = 0\n";
+    let s = parse("reset.fds", src).unwrap();
+    let mut l = LinuxBackend::new(support::fdlab_bin()).unwrap();
+    run(&s, &mut l, false).unwrap();
+    let pid = l.processes()[0].1;
+    let cap = l.capture(&[pid], l.fds()).unwrap();
+    let img = dump::from_capture(&cap, |_| "p".to_string(), Some(l.sandbox()));
+    assert_eq!(img.pairs.len(), 1);
+    assert_eq!(
+        img.pairs[0].reset.iter().filter(|r| **r).count(),
+        1,
+        "{img:?}"
+    );
+    assert_eq!(img, image_of_src(src));
+    // The process still gets its error, once.
+    let read = Call::Read { fd: 1, len: 10 };
+    assert_eq!(l.call("p", &read).unwrap(), Err(Errno::ECONNRESET));
+    assert!(l.call("p", &read).unwrap().is_ok());
+    // Restored on both backends, the error is there again.
+    let mut m = ModelBackend::deferred();
+    restore(&img, &mut m, &Options::default()).unwrap();
+    assert_eq!(m.call("p", &read).unwrap(), Err(Errno::ECONNRESET), "model");
+    let mut l = LinuxBackend::new(support::fdlab_bin()).unwrap();
+    restore(&img, &mut l, &Options::default()).unwrap();
+    assert_eq!(l.call("p", &read).unwrap(), Err(Errno::ECONNRESET), "linux");
 }

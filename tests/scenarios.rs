@@ -95,3 +95,27 @@ fn invalid_fixtures_are_rejected_where_they_say() {
         );
     }
 }
+
+/// The corpus, not an assertion inside the model, says what `exec` does
+/// to a shared table: with a planted `exec` that forgets to unshare, the
+/// scenarios about it fail at their expectations.
+#[test]
+fn the_corpus_says_exec_unshares_a_shared_table() {
+    use fdlab_model::mutant::Mutant;
+    for name in ["exec-unshares-table.fds", "exec-unshares-no-cloexec.fds"] {
+        let path = dir("scenarios").join(name);
+        let s = parse(name, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let honest = run(&s, &mut ModelBackend::new(), false).unwrap();
+        assert!(honest.failures.is_empty(), "{name}: {:?}", honest.failures);
+        let mut m = ModelBackend::new();
+        m.world_mut().plant(Mutant::ExecKeepsShared);
+        let planted = run(&s, &mut m, false).unwrap();
+        let failed: Vec<&str> = planted
+            .expectations
+            .iter()
+            .filter(|e| !e.passed)
+            .map(|e| e.text.as_str())
+            .collect();
+        assert!(failed.contains(&"expect t apart p"), "{name}: {failed:?}");
+    }
+}

@@ -55,6 +55,10 @@ impl World {
                 stack.push(id);
             }
         }
+        #[cfg(any(test, feature = "mutants"))]
+        if self.mutant == crate::mutant::Mutant::GcOverEager {
+            stack.clear();
+        }
         while let Some(f) = stack.pop() {
             if let FileKind::Socket(s, end) = self.file(f).kind {
                 for g in self.sock(s).in_flight(end) {
@@ -102,5 +106,51 @@ impl World {
             self.record(|_| TraceEvent::UnpGc { dropped });
         }
         taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::call::Call;
+    use crate::mutant::Mutant;
+    use crate::world::World;
+    use crate::{invariants, SockType};
+
+    /// End 1 in flight in end 0's queue, end 0 still held: a process can
+    /// receive end 1, so it is not garbage.
+    fn one_end_in_flight() -> World {
+        let mut w = World::new();
+        let p = w.spawn("p").unwrap();
+        w.call(
+            p,
+            &Call::Socketpair {
+                ty: SockType::Stream,
+                cloexec: false,
+            },
+        )
+        .unwrap();
+        w.call(
+            p,
+            &Call::Sendfds {
+                sock: 1,
+                fds: vec![1],
+            },
+        )
+        .unwrap();
+        w.call(p, &Call::Close { fd: 1 }).unwrap();
+        w
+    }
+
+    #[test]
+    fn an_over_eager_collector_is_caught_by_the_invariants() {
+        let mut w = one_end_in_flight();
+        assert!(w.unreachable().is_empty());
+        invariants::check_all(&w).unwrap();
+        w.plant(Mutant::GcOverEager);
+        let v = invariants::check_all(&w).unwrap_err();
+        assert!(
+            v.to_string().contains("collector_spares_the_reachable"),
+            "{v}"
+        );
     }
 }

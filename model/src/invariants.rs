@@ -26,6 +26,8 @@ pub fn check_all(w: &World) -> Result<(), Violation> {
     nothing_dead_reachable(w)?;
     epoll_links_agree(w)?;
     socket_charges_match(w)?;
+    collector_spares_the_reachable(w)?;
+    garbage_is_collectable(w)?;
     quiescent(w)?;
     exited_world_is_empty(w)
 }
@@ -274,6 +276,68 @@ pub fn quiescent(w: &World) -> Result<(), Violation> {
         );
     }
     Ok(())
+}
+
+/// What a process can still reach, found afresh (not with the collector's
+/// marking): every file a table names or a caller holds, and everything in
+/// flight in the queue of a reachable socket end. The collector's garbage
+/// contains none of it.
+pub fn collector_spares_the_reachable(w: &World) -> Result<(), Violation> {
+    let garbage = w.unreachable();
+    if garbage.is_empty() {
+        return Ok(());
+    }
+    let mut reach: BTreeSet<FileId> = BTreeSet::new();
+    for (_, table) in w.tables() {
+        for (_, slot) in table.slots() {
+            if let FileSlot::Installed { file, .. } | FileSlot::Larval(file) = slot {
+                reach.insert(file);
+            }
+        }
+    }
+    reach.extend(w.files().filter(|(_, f)| f.callers > 0).map(|(id, _)| id));
+    let mut todo: Vec<FileId> = reach.iter().copied().collect();
+    while let Some(f) = todo.pop() {
+        if let FileKind::Socket(s, end) = w.file(f).kind {
+            for g in w.sock(s).in_flight(end) {
+                if reach.insert(g) {
+                    todo.push(g);
+                }
+            }
+        }
+    }
+    match garbage.iter().find(|f| reach.contains(f)) {
+        Some(f) => fail(
+            "collector_spares_the_reachable",
+            format!(
+                "the collector counts file#{} as garbage, but a process can still receive it",
+                w.file(*f).serial
+            ),
+        ),
+        None => Ok(()),
+    }
+}
+
+/// Progress: once the collector has run (both phases, until it frees
+/// nothing more), nothing it would call garbage is left, and every file
+/// it took out of a queue is freed or still held elsewhere.
+pub fn garbage_is_collectable(w: &World) -> Result<(), Violation> {
+    if w.unreachable().is_empty() {
+        return Ok(());
+    }
+    let mut c = w.clone();
+    c.collect_garbage();
+    let left = c.unreachable();
+    match left.iter().next() {
+        Some(f) => fail(
+            "garbage_is_collectable",
+            format!(
+                "after the collector ran, file#{} is still garbage",
+                c.file(*f).serial
+            ),
+        ),
+        None => Ok(()),
+    }
 }
 
 /// When every process has exited, nothing is left: every file's count went

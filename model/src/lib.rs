@@ -81,8 +81,8 @@ pub mod violation;
 pub mod vnode;
 pub mod world;
 
-#[cfg(test)]
-mod mutant;
+#[cfg(any(test, feature = "mutants"))]
+pub mod mutant;
 #[cfg(test)]
 mod tests;
 

@@ -1,4 +1,6 @@
-//! Bugs planted for the tests to catch (test builds only), in one place.
+//! Bugs planted for the tests to catch, in one place: in the model's own
+//! tests, and with the `mutants` feature in other crates' (the fuzzer's
+//! planted collector), never in a build without it.
 //!
 //! Each is carried by the table it breaks, set when the table is made (a
 //! [`crate::mt::Filedesc`] field; a world plants it in every table it makes
@@ -7,7 +9,7 @@
 
 /// Which bug a table carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum Mutant {
+pub enum Mutant {
     /// The table as written.
     #[default]
     None,
@@ -31,4 +33,13 @@ pub(crate) enum Mutant {
     /// The world's `dup` forgets the reference its new slot must hold (the
     /// state-machine test of the world must catch it).
     DupForgetsRef,
+    /// The unix collector marks only what tables hold, not what is in
+    /// flight in the queues of sockets they hold: it frees files that a
+    /// process can still receive. Comparison with Linux alone cannot catch
+    /// it (the collector "has not run yet" explains every answer); the
+    /// reachability invariant and the settle point must.
+    GcOverEager,
+    /// `exec` closes the close-on-exec descriptors without first giving
+    /// the process a private table: a process sharing the table loses them.
+    ExecKeepsShared,
 }

@@ -25,7 +25,7 @@ use crate::filedesc::FileSlot;
 use crate::flags::{Events, OFlags};
 use crate::ids::{FileId, Pid, PipeId, SockId};
 use crate::limits::SCM_MAX_FD;
-#[cfg(test)]
+#[cfg(any(test, feature = "mutants"))]
 use crate::mutant::Mutant;
 use crate::pipe::{Pipe, PipeEnd};
 use crate::pty::Pty;
@@ -49,8 +49,10 @@ impl World {
     pub fn call(&mut self, pid: Pid, call: &Call) -> Outcome {
         let out = self.dispatch(pid, call);
         #[cfg(debug_assertions)]
-        if let Err(v) = crate::invariants::check_all(self) {
-            panic!("invariant broken after {call:?}: {v}");
+        if self.checked {
+            if let Err(v) = crate::invariants::check_all(self) {
+                panic!("invariant broken after {call:?}: {v}");
+            }
         }
         out
     }
@@ -270,11 +272,11 @@ impl World {
     ///
     /// Consumes: `r` (the new slot's, or released on error).
     fn dupfd(&mut self, pid: Pid, r: CallerRef, min: u32, cloexec: bool) -> Result<Fd, Errno> {
-        #[cfg(test)]
+        #[cfg(any(test, feature = "mutants"))]
         let planted = (self.proc(pid).table.mutant() == Mutant::DupForgetsRef).then_some(r.file);
         match self.fdinstall(pid, r, min, cloexec) {
             Ok(new) => {
-                #[cfg(test)]
+                #[cfg(any(test, feature = "mutants"))]
                 if let Some(f) = planted {
                     self.file(f).handle.frele();
                 }
@@ -409,7 +411,13 @@ impl World {
     /// `execve(2)` as far as descriptors go: unshare the table, then close
     /// the close-on-exec descriptors (Linux `unshare_files` + `do_close_on_exec`).
     pub fn sys_exec(&mut self, pid: Pid) {
-        self.fdunshare(pid);
+        #[cfg(any(test, feature = "mutants"))]
+        let keep = self.proc(pid).table.mutant() == Mutant::ExecKeepsShared;
+        #[cfg(not(any(test, feature = "mutants")))]
+        let keep = false;
+        if !keep {
+            self.fdunshare(pid);
+        }
         self.fdcloseexec(pid);
     }
 

@@ -20,7 +20,7 @@ use crate::file::File;
 use crate::filedesc::{Filedesc, Table, TableId};
 use crate::ids::{FileId, Pid, PipeId, SockId};
 use crate::mt::sync::Arc;
-#[cfg(test)]
+#[cfg(any(test, feature = "mutants"))]
 use crate::mutant::Mutant;
 use crate::pipe::Pipe;
 use crate::proc::Proc;
@@ -59,8 +59,10 @@ pub struct World {
     /// as root has); otherwise the owner bits of a file's mode apply.
     pub(crate) privileged: bool,
     /// The bug planted in every table the world makes (see `mutant`).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "mutants"))]
     pub(crate) mutant: Mutant,
+    /// Whether `call` checks every invariant afterwards (debug builds).
+    pub(crate) checked: bool,
 }
 
 impl Default for World {
@@ -80,8 +82,9 @@ impl Default for World {
             gc_hitlist: Vec::new(),
             privileged: true,
             deferred: false,
-            #[cfg(test)]
+            #[cfg(any(test, feature = "mutants"))]
             mutant: Mutant::None,
+            checked: true,
         }
     }
 }
@@ -122,8 +125,9 @@ impl Clone for World {
             gc_hitlist: self.gc_hitlist.clone(),
             deferred: self.deferred,
             privileged: self.privileged,
-            #[cfg(test)]
+            #[cfg(any(test, feature = "mutants"))]
             mutant: self.mutant,
+            checked: self.checked,
         }
     }
 }
@@ -171,10 +175,19 @@ impl World {
         }
     }
 
-    /// Plants `mutant` in every table made from now on (test builds only).
-    #[cfg(test)]
-    pub(crate) fn plant(&mut self, mutant: Mutant) {
+    /// Plants `mutant` in every table made from now on, and in the world's
+    /// collector (test builds and the `mutants` feature only).
+    #[cfg(any(test, feature = "mutants"))]
+    pub fn plant(&mut self, mutant: Mutant) {
         self.mutant = mutant;
+    }
+
+    /// Stops `call` from checking the invariants after each call (debug
+    /// builds check them), so that a planted bug can be met by the other
+    /// checkers, as in a release build (the `mutants` feature only).
+    #[cfg(any(test, feature = "mutants"))]
+    pub fn set_checked(&mut self, on: bool) {
+        self.checked = on;
     }
 
     /// The live process called `name`.
@@ -205,9 +218,9 @@ impl World {
     /// A new, empty table with room for `fs.nr_open` descriptors.
     pub(crate) fn new_table(&self) -> Table {
         let limit = u32::try_from(self.nr_open).unwrap_or(u32::MAX);
-        #[cfg(test)]
+        #[cfg(any(test, feature = "mutants"))]
         return Table::new(Filedesc::with_mutant(limit, self.mutant));
-        #[cfg(not(test))]
+        #[cfg(not(any(test, feature = "mutants")))]
         Table::new(Filedesc::new(limit))
     }
 

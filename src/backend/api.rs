@@ -132,4 +132,13 @@ pub trait Backend {
     fn take_trace(&mut self) -> Vec<TraceEvent> {
         Vec::new()
     }
+    /// The model's world, for a backend that is the model.
+    fn world(&self) -> Option<&fdlab_model::World> {
+        None
+    }
+    /// The backend as itself, for a tool that needs more than this trait
+    /// offers of one backend (the comparison's settle point dumps Linux).
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
 }

@@ -173,4 +173,8 @@ impl Backend for ModelBackend {
     fn take_trace(&mut self) -> Vec<TraceEvent> {
         self.world.take_trace()
     }
+
+    fn world(&self) -> Option<&fdlab_model::World> {
+        Some(&self.world)
+    }
 }

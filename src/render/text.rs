@@ -274,6 +274,16 @@ pub fn fuzz_summary(r: &FuzzReport, written_to: &str) -> String {
             c.all_pairs as f64 / c.descriptors as f64
         );
     }
+    if !r.coverage.calls.is_empty() {
+        out.push_str("where the calls landed (aimed at the files where their arguments matter):\n");
+        for &(call, at, n, hit) in &r.coverage.calls {
+            let _ = writeln!(
+                out,
+                "  {call:<17} {hit:>7} of {n:>7} ({:>5.1}%) on {at}",
+                100.0 * hit as f64 / n.max(1) as f64
+            );
+        }
+    }
     match &r.failure {
         None => out.push_str("model and linux agree on every case\n"),
         Some(f @ Finding::Disagreement { divergences: d, .. }) => {

@@ -2,11 +2,18 @@
 //! topologies (at the end, or after every step). Linux is the ground truth;
 //! a divergence is a bug in the model, or a gap in what it accepts.
 
+use std::time::{Duration, Instant};
+
 use fdlab_model::Topology;
 use serde::Serialize;
 
+use super::dump;
+use super::image::Image;
+use super::restore::differences;
 use super::run::{ExpectationResult, Report, Runner};
 use crate::backend::api::{Backend, BackendError};
+use crate::backend::linux::capture::CapturedProc;
+use crate::backend::LinuxBackend;
 use crate::lang::print::{call_strace, expectation_text, outcome_text};
 use crate::lang::{Scenario, StmtKind};
 
@@ -61,6 +68,68 @@ pub fn topology_diff(m: &Topology, l: &Topology) -> Option<(String, String)> {
         .count();
     let pick = |v: &[&str]| v[common..v.len().saturating_sub(tail).max(common)].join("\n");
     Some((pick(&al), pick(&bl)))
+}
+
+/// The settle point: polls Linux's image (tables, open files, what waits in
+/// pipes and sockets, files in flight) until it is one of `wants`, the
+/// images of the model states still followed once every piece of their
+/// deferred work has run (several: when the work ran between two calls
+/// can leave different ends, such as a reset the collector's late release
+/// left on a socket that was sent to in between); a divergence at `line`,
+/// against the first, when Linux's settle deadline passes first. A collector that frees too much or too
+/// little cannot hide behind "it has not run yet" here.
+///
+/// Errors: Linux could not be read.
+pub fn settle_point(
+    wants: &[Image],
+    l: &mut LinuxBackend,
+    line: usize,
+) -> Result<Option<Divergence>, BackendError> {
+    let deadline = l.settle_deadline();
+    let root = l.sandbox().to_path_buf();
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let procs = l.processes();
+        let pids: Vec<i32> = procs.iter().map(|p| p.1).collect();
+        let cap = l.capture(&pids, l.fds())?;
+        let name = |p: &CapturedProc| {
+            procs
+                .iter()
+                .find(|(_, pid)| *pid == p.pid)
+                .map_or_else(|| p.pid.to_string(), |(n, _)| n.clone())
+        };
+        let got = dump::from_capture(&cap, name, Some(&root));
+        if wants.iter().any(|w| differences(w, &got).is_empty()) {
+            return Ok(None);
+        }
+        if start.elapsed() >= deadline {
+            let Some(want) = wants.first() else {
+                return Ok(None);
+            };
+            let diff = differences(want, &got);
+            let (m, x): (Vec<String>, Vec<String>) = diff
+                .iter()
+                .map(|d| {
+                    let (what, rest) = d.split_once(": image ").unwrap_or((d, ""));
+                    let (a, b) = rest.split_once(", restored ").unwrap_or((rest, ""));
+                    (format!("{what}: {a}"), format!("{what}: {b}"))
+                })
+                .unzip();
+            return Ok(Some(Divergence {
+                line,
+                what: format!(
+                    "the settled state (after the kernel's deferred work, waited {deadline:?})"
+                ),
+                model: m.join("; "),
+                linux: x.join("; "),
+            }));
+        }
+        // The collector usually runs within a millisecond: poll often
+        // first, then less.
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
 }
 
 /// The most model states the comparison follows at once. A scenario that
@@ -265,9 +334,10 @@ pub fn run_both(
             }
         }
     }
-    let linux = l.finish()?;
+    let linux_report = l.finish()?;
+    let linux_topology = linux_report.topology.clone();
     if !every_step && stopped.is_none() && states.settle() {
-        if let Some((a, b)) = states.match_topology(&linux.topology)? {
+        if let Some((a, b)) = states.match_topology(&linux_topology)? {
             divergences.push(Divergence {
                 line: scenario.stmts.last().map_or(0, |s| s.line),
                 what: "final topology".into(),
@@ -277,13 +347,33 @@ pub fn run_both(
         }
     }
     let most = states.most;
+    // The settle point: Linux must reach, within a deadline, a state some
+    // followed model state reaches once all its deferred work has run.
+    let mut wants: Vec<Image> = Vec::new();
+    if stopped.is_none() && divergences.is_empty() {
+        for s in &states.all {
+            if let Some(w) = s.backend.world() {
+                let img = dump::from_model(w);
+                if !wants.contains(&img) {
+                    wants.push(img);
+                }
+            }
+        }
+    }
     // Every state in the set answered alike, so any one can stand for the
     // model; the first is the one that did the least pending work.
     let mut first = states.all.swap_remove(0);
     first.report.topology = first.backend.topology()?;
+    let real = linux
+        .as_any_mut()
+        .and_then(|a| a.downcast_mut::<LinuxBackend>());
+    if let (false, Some(l)) = (wants.is_empty(), real) {
+        let line = scenario.stmts.last().map_or(0, |s| s.line);
+        divergences.extend(settle_point(&wants, l, line)?);
+    }
     Ok(Comparison {
         model: first.report,
-        linux,
+        linux: linux_report,
         divergences,
         stopped,
         states: most,

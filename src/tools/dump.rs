@@ -9,7 +9,7 @@ use fdlab_model::file::FileKind;
 use fdlab_model::kind::FileType;
 use fdlab_model::pipe::PipeEnd;
 use fdlab_model::vnode::VnodeKind;
-use fdlab_model::{Events, FileId, OFlags, SockType, World};
+use fdlab_model::{Errno, Events, FileId, OFlags, SockType, World};
 
 use crate::backend::linux::capture::{Capture, CapturedProc};
 
@@ -21,14 +21,13 @@ use super::image::{
 /// The image of the model's world: every process, table and open file,
 /// what is queued in pipes and sockets, files in flight.
 ///
-/// Garbage is collected first, on a copy: files in flight that no process
-/// can ever receive (a socket in its own queue, no descriptor left) are the
-/// unix collector's to free, at a moment Linux chooses; the image is of the
-/// tree as it is once they are gone, the one state every later moment
-/// agrees on. (A dump of live processes cannot see into them either.)
+/// The world is settled first, on a copy (see [`settle`]): files in flight
+/// that no process can ever receive (a socket in its own queue, no
+/// descriptor left) are the unix collector's to free, at a moment Linux
+/// chooses; the image is of the tree as it is once they are gone. (A dump
+/// of live processes cannot see into them either.)
 pub fn from_model(w: &World) -> Image {
-    let mut settled = w.clone();
-    settled.collect_garbage();
+    let settled = settle(w);
     let w = &settled;
     let mut img = Image::new();
     // Processes, parents before children (by depth, then name).
@@ -145,6 +144,7 @@ pub fn from_model(w: &World) -> Image {
                         id: pair,
                         ty: sp.ty,
                         queued,
+                        reset: [0, 1].map(|e| sp.ends[e].err == Some(Errno::ECONNRESET)),
                     });
                 }
                 Object::Socket { pair, end: *end }
@@ -329,11 +329,13 @@ pub fn from_capture(
                                 SockType::Stream
                             },
                             queued: [Vec::new(), Vec::new()],
+                            reset: [false, false],
                         });
                         pair_ends.push(Vec::new());
                     }
                     let end = pair_ends[pair].len();
                     pair_ends[pair].push(e.ino);
+                    img.pairs[pair].reset[end] = cap.resets.contains(&e.ino);
                     for m in cap.queues.get(&e.ino).into_iter().flatten() {
                         let files = m.files.iter().map(|&f| ids.id_of(f)).collect();
                         img.pairs[pair].queued[end].push(Message {
@@ -384,6 +386,22 @@ pub fn from_capture(
 
 /// A pipe's capacity unless `F_SETPIPE_SZ` changed it: 16 pages.
 pub const DEFAULT_PIPE_CAPACITY: u64 = 65536;
+
+/// `w` once the kernel's deferred work has all run (the collector, a
+/// pty's echo), and its garbage is collected: the one state every later
+/// moment agrees on.
+pub fn settle(w: &World) -> World {
+    let mut s = w.clone();
+    // Each piece of work makes progress; the bound only guards a bug.
+    for _ in 0..100_000 {
+        match s.pending_work().first() {
+            Some(&d) => s.run_work(d),
+            None => break,
+        }
+    }
+    s.collect_garbage();
+    s
+}
 
 /// Image ids of the capture's files (representative entries), in the
 /// order they are met.
@@ -613,6 +631,7 @@ pub fn canonical(img: &Image) -> Image {
                 id: *pair_id.get(&p.id)?,
                 ty: p.ty,
                 queued: [renumber(&p.queued[a]), renumber(&p.queued[b])],
+                reset: [p.reset[a], p.reset[b]],
             })
         })
         .collect();

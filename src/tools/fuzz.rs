@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
 use super::compare::{run_both, Comparison, Divergence};
-use super::gen::{ops, realize, Op};
+use super::gen::{ops, realize, realize_counted, Coverage, Op};
 use crate::backend::api::{Backend, BackendError, Cost};
 use crate::backend::linux::backend::LinuxBackend;
 use crate::backend::model::ModelBackend;
@@ -33,6 +33,8 @@ pub struct FuzzReport {
     pub steps: u64,
     /// Observation cost over the run.
     pub cost: Cost,
+    /// How often the generated calls hit a kind of file where they matter.
+    pub coverage: Coverage,
     /// What went wrong, if anything did.
     pub failure: Option<Finding>,
 }
@@ -57,13 +59,21 @@ pub type Pair = (Box<dyn Backend>, Box<dyn Backend>);
 pub type MakePair<'a> = dyn Fn() -> Result<Pair, BackendError> + 'a;
 
 /// Runs `cases` generated scenarios of up to `len` operations on the model
-/// and on Linux (helpers from `helper`).
-pub fn fuzz(cases: u32, seed: u64, len: usize, helper: &std::path::Path) -> FuzzReport {
+/// (as `model` makes it: [`ModelBackend::deferred`], or one with a planted
+/// bug) and on Linux (helpers from `helper`, waiting `settle` for its
+/// deferred work at the end of each case).
+pub fn fuzz(
+    cases: u32,
+    seed: u64,
+    len: usize,
+    helper: &std::path::Path,
+    model: &dyn Fn() -> ModelBackend,
+    settle: Duration,
+) -> FuzzReport {
     let make = || -> Result<Pair, BackendError> {
-        Ok((
-            Box::new(ModelBackend::deferred()),
-            Box::new(LinuxBackend::new(helper)?),
-        ))
+        let mut l = LinuxBackend::new(helper)?;
+        l.set_settle_deadline(settle);
+        Ok((Box::new(model()), Box::new(l)))
     };
     fuzz_with(cases, seed, len, &make)
 }
@@ -85,8 +95,10 @@ pub fn fuzz_with(cases: u32, seed: u64, len: usize, make: &MakePair<'_>) -> Fuzz
     // The divergences of the last case that failed: shrinking ends on the
     // minimal one.
     let last = std::cell::RefCell::new(Vec::new());
+    let coverage = std::cell::RefCell::new(Coverage::default());
     let result = runner.run(&ops(1..len.max(2)), |ops: Vec<Op>| {
-        let s = realize(&ops);
+        let (s, cover) = realize_counted(&ops);
+        coverage.borrow_mut().add(&cover);
         let c = compare_once(&s, make).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut st = stats.get();
         st.cases += 1;
@@ -118,6 +130,7 @@ pub fn fuzz_with(cases: u32, seed: u64, len: usize, make: &MakePair<'_>) -> Fuzz
         most_states: st.most_states,
         steps: st.steps,
         cost: st.cost,
+        coverage: coverage.take(),
         failure,
     }
 }

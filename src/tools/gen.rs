@@ -12,7 +12,8 @@
 //! succeed often enough to matter. Raw numbers, often closed, keep the
 //! error paths covered.
 
-use fdlab_model::file::FileKind;
+use fdlab_model::file::{File, FileKind};
+use fdlab_model::vnode::VnodeKind;
 use fdlab_model::{Call, EpollOp, Events, FcntlCmd, OFlags, Pid, SockType, Whence, World};
 use proptest::prelude::*;
 
@@ -181,15 +182,15 @@ fn events(bits: u8) -> Events {
     }
 }
 
-/// The open descriptors of `pid` whose file satisfies `want`, ascending.
 /// Which files a descriptor selector accepts.
-type Want = fn(&FileKind) -> bool;
+type Want = fn(&World, &File) -> bool;
 
+/// The open descriptors of `pid` whose file satisfies `want`, ascending.
 fn open_fds(w: &World, pid: Pid, want: Want) -> Vec<i32> {
     w.table_of(pid)
         .installed_all()
         .into_iter()
-        .filter(|&(_, f, _)| want(&w.file(f).kind))
+        .filter(|&(_, f, _)| want(w, w.file(f)))
         .map(|(fd, _, _)| fd.get() as i32)
         .collect()
 }
@@ -202,7 +203,7 @@ fn pick(w: &World, pid: Pid, s: FdSel, want: Want) -> i32 {
         FdSel::Open(k) => {
             let mut v = open_fds(w, pid, want);
             if v.is_empty() {
-                v = open_fds(w, pid, |_| true);
+                v = open_fds(w, pid, any_file);
             }
             v.get(k as usize % v.len().max(1))
                 .copied()
@@ -211,25 +212,197 @@ fn pick(w: &World, pid: Pid, s: FdSel, want: Want) -> i32 {
     }
 }
 
-fn socket(k: &FileKind) -> bool {
-    matches!(k, FileKind::Socket(..))
+/// The file `pid`'s descriptor `fd` names, if it is open.
+fn file_at(w: &World, pid: Pid, fd: i32) -> Option<&File> {
+    let (_, f, _) = w
+        .table_of(pid)
+        .installed_all()
+        .into_iter()
+        .find(|(n, _, _)| i64::from(n.get()) == i64::from(fd))?;
+    Some(w.file(f))
 }
 
-fn epoll(k: &FileKind) -> bool {
-    matches!(k, FileKind::Epoll(_))
+fn any_file(_: &World, _: &File) -> bool {
+    true
 }
 
-fn pollable(k: &FileKind) -> bool {
-    !matches!(k, FileKind::Vnode(_))
+fn socket(_: &World, f: &File) -> bool {
+    matches!(f.kind, FileKind::Socket(..))
 }
 
-fn pollable_not_epoll(k: &FileKind) -> bool {
-    pollable(k) && !epoll(k)
+fn epoll(_: &World, f: &File) -> bool {
+    matches!(f.kind, FileKind::Epoll(_))
+}
+
+fn pollable_not_epoll(_: &World, f: &File) -> bool {
+    !matches!(f.kind, FileKind::Vnode(_) | FileKind::Epoll(_))
+}
+
+fn regular(w: &World, f: &File) -> bool {
+    match f.kind {
+        FileKind::Vnode(v) => matches!(w.fs().vnode(v).kind, VnodeKind::Regular(..)),
+        _ => false,
+    }
+}
+
+/// A regular file with bytes in it: where `SEEK_END` and its offset matter.
+fn regular_with_data(w: &World, f: &File) -> bool {
+    match f.kind {
+        FileKind::Vnode(v) => match &w.fs().vnode(v).kind {
+            VnodeKind::Regular(data, _) => data.size() > 0,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Where reading moves data: open for reading, and not a directory or an
+/// epoll instance (whose reads are errors whatever the length).
+fn readable(w: &World, f: &File) -> bool {
+    f.flags.readable() && carries_data(w, f)
+}
+
+fn writable(w: &World, f: &File) -> bool {
+    f.flags.writable() && carries_data(w, f)
+}
+
+fn carries_data(w: &World, f: &File) -> bool {
+    match &f.kind {
+        FileKind::Vnode(v) => !matches!(w.fs().vnode(*v).kind, VnodeKind::Directory),
+        FileKind::Epoll(_) | FileKind::Larval => false,
+        FileKind::Pipe(..)
+        | FileKind::Socket(..)
+        | FileKind::Eventfd(_)
+        | FileKind::PtyMaster(_) => true,
+    }
+}
+
+/// Where a call's arguments change its answer: the kind of file its
+/// descriptor must name. The generator aims its selectors there, and
+/// [`Coverage`] counts how often a generated call landed there, so that a
+/// call aimed where it cannot matter shows in `fdlab fuzz`'s summary.
+struct Aim {
+    call: &'static str,
+    at: &'static str,
+    want: Want,
+}
+
+const AIMS: &[Aim] = &[
+    Aim {
+        call: "close",
+        at: "an open descriptor",
+        want: any_file,
+    },
+    Aim {
+        call: "dup",
+        at: "an open descriptor",
+        want: any_file,
+    },
+    Aim {
+        call: "dup2",
+        at: "an open descriptor",
+        want: any_file,
+    },
+    Aim {
+        call: "dup3",
+        at: "an open descriptor",
+        want: any_file,
+    },
+    Aim {
+        call: "fcntl",
+        at: "an open descriptor",
+        want: any_file,
+    },
+    Aim {
+        call: "read",
+        at: "a file open for reading that carries data",
+        want: readable,
+    },
+    Aim {
+        call: "write",
+        at: "a file open for writing that carries data",
+        want: writable,
+    },
+    Aim {
+        call: "lseek",
+        at: "a regular file",
+        want: regular,
+    },
+    Aim {
+        call: "lseek SEEK_END",
+        at: "a regular file with data",
+        want: regular_with_data,
+    },
+    Aim {
+        call: "sendfds",
+        at: "a unix socket",
+        want: socket,
+    },
+    Aim {
+        call: "recvfds",
+        at: "a unix socket",
+        want: socket,
+    },
+    Aim {
+        call: "epoll_ctl",
+        at: "an epoll instance",
+        want: epoll,
+    },
+    Aim {
+        call: "epoll_ctl target",
+        at: "a file epoll can watch",
+        want: pollable_not_epoll,
+    },
+];
+
+fn aim(call: &str) -> &'static Aim {
+    // Every name asked for is in the table (a test walks them all).
+    AIMS.iter().find(|a| a.call == call).expect("an aimed call")
+}
+
+/// How often generated calls hit the kind of file where they matter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// By call, in [`AIMS`]'s order: (call, where it matters, generated,
+    /// of which hit there).
+    pub calls: Vec<(&'static str, &'static str, u64, u64)>,
+}
+
+impl Coverage {
+    fn count(&mut self, a: &'static Aim, hit: bool) {
+        let i = match self.calls.iter().position(|c| c.0 == a.call) {
+            Some(i) => i,
+            None => {
+                self.calls.push((a.call, a.at, 0, 0));
+                self.calls.len() - 1
+            }
+        };
+        self.calls[i].2 += 1;
+        self.calls[i].3 += u64::from(hit);
+    }
+
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &Coverage) {
+        for &(call, _, n, hit) in &other.calls {
+            let a = aim(call);
+            for k in 0..n {
+                self.count(a, k < hit);
+            }
+        }
+        self.calls
+            .sort_by_key(|c| AIMS.iter().position(|a| a.call == c.0));
+    }
 }
 
 /// Turns operations into a valid scenario, running the model alongside to
 /// resolve descriptor selectors.
 pub fn realize(ops: &[Op]) -> Scenario {
+    realize_counted(ops).0
+}
+
+/// [`realize`], and where its calls landed.
+pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
+    let mut cover = Coverage::default();
     let mut world = World::new();
     let mut live: Vec<String> = Vec::new();
     let mut next = 1;
@@ -304,6 +477,14 @@ pub fn realize(ops: &[Op]) -> Scenario {
                             cloexec: false,
                         },
                     )],
+                    CallGen::Lseek(..) => &[(
+                        regular,
+                        Call::Open {
+                            path: "a".into(),
+                            flags: OFlags::RDWR | OFlags::CREAT,
+                            mode: 0o644,
+                        },
+                    )],
                     CallGen::EpollCtl(..) => &[
                         (epoll, Call::EpollCreate { cloexec: false }),
                         (pollable_not_epoll, Call::Pipe { cloexec: false }),
@@ -322,7 +503,8 @@ pub fn realize(ops: &[Op]) -> Scenario {
                         });
                     }
                 }
-                let any = |s: &FdSel| pick(&world, pid, *s, |_| true);
+                let at = |s: &FdSel, call: &str| pick(&world, pid, *s, aim(call).want);
+                let any = |s: &FdSel| pick(&world, pid, *s, any_file);
                 let call = match cg {
                     CallGen::Open(p, bits) => Call::Open {
                         path: PATHS[*p].to_string(),
@@ -373,18 +555,44 @@ pub fn realize(ops: &[Op]) -> Scenario {
                         cloexec: *c,
                     },
                     CallGen::Write(f, t) => Call::Write {
-                        fd: any(f),
+                        fd: at(f, "write"),
                         data: TEXTS[*t].to_vec(),
                     },
                     CallGen::Read(f, n) => Call::Read {
-                        fd: any(f),
+                        fd: at(f, "read"),
                         len: *n,
                     },
-                    CallGen::Lseek(f, o, w) => Call::Lseek {
-                        fd: any(f),
-                        offset: *o,
-                        whence: [Whence::Set, Whence::Cur, Whence::End][*w as usize],
-                    },
+                    CallGen::Lseek(f, o, w) => {
+                        let fd = at(f, "lseek");
+                        // Data before seeking, so that the end is not the
+                        // start and an offset from it means something.
+                        let empty = file_at(&world, pid, fd).is_some_and(|f| {
+                            regular(&world, f)
+                                && !regular_with_data(&world, f)
+                                && f.flags.writable()
+                        });
+                        if empty {
+                            let write = Call::Write {
+                                fd,
+                                data: b"hello".to_vec(),
+                            };
+                            if world.call(pid, &write).is_ok() {
+                                stmts.push(Stmt {
+                                    line: stmts.len() + 1,
+                                    kind: StmtKind::Call {
+                                        proc: proc.clone(),
+                                        call: write,
+                                        expected: None,
+                                    },
+                                });
+                            }
+                        }
+                        Call::Lseek {
+                            fd,
+                            offset: *o,
+                            whence: [Whence::Set, Whence::Cur, Whence::End][*w as usize],
+                        }
+                    }
                     CallGen::Pipe(c) => Call::Pipe { cloexec: *c },
                     CallGen::Socketpair(d, c) => Call::Socketpair {
                         ty: if *d {
@@ -395,18 +603,18 @@ pub fn realize(ops: &[Op]) -> Scenario {
                         cloexec: *c,
                     },
                     CallGen::Sendfds(s, v) => Call::Sendfds {
-                        sock: pick(&world, pid, *s, socket),
+                        sock: at(s, "sendfds"),
                         fds: v.iter().map(any).collect(),
                     },
                     CallGen::Recvfds(s, c) => Call::Recvfds {
-                        sock: pick(&world, pid, *s, socket),
+                        sock: at(s, "recvfds"),
                         cloexec: *c,
                     },
                     CallGen::EpollCreate(c) => Call::EpollCreate { cloexec: *c },
                     CallGen::EpollCtl(e, add, f, ev) => Call::EpollCtl {
-                        epfd: pick(&world, pid, *e, epoll),
+                        epfd: at(e, "epoll_ctl"),
                         op: if *add { EpollOp::Add } else { EpollOp::Del },
-                        fd: pick(&world, pid, *f, pollable_not_epoll),
+                        fd: at(f, "epoll_ctl target"),
                         events: events(*ev),
                     },
                     CallGen::Eventfd(c) => Call::Eventfd { cloexec: *c },
@@ -429,6 +637,11 @@ pub fn realize(ops: &[Op]) -> Scenario {
                     }
                     CallGen::Rlimit(n) => Call::Rlimit { limit: *n },
                 };
+                for (name, fd) in aimed(&call) {
+                    let a = aim(name);
+                    let hit = file_at(&world, pid, fd).is_some_and(|f| (a.want)(&world, f));
+                    cover.count(a, hit);
+                }
                 let _ = world.call(pid, &call);
                 StmtKind::Call {
                     proc,
@@ -442,8 +655,60 @@ pub fn realize(ops: &[Op]) -> Scenario {
             kind,
         });
     }
-    Scenario {
+    let s = Scenario {
         file: "generated.fds".into(),
         stmts,
+    };
+    (s, cover)
+}
+
+/// The aimed descriptors of `call`: which entry of [`AIMS`] each is
+/// counted under.
+fn aimed(call: &Call) -> Vec<(&'static str, i32)> {
+    match *call {
+        Call::Close { fd } => vec![("close", fd)],
+        Call::Dup { fd } => vec![("dup", fd)],
+        Call::Dup2 { old, .. } => vec![("dup2", old)],
+        Call::Dup3 { old, .. } => vec![("dup3", old)],
+        Call::Fcntl { fd, .. } => vec![("fcntl", fd)],
+        Call::Read { fd, .. } => vec![("read", fd)],
+        Call::Write { fd, .. } => vec![("write", fd)],
+        Call::Lseek { fd, offset, whence } => {
+            let mut v = vec![("lseek", fd)];
+            if whence == Whence::End && offset != 0 {
+                v.push(("lseek SEEK_END", fd));
+            }
+            v
+        }
+        Call::Sendfds { sock, .. } => vec![("sendfds", sock)],
+        Call::Recvfds { sock, .. } => vec![("recvfds", sock)],
+        Call::EpollCtl { epfd, fd, .. } => vec![("epoll_ctl", epfd), ("epoll_ctl target", fd)],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    /// The generator aims each call where its arguments matter, most of the
+    /// time (raw numbers keep the error paths covered): before aiming,
+    /// `lseek ... SEEK_END` with an offset never met a regular file.
+    #[test]
+    fn calls_land_where_they_matter() {
+        let mut runner = TestRunner::deterministic();
+        let strategy = ops(1..40);
+        let mut total = Coverage::default();
+        for _ in 0..400 {
+            let ops = strategy.new_tree(&mut runner).unwrap().current();
+            total.add(&realize_counted(&ops).1);
+        }
+        assert_eq!(total.calls.len(), AIMS.len(), "{total:?}");
+        for &(call, at, n, hit) in &total.calls {
+            assert!(n >= 20, "{call}: only {n} generated");
+            assert!(hit * 2 > n, "{call}: {hit} of {n} on {at}");
+        }
     }
 }

@@ -188,6 +188,15 @@ pub struct PairImage {
     pub ty: SockType,
     /// Messages waiting to be read at end 0 and at end 1.
     pub queued: [Vec<Message>; 2],
+    /// Ends with a pending `ECONNRESET` (stream: the peer was closed with
+    /// unread data; the next read of an empty queue reports it, once).
+    /// Only an end whose peer is closed can have one.
+    #[serde(default, skip_serializing_if = "no_reset")]
+    pub reset: [bool; 2],
+}
+
+fn no_reset(r: &[bool; 2]) -> bool {
+    !r[0] && !r[1]
 }
 
 /// Something the dump met and cannot restore.
@@ -548,6 +557,17 @@ impl Image {
             }
         }
         for p in &self.pairs {
+            for (e, _) in p.reset.iter().enumerate().filter(|r| *r.1) {
+                if let Some(f) = pair_ends.get(&(p.id, 1 - e)) {
+                    return bad(
+                        At::Item("pairs", p.id),
+                        format!(
+                            "socket pair {}: end {e} has a pending reset, but its peer (file {f}) is open",
+                            p.id
+                        ),
+                    );
+                }
+            }
             for q in &p.queued {
                 for m in q {
                     if let Some(&f) = m.files.iter().find(|&&f| f >= nfiles) {

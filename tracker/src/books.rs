@@ -174,6 +174,10 @@ impl Books {
     ///
     /// Errors: `NoRoom`.
     pub(crate) fn make_room(&mut self, capacity: usize, n: usize) -> Result<(), TrackerError> {
+        if n > capacity {
+            // Nothing to look at: no suspension can make that much room.
+            return Err(self.no_room(capacity, n));
+        }
         let mut need = (self.used() + n).saturating_sub(capacity);
         let mut failed = Vec::new();
         let mut result = Ok(());
@@ -198,8 +202,9 @@ impl Books {
         result
     }
 
-    /// Claims the `need` least recently used handles that are not in use,
-    /// or none. Returns the claimed handles, taken out of the LRU set.
+    /// Claims the `need` least recently used handles that are not in use
+    /// and can be restored ([`Inodes::restorable`]), or none. Returns the
+    /// claimed handles, taken out of the LRU set.
     pub(crate) fn claim_victims(&mut self, need: usize) -> Option<Vec<u64>> {
         let mut claimed = Vec::new();
         let mut in_use = Vec::new();
@@ -216,8 +221,13 @@ impl Books {
                 self.lru.insert((now, id));
                 r.filed = Some(now);
             } else if r.slot.claim() {
-                r.filed = None;
-                claimed.push(id);
+                if self.inodes.restorable(r.key, r.slot.claimed_fd()) {
+                    r.filed = None;
+                    claimed.push(id);
+                } else {
+                    r.slot.unclaim();
+                    in_use.push((stamp, id));
+                }
             } else {
                 in_use.push((stamp, id));
             }

@@ -58,6 +58,16 @@ pub enum TrackerError {
         expected: FileKey,
         found: FileKey,
     },
+    /// The pool cannot take `file`: its own errno, but the pool's fault.
+    #[error("the unlinked-file pool {pool} {why} (unlinking {file}: {op}: {source})")]
+    Pool {
+        pool: PathBuf,
+        why: &'static str,
+        op: &'static str,
+        file: String,
+        #[source]
+        source: Errno,
+    },
     /// `EBUSY`: 2^20 - 1 guards on one handle.
     #[error("{path}: too many guards alive at once")]
     TooManyUsers { path: String },
@@ -94,7 +104,7 @@ impl TrackerError {
             TrackerError::AlreadyUnlinked { .. } => Errno::NOENT,
             TrackerError::Replaced { .. } => Errno::STALE,
             TrackerError::TooManyUsers { .. } => Errno::BUSY,
-            TrackerError::Sys { source, .. } => *source,
+            TrackerError::Sys { source, .. } | TrackerError::Pool { source, .. } => *source,
         }
     }
 
@@ -111,6 +121,7 @@ impl TrackerError {
             | TrackerError::RelativeUnlinkDir(_) => ErrorKind::Invalid,
             TrackerError::AlreadyUnlinked { .. } => ErrorKind::AlreadyUnlinked,
             TrackerError::Replaced { .. } => ErrorKind::Replaced,
+            TrackerError::Pool { .. } => ErrorKind::Pool,
             TrackerError::TooManyUsers { .. } => ErrorKind::Os(Errno::BUSY.raw_os_error()),
             TrackerError::Sys { source, .. } if *source == Errno::NOENT => ErrorKind::NotFound,
             TrackerError::Sys { source, .. } => ErrorKind::Os(source.raw_os_error()),

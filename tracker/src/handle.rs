@@ -217,7 +217,16 @@ impl ArcFdGuard {
 /// Reopens a suspended handle's file: the same flags minus those that must
 /// not be replayed, the same inode, the saved offset.
 ///
-/// Errors: `Replaced`; the `open`, `fstat` or `lseek` failure as `Sys`.
+/// Never blocks on anything but the disk: the name is first opened with
+/// `O_PATH` (which opens no device and waits for no FIFO peer) and its
+/// inode checked, so that a name now leading to a FIFO or a device is
+/// `Replaced` without opening it; then it is opened for real with
+/// `O_NONBLOCK` (taken off again if the handle did not ask for it), in
+/// case it changed in between, and checked again. Never two descriptors at
+/// once: the restore holds room for one.
+///
+/// Errors: `Replaced`; the `open`, `fstat`, `fcntl` or `lseek` failure as
+/// `Sys`.
 fn reopen(
     pool: &Path,
     location: &Location,
@@ -230,9 +239,31 @@ fn reopen(
     // empty it, O_EXCL would refuse it: none may be replayed.
     let flags = flags - (OFlags::CREATE | OFlags::TRUNC | OFlags::EXCL);
     let name = || location.display(pool);
-    let fd = location
-        .open(pool, flags, mode)
+    let path = location
+        .open(pool, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| TrackerError::sys("open", name(), e))?;
+    let st = rustix::fs::fstat(&path).map_err(|e| TrackerError::sys("fstat", name(), e))?;
+    if (st.st_dev, st.st_ino) != (key.dev, key.ino) {
+        return Err(TrackerError::Replaced {
+            path: name(),
+            expected: key,
+            found: FileKey {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                generation: 0,
+            },
+        });
+    }
+    drop(path);
+    let fd = location
+        .open(pool, flags | OFlags::NONBLOCK, mode)
+        .map_err(|e| TrackerError::sys("open", name(), e))?;
+    if !flags.contains(OFlags::NONBLOCK) {
+        rustix::fs::fcntl_setfl(&fd, flags).map_err(|e| TrackerError::sys("fcntl", name(), e))?;
+    }
+    // The same inode number, but perhaps not the same inode (the number
+    // was reused), or another file since the check: the generation and a
+    // second look tell.
     let found = FileKey::of(&fd).map_err(|e| TrackerError::sys("fstat", name(), e))?;
     if found != key {
         return Err(TrackerError::Replaced {

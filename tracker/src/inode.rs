@@ -7,11 +7,11 @@
 //! in its `Books`).
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, CWD};
+use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 
 use crate::dir::Directory;
@@ -24,6 +24,9 @@ use crate::sys;
 pub(crate) enum Location {
     /// By the name it was opened by.
     Named { dir: Directory, path: PathBuf },
+    /// By the absolute path it was renamed to behind the tracker's back,
+    /// found when one of its handles was suspended.
+    Moved(PathBuf),
     /// In the unlinked-file pool, under this number.
     Pooled(u64),
 }
@@ -58,11 +61,44 @@ impl Pool {
     }
 }
 
+/// `op` of `file` into the pool at `pool` failed with `e`: the pool's
+/// fault, named as such, when the pool is gone, is not a directory, is on
+/// another file system, or cannot be written; otherwise the file's.
+fn pool_or_file(pool: &Path, op: &'static str, file: &str, e: Errno) -> TrackerError {
+    let why = match rustix::fs::stat(pool) {
+        Err(Errno::NOENT) => Some("is gone"),
+        Err(Errno::NOTDIR) => Some("has a path through something that is not a directory"),
+        Err(_) => Some("cannot be examined"),
+        Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {
+            Some("is not a directory")
+        }
+        Ok(_) if e == Errno::XDEV => Some("is on another file system than the file"),
+        Ok(_)
+            if matches!(e, Errno::ACCESS | Errno::PERM | Errno::ROFS)
+                && rustix::fs::access(pool, Access::WRITE_OK | Access::EXEC_OK).is_err() =>
+        {
+            Some("is not writable")
+        }
+        Ok(_) => None,
+    };
+    match why {
+        Some(why) => TrackerError::Pool {
+            pool: pool.to_path_buf(),
+            why,
+            op,
+            file: file.to_string(),
+            source: e,
+        },
+        None => TrackerError::sys(op, file, e),
+    }
+}
+
 impl Location {
     /// For messages: the path the file is reopened by.
     pub(crate) fn display(&self, pool: &Path) -> String {
         match self {
             Location::Named { dir, path } => dir.path().join(path).display().to_string(),
+            Location::Moved(path) => path.display().to_string(),
             Location::Pooled(n) => pool.join(n.to_string()).display().to_string(),
         }
     }
@@ -71,8 +107,19 @@ impl Location {
     pub(crate) fn open(&self, pool: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
         match self {
             Location::Named { dir, path } => rustix::fs::openat(dir, path, flags, mode),
+            Location::Moved(path) => rustix::fs::openat(CWD, path, flags, mode),
             Location::Pooled(n) => rustix::fs::openat(CWD, pool.join(n.to_string()), flags, mode),
         }
+    }
+
+    /// `stat` at this location: the (device, inode) it leads to now.
+    fn leads_to(&self, pool: &Path) -> Result<(u64, u64), Errno> {
+        let st = match self {
+            Location::Named { dir, path } => rustix::fs::statat(dir, path, AtFlags::empty())?,
+            Location::Moved(path) => rustix::fs::stat(path)?,
+            Location::Pooled(n) => rustix::fs::stat(pool.join(n.to_string()))?,
+        };
+        Ok((st.st_dev, st.st_ino))
     }
 }
 
@@ -164,6 +211,37 @@ impl Inodes {
         Ok(())
     }
 
+    /// Whether a handle of `key`, open at `fd`, may be suspended: only if
+    /// it can be restored, that is if some name leads to its file. The
+    /// file's location is checked, and if its name was renamed behind the
+    /// tracker's back (a log rotated) the location follows it, to the path
+    /// the kernel keeps for the open descriptor. A file deleted or
+    /// replaced behind its back has no name to come back by: its handles
+    /// keep their descriptors (LTTng's tracker refuses to suspend them
+    /// too).
+    pub(crate) fn restorable(&mut self, key: FileKey, fd: impl AsFd) -> bool {
+        let Some(inode) = self.map.get_mut(&key) else {
+            return false;
+        };
+        if inode.location.leads_to(&self.pool.dir) == Ok((key.dev, key.ino)) {
+            return true;
+        }
+        let link = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
+        let Ok(now) = std::fs::read_link(link) else {
+            return false;
+        };
+        let moved = Location::Moved(now);
+        if !moved.display(&self.pool.dir).starts_with('/')
+            || moved.leads_to(&self.pool.dir) != Ok((key.dev, key.ino))
+        {
+            // " (deleted)", or another file at that path now.
+            return false;
+        }
+        inode.location = moved;
+        inode.moves += 1;
+        true
+    }
+
     /// A handle lets go of its file. The last handle to a pooled file
     /// deletes it, and the pool directory if it was the last file there.
     ///
@@ -206,14 +284,16 @@ impl Inodes {
                 let path = inode.location.display(&pool_dir);
                 return Err(TrackerError::AlreadyUnlinked { path });
             }
-            Location::Named { dir, path } => (dir.clone(), path.clone()),
+            Location::Named { dir, path } => (Some(dir.clone()), path.clone()),
+            Location::Moved(path) => (None, path.clone()),
         };
-        let name = dir.path().join(&path).display().to_string();
+        let name = inode.location.display(&pool_dir);
+        let dir = dir.as_ref().map_or(CWD, |d| d.as_fd());
         let stat = |e| TrackerError::sys("stat", &name, e);
-        let st = rustix::fs::statat(&dir, &path, AtFlags::empty()).map_err(stat)?;
+        let st = rustix::fs::statat(dir, &path, AtFlags::empty()).map_err(stat)?;
         let handle = match inode.handle {
             0 => 0,
-            _ => sys::handle_digest_at(&dir, &path).map_err(stat)?,
+            _ => sys::handle_digest_at(dir, &path).map_err(stat)?,
         };
         if (st.st_dev, st.st_ino, handle) != (key.dev, key.ino, inode.handle) {
             // Which file the name leads to, as far as stat(2) can say.
@@ -231,7 +311,22 @@ impl Inodes {
         if self.pool.files == 0 {
             match rustix::fs::mkdirat(CWD, &*pool_dir, Mode::RWXU) {
                 Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(TrackerError::sys("mkdir", pool_dir.display(), e)),
+                Err(e) => {
+                    return Err(TrackerError::Pool {
+                        pool: pool_dir.to_path_buf(),
+                        why: match e {
+                            Errno::NOENT => "cannot be made: its parent directory is gone",
+                            Errno::NOTDIR => "has a path through something that is not a directory",
+                            Errno::ACCESS | Errno::PERM | Errno::ROFS => {
+                                "cannot be made: its parent directory is not writable"
+                            }
+                            _ => "cannot be made",
+                        },
+                        op: "mkdir",
+                        file: name,
+                        source: e,
+                    })
+                }
             }
         }
         let n = loop {
@@ -241,24 +336,21 @@ impl Inodes {
             // RENAME_NOREPLACE, so that a file left in the pool by an earlier
             // run is skipped rather than silently replaced. Filesystems
             // without it answer EINVAL: a plain rename then.
-            let renamed = match rustix::fs::renameat_with(
-                &dir,
-                &path,
-                CWD,
-                &target,
-                RenameFlags::NOREPLACE,
-            ) {
-                Err(Errno::INVAL) => rustix::fs::renameat(&dir, &path, CWD, &target),
-                r => r,
-            };
+            let renamed =
+                match rustix::fs::renameat_with(dir, &path, CWD, &target, RenameFlags::NOREPLACE) {
+                    Err(Errno::INVAL) => rustix::fs::renameat(dir, &path, CWD, &target),
+                    r => r,
+                };
             match renamed {
                 Ok(()) => break n,
                 Err(Errno::EXIST) => continue,
                 Err(e) => {
+                    // Whose fault, before the pool is tidied away.
+                    let err = pool_or_file(&pool_dir, "rename", &name, e);
                     // Best effort: the pool directory is ours to remove if it
                     // is empty; a failure here changes nothing for the caller.
                     let _ = self.pool.remove_if_empty();
-                    return Err(TrackerError::sys("rename", &name, e));
+                    return Err(err);
                 }
             }
         };

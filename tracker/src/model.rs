@@ -12,9 +12,14 @@
 //! The policy, stated once; the real tracker follows it:
 //! - **Room.** Room for `n` more descriptors is made by suspending the
 //!   `active + unsuspendable + n - capacity` least recently used active
-//!   handles that are not in use. All or nothing: when fewer are
-//!   suspendable, nothing is suspended and the call fails with
+//!   handles that are not in use and can be restored. All or nothing: when
+//!   fewer are suspendable, nothing is suspended and the call fails with
 //!   [`ErrorKind::NoRoom`] (`EMFILE`).
+//! - **Restorable.** A handle can be restored if a name leads to its file.
+//!   Renamed behind the tracker's back (a log rotated), the file is
+//!   followed to its new name when a handle of it is suspended; deleted or
+//!   replaced behind its back, it has no name, and its active handles are
+//!   never suspended (they keep their descriptors until closed).
 //! - **Open.** Makes room for one descriptor first, then opens (so a failed
 //!   open may still have suspended a handle, as a full Linux table answers
 //!   `EMFILE` before it looks at the path). The new handle is the most
@@ -282,19 +287,51 @@ impl Tracker {
             .filter(|(_, h)| h.active && h.users == 0)
             .map(|(&id, h)| (h.last_used, id))
             .collect();
-        if victims.len() < need {
-            return Err(ErrorKind::NoRoom);
-        }
         victims.sort();
         if self.bug == Some(PlantedBug::EvictMostRecent) {
             victims.reverse();
         }
-        for (_, id) in victims.into_iter().take(need) {
+        // In order, as the real tracker claims them: each looked at is
+        // followed to its name now (if it was renamed), and those with no
+        // name are passed over.
+        let mut chosen = Vec::new();
+        for (_, id) in victims {
+            if chosen.len() == need {
+                break;
+            }
+            let inode = self.handles[&id].inode;
+            if let Some(location) = self.name_of(inode) {
+                if let Some(i) = self.inodes.get_mut(&inode) {
+                    i.location = location;
+                }
+                chosen.push(id);
+            }
+        }
+        if chosen.len() < need {
+            return Err(ErrorKind::NoRoom);
+        }
+        for id in chosen {
             if let Some(h) = self.handles.get_mut(&id) {
                 h.active = false;
             }
         }
         Ok(())
+    }
+
+    /// Where `inode` can be reopened from now: its location if that still
+    /// leads to it, else the name it was renamed to, else nowhere.
+    fn name_of(&self, inode: InodeId) -> Option<Location> {
+        let i = &self.inodes[&inode];
+        if let Location::Named(n) = &i.location {
+            if self.names.get(n) != Some(&inode) {
+                return self
+                    .names
+                    .iter()
+                    .find(|(_, &x)| x == inode)
+                    .map(|(n, _)| Location::Named(n.clone()));
+            }
+        }
+        Some(i.location.clone())
     }
 
     /// Whether the inode's location still leads to it.
@@ -489,13 +526,19 @@ impl Tracker {
             return Err(ErrorKind::Misuse);
         };
         let inode = handle.inode;
-        let orphan = self.reachable(inode).is_err();
+        // A file renamed behind our back is still a file of the directory.
+        let named = self.name_of(inode);
         let Some(i) = self.inodes.get_mut(&inode) else {
             return Err(ErrorKind::Misuse);
         };
         i.refs -= 1;
-        if i.refs == 0 && (orphan || matches!(i.location, Location::Pooled(_))) {
-            self.inodes.remove(&inode);
+        if i.refs == 0 {
+            match named {
+                Some(Location::Named(n)) => i.location = Location::Named(n),
+                _ => {
+                    self.inodes.remove(&inode);
+                }
+            }
         }
         Ok(())
     }
@@ -567,6 +610,36 @@ impl Tracker {
         };
         self.inodes.insert(i, inode);
         if let Some(old) = self.names.insert(name.to_string(), i) {
+            if self.inodes[&old].refs == 0 {
+                self.inodes.remove(&old);
+            }
+        }
+    }
+
+    /// Something outside the tracker renames `from` to `to` (over whatever
+    /// was there: that file loses its name). Nothing happens to a missing
+    /// `from`.
+    pub fn rename(&mut self, from: &str, to: &str) {
+        if from == to {
+            return;
+        }
+        let Some(i) = self.names.remove(from) else {
+            return;
+        };
+        if let Some(inode) = self.inodes.get_mut(&i).filter(|x| x.refs == 0) {
+            // Nothing holds it: it is just a file, under its new name.
+            inode.location = Location::Named(to.to_string());
+        }
+        if let Some(old) = self.names.insert(to.to_string(), i) {
+            if self.inodes[&old].refs == 0 {
+                self.inodes.remove(&old);
+            }
+        }
+    }
+
+    /// Something outside the tracker deletes `name`.
+    pub fn delete(&mut self, name: &str) {
+        if let Some(old) = self.names.remove(name) {
             if self.inodes[&old].refs == 0 {
                 self.inodes.remove(&old);
             }
@@ -787,12 +860,45 @@ mod tests {
     fn replaced_file_is_not_restored() {
         let mut t = Tracker::new(1);
         let a = t.open("f", Access::CREATE_RW).unwrap();
+        let g = t.open("g", Access::CREATE_RW).unwrap();
         t.replace("f", b"new");
-        t.open("g", Access::CREATE_RW).unwrap();
+        t.close(g).unwrap();
         assert_eq!(t.get(a), Err(ErrorKind::Replaced));
         assert_eq!(t.unlink(a), Err(ErrorKind::Replaced));
         t.close(a).unwrap();
         assert_eq!(t.named_files()["f"], b"new");
+        t.check_invariants().unwrap();
+    }
+
+    /// A file renamed while a handle holds it is followed; one deleted or
+    /// replaced keeps its handle's descriptor rather than lose the handle.
+    #[test]
+    fn rotated_files_are_followed_and_deleted_ones_kept_open() {
+        let mut t = Tracker::new(2);
+        let a = t.open("log", Access::CREATE_RW).unwrap();
+        t.get(a).unwrap();
+        t.write(a, b"one").unwrap();
+        t.put(a).unwrap();
+        t.rename("log", "log.1");
+        let b = t.open("other", Access::CREATE_RW).unwrap();
+        t.delete("other");
+        // Room for one more: `a` (renamed, followed) is suspended, `b`
+        // (deleted) cannot be.
+        let c = t.open("c", Access::CREATE_RW).unwrap();
+        assert_eq!(t.state(a), Some(HandleState::Suspended));
+        assert!(matches!(t.state(b), Some(HandleState::Active { .. })));
+        t.get(a).unwrap();
+        t.write(a, b" two").unwrap();
+        t.put(a).unwrap();
+        assert_eq!(t.named_files()["log.1"], b"one two");
+        // Restoring `a` made room by suspending `c`: `b` cannot be.
+        assert_eq!(t.state(c), Some(HandleState::Suspended));
+        // With every active handle unrestorable, there is no room at all.
+        t.delete("log.1");
+        assert_eq!(t.open("d", Access::CREATE_RW), Err(ErrorKind::NoRoom));
+        for h in [a, b, c] {
+            t.close(h).unwrap();
+        }
         t.check_invariants().unwrap();
     }
 

@@ -39,6 +39,11 @@ pub enum ErrorKind {
     AlreadyUnlinked,
     /// `ESTALE`: the name now leads to another inode.
     Replaced,
+    /// The unlinked-file pool cannot take a file: it is gone, not a
+    /// directory, on another file system than the file, or not writable.
+    /// The file itself is fine (the real tracker only: the model's pool
+    /// never fails).
+    Pool,
     /// The caller's callback failed; its own error is passed through.
     Callback,
     /// A call that the real API's types rule out (a put without a get,

@@ -230,17 +230,20 @@ impl FdTracker {
             shared: &self.shared,
             n: fds.len(),
         };
+        // A callback that fails, by error or by panic, may not have closed
+        // them: both leave them tracked.
+        let mut untracking = Untracking {
+            shared: &self.shared,
+            entries: Some(entries),
+        };
         let closed = close(fds);
         let mut books = self.shared.lock();
         reservation.release(&mut books);
         if let Err(e) = closed {
-            for (fd, name) in entries {
-                // A number the callback closed anyway may have been reused
-                // and tracked by another thread meanwhile: that one stays.
-                books.unsuspendable.entry(fd).or_insert(name);
-            }
+            untracking.undo(&mut books);
             return Err(UnsuspendableError::Callback(e));
         }
+        untracking.entries = None;
         invariants::debug_check(&self.shared, &books);
         Ok(())
     }
@@ -348,6 +351,33 @@ impl Drop for FdTracker {
             if let Some(leak) = self.leak() {
                 eprintln!("warning: {leak}");
             }
+        }
+    }
+}
+
+/// Descriptors taken out of the books while a close callback runs: put
+/// back unless the callback succeeded (dropped while unwinding from a
+/// panicking callback, it puts them back itself).
+struct Untracking<'a> {
+    shared: &'a Shared,
+    entries: Option<Vec<(RawFd, Option<String>)>>,
+}
+
+impl Untracking<'_> {
+    fn undo(&mut self, books: &mut Books) {
+        for (fd, name) in self.entries.take().into_iter().flatten() {
+            // A number the callback closed anyway may have been reused and
+            // tracked by another thread meanwhile: that one stays.
+            books.unsuspendable.entry(fd).or_insert(name);
+        }
+    }
+}
+
+impl Drop for Untracking<'_> {
+    fn drop(&mut self) {
+        if self.entries.is_some() {
+            let mut books = self.shared.lock();
+            self.undo(&mut books);
         }
     }
 }

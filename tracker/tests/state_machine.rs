@@ -102,6 +102,10 @@ enum Step {
     Unlink(HandleId),
     Close(HandleId),
     Replace(&'static str, Vec<u8>),
+    /// Renamed behind the tracker's back (a log rotated).
+    Rename(&'static str, &'static str),
+    /// Deleted behind the tracker's back.
+    Delete(&'static str),
 }
 
 /// What a step returned, for the tracker to reproduce.
@@ -188,10 +192,17 @@ impl ReferenceStateMachine for Ref {
             ),
             (
                 1,
-                (name, bytes())
+                (name.clone(), bytes())
                     .prop_map(|(n, b)| Step::Replace(n, b))
                     .boxed(),
             ),
+            (
+                1,
+                (name.clone(), name.clone())
+                    .prop_map(|(a, b)| Step::Rename(a, b))
+                    .boxed(),
+            ),
+            (1, name.clone().prop_map(Step::Delete).boxed()),
         ];
         let all = r.handles_where(|_, _| true);
         if !all.is_empty() {
@@ -243,7 +254,7 @@ impl ReferenceStateMachine for Ref {
         let state = |h: &HandleId| m.state(*h);
         let access = |h: &HandleId| m.access(*h);
         match step {
-            Step::Open(..) | Step::Replace(..) => true,
+            Step::Open(..) | Step::Replace(..) | Step::Rename(..) | Step::Delete(_) => true,
             Step::Get(h) | Step::Unlink(h) | Step::Use(h, ..) => state(h).is_some(),
             Step::Put(h) => state(h).is_some_and(in_use),
             Step::Read(h, _) => state(h).is_some_and(in_use) && access(h).is_some_and(|a| a.read),
@@ -281,6 +292,14 @@ impl ReferenceStateMachine for Ref {
             Step::Close(h) => Outcome::Unit(m.close(*h)),
             Step::Replace(name, b) => {
                 m.replace(name, b);
+                Outcome::None
+            }
+            Step::Rename(from, to) => {
+                m.rename(from, to);
+                Outcome::None
+            }
+            Step::Delete(name) => {
+                m.delete(name);
                 Outcome::None
             }
         };
@@ -492,6 +511,14 @@ impl StateMachineTest for TrackerTest {
                 let tmp = sut.tmp.path().join(format!("{name}.new"));
                 std::fs::write(&tmp, b).unwrap();
                 std::fs::rename(&tmp, sut.tmp.path().join(name)).unwrap();
+                Outcome::None
+            }
+            Step::Rename(from, to) => {
+                let _ = std::fs::rename(sut.tmp.path().join(from), sut.tmp.path().join(to));
+                Outcome::None
+            }
+            Step::Delete(name) => {
+                let _ = std::fs::remove_file(sut.tmp.path().join(name));
                 Outcome::None
             }
         };

@@ -110,6 +110,27 @@ fn unsuspendable_callback_errors_pass_through() {
     t.destroy().unwrap();
 }
 
+/// A close callback that panics may not have closed its descriptors, like
+/// one that returns an error: both leave them tracked, and the budget as
+/// it was.
+#[test]
+fn a_panicking_close_callback_untracks_nothing() {
+    let (_tmp, t, _dir) = setup("unsuspendable-panic", LIMIT);
+    track(&t, "stdout", 1).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = t.close_unsuspendable(&[1], |_| -> Result<(), Errno> {
+            panic!("planted panic in a close callback")
+        });
+    }));
+    assert!(r.is_err(), "the callback's panic reaches the caller");
+    let s = t.stats();
+    assert_eq!(s.unsuspendable, 1, "nothing untracked");
+    t.check_invariants().unwrap();
+    untrack(&t, &[1]).unwrap();
+    assert_eq!(t.stats().unsuspendable, 0);
+    t.destroy().unwrap();
+}
+
 #[test]
 fn unsuspendable_duplicate_is_eexist() {
     let (_tmp, t, _dir) = setup("unsuspendable-dup", LIMIT);
@@ -331,11 +352,11 @@ fn restore_refuses_a_replaced_file() {
     let a = t.open(&dir, "f", RW_CREATE, mode()).unwrap();
     rustix::io::write(a.get_fd().unwrap(), b"old").unwrap();
     let old = a.file_key().unwrap();
+    // Suspended, then replaced.
+    let b = t.open(&dir, "g", RW_CREATE, mode()).unwrap();
+    assert_eq!(a.state(), HandleState::Suspended);
     std::fs::write(tmp.path().join("f.new"), b"new").unwrap();
     std::fs::rename(tmp.path().join("f.new"), tmp.path().join("f")).unwrap();
-    // Still active: it goes on writing to its own file.
-    rustix::io::write(a.get_fd().unwrap(), b"er").unwrap();
-    let b = t.open(&dir, "g", RW_CREATE, mode()).unwrap();
     let e = a.get_fd().unwrap_err();
     assert_eq!((e.kind(), e.errno()), (ErrorKind::Replaced, Errno::STALE));
     let message = e.to_string();
@@ -351,6 +372,136 @@ fn restore_refuses_a_replaced_file() {
     a.close().unwrap();
     b.close().unwrap();
     t.destroy().unwrap();
+}
+
+/// Log rotation: a file renamed behind the tracker's back while a handle
+/// holds it is followed to its new name when the handle is suspended, so
+/// the handle comes back to the same file; a file deleted or replaced while
+/// open has no name to come back by, so its handle keeps its descriptor
+/// (it is never chosen to make room) rather than be lost.
+#[test]
+fn rotated_logs_are_followed_and_deleted_files_kept_open() {
+    let (tmp, t, dir) = setup("rotate", 2);
+    let a = t.open(&dir, "log", RW_CREATE, mode()).unwrap();
+    rustix::io::write(a.get_fd().unwrap(), b"one").unwrap();
+    std::fs::rename(tmp.path().join("log"), tmp.path().join("log.1")).unwrap();
+    let b = t.open(&dir, "other", RW_CREATE, mode()).unwrap();
+    std::fs::remove_file(tmp.path().join("other")).unwrap();
+    let c = t.open(&dir, "c", RW_CREATE, mode()).unwrap();
+    assert_eq!(a.state(), HandleState::Suspended);
+    assert!(matches!(b.state(), HandleState::Active { .. }));
+    rustix::io::write(a.get_fd().unwrap(), b" two").unwrap();
+    assert_eq!(std::fs::read(tmp.path().join("log.1")).unwrap(), b"one two");
+    assert!(!tmp.path().join("log").exists(), "not recreated");
+    assert_eq!(c.state(), HandleState::Suspended);
+    // The deleted file's handle still works, through its own descriptor.
+    rustix::io::write(b.get_fd().unwrap(), b"kept").unwrap();
+    // With every active handle unrestorable there is no room.
+    std::fs::remove_file(tmp.path().join("log.1")).unwrap();
+    let e = t.open(&dir, "d", RW_CREATE, mode()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NoRoom, "{e}");
+    assert_eq!(t.stats().errors, 0, "refusing to suspend is not an error");
+    for h in [a, b, c] {
+        h.close().unwrap();
+    }
+    t.destroy().unwrap();
+}
+
+/// A name that now leads to a FIFO is a replaced file, said at once: the
+/// restore does not wait in `open(2)` for a writer that never comes
+/// (holding its room in the budget and every other user of the handle).
+#[test]
+fn restore_does_not_block_on_a_fifo() {
+    let (tmp, t, dir) = setup("fifo", 1);
+    let t = Arc::new(t);
+    let a = Arc::new(
+        t.open(&dir, "f", OFlags::RDONLY | OFlags::CREATE, mode())
+            .unwrap(),
+    );
+    let b = t.open(&dir, "g", RW_CREATE, mode()).unwrap();
+    assert_eq!(a.state(), HandleState::Suspended);
+    let fifo = tmp.path().join("f");
+    std::fs::remove_file(&fifo).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        Mode::RUSR | Mode::WUSR,
+        0,
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let a2 = Arc::clone(&a);
+    let thread = std::thread::spawn(move || {
+        let r = a2.get_fd().map(|_| ()).map_err(|e| (e.kind(), e.errno()));
+        let _ = tx.send(r);
+    });
+    let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+    if got.is_err() {
+        // Blocked in open(2): a writer lets it go, so the test can fail
+        // instead of hanging.
+        let _w = std::fs::OpenOptions::new().write(true).open(&fifo);
+        thread.join().unwrap();
+        panic!("get_fd blocked in open(2) on a FIFO");
+    }
+    thread.join().unwrap();
+    assert_eq!(got.unwrap(), Err((ErrorKind::Replaced, Errno::STALE)));
+    b.close().unwrap();
+    Arc::into_inner(a).unwrap().close().unwrap();
+    Arc::into_inner(t).unwrap().destroy().unwrap();
+}
+
+/// When the unlinked-file pool cannot take a file, the error names the
+/// pool and says what is wrong with it, with a kind of its own: the file is
+/// fine and stays where it was.
+#[test]
+fn pool_problems_blame_the_pool() {
+    // Taken by a regular file before the first unlink.
+    let (tmp, t, dir) = setup("pool-file", 4);
+    let pool = tmp.path().join("unlinked_files");
+    std::fs::write(&pool, b"not a pool").unwrap();
+    let a = t.open(&dir, "f", RW_CREATE, mode()).unwrap();
+    let e = a.unlink().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Pool, "{e}");
+    let m = e.to_string();
+    assert!(
+        m.contains(&pool.display().to_string()) && m.contains("is not a directory"),
+        "{m}"
+    );
+    assert!(tmp.path().join("f").exists());
+    std::fs::remove_file(&pool).unwrap();
+    // Removed behind the tracker's back while it held a file.
+    let b = t.open(&dir, "g", RW_CREATE, mode()).unwrap();
+    b.unlink().unwrap();
+    std::fs::remove_dir_all(&pool).unwrap();
+    let e = a.unlink().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Pool, "{e}");
+    assert!(e.to_string().contains("is gone"), "{e}");
+    assert!(tmp.path().join("f").exists());
+    a.close().unwrap();
+    let _ = b.close();
+    t.destroy().unwrap();
+    // On another file system than the file (where /dev/shm is one).
+    let shm = std::path::Path::new("/dev/shm");
+    let other = |p: &std::path::Path| rustix::fs::stat(p).map(|s| s.st_dev);
+    let tmp2 = TempDir::new("pool-xdev");
+    if shm.is_dir() && other(shm).ok() != other(tmp2.path()).ok() {
+        let pool = shm.join(format!("fdlab-pool-{}", std::process::id()));
+        let t = FdTracker::new(&pool, 4).unwrap();
+        let dir = Directory::open(tmp2.path()).unwrap();
+        let a = t.open(&dir, "f", RW_CREATE, mode()).unwrap();
+        let e = a.unlink().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Pool, "{e}");
+        assert_eq!(e.errno(), Errno::XDEV);
+        assert!(e.to_string().contains("another file system"), "{e}");
+        a.close().unwrap();
+        t.destroy().unwrap();
+        let _ = std::fs::remove_dir(&pool);
+    } else {
+        eprintln!(
+            "/dev/shm is missing or on the same file system as the temp dir: EXDEV not tried"
+        );
+    }
 }
 
 /// O_CREAT and O_TRUNC are not replayed: the file keeps its bytes, and a

@@ -156,7 +156,7 @@ impl<T> File<T> {
     }
 
     /// The mutant's FREF: a plain increment from no reference at all.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "mutants"))]
     pub(crate) fn fref_unconditional(&self) {
         self.count.fetch_add(1, Ordering::Acquire);
     }

@@ -63,7 +63,7 @@ use super::file::{broken, File};
 use super::guard::{FileRef, Hold};
 use super::publish::{OnceCell, Publish, PublishOnce, SlotCell};
 use super::sync::{only_handle, Arc, Mutex, MutexGuard};
-#[cfg(test)]
+#[cfg(any(test, feature = "mutants"))]
 use crate::mutant::Mutant;
 
 /// Slots in chunk 0; chunk `k` has `FIRST << k`. 64 as Linux's
@@ -158,12 +158,12 @@ impl<T> WSlot<T> {
         &mut self,
         published: &SlotCell<Block<T>>,
         file: Arc<File<T>>,
-        #[cfg(test)] mutant: Mutant,
+        #[cfg(any(test, feature = "mutants"))] mutant: Mutant,
     ) -> (u32, Option<Arc<Block<T>>>) {
         if let Some(b) = &self.block {
             if (self.filled as usize) < b.len() {
                 let at = self.filled;
-                #[cfg(test)]
+                #[cfg(any(test, feature = "mutants"))]
                 if mutant == Mutant::NameBeforeFill {
                     b.set_current(at);
                 }
@@ -178,7 +178,7 @@ impl<T> WSlot<T> {
             None => 1,
         };
         let new = Arc::new(Block::new(len, file));
-        #[cfg(test)]
+        #[cfg(any(test, feature = "mutants"))]
         if mutant == Mutant::UnpublishOnReplace {
             if let Some(b) = &self.block {
                 b.set_current(NONE);
@@ -311,7 +311,7 @@ pub struct Filedesc<T> {
     dir: Box<[OnceCell<Chunk<T>>]>,
     writer: Mutex<Writer<T>>,
     limit: u32,
-    #[cfg(test)]
+    #[cfg(any(test, feature = "mutants"))]
     mutant: Mutant,
 }
 
@@ -337,13 +337,13 @@ impl<T> Filedesc<T> {
                 freefile: 0,
             }),
             limit,
-            #[cfg(test)]
+            #[cfg(any(test, feature = "mutants"))]
             mutant: Mutant::None,
         }
     }
 
     /// A table carrying a planted bug (see `mutant`).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "mutants"))]
     pub(crate) fn with_mutant(limit: u32, mutant: Mutant) -> Filedesc<T> {
         let mut t = Filedesc::new(limit);
         t.mutant = mutant;
@@ -351,7 +351,7 @@ impl<T> Filedesc<T> {
     }
 
     /// The bug the table carries (see `crate::mutant`).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "mutants"))]
     pub(crate) fn mutant(&self) -> Mutant {
         self.mutant
     }
@@ -438,7 +438,7 @@ impl<T> Filedesc<T> {
             let Some(file) = block.file(at) else {
                 return Err(named_empty(fd, at, block));
             };
-            #[cfg(test)]
+            #[cfg(any(test, feature = "mutants"))]
             match self.mutant {
                 Mutant::FrefAfterZero => {
                     file.fref_unconditional();
@@ -509,7 +509,7 @@ impl<T> Filedesc<T> {
         let (cell, old_block) = slot.publish(
             published(&self.dir, i),
             Arc::clone(&file),
-            #[cfg(test)]
+            #[cfg(any(test, feature = "mutants"))]
             self.mutant,
         );
         let was = std::mem::replace(
@@ -551,9 +551,9 @@ impl<T> Filedesc<T> {
         let mut w = self.lock();
         let i = w.alloc(&self.dir, 0, limit.min(self.limit))?;
         w.slots[i].state = State::Larval(Arc::clone(&file));
-        #[cfg(test)]
+        #[cfg(any(test, feature = "mutants"))]
         let mut replaced = None;
-        #[cfg(test)]
+        #[cfg(any(test, feature = "mutants"))]
         if self.mutant == Mutant::PublishLarval {
             let slot = &mut w.slots[i];
             replaced = slot
@@ -561,7 +561,7 @@ impl<T> Filedesc<T> {
                 .1;
         }
         drop(w);
-        #[cfg(test)]
+        #[cfg(any(test, feature = "mutants"))]
         drop(replaced);
         Ok((Fd::new(i as u32), file))
     }
@@ -614,7 +614,7 @@ impl<T> Filedesc<T> {
         let State::Larval(slot) = w.clear(fd.index()) else {
             unreachable!("slot {fd} was larval under the same lock")
         };
-        #[cfg(test)]
+        #[cfg(any(test, feature = "mutants"))]
         if self.mutant == Mutant::PublishLarval {
             w.slots[fd.index()].unpublish();
         }
@@ -893,9 +893,9 @@ impl<T> Filedesc<T> {
     /// which would cost more than the rest of the copy (a store walks the
     /// debt slots of every thread that used arc-swap).
     fn copy_with(&self, mut each: impl FnMut(&State<T>) -> State<T>) -> Filedesc<T> {
-        #[cfg(not(test))]
+        #[cfg(not(any(test, feature = "mutants")))]
         let copy = Filedesc::new(self.limit);
-        #[cfg(test)]
+        #[cfg(any(test, feature = "mutants"))]
         let copy = Filedesc::with_mutant(self.limit, self.mutant);
         let w = self.lock();
         let mut cw = copy.lock();

@@ -28,7 +28,7 @@ pub struct FileRef<T> {
     loaded: Loaded<T>,
     at: u32,
     /// False only in the `FreleEarly` mutant, whose guard holds no count.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "mutants"))]
     pub(crate) counted: bool,
 }
 
@@ -40,7 +40,7 @@ impl<T> FileRef<T> {
         FileRef {
             loaded,
             at,
-            #[cfg(test)]
+            #[cfg(any(test, feature = "mutants"))]
             counted: true,
         }
     }
@@ -78,7 +78,7 @@ impl<T> Deref for FileRef<T> {
 
 impl<T> Drop for FileRef<T> {
     fn drop(&mut self) {
-        #[cfg(test)]
+        #[cfg(any(test, feature = "mutants"))]
         if !self.counted {
             return;
         }

@@ -59,6 +59,9 @@ pub struct LinuxBackend {
     /// `$FDLAB_STEP_DELAY_MS`, a testing aid: a pause before every call, so
     /// that a test can interrupt a run in the middle.
     delay: Duration,
+    /// How long the kernel's deferred work may take before a settle point
+    /// calls what it has not done a divergence.
+    settle: Duration,
     sandbox: PathBuf,
     /// The descriptors of a scenario process that observation looks at:
     /// those below the helpers' own, which start at the floor.
@@ -68,6 +71,10 @@ pub struct LinuxBackend {
     cost: Cell<Cost>,
     observed: Cell<ObserveCost>,
 }
+
+/// How long a settle point waits for Linux's deferred work by default:
+/// far more than it was seen to take on a loaded machine (one 20 ms poll).
+pub const SETTLE_DEADLINE: Duration = Duration::from_secs(2);
 
 static RUNS: AtomicU64 = AtomicU64::new(0);
 
@@ -154,6 +161,7 @@ impl LinuxBackend {
             .map_or(Duration::ZERO, Duration::from_millis);
         let mut b = LinuxBackend {
             delay,
+            settle: SETTLE_DEADLINE,
             sandbox,
             fds: 0..floor as i32,
             nursery: None,
@@ -226,6 +234,20 @@ impl LinuxBackend {
     /// the floor.
     pub fn fds(&self) -> std::ops::Range<i32> {
         self.fds.clone()
+    }
+
+    /// How long a settle point waits for the kernel's deferred work
+    /// (the unix collector runs from a work queue, usually within a few
+    /// milliseconds).
+    pub fn settle_deadline(&self) -> Duration {
+        self.settle
+    }
+
+    /// Waits `d` instead of [`SETTLE_DEADLINE`] at settle points: shorter
+    /// where a run expects to fail there many times (shrinking a planted
+    /// bug's case).
+    pub fn set_settle_deadline(&mut self, d: Duration) {
+        self.settle = d;
     }
 
     /// The sandbox directory of this run.
@@ -659,6 +681,10 @@ impl Backend for LinuxBackend {
     fn topology(&mut self) -> Result<Topology, BackendError> {
         let sandbox = self.sandbox.clone();
         self.topology_under(&sandbox)
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
     }
 }
 

@@ -57,6 +57,8 @@ pub struct Capture {
     pub pipes: HashMap<u64, (Vec<u8>, u64)>,
     /// Each unix socket's queue, by inode.
     pub queues: HashMap<u64, Vec<QueuedMessage>>,
+    /// Unix sockets with a pending `ECONNRESET`, by inode.
+    pub resets: HashSet<u64>,
     /// Peers of sockets that are neither in the tree nor in flight in it,
     /// by inode, with who holds them (nobody: garbage in flight, which
     /// the unix collector frees).
@@ -123,6 +125,7 @@ impl LinuxBackend {
         };
         let mut pipes = HashMap::new();
         let mut raw_queues: HashMap<u64, Vec<Message>> = HashMap::new();
+        let mut resets = HashSet::new();
         let mut seen: HashSet<(bool, u64)> = HashSet::new();
         let mut failures = Vec::new();
         let snap = loop {
@@ -164,8 +167,11 @@ impl LinuxBackend {
                     (Key::Pipe(ino), Ok(Captured::Pipe { data, capacity })) => {
                         pipes.insert(ino, (data, capacity));
                     }
-                    (Key::Queue(ino), Ok(Captured::Queue { messages })) => {
+                    (Key::Queue(ino), Ok(Captured::Queue { messages, reset })) => {
                         raw_queues.insert(ino, messages);
+                        if reset {
+                            resets.insert(ino);
+                        }
                     }
                     (_, Ok(other)) => failures.push(format!("{item:?}: unexpected {other:?}")),
                     (key, Err(errno)) => {
@@ -261,6 +267,7 @@ impl LinuxBackend {
             procs,
             pipes,
             queues,
+            resets,
             outside,
             failures,
         })

@@ -91,6 +91,8 @@ pub enum Captured {
     /// table that now hold its files.
     Queue {
         messages: Vec<Message>,
+        /// An `ECONNRESET` waits to be read.
+        reset: bool,
     },
 }
 

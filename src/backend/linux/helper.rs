@@ -264,7 +264,7 @@ impl Helper {
                     if pid != me {
                         let _ = kernel::close(own);
                     }
-                    r.map(|messages| Captured::Queue { messages })
+                    r.map(|(messages, reset)| Captured::Queue { messages, reset })
                 }
             })
             .collect();

@@ -413,6 +413,16 @@ fn peek_off(sock: i32, set: Option<i32>) -> Sys<i32> {
     Ok(v)
 }
 
+/// `getsockopt(SOL_SOCKET, SO_TYPE)`: `SOCK_STREAM`, `SOCK_DGRAM` ...
+pub fn sock_type(sock: i32) -> Sys<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let p = &mut v as *mut libc::c_int as *mut libc::c_void;
+    // SAFETY: `v` is a c_int alive for the call and `len` its size.
+    check(unsafe { libc::getsockopt(sock, libc::SOL_SOCKET, libc::SO_TYPE, p, &mut len) })?;
+    Ok(v)
+}
+
 /// The largest datagram [`peek_queue`] reads.
 pub const PEEK_MAX: usize = 1 << 20;
 
@@ -423,25 +433,64 @@ pub const PEEK_MAX: usize = 1 << 20;
 ///
 /// A stream socket's peek returns a run of bytes without files, or the
 /// bytes that carry files, as its reads would.
-pub fn peek_queue(sock: i32) -> Sys<Vec<Message>> {
+///
+/// An empty answer ends a stream socket's queue (its peer is gone). On a
+/// datagram or seqpacket socket it is an empty message, which the kernel
+/// marks peeked so that the next peek at the same offset passes it,
+/// unless the socket is shut for reading (`POLLRDHUP`): then the kernel
+/// answers 0 for the end of the queue too, and an empty message cannot be
+/// told from it (taken as the end).
+///
+/// Also says whether an error is pending on the socket (`POLLERR`; on a
+/// unix socket only `ECONNRESET`, left when the peer closed with unread
+/// data). The read that finds the queue empty takes that error, a peek
+/// too, so with one pending only the bytes queued (`SIOCINQ`) are peeked:
+/// the dump leaves the error for the process.
+pub fn peek_queue(sock: i32) -> Sys<(Vec<Message>, bool)> {
+    let stream = sock_type(sock)? == libc::SOCK_STREAM;
+    let (rdhup, err) = (libc::POLLRDHUP, libc::POLLERR);
+    let ev = poll(&[(sock, rdhup | err)], 0)?
+        .first()
+        .copied()
+        .unwrap_or(0);
+    let reset = ev & err != 0;
+    let ends = stream || ev & rdhup != 0;
+    let mut left = if reset { Some(inq(sock)?) } else { None };
     let old = peek_off(sock, None)?;
     peek_off(sock, Some(0))?;
     let mut out = Vec::new();
     let r = loop {
+        if left == Some(0) {
+            break Ok(());
+        }
         match recvmsg(
             sock,
             PEEK_MAX,
             fdlab_model::limits::SCM_MAX_FD,
             libc::MSG_PEEK,
         ) {
-            Ok((data, fds)) if data.is_empty() && fds.is_empty() => break Ok(()),
-            Ok(m) => out.push(m),
+            Ok((data, fds)) if ends && data.is_empty() && fds.is_empty() => break Ok(()),
+            Ok(m) => {
+                if let Some(n) = &mut left {
+                    *n = n.saturating_sub(m.0.len().max(1));
+                }
+                out.push(m)
+            }
             Err(Errno::EAGAIN) => break Ok(()),
             Err(e) => break Err(e),
         }
     };
     let _ = peek_off(sock, Some(old));
-    r.map(|_| out)
+    r.map(|_| (out, reset))
+}
+
+/// `ioctl(SIOCINQ)`: the bytes queued on a socket (a datagram socket: the
+/// first datagram's).
+pub fn inq(sock: i32) -> Sys<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD (SIOCINQ) writes one c_int through the pointer.
+    check(unsafe { libc::ioctl(sock, libc::FIONREAD, &mut n) })?;
+    Ok(n.max(0) as usize)
 }
 
 /// The bytes waiting in the pipe that `pid`'s descriptor `fd` is an end of,

@@ -408,6 +408,16 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                     ends,
                     flags: [flag_of(ends[0]), flag_of(ends[1])],
                 });
+                // A pending reset on end e: its peer (closed in the image,
+                // a ghost here) gets a byte it never reads, and closes
+                // with it unread when the restore drops the ghosts.
+                for e in (0..2).filter(|&e| p.reset[e]) {
+                    programs[q].work.push(Work::Queue {
+                        from: ends[e],
+                        data: vec![0],
+                        files: Vec::new(),
+                    });
+                }
                 // Messages queued for end e are sent from the other end.
                 for (e, queue) in p.queued.iter().enumerate() {
                     for m in queue {

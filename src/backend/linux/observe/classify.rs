@@ -38,6 +38,8 @@ pub struct Counter {
 #[derive(Debug)]
 pub struct KcmpFailure {
     pub pids: (i32, i32),
+    /// The indexes compared (descriptor numbers, for `KCMP_FILE`).
+    pub idx: (u64, u64),
     pub source: io::Error,
 }
 
@@ -50,6 +52,7 @@ fn kcmp(c: &Counter, ty: libc::c_int, a: (i32, u64), b: (i32, u64)) -> Result<Kc
         .fetch_add(t.elapsed().as_nanos() as u64, Atomic::Relaxed);
     r.map_err(|source| KcmpFailure {
         pids: (a.0, b.0),
+        idx: (a.1, b.1),
         source,
     })
 }

@@ -255,8 +255,23 @@ pub fn observe(pids: &[i32], opts: &Options) -> Snapshot {
                 break;
             }
             Err(f) => {
-                let gone = s.blame(&f, "comparing files with kcmp(KCMP_FILE)");
-                s.drop_pids(&gone, &mut table_of_entry);
+                // A descriptor closed since the listing (EBADF) is only
+                // that descriptor: the process stays.
+                let closed: Vec<(i32, i32)> = [(f.pids.0, f.idx.0), (f.pids.1, f.idx.1)]
+                    .into_iter()
+                    .map(|(p, fd)| (p, fd as i32))
+                    .filter(|(p, fd)| {
+                        f.source.raw_os_error() == Some(libc::EBADF)
+                            && Path::new(&format!("/proc/{p}")).exists()
+                            && !Path::new(&format!("/proc/{p}/fd/{fd}")).exists()
+                    })
+                    .collect();
+                if closed.is_empty() {
+                    let gone = s.blame(&f, "comparing files with kcmp(KCMP_FILE)");
+                    s.drop_pids(&gone, &mut table_of_entry);
+                } else {
+                    s.drop_entries(&closed, &mut table_of_entry);
+                }
             }
         }
     }
@@ -461,6 +476,25 @@ impl Snapshot {
     }
 
     /// Leaves out the processes `pids` and the tables they read.
+    /// Leaves out descriptors (pid, fd) that closed during the observation,
+    /// with a warning each.
+    fn drop_entries(&mut self, closed: &[(i32, i32)], table_of_entry: &mut Vec<usize>) {
+        for &(pid, fd) in closed {
+            self.warnings.push(Warning {
+                pid,
+                fd: Some(fd),
+                what: "comparing files with kcmp(KCMP_FILE)".to_string(),
+                reason: Reason::Gone,
+            });
+        }
+        let keep: Vec<bool> = self
+            .entries
+            .iter()
+            .map(|e| !closed.contains(&(e.pid, e.fd)))
+            .collect();
+        self.keep_entries(&keep, table_of_entry);
+    }
+
     fn drop_pids(&mut self, pids: &[i32], table_of_entry: &mut Vec<usize>) {
         let dead: Vec<usize> = self
             .tasks
@@ -471,6 +505,11 @@ impl Snapshot {
         self.tasks
             .retain(|(p, t)| !pids.contains(p) && !dead.contains(t));
         let keep: Vec<bool> = table_of_entry.iter().map(|t| !dead.contains(t)).collect();
+        self.keep_entries(&keep, table_of_entry);
+    }
+
+    /// Keeps the entries `keep` says, renumbering the tables' lists.
+    fn keep_entries(&mut self, keep: &[bool], table_of_entry: &mut Vec<usize>) {
         let mut new_index = vec![usize::MAX; self.entries.len()];
         let mut entries = Vec::new();
         let mut tables = Vec::new();
