@@ -43,6 +43,7 @@ enum Cmd {
     /// final topology. Exit 0 when every expectation holds (and, with
     /// `--backend both`, the backends agree), 1 otherwise, 2 when the
     /// scenario is invalid or a backend cannot run it.
+    #[command(after_long_help = lang::reference())]
     Run {
         /// The .fds file.
         file: PathBuf,
@@ -385,6 +386,14 @@ pub fn main() -> ExitCode {
             dot,
             dump,
         } => {
+            if trace && backend == BackendName::Linux {
+                return fail(
+                    "--trace shows the model's file(9) calls: it needs --backend model or both",
+                );
+            }
+            if every_step && backend != BackendName::Both {
+                return fail("--every-step compares model and Linux after each step: it needs --backend both");
+            }
             if hold && backend != BackendName::Linux {
                 return fail("--hold keeps real processes alive: it needs --backend linux");
             }
@@ -604,14 +613,40 @@ fn fuzz(
             .map_or(0, |d| d.as_nanos() as u64)
     });
     println!("fuzzing {cases} scenarios of up to {len} operations, seed {seed}");
-    let r = fuzz::fuzz(cases, seed, len, &helper_path(), model, settle);
+    // A bar on standard error, drawn only on a terminal; Ctrl-C stops the
+    // run where it is and still prints the summary (a second one kills).
+    let bar = indicatif::ProgressBar::new(u64::from(cases));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} scenarios, {per_sec}, {eta} left {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    crate::backend::linux::kernel::catch_interrupt();
+    let progress = |p: fuzz::Progress| {
+        if p.shrinking {
+            bar.set_message(format!("shrinking a disagreement ({} tried)", p.done));
+        } else {
+            bar.set_position(u64::from(p.done));
+        }
+    };
+    let watch = fuzz::Watch {
+        progress: &progress,
+        stop: &crate::backend::linux::kernel::interrupted,
+    };
+    let r = fuzz::fuzz(cases, seed, len, &helper_path(), model, settle, &watch);
+    bar.finish_and_clear();
     if let Some(f) = &r.failure {
         if let Err(e) = std::fs::write(out, text::finding(f)) {
             eprintln!("fdlab: cannot write {}: {e}", out.display());
         }
     }
     print!("{}", text::fuzz_summary(&r, &out.display().to_string()));
-    if r.failure.is_none() {
+    if r.failure.is_none() && r.interrupted {
+        // As a shell reports a command that SIGINT ended.
+        ExitCode::from(130)
+    } else if r.failure.is_none() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -632,7 +667,7 @@ struct RunOptions {
     dump: Option<PathBuf>,
 }
 
-fn run_one(file: &PathBuf, backend: BackendName, o: &RunOptions, pictures: &Pictures) -> ExitCode {
+fn run_one(file: &Path, backend: BackendName, o: &RunOptions, pictures: &Pictures) -> ExitCode {
     let RunOptions {
         json,
         trace,
@@ -640,18 +675,13 @@ fn run_one(file: &PathBuf, backend: BackendName, o: &RunOptions, pictures: &Pict
         hold,
         ref dump,
     } = *o;
-    let src = match std::fs::read_to_string(file) {
+    let scenario = match lang::load(file) {
         Ok(s) => s,
+        // Bad input: `file:line:col: message`, as compilers say it.
         Err(e) => {
-            return fail(Error::Io {
-                path: file.display().to_string(),
-                source: e,
-            })
+            eprintln!("{e}");
+            return ExitCode::from(2);
         }
-    };
-    let scenario = match lang::parse(&file.display().to_string(), &src) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
     };
     if backend == BackendName::Both {
         let c = (|| -> Result<(compare::Comparison, LinuxBackend), BackendError> {
@@ -993,11 +1023,13 @@ fn finish<T: serde::Serialize>(
 fn check_all(paths: Vec<PathBuf>, json: bool) -> ExitCode {
     let paths = if paths.is_empty() {
         let here = PathBuf::from("scenarios");
-        vec![if here.is_dir() {
-            here
-        } else {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios")
-        }]
+        if !here.is_dir() {
+            return fail(
+                "no scenarios/ folder here: run `fdlab check` at the top of the repository, \
+                 or name the scenarios or folders to check",
+            );
+        }
+        vec![here]
     } else {
         paths
     };
@@ -1008,10 +1040,10 @@ fn check_all(paths: Vec<PathBuf>, json: bool) -> ExitCode {
                 Ok(f) => files.extend(f),
                 Err(e) => return fail(e),
             }
-        } else if p.is_file() {
-            files.push(p.clone());
         } else {
-            return fail(format!("{}: no such file or folder", p.display()));
+            // A missing or unreadable file is the row's error, with the
+            // others checked all the same.
+            files.push(p.clone());
         }
     }
     if files.is_empty() {
@@ -1019,5 +1051,13 @@ fn check_all(paths: Vec<PathBuf>, json: bool) -> ExitCode {
     }
     let rows = check::check(&files);
     let passed = rows.iter().all(check::Row::passed);
-    finish(json, &rows, passed, || text::check_table(&rows))
+    for e in rows.iter().filter_map(|r| r.invalid.as_ref()) {
+        eprintln!("{e}");
+    }
+    let code = finish(json, &rows, passed, || text::check_table(&rows));
+    if rows.iter().any(|r| r.invalid.is_some()) {
+        // Bad input: exit 2, as every command does, after the others ran.
+        return ExitCode::from(2);
+    }
+    code
 }

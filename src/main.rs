@@ -31,6 +31,8 @@ pub extern "C" fn main(
         0
     } else if code == ExitCode::from(1) {
         1
+    } else if code == ExitCode::from(130) {
+        130
     } else {
         2
     }

@@ -34,3 +34,89 @@ fn book_includes_only_scenarios_that_exist() {
     }
     assert!(includes >= 2);
 }
+
+/// The language chapter is the repository's whole reference: every call of
+/// the registry and every expectation form is in it.
+#[test]
+fn the_language_chapter_lists_every_call_and_expectation() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/language.md");
+    let text = std::fs::read_to_string(src).unwrap();
+    for c in fdlab_model::call::CALLS {
+        assert!(
+            text.contains(&format!("`P: {}", c.name)),
+            "the language chapter does not show `{}`",
+            c.name
+        );
+    }
+    for (form, _) in fdlab::lang::EXPECTATIONS {
+        assert!(
+            text.contains(&format!("`{form}`")),
+            "the language chapter does not show `{form}`"
+        );
+    }
+}
+
+/// A `|` inside a code span in a table row splits the cell in mdBook unless
+/// it is escaped (`\|`): every row of a table has as many cells as its
+/// header.
+#[test]
+fn book_tables_keep_their_columns() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src");
+    let cells = |line: &str| {
+        let b = line.as_bytes();
+        (0..b.len())
+            .filter(|&i| b[i] == b'|' && (i == 0 || b[i - 1] != b'\\'))
+            .count()
+    };
+    let mut rows = 0;
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut header: Option<usize> = None;
+        for (n, line) in text.lines().enumerate() {
+            if !line.starts_with('|') {
+                header = None;
+                continue;
+            }
+            match header {
+                None => header = Some(cells(line)),
+                Some(h) => {
+                    rows += 1;
+                    assert_eq!(
+                        cells(line),
+                        h,
+                        "{}:{}: a row with other cells than its header (an unescaped `|`?)",
+                        path.display(),
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
+    assert!(rows > 20, "{rows} table rows");
+}
+
+/// Every scenario written out in the book (a `fds` code block) parses and
+/// runs on the model with every expectation holding.
+#[test]
+fn book_scenarios_run() {
+    use fdlab::backend::ModelBackend;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src");
+    let mut blocks = 0;
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        for part in text.split("```fds\n").skip(1) {
+            let code = &part[..part.find("```").expect("closed block")];
+            let name = path.display().to_string();
+            let s = fdlab::lang::parse(&name, code).unwrap_or_else(|e| panic!("{e}"));
+            let r = fdlab::tools::run::run(&s, &mut ModelBackend::new(), false).unwrap();
+            assert!(r.failures.is_empty(), "{name}: {:?}", r.failures);
+            blocks += 1;
+        }
+    }
+    assert!(blocks >= 1);
+}

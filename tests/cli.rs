@@ -91,7 +91,73 @@ fn a_missing_file_exits_2() {
     let out = fdlab(&["run", "/nonexistent/x.fds"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.starts_with("fdlab: /nonexistent/x.fds: "), "{err}");
+    assert_eq!(
+        err,
+        "/nonexistent/x.fds:1:1: cannot read it: no such file\n"
+    );
+}
+
+/// Bad input is one line `file:line:col: message` and exit 2 in `run` and
+/// in `check` alike (which checks the other files all the same, and names
+/// the bad one once): a directory, text that is not UTF-8, an empty
+/// scenario.
+#[test]
+fn bad_input_is_one_positioned_line_in_run_and_check() {
+    let dir = std::env::temp_dir().join(format!("fdlab-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("bin.fds");
+    std::fs::write(&bin, b"spawn p\np: open \"a\xff\" O_RDONLY\n").unwrap();
+    let empty = dir.join("empty.fds");
+    std::fs::write(&empty, "# nothing\n\n").unwrap();
+    let cases = [
+        (bin.clone(), ":2:11: not UTF-8 text (byte 0xff)"),
+        (empty.clone(), ":1:1: the scenario is empty"),
+        (dir.clone(), ":1:1: cannot read it: it is a directory"),
+    ];
+    for (path, want) in &cases {
+        let p = path.to_str().unwrap();
+        let out = fdlab(&["run", p]);
+        assert_eq!(out.status.code(), Some(2), "{p}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with(&format!("{p}{want}")), "{err}");
+    }
+    let good =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/dup-shares-offset.fds");
+    let out = fdlab(&[
+        "check",
+        bin.to_str().unwrap(),
+        good.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        rows[0]["invalid"].as_str().unwrap().contains("not UTF-8"),
+        "{rows}"
+    );
+    assert_eq!(rows[0]["results"], serde_json::json!([]));
+    assert_eq!(rows[1]["results"][0]["backend"], "model");
+    assert_eq!(rows[1]["results"][0]["verdict"], "pass");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Options that cannot apply are refused, not ignored.
+#[test]
+fn options_that_cannot_apply_are_refused() {
+    let f =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/dup-shares-offset.fds");
+    let f = f.to_str().unwrap();
+    for args in [
+        vec!["run", f, "--trace", "--backend", "linux"],
+        vec!["run", f, "--every-step"],
+    ] {
+        let out = fdlab(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty());
+    }
 }
 
 #[test]
@@ -152,8 +218,42 @@ fn check_reports_a_failing_scenario_as_a_row() {
     for row in rows.as_array().unwrap() {
         // Each fixture fails at a line on both backends, and they agree.
         for r in row["results"].as_array().unwrap() {
-            assert!(r[1].as_str().unwrap().starts_with("line "), "{row}");
+            assert_eq!(r["verdict"], "fail", "{row}");
+            assert!(r["line"].as_u64().unwrap() > 0, "{row}");
         }
         assert_eq!(row["agree"], true, "{row}");
     }
+}
+
+/// Ctrl-C stops a long fuzzing run where it is, and it still says what ran.
+#[test]
+fn an_interrupted_fuzz_run_prints_its_summary() {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fdlab"))
+        .args([
+            "fuzz",
+            "--cases",
+            "100000",
+            "--seed",
+            "5",
+            "--out",
+            "/dev/null",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // What a terminal's Ctrl-C sends.
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    assert!(
+        text.contains("interrupted: model and linux agree on the"),
+        "{text}"
+    );
 }

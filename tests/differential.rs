@@ -33,6 +33,7 @@ fn generated_scenarios_agree_with_linux() {
         Path::new(env!("CARGO_BIN_EXE_fdlab")),
         &ModelBackend::deferred,
         SETTLE_DEADLINE,
+        &fdlab::tools::fuzz::Watch::none(),
     );
     if let Some(f) = &r.failure {
         panic!(

@@ -210,6 +210,38 @@ pub enum Arg {
     Events,
 }
 
+impl Arg {
+    /// How the argument is written in a synopsis: `FD`, `PATH`,
+    /// `[MODE]`...
+    pub fn synopsis(self) -> &'static str {
+        match self {
+            Arg::NewProc => "Q",
+            Arg::Fd => "FD",
+            Arg::FdFrom0 => "LO",
+            Arg::FdOrAll => "HI|~0",
+            Arg::Fds => "FD...",
+            Arg::Path => "PATH",
+            Arg::OpenFlags => "FLAGS",
+            Arg::Mode => "[MODE]",
+            Arg::Limit => "N",
+            Arg::Bytes => "\"TEXT\"",
+            Arg::Len => "N",
+            Arg::Offset => "OFFSET",
+            Arg::Whence => "SEEK_SET|SEEK_CUR|SEEK_END",
+            Arg::Flag("MSG_CMSG_CLOEXEC") => "[MSG_CMSG_CLOEXEC]",
+            Arg::Flag("EPOLL_CLOEXEC") => "[EPOLL_CLOEXEC]",
+            Arg::Flag("EFD_CLOEXEC") => "[EFD_CLOEXEC]",
+            Arg::Flag("O_CLOEXEC") => "[O_CLOEXEC]",
+            Arg::Flag(_) => "[FLAG]",
+            Arg::FcntlCmd => "CMD [ARG]",
+            Arg::CloseRangeFlags => "[CLOSE_RANGE_CLOEXEC|CLOSE_RANGE_UNSHARE]",
+            Arg::SockType => "SOCK_STREAM|SOCK_DGRAM [SOCK_CLOEXEC]",
+            Arg::EpollOp => "EPOLL_CTL_ADD|EPOLL_CTL_DEL",
+            Arg::Events => "[EVENTS]",
+        }
+    }
+}
+
 /// The value of one argument, as [`Arg`] reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -648,6 +680,34 @@ pub const CALLS: &[CallSpec] = &[
         },
     },
 ];
+
+impl CallSpec {
+    /// How the call is written: `open PATH FLAGS [MODE]`, descriptors
+    /// named by their role where a call takes several.
+    pub fn synopsis(&self) -> String {
+        let roles: &[&str] = match self.name {
+            "dup2" | "dup3" => &["OLD", "NEW"],
+            "sendfds" | "recvfds" => &["SOCK"],
+            "epoll_ctl" => &["EPFD"],
+            _ => &[],
+        };
+        let mut roles = roles.iter();
+        let mut s = self.name.to_string();
+        for a in self.args {
+            s.push(' ');
+            match (a, roles.next()) {
+                (Arg::Fd, Some(role)) => s.push_str(role),
+                _ => s.push_str(a.synopsis()),
+            }
+        }
+        s
+    }
+}
+
+/// Every call's name, in the registry's order, comma-separated.
+pub fn call_names() -> String {
+    CALLS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+}
 
 /// The row of the call named `name`.
 pub fn spec(name: &str) -> Option<&'static CallSpec> {

@@ -1,5 +1,5 @@
-//! The `.fds` scenario language (contract: `shared/spec/fds-language.md`,
-//! reference: the book's "The scenario language" chapter).
+//! The `.fds` scenario language (reference: the book's "The scenario
+//! language" chapter, `book/src/language.md`).
 //!
 //! [`parse`] turns a file into a [`Scenario`], checking as it goes what the
 //! contract calls validation: process names must be live, descriptor numbers
@@ -68,6 +68,117 @@ pub enum Expected {
     Text(Vec<u8>),
     Flags(OFlags),
     Ok,
+}
+
+/// Reads and parses the scenario at `path` (`-`: standard input). Every
+/// problem, from a missing file to a bad token, is a [`ScenarioError`]
+/// with a position: 1:1 for a file that cannot be read, the first bad byte
+/// of text that is not UTF-8.
+pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
+    use std::io::Read as _;
+    let name = path.display().to_string();
+    let at = |line, col, message: String| ScenarioError {
+        file: name.clone(),
+        line,
+        col,
+        message,
+    };
+    let mut bytes = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut bytes).map(|_| ())
+    } else if path.is_dir() {
+        return Err(at(1, 1, "cannot read it: it is a directory".into()));
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes).map(|_| ()))
+    };
+    if let Err(e) = read {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_string(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+            _ => e.to_string(),
+        };
+        return Err(at(1, 1, format!("cannot read it: {why}")));
+    }
+    let src = match std::str::from_utf8(&bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+            let start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let col = String::from_utf8_lossy(&good[start..]).chars().count() + 1;
+            let byte = bytes[e.valid_up_to()];
+            return Err(at(line, col, format!("not UTF-8 text (byte 0x{byte:02x})")));
+        }
+    };
+    parse(&name, src)
+}
+
+/// The `expect` statements, as written, and when each holds.
+pub const EXPECTATIONS: &[(&str, &str)] = &[
+    (
+        "expect P:FD same Q:FD2",
+        "both name one open file description (kcmp KCMP_FILE)",
+    ),
+    (
+        "expect P:FD differs Q:FD2",
+        "both are open and name different open files",
+    ),
+    (
+        "expect P shares Q",
+        "P and Q use one descriptor table (kcmp KCMP_FILES)",
+    ),
+    ("expect P apart Q", "P and Q use different tables"),
+    (
+        "expect P fds N...",
+        "P's open descriptors are exactly N... (none: `expect P fds`)",
+    ),
+    (
+        "expect P:EPFD watches Q:FD [as N]",
+        "the epoll at P:EPFD watches Q:FD's file under number N (default FD)",
+    ),
+];
+
+/// A short reference of the language, from the call registry: what
+/// `fdlab run --help` shows after its options.
+pub fn reference() -> String {
+    let mut s = String::from(
+        "The scenario language (the book's chapter \"The scenario language\" has it all):\n",
+    );
+    row(
+        &mut s,
+        "spawn P [stdio]",
+        "a process, with an empty table or 0,1,2 on /dev/null",
+    );
+    row(
+        &mut s,
+        "P: CALL ARG... [= RESULT]",
+        "RESULT: descriptors (`= 3 4`), an errno (`= EBADF`),",
+    );
+    row(
+        &mut s,
+        "",
+        "a string (`= \"hi\"`), or `= ok` (it succeeded)",
+    );
+    row(&mut s, "# ...", "a comment, to the end of the line");
+    s.push_str("\nCalls:\n");
+    for c in fdlab_model::call::CALLS {
+        row(&mut s, &c.synopsis(), c.summary);
+    }
+    s.push_str("\nExpectations:\n");
+    for (form, holds) in EXPECTATIONS {
+        row(&mut s, form, holds);
+    }
+    s
+}
+
+/// One line of [`reference`]; a long form gets a line of its own.
+fn row(s: &mut String, form: &str, what: &str) {
+    use std::fmt::Write as _;
+    if form.len() <= 36 {
+        let _ = writeln!(s, "  {form:<36} {what}");
+    } else {
+        let _ = writeln!(s, "  {form}\n  {:<36} {what}", "");
+    }
 }
 
 /// An `expect` statement.

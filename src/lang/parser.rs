@@ -39,6 +39,13 @@ pub fn parse(file: &str, src: &str) -> Result<Scenario, ScenarioError> {
         let kind = p.statement(&toks, text.chars().count() + 1)?;
         stmts.push(Stmt { line: p.line, kind });
     }
+    if stmts.is_empty() {
+        p.line = 1;
+        return Err(p.err_at(
+            1,
+            "the scenario is empty: it has no statement (start with `spawn P`)",
+        ));
+    }
     Ok(Scenario {
         file: file.to_string(),
         stmts,
@@ -383,7 +390,13 @@ impl Parser<'_> {
     /// the registry ([`CALLS`]) says they are written.
     fn call(&mut self, name: &str, col: usize, c: &mut Cursor) -> Res<Call> {
         let Some(spec) = spec(name) else {
-            return Err(self.err_at(col, format!("unknown call `{name}`")));
+            return Err(self.err_at(
+                col,
+                format!(
+                    "unknown call `{name}` (the calls: {})",
+                    fdlab_model::call::call_names()
+                ),
+            ));
         };
         let mut values = Vec::with_capacity(spec.args.len());
         for &kind in spec.args {
@@ -788,7 +801,11 @@ mod tests {
             "t.fds:2:7: process name `p1` is already used"
         );
         assert_eq!(err("spawn p1\np1: close 3 = EWHAT"), "t.fds:2:15: expected a result (integers, an errno name, a string, a flag set or `ok`), found `EWHAT`");
-        assert_eq!(err("spawn p1\np1: frob"), "t.fds:2:5: unknown call `frob`");
+        let e = err("spawn p1\np1: frob");
+        assert!(
+            e.starts_with("t.fds:2:5: unknown call `frob` (the calls: fork, clone_files,"),
+            "{e}"
+        );
         assert_eq!(
             err("spawn p1\np1: write 3 \"a\\q\""),
             "t.fds:2:15: unknown escape `\\q` (known: \\n \\t \\r \\0 \\\" \\\\ \\xHH)"

@@ -174,7 +174,14 @@ pub fn check_table(rows: &[Row]) -> String {
     let mut notes = Vec::new();
     for r in rows {
         out.push_str(&format!("{:<w$}", r.scenario));
-        for (name, res) in &r.results {
+        if let Some(e) = &r.invalid {
+            for _ in ALL {
+                out.push_str(&format!("  {:<6}", "-"));
+            }
+            notes.push(format!("{} is invalid: {e}", r.scenario));
+        }
+        for res in &r.results {
+            let (name, res) = (&res.backend, &res.verdict);
             let cell = if res.passed() { "pass" } else { "FAIL" };
             out.push_str(&format!("  {cell:<6}"));
             if !res.passed() {
@@ -284,7 +291,21 @@ pub fn fuzz_summary(r: &FuzzReport, written_to: &str) -> String {
             );
         }
     }
+    if let Some((n, t)) = r.first_failure {
+        let _ = writeln!(
+            out,
+            "first disagreement: scenario {n}, after {:.1} s; shrinking took the rest",
+            t.as_secs_f64()
+        );
+    }
     match &r.failure {
+        None if r.interrupted => {
+            let _ = writeln!(
+                out,
+                "interrupted: model and linux agree on the {} scenarios that ran",
+                r.cases
+            );
+        }
         None => out.push_str("model and linux agree on every case\n"),
         Some(f @ Finding::Disagreement { divergences: d, .. }) => {
             let _ = write!(

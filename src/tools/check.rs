@@ -11,7 +11,7 @@ use super::error::Error;
 use super::run::{run, Report};
 use crate::backend::model::ModelBackend;
 use crate::backend::registry::{by_name, ALL};
-use crate::lang::{parse, Scenario};
+use crate::lang::{load, Scenario};
 
 /// How one scenario fared on one backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,19 +43,51 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// In JSON a verdict is its text: `pass`, or what went wrong.
+/// In JSON a verdict is an object: `{"verdict": "pass"}`, `{"verdict":
+/// "fail", "line": 7, "message": ...}`, `{"verdict": "error", "message":
+/// ...}`.
 impl Serialize for Verdict {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        match self {
+            Verdict::Pass => m.serialize_entry("verdict", "pass")?,
+            Verdict::Fail { line, message } => {
+                m.serialize_entry("verdict", "fail")?;
+                m.serialize_entry("line", line)?;
+                m.serialize_entry("message", message)?;
+            }
+            Verdict::Invalid(e) => {
+                m.serialize_entry("verdict", "invalid")?;
+                m.serialize_entry("message", e)?;
+            }
+            Verdict::Error(e) => {
+                m.serialize_entry("verdict", "error")?;
+                m.serialize_entry("message", e)?;
+            }
+        }
+        m.end()
     }
+}
+
+/// One backend's verdict on a scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendResult {
+    pub backend: String,
+    #[serde(flatten)]
+    pub verdict: Verdict,
 }
 
 /// One scenario's row.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub scenario: String,
+    /// Why the scenario could not be read or is not valid
+    /// (`file:line:col: message`): then no backend ran it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
     /// Per backend, in [`ALL`]'s order.
-    pub results: Vec<(String, Verdict)>,
+    pub results: Vec<BackendResult>,
     /// Whether model and Linux agree step by step and on the topology
     /// (`None` when one of them could not run).
     pub agree: Option<bool>,
@@ -66,7 +98,9 @@ pub struct Row {
 
 impl Row {
     pub fn passed(&self) -> bool {
-        self.results.iter().all(|(_, r)| r.passed()) && self.agree != Some(false)
+        self.invalid.is_none()
+            && self.results.iter().all(|r| r.verdict.passed())
+            && self.agree != Some(false)
     }
 }
 
@@ -140,18 +174,11 @@ pub fn check(files: &[PathBuf]) -> Vec<Row> {
                 || path.display().to_string(),
                 |n| n.to_string_lossy().into_owned(),
             );
-            let parsed = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read: {e}"))
-                .and_then(|src| {
-                    parse(&path.display().to_string(), &src).map_err(|e| e.to_string())
-                });
-            match parsed {
+            match load(path) {
                 Err(e) => Row {
                     scenario: name,
-                    results: ALL
-                        .iter()
-                        .map(|(n, _)| (n.to_string(), Verdict::Invalid(e.clone())))
-                        .collect(),
+                    invalid: Some(e.to_string()),
+                    results: Vec::new(),
                     agree: None,
                     divergence: None,
                 },
@@ -159,7 +186,11 @@ pub fn check(files: &[PathBuf]) -> Vec<Row> {
                     let (results, agree, divergence) = check_one(&s);
                     Row {
                         scenario: name,
-                        results,
+                        invalid: None,
+                        results: results
+                            .into_iter()
+                            .map(|(backend, verdict)| BackendResult { backend, verdict })
+                            .collect(),
                         agree,
                         divergence,
                     }

@@ -35,6 +35,11 @@ pub struct FuzzReport {
     pub cost: Cost,
     /// How often the generated calls hit a kind of file where they matter.
     pub coverage: Coverage,
+    /// The first case that disagreed (counting from 1) and when it was
+    /// met: the rest of the run is shrinking.
+    pub first_failure: Option<(u32, Duration)>,
+    /// The run was interrupted (Ctrl-C) after `cases`.
+    pub interrupted: bool,
     /// What went wrong, if anything did.
     pub failure: Option<Finding>,
 }
@@ -58,6 +63,30 @@ pub type Pair = (Box<dyn Backend>, Box<dyn Backend>);
 /// Makes a fresh [`Pair`].
 pub type MakePair<'a> = dyn Fn() -> Result<Pair, BackendError> + 'a;
 
+/// Where a run is, for a progress display: scenarios compared so far, and
+/// whether it is shrinking a failure.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub done: u32,
+    pub shrinking: bool,
+}
+
+/// Told after every scenario; `stop()` ends the run early (an interrupt).
+pub struct Watch<'a> {
+    pub progress: &'a dyn Fn(Progress),
+    pub stop: &'a dyn Fn() -> bool,
+}
+
+impl Watch<'_> {
+    /// Nothing shown, never stopped.
+    pub fn none() -> Watch<'static> {
+        Watch {
+            progress: &|_| {},
+            stop: &|| false,
+        }
+    }
+}
+
 /// Runs `cases` generated scenarios of up to `len` operations on the model
 /// (as `model` makes it: [`ModelBackend::deferred`], or one with a planted
 /// bug) and on Linux (helpers from `helper`, waiting `settle` for its
@@ -69,17 +98,29 @@ pub fn fuzz(
     helper: &std::path::Path,
     model: &dyn Fn() -> ModelBackend,
     settle: Duration,
+    watch: &Watch<'_>,
 ) -> FuzzReport {
     let make = || -> Result<Pair, BackendError> {
         let mut l = LinuxBackend::new(helper)?;
         l.set_settle_deadline(settle);
         Ok((Box::new(model()), Box::new(l)))
     };
-    fuzz_with(cases, seed, len, &make)
+    fuzz_watched(cases, seed, len, &make, watch)
 }
 
 /// [`fuzz`] with any pair of backends.
 pub fn fuzz_with(cases: u32, seed: u64, len: usize, make: &MakePair<'_>) -> FuzzReport {
+    fuzz_watched(cases, seed, len, make, &Watch::none())
+}
+
+/// [`fuzz_with`], telling `watch` how it goes.
+pub fn fuzz_watched(
+    cases: u32,
+    seed: u64,
+    len: usize,
+    make: &MakePair<'_>,
+    watch: &Watch<'_>,
+) -> FuzzReport {
     let config = Config {
         cases,
         failure_persistence: None,
@@ -96,7 +137,18 @@ pub fn fuzz_with(cases: u32, seed: u64, len: usize, make: &MakePair<'_>) -> Fuzz
     // minimal one.
     let last = std::cell::RefCell::new(Vec::new());
     let coverage = std::cell::RefCell::new(Coverage::default());
+    let first = std::cell::Cell::new(None);
+    let stopped = std::cell::Cell::new(false);
+    // The smallest case that really failed so far: what an interrupt
+    // during shrinking reports.
+    let last_ops: std::cell::RefCell<Option<Vec<Op>>> = std::cell::RefCell::new(None);
     let result = runner.run(&ops(1..len.max(2)), |ops: Vec<Op>| {
+        if stopped.get() || (watch.stop)() {
+            // Every case from here fails at once, so that shrinking (which
+            // proptest insists on) ends at once too.
+            stopped.set(true);
+            return Err(TestCaseError::fail("interrupted"));
+        }
         let (s, cover) = realize_counted(&ops);
         coverage.borrow_mut().add(&cover);
         let c = compare_once(&s, make).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -108,16 +160,27 @@ pub fn fuzz_with(cases: u32, seed: u64, len: usize, make: &MakePair<'_>) -> Fuzz
         st.steps += c.0.linux.steps.len() as u64;
         st.cost.add(&c.1);
         stats.set(st);
+        (watch.progress)(Progress {
+            done: st.cases,
+            shrinking: first.get().is_some(),
+        });
         if c.0.divergences.is_empty() {
             Ok(())
         } else {
+            if first.get().is_none() {
+                first.set(Some((st.cases, start.elapsed())));
+            }
             let n = c.0.divergences.len();
             *last.borrow_mut() = c.0.divergences;
+            *last_ops.borrow_mut() = Some(ops.clone());
             Err(TestCaseError::fail(format!("{n} divergences")))
         }
     });
     let st = stats.get();
     let failure = match result {
+        _ if stopped.get() => last_ops
+            .take()
+            .map(|ops| disagreement(&realize(&ops), make, last.take())),
         Ok(()) => None,
         Err(TestError::Fail(_, ops)) => Some(disagreement(&realize(&ops), make, last.take())),
         Err(TestError::Abort(why)) => Some(Finding::Aborted(why.to_string())),
@@ -131,6 +194,8 @@ pub fn fuzz_with(cases: u32, seed: u64, len: usize, make: &MakePair<'_>) -> Fuzz
         steps: st.steps,
         cost: st.cost,
         coverage: coverage.take(),
+        first_failure: first.get(),
+        interrupted: stopped.get(),
         failure,
     }
 }

@@ -423,6 +423,31 @@ pub fn sock_type(sock: i32) -> Sys<i32> {
     Ok(v)
 }
 
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(sig: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: signal(2) is async-signal-safe; the next one of this signal
+    // takes its default action (a second Ctrl-C ends the process at once).
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+}
+
+/// From now on the first `SIGINT` or `SIGTERM` only sets a flag that
+/// [`interrupted`] reads, so that a long run can stop where it is and
+/// report what it did; a second one ends the process.
+pub fn catch_interrupt() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic and calls signal(2),
+        // both async-signal-safe.
+        unsafe { libc::signal(sig, on_interrupt as *const () as libc::sighandler_t) };
+    }
+}
+
+/// Whether an interrupt arrived since [`catch_interrupt`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// The largest datagram [`peek_queue`] reads.
 pub const PEEK_MAX: usize = 1 << 20;
 
