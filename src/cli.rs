@@ -269,6 +269,10 @@ enum Cmd {
         #[arg(long, value_enum)]
         plant: Option<Plant>,
     },
+    /// Print the scenario language: its statements, every call with how it
+    /// is written, and the expectations (the book's chapter "The scenario
+    /// language" explains each).
+    Language,
     /// Measure fdlab beside the outside tools that do the same job, on trees
     /// it builds itself, in one run: report ratios, the machines are noisy.
     Bench {
@@ -509,6 +513,10 @@ pub fn main() -> ExitCode {
             }
         }
         Cmd::Check { paths, json } => check_all(paths, json),
+        Cmd::Language => {
+            print!("{}", lang::reference());
+            ExitCode::SUCCESS
+        }
         Cmd::Bench {
             what:
                 BenchWhat::Inspect {
@@ -624,11 +632,29 @@ fn fuzz(
         .progress_chars("=> "),
     );
     crate::backend::linux::kernel::catch_interrupt();
+    // Not a terminal (a CI log): a plain line every 30 seconds instead.
+    let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let started = std::time::Instant::now();
+    let last_line = std::cell::Cell::new(started);
     let progress = |p: fuzz::Progress| {
         if p.shrinking {
             bar.set_message(format!("shrinking a disagreement ({} tried)", p.done));
         } else {
             bar.set_position(u64::from(p.done));
+        }
+        if plain && last_line.get().elapsed() >= std::time::Duration::from_secs(30) {
+            last_line.set(std::time::Instant::now());
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "fdlab fuzz: {} of {cases} scenarios in {secs:.0} s ({:.0}/s){}",
+                p.done,
+                f64::from(p.done) / secs.max(1e-9),
+                if p.shrinking {
+                    ", shrinking a disagreement"
+                } else {
+                    ""
+                }
+            );
         }
     };
     let watch = fuzz::Watch {

@@ -120,3 +120,20 @@ fn book_scenarios_run() {
     }
     assert!(blocks >= 1);
 }
+
+/// The README's first scenario, which a newcomer types, runs as it says.
+#[test]
+fn the_readme_first_scenario_runs() {
+    use fdlab::backend::ModelBackend;
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find("cat > first.fds <<'END'\n")
+        .expect("the walk-through")
+        + 24;
+    let len = readme[start..].find("\nEND\n").expect("its end");
+    let s = fdlab::lang::parse("first.fds", &readme[start..start + len + 1]).unwrap();
+    let r = fdlab::tools::run::run(&s, &mut ModelBackend::new(), false).unwrap();
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert_eq!(r.expectations.len(), 1);
+}

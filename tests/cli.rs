@@ -256,4 +256,33 @@ fn an_interrupted_fuzz_run_prints_its_summary() {
         text.contains("interrupted: model and linux agree on the"),
         "{text}"
     );
+    // Nothing left behind: no sandbox of that run, no helper serving one.
+    let prefix = format!("fdlab-run-{pid}-");
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "sandboxes left: {left:?}");
+    let helpers = std::process::Command::new("pgrep")
+        .args(["-f", &prefix])
+        .output()
+        .unwrap();
+    assert!(helpers.stdout.is_empty(), "helpers left: {:?}", helpers);
+}
+
+/// `fdlab language` lists every call of the registry.
+#[test]
+fn language_lists_every_call() {
+    let out = fdlab(&["language"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for c in fdlab_model::call::CALLS {
+        assert!(
+            text.contains(&format!("\n  {}", c.synopsis())),
+            "{}: {text}",
+            c.name
+        );
+    }
+    assert!(text.contains("expect P shares Q"), "{text}");
 }

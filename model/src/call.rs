@@ -704,6 +704,33 @@ impl CallSpec {
     }
 }
 
+/// The calls whose names are nearest `name` (edit distance at most 2, or
+/// sharing its first three letters), nearest first: what an unknown call
+/// was probably meant to be.
+pub fn nearest(name: &str) -> Vec<&'static str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, &cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    let mut near: Vec<(usize, &'static str)> = CALLS
+        .iter()
+        .map(|c| (distance(name, c.name), c.name))
+        .filter(|&(d, n)| d <= 2 || (name.len() >= 3 && n.starts_with(&name[..3])))
+        .collect();
+    near.sort();
+    near.into_iter().map(|(_, n)| n).collect()
+}
+
 /// Every call's name, in the registry's order, comma-separated.
 pub fn call_names() -> String {
     CALLS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")

@@ -390,10 +390,16 @@ impl Parser<'_> {
     /// the registry ([`CALLS`]) says they are written.
     fn call(&mut self, name: &str, col: usize, c: &mut Cursor) -> Res<Call> {
         let Some(spec) = spec(name) else {
+            let near = fdlab_model::call::nearest(name);
+            let hint = match near.as_slice() {
+                [] => String::new(),
+                [one] => format!("did you mean `{one}`? "),
+                more => format!("did you mean one of `{}`? ", more.join("`, `")),
+            };
             return Err(self.err_at(
                 col,
                 format!(
-                    "unknown call `{name}` (the calls: {})",
+                    "unknown call `{name}`: {hint}(the calls: {})",
                     fdlab_model::call::call_names()
                 ),
             ));
@@ -803,9 +809,18 @@ mod tests {
         assert_eq!(err("spawn p1\np1: close 3 = EWHAT"), "t.fds:2:15: expected a result (integers, an errno name, a string, a flag set or `ok`), found `EWHAT`");
         let e = err("spawn p1\np1: frob");
         assert!(
-            e.starts_with("t.fds:2:5: unknown call `frob` (the calls: fork, clone_files,"),
+            e.starts_with("t.fds:2:5: unknown call `frob`: (the calls: fork, clone_files,"),
             "{e}"
         );
+        let e = err("spawn p1\np1: dupp 3");
+        assert!(
+            e.starts_with(
+                "t.fds:2:5: unknown call `dupp`: did you mean one of `dup`, `dup2`, `dup3`?"
+            ),
+            "{e}"
+        );
+        let e = err("spawn p1\np1: socket_pair");
+        assert!(e.contains("did you mean `socketpair`?"), "{e}");
         assert_eq!(
             err("spawn p1\np1: write 3 \"a\\q\""),
             "t.fds:2:15: unknown escape `\\q` (known: \\n \\t \\r \\0 \\\" \\\\ \\xHH)"

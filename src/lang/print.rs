@@ -130,7 +130,14 @@ pub fn call_text(call: &Call) -> String {
 
 /// A call in strace style: `dup2(3, 10)`.
 pub fn call_strace(call: &Call) -> String {
-    format!("{}({})", call.name(), call_args(call).join(", "))
+    let mut args = call_args(call);
+    // As strace prints open(2): a mode only where the call uses one.
+    if let Call::Open { flags, .. } = call {
+        if !flags.contains(OFlags::CREAT) {
+            args.pop();
+        }
+    }
+    format!("{}({})", call.name(), args.join(", "))
 }
 
 /// A successful result as `= RESULT` writes it.
@@ -259,5 +266,28 @@ pub fn expected_of(o: &Outcome) -> Expected {
         Ok(Ret::Bytes(b)) => Expected::Text(b.clone()),
         Ok(Ret::Flags(f)) => Expected::Flags(*f),
         Err(e) => Expected::Errno(*e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// strace prints open(2)'s mode only where the call uses it.
+    #[test]
+    fn open_shows_a_mode_only_with_o_creat() {
+        let open = |flags| Call::Open {
+            path: "secret".into(),
+            flags,
+            mode: 0o644,
+        };
+        assert_eq!(
+            call_strace(&open(OFlags::RDONLY)),
+            "open(\"secret\", O_RDONLY)"
+        );
+        assert_eq!(
+            call_strace(&open(OFlags::RDWR | OFlags::CREAT)),
+            "open(\"secret\", O_RDWR|O_CREAT, 0644)"
+        );
     }
 }
