@@ -286,3 +286,30 @@ fn language_lists_every_call() {
     }
     assert!(text.contains("expect P shares Q"), "{text}");
 }
+
+/// `--every-step` shows the topology under each call that changed it.
+#[test]
+fn every_step_shows_the_topology_after_each_change() {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/fork-exec-redirect.fds");
+    let out = fdlab(&[
+        "run",
+        f.to_str().unwrap(),
+        "--backend",
+        "both",
+        "--every-step",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let under_fork = lines
+        .iter()
+        .position(|l| l.starts_with("sh: fork(cmd)"))
+        .expect("the fork line");
+    assert_eq!(lines[under_fork + 1], "        | topology:", "{text}");
+    // fcntl F_GETFD changes nothing: no topology under it.
+    let getfd = lines
+        .iter()
+        .position(|l| l.contains("F_GETFD"))
+        .expect("the F_GETFD line");
+    assert!(!lines[getfd + 1].starts_with("        |"), "{text}");
+}

@@ -196,19 +196,8 @@ fn linux_image_of(path: &std::path::Path) -> Result<Image, String> {
     let s = parse(&path.display().to_string(), &src).unwrap();
     let mut l = LinuxBackend::new(support::fdlab_bin()).unwrap();
     run(&s, &mut l, false).map_err(|e| e.to_string())?;
-    let procs = l.processes();
-    let pids: Vec<i32> = procs.iter().map(|p| p.1).collect();
-    let cap = l.capture(&pids, l.fds()).map_err(|e| e.to_string())?;
     let sandbox = l.sandbox().to_path_buf();
-    let name = |p: &fdlab::backend::linux::capture::CapturedProc| {
-        procs
-            .iter()
-            .find(|(_, pid)| *pid == p.pid)
-            .unwrap()
-            .0
-            .clone()
-    };
-    Ok(dump::from_capture(&cap, name, Some(&sandbox)))
+    dump::from_backend(&mut l, Some(&sandbox)).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -956,9 +945,8 @@ fn a_pending_reset_is_dumped_left_alone_and_restored() {
     let s = parse("reset.fds", src).unwrap();
     let mut l = LinuxBackend::new(support::fdlab_bin()).unwrap();
     run(&s, &mut l, false).unwrap();
-    let pid = l.processes()[0].1;
-    let cap = l.capture(&[pid], l.fds()).unwrap();
-    let img = dump::from_capture(&cap, |_| "p".to_string(), Some(l.sandbox()));
+    let sandbox = l.sandbox().to_path_buf();
+    let img = dump::from_backend(&mut l, Some(&sandbox)).unwrap();
     assert_eq!(img.pairs.len(), 1);
     assert_eq!(
         img.pairs[0].reset.iter().filter(|r| **r).count(),

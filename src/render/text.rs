@@ -23,8 +23,15 @@ use crate::tools::run::Report;
 /// A run's report: strace-style steps with what ran underneath,
 /// expectations, failures, then the topology.
 pub fn report(r: &Report) -> String {
+    report_with(r, &[])
+}
+
+/// [`report`], with the topology after the calls `after` lists, where it
+/// changed (`--every-step`).
+fn report_with(r: &Report, after: &[(usize, Topology)]) -> String {
     let mut out = String::new();
     let mut lines: Vec<(usize, String)> = Vec::new();
+
     for s in &r.spawns {
         let mut l = format!("spawn {}{}", s.name, if s.stdio { " stdio" } else { "" });
         for t in &s.trace {
@@ -50,6 +57,18 @@ pub fn report(r: &Report) -> String {
             format!("FAILED: {}", e.seen)
         };
         lines.push((e.line, format!("{}    <- {verdict}", e.text)));
+    }
+    // After the calls, so that the stable sort puts each under its call.
+    let mut last: Option<&Topology> = None;
+    for (line, t) in after {
+        if last != Some(t) {
+            let shown: String = topology(t)
+                .lines()
+                .map(|l| format!("        | {l}\n"))
+                .collect();
+            lines.push((*line, shown.trim_end().to_string()));
+        }
+        last = Some(t);
     }
     lines.sort_by_key(|(line, _)| *line);
     for (_, l) in lines {
@@ -216,7 +235,7 @@ pub fn check_table(rows: &[Row]) -> String {
 /// A lockstep run of the model and Linux: Linux's report, how many states
 /// of the model were followed, and where the two disagree.
 pub fn comparison(c: &Comparison) -> String {
-    let mut out = report(&c.linux);
+    let mut out = report_with(&c.linux, &c.after_step);
     if c.states > 1 {
         let _ = writeln!(
             out,

@@ -12,7 +12,6 @@ use super::image::Image;
 use super::restore::differences;
 use super::run::{ExpectationResult, Report, Runner};
 use crate::backend::api::{Backend, BackendError};
-use crate::backend::linux::capture::CapturedProc;
 use crate::backend::LinuxBackend;
 use crate::lang::print::{call_strace, expectation_text, outcome_text};
 use crate::lang::{Scenario, StmtKind};
@@ -41,6 +40,10 @@ pub struct Comparison {
     /// The most states the model was followed in at once (1: Linux's
     /// timing never mattered).
     pub states: usize,
+    /// With every step compared: the topology after each call (the line
+    /// of the call), on which both agreed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub after_step: Vec<(usize, Topology)>,
 }
 
 impl Comparison {
@@ -90,16 +93,7 @@ pub fn settle_point(
     let start = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
-        let procs = l.processes();
-        let pids: Vec<i32> = procs.iter().map(|p| p.1).collect();
-        let cap = l.capture(&pids, l.fds())?;
-        let name = |p: &CapturedProc| {
-            procs
-                .iter()
-                .find(|(_, pid)| *pid == p.pid)
-                .map_or_else(|| p.pid.to_string(), |(n, _)| n.clone())
-        };
-        let got = dump::from_capture(&cap, name, Some(&root));
+        let got = dump::from_backend(l, Some(&root))?;
         if wants.iter().any(|w| differences(w, &got).is_empty()) {
             return Ok(None);
         }
@@ -267,6 +261,7 @@ pub fn run_both(
         most: 1,
     };
     let mut l = Runner::new(linux, false);
+    let mut after_step = Vec::new();
     let mut divergences = Vec::new();
     let mut stopped = None;
     let too_many = |line| {
@@ -324,6 +319,9 @@ pub fn run_both(
                 break;
             }
             let tl = l.backend().topology()?;
+            if matches!(stmt.kind, StmtKind::Call { .. }) {
+                after_step.push((stmt.line, tl.clone()));
+            }
             if let Some((a, b)) = states.match_topology(&tl)? {
                 divergences.push(Divergence {
                     line: stmt.line,
@@ -377,5 +375,6 @@ pub fn run_both(
         divergences,
         stopped,
         states: most,
+        after_step,
     })
 }

@@ -384,6 +384,26 @@ pub fn from_capture(
     canonical(&img)
 }
 
+/// The image of the Linux backend's processes as they are now, by their
+/// scenario names, paths under `root` relative to it.
+///
+/// Errors: the processes could not be read.
+pub fn from_backend(
+    l: &mut crate::backend::LinuxBackend,
+    root: Option<&Path>,
+) -> Result<Image, crate::backend::api::BackendError> {
+    let procs = l.processes();
+    let pids: Vec<i32> = procs.iter().map(|p| p.1).collect();
+    let cap = l.capture(&pids, l.fds())?;
+    let name = |p: &CapturedProc| {
+        procs
+            .iter()
+            .find(|(_, pid)| *pid == p.pid)
+            .map_or_else(|| format!("{}[{}]", p.comm, p.pid), |(n, _)| n.clone())
+    };
+    Ok(from_capture(&cap, name, root))
+}
+
 /// A pipe's capacity unless `F_SETPIPE_SZ` changed it: 16 pages.
 pub const DEFAULT_PIPE_CAPACITY: u64 = 65536;
 

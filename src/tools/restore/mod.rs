@@ -31,7 +31,6 @@ pub mod tree;
 
 use super::image::{self, Image, InvalidImage, Object};
 use crate::backend::api::{Backend, BackendError};
-use crate::backend::linux::capture::CapturedProc;
 use crate::backend::restore::exec::{make_transport, Cause, Executor, Failed, Stats, Status, Sys};
 use crate::backend::restore::model::ModelSys;
 use crate::backend::restore::program::{FileId, Make, Program, Serve, Work};
@@ -740,16 +739,7 @@ impl Target for LinuxBackend {
     }
 
     fn dump(&mut self, root: Option<&Path>) -> Result<Image, RestoreError> {
-        let procs = self.processes();
-        let pids: Vec<i32> = procs.iter().map(|p| p.1).collect();
-        let cap = self.capture(&pids, self.fds())?;
-        let name = |p: &CapturedProc| {
-            procs
-                .iter()
-                .find(|(_, pid)| *pid == p.pid)
-                .map_or_else(|| format!("{}[{}]", p.comm, p.pid), |(n, _)| n.clone())
-        };
-        Ok(dump::from_capture(&cap, name, root))
+        Ok(dump::from_backend(self, root)?)
     }
 }
 
