@@ -79,8 +79,9 @@ pub fn topology_diff(m: &Topology, l: &Topology) -> Option<(String, String)> {
 /// deferred work has run (several: when the work ran between two calls
 /// can leave different ends, such as a reset the collector's late release
 /// left on a socket that was sent to in between); a divergence at `line`,
-/// against the first, when Linux's settle deadline passes first. A collector that frees too much or too
-/// little cannot hide behind "it has not run yet" here.
+/// against the first, when Linux's settle deadline passes first. A
+/// collector that frees too much or too little cannot hide behind "it has
+/// not run yet" here.
 ///
 /// Errors: Linux could not be read.
 pub fn settle_point(
@@ -333,9 +334,8 @@ pub fn run_both(
         }
     }
     let linux_report = l.finish()?;
-    let linux_topology = linux_report.topology.clone();
     if !every_step && stopped.is_none() && states.settle() {
-        if let Some((a, b)) = states.match_topology(&linux_topology)? {
+        if let Some((a, b)) = states.match_topology(&linux_report.topology)? {
             divergences.push(Divergence {
                 line: scenario.stmts.last().map_or(0, |s| s.line),
                 what: "final topology".into(),

@@ -369,28 +369,26 @@ pub struct Coverage {
 }
 
 impl Coverage {
-    fn count(&mut self, a: &'static Aim, hit: bool) {
-        let i = match self.calls.iter().position(|c| c.0 == a.call) {
-            Some(i) => i,
-            None => {
-                self.calls.push((a.call, a.at, 0, 0));
-                self.calls.len() - 1
+    /// Counts `n` calls of `a`, `hit` of which landed where they matter.
+    fn count(&mut self, a: &'static Aim, n: u64, hit: u64) {
+        match self.calls.iter_mut().find(|c| c.0 == a.call) {
+            Some(c) => {
+                c.2 += n;
+                c.3 += hit;
             }
-        };
-        self.calls[i].2 += 1;
-        self.calls[i].3 += u64::from(hit);
+            None => {
+                self.calls.push((a.call, a.at, n, hit));
+                self.calls
+                    .sort_by_key(|c| AIMS.iter().position(|a| a.call == c.0));
+            }
+        }
     }
 
     /// Adds `other`'s counts.
     pub fn add(&mut self, other: &Coverage) {
         for &(call, _, n, hit) in &other.calls {
-            let a = aim(call);
-            for k in 0..n {
-                self.count(a, k < hit);
-            }
+            self.count(aim(call), n, hit);
         }
-        self.calls
-            .sort_by_key(|c| AIMS.iter().position(|a| a.call == c.0));
     }
 }
 
@@ -640,7 +638,7 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                 for (name, fd) in aimed(&call) {
                     let a = aim(name);
                     let hit = file_at(&world, pid, fd).is_some_and(|f| (a.want)(&world, f));
-                    cover.count(a, hit);
+                    cover.count(a, 1, u64::from(hit));
                 }
                 let _ = world.call(pid, &call);
                 StmtKind::Call {
