@@ -194,6 +194,10 @@ fn trace_shows_file9_calls_with_counts() {
     );
     assert!(text.contains("closef(file#0) count 2 -> 1"), "{text}");
     assert!(text.contains("fdrop(file#0): freed"), "{text}");
+    // The read end (file#0) is closed; the write end, file#1 in the trace,
+    // is the topology's file 0, and the output says so.
+    assert!(text.contains("file 0: pipe write end"), "{text}");
+    assert!(text.contains("(in the trace: file 0 is file#1)"), "{text}");
 }
 
 #[test]

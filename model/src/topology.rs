@@ -140,9 +140,23 @@ pub enum RawFile<F, O> {
 
 /// Numbers what a backend saw, by the rules in the module comment.
 pub fn canonicalize<F, T, O>(
-    mut procs: Vec<RawProcess<F, T>>,
+    procs: Vec<RawProcess<F, T>>,
     files: &BTreeMap<F, RawFile<F, O>>,
 ) -> Topology
+where
+    F: Ord + Clone,
+    T: Ord + Clone,
+    O: Ord + Clone,
+{
+    canonicalize_ordered(procs, files).0
+}
+
+/// [`canonicalize`], and the raw file keys in the order of their canonical
+/// ids (file `i` of the topology is key `i`).
+pub fn canonicalize_ordered<F, T, O>(
+    mut procs: Vec<RawProcess<F, T>>,
+    files: &BTreeMap<F, RawFile<F, O>>,
+) -> (Topology, Vec<F>)
 where
     F: Ord + Clone,
     T: Ord + Clone,
@@ -258,16 +272,39 @@ where
             v
         })
         .collect();
-    Topology {
-        processes,
-        tables,
-        files,
-    }
+    (
+        Topology {
+            processes,
+            tables,
+            files,
+        },
+        order,
+    )
 }
+
+/// A world's processes and files before canonical numbering.
+type Raw = (
+    Vec<RawProcess<FileId, TableId>>,
+    BTreeMap<FileId, RawFile<FileId, ObjectKey>>,
+);
 
 impl World {
     /// The model's canonical topology.
     pub fn topology(&self) -> Topology {
+        let (procs, files) = self.raw_topology();
+        canonicalize(procs, &files)
+    }
+
+    /// The trace's name (`file#N`, the serial) of each file of
+    /// [`World::topology`], by canonical id: what `--trace` calls file 0,
+    /// file 1...
+    pub fn topology_serials(&self) -> Vec<u64> {
+        let (procs, files) = self.raw_topology();
+        let (_, order) = canonicalize_ordered(procs, &files);
+        order.iter().map(|&f| self.file(f).serial).collect()
+    }
+
+    fn raw_topology(&self) -> Raw {
         let procs = self
             .processes()
             .map(|(name, pid)| {
@@ -331,7 +368,7 @@ impl World {
                 (id, raw)
             })
             .collect();
-        canonicalize(procs, &files)
+        (procs, files)
     }
 }
 

@@ -83,6 +83,16 @@ fn report_with(r: &Report, after: &[(usize, Topology)]) -> String {
     }
     out.push('\n');
     out.push_str(&topology(&r.topology));
+    if !r.trace_names.is_empty() {
+        // The trace names files by serial, the topology by canonical id.
+        let names: Vec<String> = r
+            .trace_names
+            .iter()
+            .enumerate()
+            .map(|(id, serial)| format!("file {id} is file#{serial}"))
+            .collect();
+        let _ = writeln!(out, "  (in the trace: {})", names.join(", "));
+    }
     out
 }
 

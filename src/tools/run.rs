@@ -58,6 +58,10 @@ pub struct Report {
     /// `spawn` statements, for the text output (they are not calls).
     #[serde(skip)]
     pub spawns: Vec<Spawned>,
+    /// With `--trace` on the model: the trace's name (`file#N`) of each
+    /// file of the topology, by its id.
+    #[serde(skip)]
+    pub trace_names: Vec<u64>,
 }
 
 /// A `spawn` statement that ran.
@@ -84,6 +88,7 @@ impl Report {
             },
             failures: Vec::new(),
             spawns: Vec::new(),
+            trace_names: Vec::new(),
         }
     }
 
@@ -190,6 +195,7 @@ fn ser_expected<S: Serializer>(e: &Option<Expected>, s: S) -> Result<S::Ok, S::E
 pub struct Runner<'b> {
     backend: &'b mut dyn Backend,
     report: Report,
+    trace: bool,
 }
 
 impl<'b> Runner<'b> {
@@ -197,7 +203,11 @@ impl<'b> Runner<'b> {
     pub fn new(backend: &'b mut dyn Backend, trace: bool) -> Runner<'b> {
         backend.set_tracing(trace);
         let report = Report::new(backend.name());
-        Runner { backend, report }
+        Runner {
+            backend,
+            report,
+            trace,
+        }
     }
 
     /// The backend, for queries between statements.
@@ -217,6 +227,11 @@ impl<'b> Runner<'b> {
     /// Takes the final topology and returns the report.
     pub fn finish(mut self) -> Result<Report, BackendError> {
         self.report.topology = self.backend.topology()?;
+        if self.trace {
+            if let Some(w) = self.backend.world() {
+                self.report.trace_names = w.topology_serials();
+            }
+        }
         Ok(self.report)
     }
 }
