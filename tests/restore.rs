@@ -96,17 +96,11 @@ fn trees_pass_on_every_backend() {
 /// handle (so the property is not about empty trees).
 #[test]
 fn generated_trees_round_trip_on_the_model() {
-    use proptest::test_runner::{Config, TestCaseError, TestRng, TestRunner};
+    use proptest::test_runner::TestCaseError;
     use std::cell::Cell;
 
     let n = cases(48);
-    let config = Config {
-        cases: n,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let rng = TestRng::deterministic_rng(config.rng_algorithm);
-    let mut runner = TestRunner::new_with_rng(config, rng);
+    let mut runner = support::runner(n);
     let seen = Cell::new([0u32; 4]);
     let r = runner.run(&ops(5..60), |ops| {
         let s = realize(&ops);
@@ -230,7 +224,7 @@ fn linux_dumps_equal_model_dumps() {
 #[test]
 fn linux_images_round_trip_on_linux_and_the_model() {
     use fdlab::backend::LinuxBackend;
-    use fdlab::tools::restore::{differences, expected, numbers, Target};
+    use fdlab::tools::restore::{differences, expected, Target};
     let mut failures = Vec::new();
     let trees = corpus(&repo("tests/fixtures/trees")).unwrap();
     for path in corpus(&repo("scenarios")).unwrap().into_iter().chain(trees) {
@@ -247,19 +241,7 @@ fn linux_images_round_trip_on_linux_and_the_model() {
             verbose: true,
             trace: false,
         };
-        let (floor, _) = numbers(&img);
-        let mut l2 = LinuxBackend::with_floor(support::fdlab_bin(), floor).unwrap();
-        let mut m = ModelBackend::new();
-        for (name, got) in [
-            (
-                "linux",
-                restore(&img, &mut l2, &opts).and_then(|_| l2.dump(Some(&root))),
-            ),
-            (
-                "model",
-                restore(&img, &mut m, &opts).and_then(|_| m.dump(None)),
-            ),
-        ] {
+        for (name, got) in restored_on_both(&img, &root, &opts) {
             match got {
                 Ok(got) => {
                     let d = differences(&want, &got);
@@ -276,6 +258,33 @@ fn linux_images_round_trip_on_linux_and_the_model() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `img` restored on Linux (paths under `root`) and on the model, each
+/// dumped again: (backend, image or why not).
+fn restored_on_both(
+    img: &Image,
+    root: &std::path::Path,
+    opts: &Options,
+) -> [(
+    &'static str,
+    Result<Image, fdlab::tools::restore::RestoreError>,
+); 2] {
+    use fdlab::backend::LinuxBackend;
+    use fdlab::tools::restore::{numbers, Target};
+    let (floor, _) = numbers(img);
+    let mut l = LinuxBackend::with_floor(support::fdlab_bin(), floor).unwrap();
+    let mut m = ModelBackend::new();
+    [
+        (
+            "linux",
+            restore(img, &mut l, opts).and_then(|_| l.dump(Some(root))),
+        ),
+        (
+            "model",
+            restore(img, &mut m, opts).and_then(|_| m.dump(None)),
+        ),
+    ]
 }
 
 /// `fdlab ARGS` in `dir` with `TMPDIR` there too: its exit code, standard
@@ -738,16 +747,7 @@ fn pipes_with_data_have_no_limit_of_their_own() {
             });
             for end in [PipeEnd::Read, PipeEnd::Write] {
                 let id = img.files.len();
-                img.files.push(FileImage {
-                    id,
-                    flags: if end == PipeEnd::Read {
-                        "O_RDONLY"
-                    } else {
-                        "O_WRONLY"
-                    }
-                    .into(),
-                    object: Object::Pipe { pipe, end },
-                });
+                img.files.push(FileImage::pipe_end(id, pipe, end));
                 fds.push(FdImage {
                     fd: fds.len() as u32,
                     file: id,
@@ -838,18 +838,11 @@ fn a_stuck_restore_names_what_it_waits_for() {
 #[test]
 fn generated_linux_trees_round_trip_on_both_backends() {
     use fdlab::backend::LinuxBackend;
-    use fdlab::tools::restore::{differences, expected, numbers, Target};
+    use fdlab::tools::restore::{differences, expected, Target};
     use proptest::strategy::{Strategy, ValueTree};
-    use proptest::test_runner::{Config, TestRng, TestRunner};
 
     let n = cases(12);
-    let config = Config {
-        cases: n,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let rng = TestRng::deterministic_rng(config.rng_algorithm);
-    let mut runner = TestRunner::new_with_rng(config, rng);
+    let mut runner = support::runner(n);
     let mut restored_descriptors = 0;
     for _ in 0..n {
         let ops = ops(5..40).new_tree(&mut runner).unwrap().current();
@@ -866,19 +859,7 @@ fn generated_linux_trees_round_trip_on_both_backends() {
             skip_unrestorable: true,
             ..Options::default()
         };
-        let (floor, _) = numbers(&img);
-        let mut l2 = LinuxBackend::with_floor(support::fdlab_bin(), floor).unwrap();
-        let mut m = ModelBackend::new();
-        for (name, got) in [
-            (
-                "linux",
-                restore(&img, &mut l2, &opts).and_then(|_| l2.dump(Some(&root))),
-            ),
-            (
-                "model",
-                restore(&img, &mut m, &opts).and_then(|_| m.dump(None)),
-            ),
-        ] {
+        for (name, got) in restored_on_both(&img, &root, &opts) {
             let got = got.unwrap_or_else(|e| panic!("on {name}: {e}\nscenario:\n{text}"));
             let d = differences(&want, &got);
             assert!(
@@ -898,7 +879,6 @@ fn generated_linux_trees_round_trip_on_both_backends() {
 /// `tools::restore::tree`), on Linux.
 #[test]
 fn unusual_trees_restore_on_linux() {
-    use fdlab::tools::image::{ProcImage, TableImage};
     let shapes: [&[(&str, Option<usize>, usize)]; 3] = [
         &[("p1", None, 0), ("p2", Some(0), 1), ("p3", Some(1), 0)],
         &[("p1", None, 0), ("p2", Some(0), 1), ("p3", Some(0), 1)],
@@ -910,23 +890,7 @@ fn unusual_trees_restore_on_linux() {
         ],
     ];
     for procs in shapes {
-        let mut img = Image::new();
-        let tables = procs.iter().map(|p| p.2).max().unwrap() + 1;
-        for t in 0..tables {
-            img.tables.push(TableImage {
-                id: t,
-                fds: Vec::new(),
-            });
-        }
-        for (i, &(name, parent, table)) in procs.iter().enumerate() {
-            img.processes.push(ProcImage {
-                id: i,
-                name: name.into(),
-                parent,
-                table,
-                rlimit: None,
-            });
-        }
+        let img = Image::of_tree(procs);
         let (r, diff) = restore_on_linux(&img, None);
         assert!(diff.is_empty(), "{procs:?}: {diff:?}");
         assert!(r.notes.is_empty(), "{:?}", r.notes);

@@ -74,17 +74,9 @@ impl StandIn {
 /// world that still has work after many pieces is a bug in the model's
 /// deferred work: fail with it rather than loop (and hang CI).
 fn settle(w: &mut World) {
-    const MOST: usize = 10_000;
-    for _ in 0..MOST {
-        match w.pending_work().first() {
-            Some(&d) => w.run_work(d),
-            None => return,
-        }
+    if let Err(left) = w.run_all_work() {
+        panic!("deferred work did not settle; still pending: {left:?}");
     }
-    panic!(
-        "deferred work did not settle after {MOST} pieces; still pending: {:?}",
-        w.pending_work()
-    );
 }
 
 impl Backend for StandIn {

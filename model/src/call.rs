@@ -213,8 +213,8 @@ pub enum Arg {
 impl Arg {
     /// How the argument is written in a synopsis: `FD`, `PATH`,
     /// `[MODE]`...
-    pub fn synopsis(self) -> &'static str {
-        match self {
+    pub fn synopsis(self) -> String {
+        let word = match self {
             Arg::NewProc => "Q",
             Arg::Fd => "FD",
             Arg::FdFrom0 => "LO",
@@ -223,22 +223,18 @@ impl Arg {
             Arg::Path => "PATH",
             Arg::OpenFlags => "FLAGS",
             Arg::Mode => "[MODE]",
-            Arg::Limit => "N",
+            Arg::Limit | Arg::Len => "N",
             Arg::Bytes => "\"TEXT\"",
-            Arg::Len => "N",
             Arg::Offset => "OFFSET",
             Arg::Whence => "SEEK_SET|SEEK_CUR|SEEK_END",
-            Arg::Flag("MSG_CMSG_CLOEXEC") => "[MSG_CMSG_CLOEXEC]",
-            Arg::Flag("EPOLL_CLOEXEC") => "[EPOLL_CLOEXEC]",
-            Arg::Flag("EFD_CLOEXEC") => "[EFD_CLOEXEC]",
-            Arg::Flag("O_CLOEXEC") => "[O_CLOEXEC]",
-            Arg::Flag(_) => "[FLAG]",
+            Arg::Flag(name) => return format!("[{name}]"),
             Arg::FcntlCmd => "CMD [ARG]",
             Arg::CloseRangeFlags => "[CLOSE_RANGE_CLOEXEC|CLOSE_RANGE_UNSHARE]",
             Arg::SockType => "SOCK_STREAM|SOCK_DGRAM [SOCK_CLOEXEC]",
             Arg::EpollOp => "EPOLL_CTL_ADD|EPOLL_CTL_DEL",
             Arg::Events => "[EVENTS]",
-        }
+        };
+        word.to_string()
     }
 }
 
@@ -697,7 +693,7 @@ impl CallSpec {
             s.push(' ');
             match (a, roles.next()) {
                 (Arg::Fd, Some(role)) => s.push_str(role),
-                _ => s.push_str(a.synopsis()),
+                _ => s.push_str(&a.synopsis()),
             }
         }
         s

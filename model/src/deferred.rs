@@ -54,6 +54,10 @@ pub enum Deferred {
     PtyEcho(FileId),
 }
 
+/// The most pieces of work [`World::run_all_work`] does before it calls
+/// the work endless.
+pub const MAX_SETTLE_PIECES: usize = 10_000;
+
 /// The most states [`World::later_states`] explores from one state; more
 /// would mean a scenario with many ptys and files in flight at once.
 pub const MAX_LATER_STATES: usize = 256;
@@ -90,6 +94,20 @@ impl World {
             }
         }
         work
+    }
+
+    /// Does the pending work, a piece at a time in [`World::pending_work`]'s
+    /// order, until none is left. Each piece makes progress, so work still
+    /// pending after [`MAX_SETTLE_PIECES`] is a bug in the model: the
+    /// pieces left are the error, never an endless loop.
+    pub fn run_all_work(&mut self) -> Result<(), Vec<Deferred>> {
+        for _ in 0..MAX_SETTLE_PIECES {
+            match self.pending_work().first() {
+                Some(&d) => self.run_work(d),
+                None => return Ok(()),
+            }
+        }
+        Err(self.pending_work())
     }
 
     /// Runs the collector now, as Linux's work queue does some time after a

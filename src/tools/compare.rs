@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::dump;
 use super::image::Image;
-use super::restore::differences;
+use super::restore::{differing, Difference};
 use super::run::{ExpectationResult, Report, Runner};
 use crate::backend::api::{Backend, BackendError};
 use crate::backend::LinuxBackend;
@@ -95,29 +95,28 @@ pub fn settle_point(
     let mut pause = Duration::from_millis(1);
     loop {
         let got = dump::from_backend(l, Some(&root))?;
-        if wants.iter().any(|w| differences(w, &got).is_empty()) {
+        if wants.iter().any(|w| differing(w, &got).is_empty()) {
             return Ok(None);
         }
         if start.elapsed() >= deadline {
             let Some(want) = wants.first() else {
                 return Ok(None);
             };
-            let diff = differences(want, &got);
-            let (m, x): (Vec<String>, Vec<String>) = diff
-                .iter()
-                .map(|d| {
-                    let (what, rest) = d.split_once(": image ").unwrap_or((d, ""));
-                    let (a, b) = rest.split_once(", restored ").unwrap_or((rest, ""));
-                    (format!("{what}: {a}"), format!("{what}: {b}"))
-                })
-                .unzip();
+            let diff = differing(want, &got);
+            let side = |f: fn(&Difference) -> &String| {
+                diff.iter()
+                    .map(|d| format!("{}: {}", d.what, f(d)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            let (m, x) = (side(|d| &d.want), side(|d| &d.got));
             return Ok(Some(Divergence {
                 line,
                 what: format!(
                     "the settled state (after the kernel's deferred work, waited {deadline:?})"
                 ),
-                model: m.join("; "),
-                linux: x.join("; "),
+                model: m,
+                linux: x,
             }));
         }
         // The collector usually runs within a millisecond: poll often

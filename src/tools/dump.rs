@@ -412,13 +412,9 @@ pub const DEFAULT_PIPE_CAPACITY: u64 = 65536;
 /// moment agrees on.
 pub fn settle(w: &World) -> World {
     let mut s = w.clone();
-    // Each piece of work makes progress; the bound only guards a bug.
-    for _ in 0..100_000 {
-        match s.pending_work().first() {
-            Some(&d) => s.run_work(d),
-            None => break,
-        }
-    }
+    // Work that never ends is a model bug that its invariants and the
+    // timing tests report; the image shows the state it reached.
+    let _ = s.run_all_work();
     s.collect_garbage();
     s
 }

@@ -14,6 +14,7 @@
 
 use fdlab_model::file::{File, FileKind};
 use fdlab_model::vnode::VnodeKind;
+use fdlab_model::Fd;
 use fdlab_model::{Call, EpollOp, Events, FcntlCmd, OFlags, Pid, SockType, Whence, World};
 use proptest::prelude::*;
 
@@ -214,12 +215,8 @@ fn pick(w: &World, pid: Pid, s: FdSel, want: Want) -> i32 {
 
 /// The file `pid`'s descriptor `fd` names, if it is open.
 fn file_at(w: &World, pid: Pid, fd: i32) -> Option<&File> {
-    let (_, f, _) = w
-        .table_of(pid)
-        .installed_all()
-        .into_iter()
-        .find(|(n, _, _)| i64::from(n.get()) == i64::from(fd))?;
-    Some(w.file(f))
+    let fd = Fd::new(u32::try_from(fd).ok()?);
+    w.table_of(pid).installed(fd).map(|f| w.file(f))
 }
 
 fn any_file(_: &World, _: &File) -> bool {

@@ -112,6 +112,22 @@ pub struct FileImage {
     pub object: Object,
 }
 
+impl FileImage {
+    /// File `id`: an end of pipe `pipe` as `pipe(2)` opens it (the read
+    /// end `O_RDONLY`, the write end `O_WRONLY`).
+    pub fn pipe_end(id: usize, pipe: usize, end: PipeEnd) -> FileImage {
+        let flags = match end {
+            PipeEnd::Read => "O_RDONLY",
+            PipeEnd::Write => "O_WRONLY",
+        };
+        FileImage {
+            id,
+            flags: flags.into(),
+            object: Object::Pipe { pipe, end },
+        }
+    }
+}
+
 /// An epoll registration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
@@ -378,6 +394,31 @@ impl Image {
             pairs: Vec::new(),
             unrestorable: Vec::new(),
         }
+    }
+
+    /// An image of processes (name, parent's id, table id) whose tables
+    /// are all empty: the shape of a tree, for tests and benchmarks.
+    pub fn of_tree(procs: &[(&str, Option<usize>, usize)]) -> Image {
+        let mut img = Image::new();
+        let tables = procs.iter().map(|p| p.2).max().map_or(0, |t| t + 1);
+        img.tables = (0..tables)
+            .map(|id| TableImage {
+                id,
+                fds: Vec::new(),
+            })
+            .collect();
+        img.processes = procs
+            .iter()
+            .enumerate()
+            .map(|(id, &(name, parent, table))| ProcImage {
+                id,
+                name: name.into(),
+                parent,
+                table,
+                rlimit: None,
+            })
+            .collect();
+        img
     }
 
     /// Checks everything restore relies on, before anything is made:

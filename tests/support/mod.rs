@@ -9,6 +9,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// A proptest runner for `n` cases from a fixed seed (the same cases every
+/// run), with no failure file written into the tree.
+pub fn runner(n: u32) -> proptest::test_runner::TestRunner {
+    use proptest::test_runner::{Config, TestRng, TestRunner};
+    let config = Config {
+        cases: n,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let rng = TestRng::deterministic_rng(config.rng_algorithm);
+    TestRunner::new_with_rng(config, rng)
+}
+
 /// The `fdlab` binary cargo built for the tests (also the helper binary of
 /// the Linux backend).
 pub fn fdlab_bin() -> &'static Path {

@@ -227,13 +227,12 @@ impl Inodes {
             return true;
         }
         let link = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
-        let Ok(now) = std::fs::read_link(link) else {
+        // Not a path (`pipe:[...]`), or none.
+        let Some(now) = std::fs::read_link(link).ok().filter(|p| p.is_absolute()) else {
             return false;
         };
         let moved = Location::Moved(now);
-        if !moved.display(&self.pool.dir).starts_with('/')
-            || moved.leads_to(&self.pool.dir) != Ok((key.dev, key.ino))
-        {
+        if moved.leads_to(&self.pool.dir) != Ok((key.dev, key.ino)) {
             // " (deleted)", or another file at that path now.
             return false;
         }

@@ -114,16 +114,7 @@ pub fn tree(shape: Shape, processes: usize, fds: usize, dir: &Path) -> Image {
                 } else {
                     PipeEnd::Write
                 };
-                img.files.push(FileImage {
-                    id,
-                    flags: if end == PipeEnd::Read {
-                        "O_RDONLY"
-                    } else {
-                        "O_WRONLY"
-                    }
-                    .into(),
-                    object: Object::Pipe { pipe, end },
-                });
+                img.files.push(FileImage::pipe_end(id, pipe, end));
                 let fd = table.len() as u32;
                 table.push(FdImage {
                     fd,

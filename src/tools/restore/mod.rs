@@ -253,24 +253,14 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
             _ => {}
         }
     }
-    let pipe_ends: Vec<[FileId; 2]> = pipe_ends
-        .iter()
-        .map(|e| {
-            [
-                e[0].unwrap_or_else(&mut ghost),
-                e[1].unwrap_or_else(&mut ghost),
-            ]
-        })
-        .collect();
-    let pair_ends: Vec<[FileId; 2]> = pair_ends
-        .iter()
-        .map(|e| {
-            [
-                e[0].unwrap_or_else(&mut ghost),
-                e[1].unwrap_or_else(&mut ghost),
-            ]
-        })
-        .collect();
+    // Each end that no file of the image is gets a ghost, in order.
+    let mut with_ghosts = |ends: &[[Option<FileId>; 2]]| -> Vec<[FileId; 2]> {
+        ends.iter()
+            .map(|e| e.map(|end| end.unwrap_or_else(&mut ghost)))
+            .collect()
+    };
+    let pipe_ends = with_ghosts(&pipe_ends);
+    let pair_ends = with_ghosts(&pair_ends);
     // Which participants hold each file (by descriptor), in order (tables
     // come in order, so each list is sorted). Ids are dense: vectors.
     let nids = next_ghost as usize;
@@ -837,10 +827,38 @@ pub fn expected(img: &Image) -> Image {
     dump::canonical(&img.without_unrestorable())
 }
 
-/// The differences between two images, one line each (empty: equal):
-/// processes, tables, files, pipes and pairs compared in canonical order;
-/// a limit `want` does not give is not compared.
+/// One part where two images differ: `what` (`file 3`), and each side as
+/// JSON (`none` where it has no such part).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    pub what: String,
+    pub want: String,
+    pub got: String,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: image {}, restored {}",
+            self.what, self.want, self.got
+        )
+    }
+}
+
+/// The differences between two images, one line each (empty: equal); see
+/// [`differing`].
 pub fn differences(want: &Image, got: &Image) -> Vec<String> {
+    differing(want, got)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// The parts where two images differ: processes, tables, files, pipes and
+/// pairs compared in canonical order; a limit `want` does not give is not
+/// compared.
+pub fn differing(want: &Image, got: &Image) -> Vec<Difference> {
     // An image that does not say a process's limit accepts any.
     let mut got = got.clone();
     for (w, g) in want.processes.iter().zip(&mut got.processes) {
@@ -848,46 +866,29 @@ pub fn differences(want: &Image, got: &Image) -> Vec<String> {
             g.rlimit = None;
         }
     }
-    let got = &got;
     let mut out = Vec::new();
     let mut part = |what: &str, a: Vec<String>, b: Vec<String>| {
         for i in 0..a.len().max(b.len()) {
             match (a.get(i), b.get(i)) {
                 (Some(x), Some(y)) if x == y => {}
-                (x, y) => out.push(format!(
-                    "{what} {i}: image {}, restored {}",
-                    x.map_or("none", String::as_str),
-                    y.map_or("none", String::as_str)
-                )),
+                (x, y) => out.push(Difference {
+                    what: format!("{what} {i}"),
+                    want: x.map_or("none", String::as_str).to_string(),
+                    got: y.map_or("none", String::as_str).to_string(),
+                }),
             }
         }
     };
-    part(
-        "process",
-        want.processes.iter().map(to_json).collect(),
-        got.processes.iter().map(to_json).collect(),
-    );
-    part(
-        "table",
-        want.tables.iter().map(to_json).collect(),
-        got.tables.iter().map(to_json).collect(),
-    );
-    part(
-        "file",
-        want.files.iter().map(to_json).collect(),
-        got.files.iter().map(to_json).collect(),
-    );
-    part(
-        "pipe",
-        want.pipes.iter().map(to_json).collect(),
-        got.pipes.iter().map(to_json).collect(),
-    );
-    part(
-        "socket pair",
-        want.pairs.iter().map(to_json).collect(),
-        got.pairs.iter().map(to_json).collect(),
-    );
+    part("process", jsons(&want.processes), jsons(&got.processes));
+    part("table", jsons(&want.tables), jsons(&got.tables));
+    part("file", jsons(&want.files), jsons(&got.files));
+    part("pipe", jsons(&want.pipes), jsons(&got.pipes));
+    part("socket pair", jsons(&want.pairs), jsons(&got.pairs));
     out
+}
+
+fn jsons<T: Serialize>(v: &[T]) -> Vec<String> {
+    v.iter().map(to_json).collect()
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {

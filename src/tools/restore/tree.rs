@@ -210,30 +210,7 @@ fn holds_for(
 mod tests {
     use super::*;
     use crate::backend::ModelBackend;
-    use crate::tools::image::{ProcImage, TableImage};
     use crate::tools::restore::{differences, expected, restore, Options, Target};
-
-    /// An image of processes (name, parent, table) with empty tables.
-    fn tree(procs: &[(&str, Option<usize>, usize)]) -> Image {
-        let mut img = Image::new();
-        let tables = procs.iter().map(|p| p.2).max().map_or(0, |t| t + 1);
-        for t in 0..tables {
-            img.tables.push(TableImage {
-                id: t,
-                fds: Vec::new(),
-            });
-        }
-        for (i, &(name, parent, table)) in procs.iter().enumerate() {
-            img.processes.push(ProcImage {
-                id: i,
-                name: name.into(),
-                parent,
-                table,
-                rlimit: None,
-            });
-        }
-        img
-    }
 
     /// Restores `img` on the model and says how its processes differ.
     fn made(img: &Image) -> (Vec<String>, Vec<String>) {
@@ -246,7 +223,7 @@ mod tests {
     #[test]
     fn a_child_in_a_table_its_parent_left() {
         // p1 clones p2, p2 clones p3, p2 unshares: p3 shares p1's table.
-        let img = tree(&[("p1", None, 0), ("p2", Some(0), 1), ("p3", Some(1), 0)]);
+        let img = Image::of_tree(&[("p1", None, 0), ("p2", Some(0), 1), ("p3", Some(1), 0)]);
         let (steps, notes) = steps(&img, "r");
         assert!(notes.is_empty(), "{notes:?}");
         assert!(steps.contains(&("p2".into(), How::Unshare)), "{steps:?}");
@@ -256,14 +233,14 @@ mod tests {
     #[test]
     fn children_sharing_a_table_their_parent_left() {
         // p1 clones p2 and p3, then unshares.
-        let img = tree(&[("p1", None, 0), ("p2", Some(0), 1), ("p3", Some(0), 1)]);
+        let img = Image::of_tree(&[("p1", None, 0), ("p2", Some(0), 1), ("p3", Some(0), 1)]);
         assert_eq!(made(&img), (vec![], vec![]));
     }
 
     #[test]
     fn roots_sharing_a_table() {
         // Their maker is gone: the restorer makes them in its table.
-        let img = tree(&[
+        let img = Image::of_tree(&[
             ("a", None, 0),
             ("b", None, 0),
             ("c", None, 1),
@@ -276,7 +253,7 @@ mod tests {
     fn what_cannot_be_made_is_said() {
         // q's table was made by p, which is not q's ancestor, and p's own
         // children hold it: q is made by p, and a note says so.
-        let img = tree(&[
+        let img = Image::of_tree(&[
             ("a", None, 0),
             ("p", Some(0), 1),
             ("x", Some(1), 1),
