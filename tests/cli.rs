@@ -38,7 +38,8 @@ fn tmp_scenario(name: &str, src: &str) -> TmpScenario {
 fn run_passes_with_exit_0_and_prints_strace_style() {
     let p = tmp_scenario(
         "ok.fds",
-        "spawn p1\np1: pipe = 0 1\np1: dup2 0 10 = 10\np1: close 7 = EBADF\n",
+        "spawn p1\np1: pipe = 0 1\np1: dup2 0 10 = 10\np1: close 7 = EBADF\n\
+         p1: fork c\np1: clone_files t\n",
     );
     let out = fdlab(&["run", p.to_str().unwrap()]);
     let text = String::from_utf8(out.stdout).unwrap();
@@ -49,6 +50,13 @@ fn run_passes_with_exit_0_and_prints_strace_style() {
         "{text}"
     );
     assert!(text.contains("file 0: pipe read end of object 0"), "{text}");
+    // The parent's line says who the child is: `= 0` alone would read as
+    // the child's own return.
+    assert!(text.contains("p1: fork(c) = 0 (child c)\n"), "{text}");
+    assert!(
+        text.contains("p1: clone_files(t) = 0 (child t, sharing the table)\n"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -20,6 +20,18 @@ use crate::tools::inspect::{Desc, Inspection, Object};
 use crate::tools::restore::{How, Outcome};
 use crate::tools::run::Report;
 
+/// Who a successful `fork` or `clone_files` made. The language's result
+/// is 0 for process life; a real parent gets the child's pid, so the line
+/// says which process that is rather than let `= 0` read as "the child".
+fn child_note(s: &crate::tools::run::Step) -> Option<String> {
+    let child = s.args.first()?;
+    match (s.call.as_str(), &s.result) {
+        ("fork", Ok(_)) => Some(format!("(child {child})")),
+        ("clone_files", Ok(_)) => Some(format!("(child {child}, sharing the table)")),
+        _ => None,
+    }
+}
+
 /// A run's report: strace-style steps with what ran underneath,
 /// expectations, failures, then the topology.
 pub fn report(r: &Report) -> String {
@@ -41,6 +53,9 @@ fn report_with(r: &Report, after: &[(usize, Topology)]) -> String {
     }
     for s in &r.steps {
         let mut l = format!("{}: {} = {}", s.proc, s.strace, outcome_text(&s.result));
+        if let Some(note) = child_note(s) {
+            let _ = write!(l, " {note}");
+        }
         if !s.passed {
             let e = s.expected.as_ref().map(expected_text).unwrap_or_default();
             let _ = write!(l, "    <- FAILED, expected {e}");
