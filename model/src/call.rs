@@ -32,6 +32,8 @@ pub enum Whence {
 pub enum EpollOp {
     Add,
     Del,
+    /// `EPOLL_CTL_MOD`: new events for an existing registration.
+    Mod,
 }
 
 /// A `fcntl` command and its argument.
@@ -204,9 +206,10 @@ pub enum Arg {
     /// `SOCK_STREAM` or `SOCK_DGRAM`, with `|SOCK_CLOEXEC` or a separate
     /// `SOCK_CLOEXEC` word.
     SockType,
-    /// `EPOLL_CTL_ADD` or `EPOLL_CTL_DEL`.
+    /// `EPOLL_CTL_ADD`, `EPOLL_CTL_DEL` or `EPOLL_CTL_MOD`.
     EpollOp,
-    /// `EPOLLIN|EPOLLOUT`, optional (`EPOLLIN`).
+    /// `EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET|EPOLLONESHOT|EPOLLEXCLUSIVE`,
+    /// optional (`EPOLLIN`).
     Events,
 }
 
@@ -231,7 +234,7 @@ impl Arg {
             Arg::FcntlCmd => "CMD [ARG]",
             Arg::CloseRangeFlags => "[CLOSE_RANGE_CLOEXEC|CLOSE_RANGE_UNSHARE]",
             Arg::SockType => "SOCK_STREAM|SOCK_DGRAM [SOCK_CLOEXEC]",
-            Arg::EpollOp => "EPOLL_CTL_ADD|EPOLL_CTL_DEL",
+            Arg::EpollOp => "EPOLL_CTL_ADD|EPOLL_CTL_DEL|EPOLL_CTL_MOD",
             Arg::Events => "[EVENTS]",
         };
         word.to_string()
@@ -636,7 +639,8 @@ pub const CALLS: &[CallSpec] = &[
     CallSpec {
         name: "epoll_ctl",
         args: &[Arg::Fd, Arg::EpollOp, Arg::Fd, Arg::Events],
-        summary: "register the file FD names under FD, or remove that registration",
+        summary:
+            "register the file FD names under FD, change that registration's events, or remove it",
         returns: "0",
         build: |v| match (v.next()?, v.next()?, v.next()?, v.next()?) {
             (Value::Fd(epfd), Value::EpollOp(op), Value::Fd(fd), Value::Events(events)) => {

@@ -15,6 +15,13 @@ use crate::{Events, Fd};
 /// Linux `EP_MAX_NESTS`: how deep epoll sets may be nested.
 pub const EP_MAX_NESTS: usize = 4;
 
+/// Linux `path_limits`: how many wakeup paths of each length a file may
+/// have, counted from the length 1 up (a file watched directly by an epoll
+/// that nothing watches: any number). Longer chains of nested epolls could
+/// turn one wakeup into a storm, so `EPOLL_CTL_ADD` refuses a link that
+/// would pass a limit (`EINVAL`).
+pub const PATH_LIMITS: [usize; EP_MAX_NESTS + 1] = [usize::MAX, 500, 100, 50, 10];
+
 #[derive(Debug, Clone, Default)]
 pub struct Epoll {
     pub interest: OrdMap<(Fd, FileId), Events>,

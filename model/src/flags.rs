@@ -148,15 +148,46 @@ impl fmt::Display for OFlags {
     }
 }
 
-/// The events of an epoll registration.
+/// The events of an epoll registration, or of a ready one.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
 )]
 pub struct Events(u32);
 
+/// The events the language names, in ascending bit order (strace's order,
+/// and the order they print in).
+const EVENT_NAMES: [(&str, Events); 8] = [
+    ("EPOLLIN", Events::IN),
+    ("EPOLLOUT", Events::OUT),
+    ("EPOLLERR", Events::ERR),
+    ("EPOLLHUP", Events::HUP),
+    ("EPOLLRDHUP", Events::RDHUP),
+    ("EPOLLEXCLUSIVE", Events::EXCLUSIVE),
+    ("EPOLLONESHOT", Events::ONESHOT),
+    ("EPOLLET", Events::ET),
+];
+
 impl Events {
     pub const IN: Events = Events(0x001);
     pub const OUT: Events = Events(0x004);
+    pub const ERR: Events = Events(0x008);
+    pub const HUP: Events = Events(0x010);
+    pub const RDHUP: Events = Events(0x2000);
+    pub const EXCLUSIVE: Events = Events(1 << 28);
+    pub const ONESHOT: Events = Events(1 << 30);
+    pub const ET: Events = Events(1 << 31);
+
+    /// What a registration may carry together with `EPOLLEXCLUSIVE`
+    /// (Linux `EPOLLEXCLUSIVE_OK_BITS`, less the bits the language cannot
+    /// write): not `EPOLLRDHUP`, not `EPOLLONESHOT`.
+    pub const EXCLUSIVE_OK: Events = Events(
+        Events::IN.0
+            | Events::OUT.0
+            | Events::ERR.0
+            | Events::HUP.0
+            | Events::ET.0
+            | Events::EXCLUSIVE.0,
+    );
 
     pub const fn from_bits(bits: u32) -> Events {
         Events(bits)
@@ -166,18 +197,37 @@ impl Events {
         self.0
     }
 
-    /// The language's events among `self` (Linux adds `EPOLLERR|EPOLLHUP` to
-    /// every registration; they are not shown).
-    pub const fn shown(self) -> Events {
-        Events(self.0 & (Events::IN.0 | Events::OUT.0))
+    pub const fn contains(self, other: Events) -> bool {
+        self.0 & other.0 == other.0
     }
 
+    pub const fn intersects(self, other: Events) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// What a registration shows of its events: Linux adds
+    /// `EPOLLERR|EPOLLHUP` to every one, so they say nothing and are not
+    /// shown; bits the language has no name for are dropped.
+    pub const fn shown(self) -> Events {
+        Events(self.0 & Events::NAMED.0 & !(Events::ERR.0 | Events::HUP.0))
+    }
+
+    const NAMED: Events = Events(
+        Events::IN.0
+            | Events::OUT.0
+            | Events::ERR.0
+            | Events::HUP.0
+            | Events::RDHUP.0
+            | Events::EXCLUSIVE.0
+            | Events::ONESHOT.0
+            | Events::ET.0,
+    );
+
     pub fn from_name(name: &str) -> Option<Events> {
-        match name {
-            "EPOLLIN" => Some(Events::IN),
-            "EPOLLOUT" => Some(Events::OUT),
-            _ => None,
-        }
+        EVENT_NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, e)| e)
     }
 }
 
@@ -190,13 +240,11 @@ impl BitOr for Events {
 
 impl fmt::Display for Events {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut names = Vec::new();
-        if self.0 & Events::IN.0 != 0 {
-            names.push("EPOLLIN");
-        }
-        if self.0 & Events::OUT.0 != 0 {
-            names.push("EPOLLOUT");
-        }
+        let names: Vec<&str> = EVENT_NAMES
+            .iter()
+            .filter(|(_, e)| self.contains(*e))
+            .map(|(n, _)| *n)
+            .collect();
         if names.is_empty() {
             f.write_str("0")
         } else {
@@ -281,5 +329,18 @@ mod tests {
     fn events_print() {
         assert_eq!((Events::IN | Events::OUT).to_string(), "EPOLLIN|EPOLLOUT");
         assert_eq!(Events::from_bits(0x19).shown(), Events::IN);
+        // Ascending bit order, as strace prints them.
+        let all = Events::from_bits(0x8000_201d) | Events::ONESHOT | Events::EXCLUSIVE;
+        assert_eq!(
+            all.to_string(),
+            "EPOLLIN|EPOLLOUT|EPOLLERR|EPOLLHUP|EPOLLRDHUP|EPOLLEXCLUSIVE|EPOLLONESHOT|EPOLLET"
+        );
+        assert_eq!(
+            all.shown().to_string(),
+            "EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLEXCLUSIVE|EPOLLONESHOT|EPOLLET"
+        );
+        for (name, e) in EVENT_NAMES {
+            assert_eq!(Events::from_name(name), Some(e));
+        }
     }
 }

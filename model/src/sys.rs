@@ -16,7 +16,7 @@
 
 use crate::call::{Call, EpollOp, FcntlCmd, Outcome, Ret, Whence};
 use crate::descrip::{CallerRef, FileUse};
-use crate::epoll::{Epoll, EP_MAX_NESTS};
+use crate::epoll::{Epoll, EP_MAX_NESTS, PATH_LIMITS};
 use crate::errno::Errno;
 use crate::eventfd::Eventfd;
 use crate::fd::Fd;
@@ -750,11 +750,12 @@ impl World {
         self.sys_recvmsg(pid, sock, 1, cloexec).map(|(_, fds)| fds)
     }
 
-    /// `epoll_ctl(2)` ADD and DEL, in Linux's order of checks.
+    /// `epoll_ctl(2)` ADD, DEL and MOD, in Linux's order of checks
+    /// (`do_epoll_ctl`).
     ///
     /// Errors: `EBADF`, `EPERM` (target cannot be polled), `EINVAL` (epfd
-    /// not an epoll, or the target is the epoll itself), `ELOOP`, `EEXIST`,
-    /// `ENOENT`.
+    /// not an epoll, the target is the epoll itself, `EPOLLEXCLUSIVE` where
+    /// it may not be, too many wakeup paths), `ELOOP`, `EEXIST`, `ENOENT`.
     pub fn sys_epoll_ctl(
         &mut self,
         pid: Pid,
@@ -796,21 +797,36 @@ impl World {
             return Err(Errno::EINVAL);
         }
         let nested = matches!(self.file(target).kind, FileKind::Epoll(_));
-        if op == EpollOp::Add && nested && self.ep_loop_check(ep, target) {
+        // Exclusive wakeups are set up at ADD only, and never nested.
+        if op != EpollOp::Del && events.contains(Events::EXCLUSIVE) {
+            let ok = op == EpollOp::Add && !nested && Events::EXCLUSIVE_OK.contains(events);
+            if !ok {
+                return Err(Errno::EINVAL);
+            }
+        }
+        // Linux checks the whole graph only when the new link can lengthen
+        // a path: the epoll is itself watched, or the target is an epoll.
+        let full_check = op == EpollOp::Add && (nested || !self.file(ep).watched_by.is_empty());
+        if full_check && nested && self.ep_loop_check(ep, target) {
             return Err(Errno::ELOOP);
         }
         let FileKind::Epoll(e) = &mut self.file_mut(ep).kind else {
             unreachable!("checked above")
         };
         let key = (fd, target);
+        // Linux always adds EPOLLERR|EPOLLHUP; they are not shown.
+        let events = events.shown();
         match op {
             EpollOp::Add => {
                 if e.interest.contains_key(&key) {
                     return Err(Errno::EEXIST);
                 }
-                // Linux always adds EPOLLERR|EPOLLHUP; they are not shown.
-                e.interest.insert(key, events.shown());
+                e.interest.insert(key, events);
                 self.file_mut(target).watched_by.push(ep);
+                if full_check && !self.wakeup_paths_within_limits(target) {
+                    self.epoll_unlink(ep, key);
+                    return Err(Errno::EINVAL);
+                }
             }
             EpollOp::Del => {
                 if e.interest.remove(&key).is_none() {
@@ -821,8 +837,82 @@ impl World {
                     w.swap_remove(i);
                 }
             }
+            EpollOp::Mod => match e.interest.get_mut(&key) {
+                None => return Err(Errno::ENOENT),
+                Some(old) if old.contains(Events::EXCLUSIVE) => return Err(Errno::EINVAL),
+                Some(old) => *old = events,
+            },
         }
         Ok(())
+    }
+
+    /// Removes the registration `key` from epoll `ep` (Linux
+    /// `ep_remove_safe`).
+    fn epoll_unlink(&mut self, ep: FileId, key: (Fd, FileId)) {
+        if let FileKind::Epoll(e) = &mut self.file_mut(ep).kind {
+            e.interest.remove(&key);
+        }
+        let w = &mut self.file_mut(key.1).watched_by;
+        if let Some(i) = w.iter().position(|&x| x == ep) {
+            w.swap_remove(i);
+        }
+    }
+
+    /// Whether, with the link from `target` into `ep` made, every file the
+    /// link reaches still has few enough wakeup paths (Linux
+    /// `reverse_path_check`). The files checked are the target, or, when it
+    /// is an epoll, every non-epoll file registered below it
+    /// (`ep_loop_check_proc` lists them). From each, every chain of
+    /// registrations up to an epoll that nothing watches is a path; a file
+    /// may have any number of paths of length 1, but at most
+    /// [`PATH_LIMITS`] of each longer length.
+    fn wakeup_paths_within_limits(&self, target: FileId) -> bool {
+        let mut files: Vec<FileId> = Vec::new();
+        if matches!(self.file(target).kind, FileKind::Epoll(_)) {
+            let mut seen = vec![target];
+            let mut stack = vec![target];
+            while let Some(f) = stack.pop() {
+                let FileKind::Epoll(e) = &self.file(f).kind else {
+                    continue;
+                };
+                for g in e.nested() {
+                    if matches!(self.file(g).kind, FileKind::Epoll(_)) {
+                        if !seen.contains(&g) {
+                            seen.push(g);
+                            stack.push(g);
+                        }
+                    } else if !files.contains(&g) {
+                        files.push(g);
+                    }
+                }
+            }
+        } else {
+            files.push(target);
+        }
+        files.iter().all(|&f| {
+            let mut count = [0usize; PATH_LIMITS.len()];
+            self.count_paths(f, 0, &mut count)
+        })
+    }
+
+    /// `reverse_path_check_proc`: counts the paths up from the watchers of
+    /// `f`, `depth` links above the file checked; false past a limit.
+    fn count_paths(&self, f: FileId, depth: usize, count: &mut [usize]) -> bool {
+        if depth > EP_MAX_NESTS {
+            return false;
+        }
+        // One path per registration: a file registered twice in one epoll
+        // (under two numbers) wakes it twice.
+        self.file(f).watched_by.iter().all(|&ep| {
+            if self.file(ep).watched_by.is_empty() {
+                depth == 0 || {
+                    count[depth] += 1;
+                    count[depth] <= PATH_LIMITS[depth]
+                }
+            } else {
+                self.count_paths(ep, depth + 1, count)
+            }
+        })
     }
 
     /// Whether adding epoll `target` to epoll `ep` would make a cycle or nest
@@ -937,6 +1027,59 @@ mod tests {
                 w.call(p, &Call::Rlimit { limit: 2 }).unwrap();
                 assert!(w.call(p, &send).is_ok());
             }
+            crate::invariants::check_all(&w).unwrap();
+        }
+    }
+
+    /// reverse_path_check: with a chain of `depth` epolls above a pipe's
+    /// epoll, the pipe may be registered `limit` times (one path each) and
+    /// no more; the refused registration is not left behind, and linking
+    /// the chain back is refused the same way.
+    #[test]
+    fn wakeup_paths_are_limited_by_length() {
+        use crate::epoll::PATH_LIMITS;
+        use crate::{EpollOp, Events, Fd};
+        for (depth, &limit) in PATH_LIMITS.iter().enumerate().skip(1) {
+            let mut w = World::new();
+            let p = w.spawn("p").unwrap();
+            let (r, _) = w.sys_pipe(p, false).unwrap();
+            let eps: Vec<Fd> = (0..=depth)
+                .map(|_| w.sys_epoll_create(p, false).unwrap())
+                .collect();
+            let num = |fd: Fd| fd.get() as i32;
+            let add = |w: &mut World, ep: Fd, fd: i32| {
+                w.sys_epoll_ctl(p, num(ep), EpollOp::Add, fd, Events::IN)
+            };
+            for pair in eps.windows(2) {
+                add(&mut w, pair[1], num(pair[0])).unwrap();
+            }
+            let mut numbers = vec![num(r)];
+            while numbers.len() <= limit {
+                numbers.push(w.sys_dup(p, num(r)).unwrap().get() as i32);
+            }
+            let (last, allowed) = numbers.split_last().unwrap();
+            for &n in allowed {
+                assert_eq!(add(&mut w, eps[0], n), Ok(()), "depth {depth}");
+            }
+            assert_eq!(
+                add(&mut w, eps[0], *last),
+                Err(Errno::EINVAL),
+                "depth {depth}"
+            );
+            crate::invariants::check_all(&w).unwrap();
+            // Unlinked, the bottom epoll takes it (paths of length 1 are
+            // free); linking it back makes `limit + 1` long paths.
+            let unlink = |w: &mut World| {
+                w.sys_epoll_ctl(p, num(eps[1]), EpollOp::Del, num(eps[0]), Events::IN)
+            };
+            unlink(&mut w).unwrap();
+            assert_eq!(add(&mut w, eps[0], *last), Ok(()));
+            assert_eq!(add(&mut w, eps[1], num(eps[0])), Err(Errno::EINVAL));
+            assert_eq!(
+                unlink(&mut w),
+                Err(Errno::ENOENT),
+                "the refused link is gone"
+            );
             crate::invariants::check_all(&w).unwrap();
         }
     }

@@ -551,14 +551,24 @@ impl Parser<'_> {
                 Value::EpollOp(match c.word() {
                     Some(("EPOLL_CTL_ADD", _)) => EpollOp::Add,
                     Some(("EPOLL_CTL_DEL", _)) => EpollOp::Del,
-                    _ => return Err(self.err_at(col, "expected EPOLL_CTL_ADD or EPOLL_CTL_DEL")),
+                    Some(("EPOLL_CTL_MOD", _)) => EpollOp::Mod,
+                    _ => {
+                        return Err(self.err_at(
+                            col,
+                            "expected EPOLL_CTL_ADD, EPOLL_CTL_DEL or EPOLL_CTL_MOD",
+                        ))
+                    }
                 })
             }
             Arg::Events => Value::Events(if c.at_result() {
                 Events::IN
             } else {
-                let (e, _) =
-                    self.flag_set(c, "events (EPOLLIN|EPOLLOUT)", false, Events::from_name)?;
+                let (e, _) = self.flag_set(
+                    c,
+                    "events (EPOLLIN EPOLLOUT EPOLLRDHUP EPOLLET EPOLLONESHOT EPOLLEXCLUSIVE)",
+                    false,
+                    |n| Events::from_name(n).filter(|e| *e == e.shown()),
+                )?;
                 e.into_iter().fold(Events::default(), |a, b| a | b)
             }),
         })

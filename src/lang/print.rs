@@ -98,6 +98,7 @@ fn arg_text(kind: Arg, value: &Value, out: &mut Vec<String>) {
             match op {
                 EpollOp::Add => "EPOLL_CTL_ADD",
                 EpollOp::Del => "EPOLL_CTL_DEL",
+                EpollOp::Mod => "EPOLL_CTL_MOD",
             }
             .into(),
         ),

@@ -61,7 +61,8 @@ pub enum CallGen {
     Sendfds(FdSel, Vec<FdSel>),
     Recvfds(FdSel, bool),
     EpollCreate(bool),
-    EpollCtl(FdSel, bool, FdSel, u8),
+    /// Epoll, op (ADD twice as often as DEL or MOD), target, events.
+    EpollCtl(FdSel, u8, FdSel, u16),
     Eventfd(bool),
     Fork,
     CloneFiles,
@@ -113,7 +114,7 @@ fn call_gen() -> impl Strategy<Value = CallGen> {
         5 => (sel(), proptest::collection::vec(sel(), 1..3)).prop_map(|(s, v)| CallGen::Sendfds(s, v)),
         5 => (sel(), any::<bool>()).prop_map(|(s, c)| CallGen::Recvfds(s, c)),
         2 => any::<bool>().prop_map(CallGen::EpollCreate),
-        5 => (sel(), any::<bool>(), sel(), 1..4u8).prop_map(|(e, a, f, ev)| CallGen::EpollCtl(e, a, f, ev)),
+        5 => (sel(), 0..4u8, sel(), any::<u16>()).prop_map(|(e, o, f, ev)| CallGen::EpollCtl(e, o, f, ev)),
         1 => any::<bool>().prop_map(CallGen::Eventfd),
         1 => Just(CallGen::Fork),
         1 => Just(CallGen::CloneFiles),
@@ -175,12 +176,27 @@ fn open_flags(bits: u32) -> OFlags {
     f
 }
 
-fn events(bits: u8) -> Events {
-    match bits {
+/// `EPOLLIN`, `EPOLLOUT` or both, each of the other registration events
+/// one time in four (`EPOLLEXCLUSIVE` with `EPOLLRDHUP` or `EPOLLONESHOT`
+/// is `EINVAL`: the error paths come with it).
+fn events(bits: u16) -> Events {
+    let mut e = match bits & 3 {
         1 => Events::IN,
         2 => Events::OUT,
         _ => Events::IN | Events::OUT,
+    };
+    let extra = [
+        Events::RDHUP,
+        Events::ET,
+        Events::ONESHOT,
+        Events::EXCLUSIVE,
+    ];
+    for (i, flag) in extra.into_iter().enumerate() {
+        if (bits >> (2 + 2 * i)) & 3 == 0 {
+            e = e | flag;
+        }
     }
+    e
 }
 
 /// Which files a descriptor selector accepts.
@@ -606,9 +622,13 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                         cloexec: *c,
                     },
                     CallGen::EpollCreate(c) => Call::EpollCreate { cloexec: *c },
-                    CallGen::EpollCtl(e, add, f, ev) => Call::EpollCtl {
+                    CallGen::EpollCtl(e, op, f, ev) => Call::EpollCtl {
                         epfd: at(e, "epoll_ctl"),
-                        op: if *add { EpollOp::Add } else { EpollOp::Del },
+                        op: match op {
+                            2 => EpollOp::Del,
+                            3 => EpollOp::Mod,
+                            _ => EpollOp::Add,
+                        },
                         fd: at(f, "epoll_ctl target"),
                         events: events(*ev),
                     },

@@ -259,7 +259,13 @@ impl Ref {
                 } else if e == f || self.files[e] != Kind::Epoll {
                     err(Errno::EINVAL)
                 } else {
-                    Prediction::OkOr(vec![Errno::EEXIST, Errno::ENOENT, Errno::ELOOP])
+                    // EINVAL: too many wakeup paths.
+                    Prediction::OkOr(vec![
+                        Errno::EEXIST,
+                        Errno::ENOENT,
+                        Errno::ELOOP,
+                        Errno::EINVAL,
+                    ])
                 }
             }
             Call::Sendfds { sock, fds } => {
@@ -457,10 +463,10 @@ fn call(children: Vec<&'static str>) -> BoxedStrategy<Call> {
         any::<bool>()
             .prop_map(|cloexec| Call::EpollCreate { cloexec })
             .boxed(),
-        (fd(), any::<bool>(), fd())
-            .prop_map(|(epfd, add, fd)| Call::EpollCtl {
+        (fd(), 0..3u8, fd())
+            .prop_map(|(epfd, op, fd)| Call::EpollCtl {
                 epfd,
-                op: if add { EpollOp::Add } else { EpollOp::Del },
+                op: [EpollOp::Add, EpollOp::Del, EpollOp::Mod][usize::from(op)],
                 fd,
                 events: Events::IN,
             })

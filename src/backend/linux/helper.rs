@@ -390,6 +390,7 @@ impl Helper {
                 let op = match op {
                     EpollOp::Add => libc::EPOLL_CTL_ADD,
                     EpollOp::Del => libc::EPOLL_CTL_DEL,
+                    EpollOp::Mod => libc::EPOLL_CTL_MOD,
                 };
                 kernel::epoll_ctl(*epfd, op, *fd, events.bits()).map(|_| Ret::int(0))
             }
