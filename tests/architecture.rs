@@ -57,8 +57,8 @@ const CRATES: &[Crate] = &[
             &["deferred"],
             // What must hold between calls.
             &["invariants"],
-            // The system calls and their dispatch.
-            &["sys"],
+            // The system calls and their dispatch; the unix socket calls.
+            &["sys", "uipc"],
             // Tests of the whole crate.
             &["tests", "crate"],
         ],

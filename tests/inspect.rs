@@ -86,6 +86,8 @@ fn as_scenario(ins: &Inspection, names: &BTreeMap<i32, String>, sandbox: &Path) 
                 FileType::Socket => RawFile::Socket {
                     ty: v.socket_type.unwrap(),
                     object: v.object.unwrap(),
+                    name: v.name.clone(),
+                    listening: v.listening == Some(true),
                 },
                 FileType::Epoll => RawFile::Epoll {
                     targets: v

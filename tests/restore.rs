@@ -26,12 +26,14 @@ fn round_trip(img: &Image) -> Result<(), String> {
     let mut b = ModelBackend::new();
     restore(img, &mut b, &opts).map_err(|e| e.to_string())?;
     fdlab_model::invariants::check_all(b.world()).map_err(|v| v.to_string())?;
+    // What was skipped is not there to dump again.
+    let want = fdlab::tools::restore::expected(img);
     let mut again = dump::from_model(b.world());
-    again.unrestorable = img.unrestorable.clone();
-    if again != *img {
+    again.unrestorable = want.unrestorable.clone();
+    if again != want {
         return Err(format!(
             "the restored tree differs:\n  dumped   {}\n  restored {}",
-            serde_json::to_string(img).unwrap(),
+            serde_json::to_string(&want).unwrap(),
             serde_json::to_string(&again).unwrap()
         ));
     }
@@ -869,8 +871,10 @@ fn generated_linux_trees_round_trip_on_both_backends() {
             );
         }
     }
+    // Named sockets, which are skipped until restore makes them, take a
+    // share of the generated calls.
     assert!(
-        restored_descriptors > 10 * n as usize,
+        restored_descriptors > 8 * n as usize,
         "trees too small: {restored_descriptors}"
     );
 }

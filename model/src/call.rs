@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::errno::Errno;
 use crate::flags::{Events, OFlags};
-use crate::socket::SockType;
+use crate::socket::{SockFlags, SockType};
 
 /// `lseek` whence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -111,7 +111,33 @@ pub enum Call {
     },
     Socketpair {
         ty: SockType,
-        cloexec: bool,
+        flags: SockFlags,
+    },
+    Socket {
+        ty: SockType,
+        flags: SockFlags,
+    },
+    /// `name` is a sandbox path, or `@name` in the abstract namespace.
+    Bind {
+        fd: i32,
+        name: String,
+    },
+    Listen {
+        fd: i32,
+        backlog: i32,
+    },
+    Connect {
+        fd: i32,
+        name: String,
+    },
+    Accept {
+        fd: i32,
+        flags: SockFlags,
+    },
+    /// `how`: `SHUT_RD` (0), `SHUT_WR` (1), `SHUT_RDWR` (2), or any number.
+    Shutdown {
+        fd: i32,
+        how: i32,
     },
     Sendfds {
         sock: i32,
@@ -203,9 +229,18 @@ pub enum Arg {
     FcntlCmd,
     /// `CLOSE_RANGE_CLOEXEC|CLOSE_RANGE_UNSHARE` or `0`, optional.
     CloseRangeFlags,
-    /// `SOCK_STREAM` or `SOCK_DGRAM`, with `|SOCK_CLOEXEC` or a separate
-    /// `SOCK_CLOEXEC` word.
+    /// `SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET`, with
+    /// `SOCK_CLOEXEC` and `SOCK_NONBLOCK` joined by `|` or as separate
+    /// words.
     SockType,
+    /// `SOCK_CLOEXEC` and `SOCK_NONBLOCK`, joined or separate, optional.
+    SockFlags,
+    /// A unix socket's name: a sandbox path, or `@name`.
+    SockName,
+    /// A `listen` backlog: a decimal number.
+    Backlog,
+    /// `SHUT_RD`, `SHUT_WR`, `SHUT_RDWR`, or a number.
+    How,
     /// `EPOLL_CTL_ADD`, `EPOLL_CTL_DEL` or `EPOLL_CTL_MOD`.
     EpollOp,
     /// `EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET|EPOLLONESHOT|EPOLLEXCLUSIVE`,
@@ -233,7 +268,11 @@ impl Arg {
             Arg::Flag(name) => return format!("[{name}]"),
             Arg::FcntlCmd => "CMD [ARG]",
             Arg::CloseRangeFlags => "[CLOSE_RANGE_CLOEXEC|CLOSE_RANGE_UNSHARE]",
-            Arg::SockType => "SOCK_STREAM|SOCK_DGRAM [SOCK_CLOEXEC]",
+            Arg::SockType => "SOCK_STREAM|SOCK_DGRAM|SOCK_SEQPACKET [SOCK_CLOEXEC] [SOCK_NONBLOCK]",
+            Arg::SockFlags => "[SOCK_CLOEXEC] [SOCK_NONBLOCK]",
+            Arg::SockName => "NAME",
+            Arg::Backlog => "BACKLOG",
+            Arg::How => "SHUT_RD|SHUT_WR|SHUT_RDWR",
             Arg::EpollOp => "EPOLL_CTL_ADD|EPOLL_CTL_DEL|EPOLL_CTL_MOD",
             Arg::Events => "[EVENTS]",
         };
@@ -265,8 +304,12 @@ pub enum Value {
     },
     Sock {
         ty: SockType,
-        cloexec: bool,
+        flags: SockFlags,
     },
+    SockFlags(SockFlags),
+    SockName(String),
+    /// A backlog or a `shutdown` how.
+    Int(i32),
     EpollOp(EpollOp),
     Events(Events),
 }
@@ -584,14 +627,103 @@ pub const CALLS: &[CallSpec] = &[
         summary: "a connected pair of Unix-domain sockets",
         returns: "the two descriptors",
         build: |v| match v.next()? {
-            Value::Sock { ty, cloexec } => Some(Call::Socketpair { ty, cloexec }),
+            Value::Sock { ty, flags } => Some(Call::Socketpair { ty, flags }),
             _ => None,
         },
         values: |c| match c {
-            Call::Socketpair { ty, cloexec } => Some(vec![Value::Sock {
+            Call::Socketpair { ty, flags } => Some(vec![Value::Sock {
                 ty: *ty,
-                cloexec: *cloexec,
+                flags: *flags,
             }]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "socket",
+        args: &[Arg::SockType],
+        summary: "a Unix-domain socket, not bound and not connected",
+        returns: "the descriptor",
+        build: |v| match v.next()? {
+            Value::Sock { ty, flags } => Some(Call::Socket { ty, flags }),
+            _ => None,
+        },
+        values: |c| match c {
+            Call::Socket { ty, flags } => Some(vec![Value::Sock {
+                ty: *ty,
+                flags: *flags,
+            }]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "bind",
+        args: &[Arg::Fd, Arg::SockName],
+        summary: "give the socket a name: a socket file in the sandbox, or @name (abstract)",
+        returns: "0",
+        build: |v| match (v.next()?, v.next()?) {
+            (Value::Fd(fd), Value::SockName(name)) => Some(Call::Bind { fd, name }),
+            _ => None,
+        },
+        values: |c| match c {
+            Call::Bind { fd, name } => Some(vec![Value::Fd(*fd), Value::SockName(name.clone())]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "listen",
+        args: &[Arg::Fd, Arg::Backlog],
+        summary: "accept connections on a bound stream or seqpacket socket; BACKLOG + 1 may wait",
+        returns: "0",
+        build: |v| match (v.next()?, v.next()?) {
+            (Value::Fd(fd), Value::Int(backlog)) => Some(Call::Listen { fd, backlog }),
+            _ => None,
+        },
+        values: |c| match c {
+            Call::Listen { fd, backlog } => Some(vec![Value::Fd(*fd), Value::Int(*backlog)]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "connect",
+        args: &[Arg::Fd, Arg::SockName],
+        summary: "connect to the listener bound to NAME (a datagram socket: make it the default peer); EAGAIN where Linux would wait",
+        returns: "0",
+        build: |v| match (v.next()?, v.next()?) {
+            (Value::Fd(fd), Value::SockName(name)) => Some(Call::Connect { fd, name }),
+            _ => None,
+        },
+        values: |c| match c {
+            Call::Connect { fd, name } => {
+                Some(vec![Value::Fd(*fd), Value::SockName(name.clone())])
+            }
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "accept",
+        args: &[Arg::Fd, Arg::SockFlags],
+        summary: "the oldest waiting connection gets a descriptor (accept4); EAGAIN when none waits",
+        returns: "the new descriptor",
+        build: |v| match (v.next()?, v.next()?) {
+            (Value::Fd(fd), Value::SockFlags(flags)) => Some(Call::Accept { fd, flags }),
+            _ => None,
+        },
+        values: |c| match c {
+            Call::Accept { fd, flags } => Some(vec![Value::Fd(*fd), Value::SockFlags(*flags)]),
+            _ => None,
+        },
+    },
+    CallSpec {
+        name: "shutdown",
+        args: &[Arg::Fd, Arg::How],
+        summary: "stop receiving, sending or both; a connected peer stops the other way",
+        returns: "0",
+        build: |v| match (v.next()?, v.next()?) {
+            (Value::Fd(fd), Value::Int(how)) => Some(Call::Shutdown { fd, how }),
+            _ => None,
+        },
+        values: |c| match c {
+            Call::Shutdown { fd, how } => Some(vec![Value::Fd(*fd), Value::Int(*how)]),
             _ => None,
         },
     },
@@ -812,8 +944,32 @@ mod tests {
             Call::Pipe { cloexec: true },
             Call::Socketpair {
                 ty: SockType::Dgram,
-                cloexec: true,
+                flags: SockFlags {
+                    cloexec: true,
+                    nonblock: false,
+                },
             },
+            Call::Socket {
+                ty: SockType::Seqpacket,
+                flags: SockFlags {
+                    cloexec: false,
+                    nonblock: true,
+                },
+            },
+            Call::Bind {
+                fd: 3,
+                name: "@srv".into(),
+            },
+            Call::Listen { fd: 3, backlog: 2 },
+            Call::Connect {
+                fd: 4,
+                name: "srv.sock".into(),
+            },
+            Call::Accept {
+                fd: 3,
+                flags: SockFlags::default(),
+            },
+            Call::Shutdown { fd: 3, how: 1 },
             Call::Sendfds {
                 sock: 3,
                 fds: vec![4, 5],
@@ -852,6 +1008,12 @@ mod tests {
                 | Call::Lseek { .. }
                 | Call::Pipe { .. }
                 | Call::Socketpair { .. }
+                | Call::Socket { .. }
+                | Call::Bind { .. }
+                | Call::Listen { .. }
+                | Call::Connect { .. }
+                | Call::Accept { .. }
+                | Call::Shutdown { .. }
                 | Call::Sendfds { .. }
                 | Call::Recvfds { .. }
                 | Call::EpollCreate { .. }

@@ -210,17 +210,19 @@ impl World {
                         let p = self.pipe(*p);
                         format!("pipe {end:?} {} {} {}", p.len(), p.reader, p.writer)
                     }
-                    FileKind::Socket(s, end) => {
-                        let e = &self.sock(*s).ends[*end];
+                    FileKind::Socket(s) => {
+                        let e = self.sock(*s);
                         let data: usize = e.queue.iter().map(|s| s.data.len()).sum();
                         format!(
-                            "socket {end} {} {} {} {} {:?} {}",
-                            e.open,
+                            "socket {:?} {} {} {} {:?} {} {:?} {}",
+                            e.state,
                             e.queue.len(),
                             data,
                             e.wmem,
                             e.err,
-                            e.disconnected
+                            e.shutdown,
+                            e.peer.map(|p| self.sock(p).dead),
+                            e.pending.len()
                         )
                     }
                 };
@@ -247,7 +249,7 @@ mod tests {
                 p,
                 &Call::Socketpair {
                     ty: SockType::Stream,
-                    cloexec: false,
+                    flags: crate::SockFlags::default(),
                 },
             )
             .unwrap();

@@ -495,12 +495,10 @@ impl World {
                     self.pipes.remove(p.0);
                 }
             }
-            FileKind::Socket(s, end) => {
-                let in_flight = self.sock_mut(s).release(end);
+            FileKind::Socket(s) => {
+                self.release_name(s);
+                let in_flight = self.socks.release(s);
                 work.extend(in_flight.into_iter().map(|f| (f, Dropper::Discard)));
-                if self.sock(s).is_dead() {
-                    self.socks.remove(s.0);
-                }
                 self.gc_pending = true;
             }
             FileKind::Epoll(e) => {
@@ -716,7 +714,9 @@ mod tests {
     #[test]
     fn getsock_and_getvnode_check_the_kind() {
         let (mut w, p) = world();
-        let (a, _) = w.sys_socketpair(p, SockType::Stream, false).unwrap();
+        let (a, _) = w
+            .sys_socketpair(p, SockType::Stream, Default::default())
+            .unwrap();
         let (r, _) = w.sys_pipe(p, false).unwrap();
         let v = w.sys_open(p, "/dev/null", OFlags::RDONLY, 0).unwrap();
         assert!(w.getsock(p, a).is_ok());
@@ -757,7 +757,9 @@ mod tests {
         // Each end is sent into its own queue, then both descriptors close:
         // no socket is ever released, so only the exit can collect them.
         let (mut w, p) = world();
-        let (a, b) = w.sys_socketpair(p, SockType::Dgram, false).unwrap();
+        let (a, b) = w
+            .sys_socketpair(p, SockType::Dgram, Default::default())
+            .unwrap();
         let (a, b) = (a.get() as i32, b.get() as i32);
         assert_eq!(
             w.call(
@@ -785,7 +787,7 @@ mod tests {
         assert_eq!(w.unreachable().len(), 2);
         w.call(p, &Call::Exit).unwrap();
         assert_eq!(w.files().count(), 0);
-        assert_eq!(w.socket_pairs().count(), 0);
+        assert_eq!(w.sockets().count(), 0);
     }
 
     #[test]

@@ -62,8 +62,11 @@ errnos! {
     EOVERFLOW = 75, "value too large for defined data type";
     ENOTSOCK = 88, "socket operation on non-socket";
     EMSGSIZE = 90, "message too long";
+    EPROTOTYPE = 91, "protocol wrong type for socket";
     EOPNOTSUPP = 95, "operation not supported";
+    EADDRINUSE = 98, "address already in use";
     ECONNRESET = 104, "connection reset by peer";
+    EISCONN = 106, "transport endpoint is already connected";
     ENOTCONN = 107, "transport endpoint is not connected";
     ETOOMANYREFS = 109, "too many references";
     ECONNREFUSED = 111, "connection refused";

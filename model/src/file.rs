@@ -35,8 +35,8 @@ pub enum FileKind {
     /// A vnode: regular file, directory or device.
     Vnode(VnodeId),
     Pipe(PipeId, PipeEnd),
-    /// One end (0 or 1) of a Unix-domain socket pair.
-    Socket(SockId, usize),
+    /// A Unix-domain socket.
+    Socket(SockId),
     /// An epoll instance owns its interest list.
     Epoll(Epoll),
     Eventfd(Eventfd),

@@ -30,11 +30,9 @@ impl World {
     /// References in flight, per file.
     pub fn in_flight_counts(&self) -> BTreeMap<FileId, u32> {
         let mut n = BTreeMap::new();
-        for (_, pair) in self.socks.iter() {
-            for end in 0..2 {
-                for f in pair.in_flight(end) {
-                    *n.entry(f).or_insert(0) += 1;
-                }
+        for (_, s) in self.socks.iter() {
+            for f in s.queued_files() {
+                *n.entry(f).or_insert(0) += 1;
             }
         }
         n
@@ -60,8 +58,10 @@ impl World {
             stack.clear();
         }
         while let Some(f) = stack.pop() {
-            if let FileKind::Socket(s, end) = self.file(f).kind {
-                for g in self.sock(s).in_flight(end) {
+            // A listener reaches what waits in its embryos' queues, as
+            // Linux's collector follows a listener to its embryos.
+            if let FileKind::Socket(s) = self.file(f).kind {
+                for g in self.socks.in_flight(s) {
                     if marked.insert(g) {
                         stack.push(g);
                     }
@@ -96,8 +96,8 @@ impl World {
         let garbage = self.unreachable();
         let mut taken = Vec::new();
         for f in garbage {
-            if let FileKind::Socket(s, end) = self.file(f).kind {
-                taken.extend(self.sock_mut(s).purge(end));
+            if let FileKind::Socket(s) = self.file(f).kind {
+                taken.extend(self.socks.purge_reachable(s));
             }
         }
         if !taken.is_empty() {
@@ -125,7 +125,7 @@ mod tests {
             p,
             &Call::Socketpair {
                 ty: SockType::Stream,
-                cloexec: false,
+                flags: crate::SockFlags::default(),
             },
         )
         .unwrap();

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::file::FileKind;
 use crate::filedesc::{FileSlot, TableId};
-use crate::ids::FileId;
+use crate::ids::{FileId, SockId};
 use crate::pipe::PipeEnd;
 use crate::violation::{fail, Violation};
 use crate::world::World;
@@ -125,11 +125,12 @@ pub fn share_counts_match(w: &World) -> Result<(), Violation> {
 }
 
 /// Nothing with count zero is reachable: no stored file has count 0, files in
-/// flight and epoll registrations name live files, and pipes and socket pairs
-/// exist exactly while a file refers to them, with end flags to match.
+/// flight and epoll registrations name live files, pipes exist exactly while
+/// a file refers to them, with end flags to match, and a socket has a file
+/// exactly while it is open.
 pub fn nothing_dead_reachable(w: &World) -> Result<(), Violation> {
     let mut pipe_ends: BTreeMap<u32, [bool; 2]> = BTreeMap::new();
-    let mut sock_ends: BTreeMap<u32, [bool; 2]> = BTreeMap::new();
+    let mut sock_files: BTreeMap<SockId, u32> = BTreeMap::new();
     for (id, f) in w.files() {
         if f.count() == 0 || f.handle.is_closed() || *f.handle.data() != id {
             return fail(
@@ -149,7 +150,7 @@ pub fn nothing_dead_reachable(w: &World) -> Result<(), Violation> {
                 let e = pipe_ends.entry(p.0).or_default();
                 e[matches!(end, PipeEnd::Write) as usize] = true;
             }
-            FileKind::Socket(s, end) => sock_ends.entry(s.0).or_default()[*end] = true,
+            FileKind::Socket(s) => *sock_files.entry(*s).or_default() += 1,
             FileKind::Epoll(e) => {
                 for &(fd, t) in e.interest.keys() {
                     if w.files.get(t.0).is_none() {
@@ -181,29 +182,27 @@ pub fn nothing_dead_reachable(w: &World) -> Result<(), Violation> {
         }
     }
     for (i, s) in w.socks.iter() {
-        let open = [s.ends[0].open, s.ends[1].open];
-        if sock_ends.get(&i) != Some(&open) {
+        let files = sock_files.remove(&i).unwrap_or(0);
+        if files != u32::from(s.open) || (s.open && s.dead) {
             return fail(
                 "nothing_dead_reachable",
                 format!(
-                    "socket pair {i}: ends open {open:?} but files {:?}",
-                    sock_ends.get(&i)
+                    "socket {}: open={} dead={} but {files} files",
+                    i.0, s.open, s.dead
                 ),
             );
         }
-        for end in 0..2 {
-            if let Some(f) = s.in_flight(end).find(|f| w.files.get(f.0).is_none()) {
-                return fail(
-                    "nothing_dead_reachable",
-                    format!("socket pair {i} end {end} carries freed file {}", f.0),
-                );
-            }
+        if let Some(f) = s.queued_files().find(|f| w.files.get(f.0).is_none()) {
+            return fail(
+                "nothing_dead_reachable",
+                format!("socket {} carries freed file {}", i.0, f.0),
+            );
         }
     }
-    if pipe_ends.len() != w.pipes.len() || sock_ends.len() != w.socks.len() {
+    if pipe_ends.len() != w.pipes.len() || !sock_files.is_empty() {
         return fail(
             "nothing_dead_reachable",
-            "a file names a freed pipe or socket pair".to_string(),
+            "a file names a freed pipe or socket".to_string(),
         );
     }
     Ok(())
@@ -235,22 +234,42 @@ pub fn epoll_links_agree(w: &World) -> Result<(), Violation> {
     Ok(())
 }
 
-/// Each endpoint's send charge equals the truesize of what it has queued at
-/// its peer.
+/// Each socket's send charge equals the truesize of what it sent that is
+/// still queued, and its hold count the things that name it: messages it
+/// sent, sockets whose peer it is, a listener's queue. A dead socket that
+/// nothing holds is freed.
 pub fn socket_charges_match(w: &World) -> Result<(), Violation> {
-    for (i, s) in w.socks.iter() {
-        for end in 0..2 {
-            let queued: u64 = s.ends[1 - end].queue.iter().map(|q| q.truesize).sum();
-            if s.ends[end].wmem != queued {
-                return fail(
-                    "socket_charges_match",
-                    format!(
-                        "pair {i} end {end} is charged {} but has {queued} queued",
-                        s.ends[end].wmem
-                    ),
-                );
-            }
+    let mut charged: BTreeMap<SockId, u64> = BTreeMap::new();
+    let mut held: BTreeMap<SockId, u32> = BTreeMap::new();
+    for (_, s) in w.socks.iter() {
+        for seg in &s.queue {
+            *charged.entry(seg.from).or_default() += seg.truesize;
+            *held.entry(seg.from).or_default() += 1;
         }
+        for &o in s.peer.iter().chain(&s.pending) {
+            *held.entry(o).or_default() += 1;
+        }
+    }
+    for (i, s) in w.socks.iter() {
+        let (c, h) = (
+            charged.remove(&i).unwrap_or(0),
+            held.remove(&i).unwrap_or(0),
+        );
+        if s.wmem != c || s.held != h || (s.dead && h == 0 && s.queue.is_empty()) {
+            return fail(
+                "socket_charges_match",
+                format!(
+                    "socket {} is charged {} for {c} queued and held {} by {h} (dead: {})",
+                    i.0, s.wmem, s.held, s.dead
+                ),
+            );
+        }
+    }
+    if let Some(i) = charged.keys().chain(held.keys()).next() {
+        return fail(
+            "socket_charges_match",
+            format!("freed socket {} is still named", i.0),
+        );
     }
     Ok(())
 }
@@ -298,8 +317,8 @@ pub fn collector_spares_the_reachable(w: &World) -> Result<(), Violation> {
     reach.extend(w.files().filter(|(_, f)| f.callers > 0).map(|(id, _)| id));
     let mut todo: Vec<FileId> = reach.iter().copied().collect();
     while let Some(f) = todo.pop() {
-        if let FileKind::Socket(s, end) = w.file(f).kind {
-            for g in w.sock(s).in_flight(end) {
+        if let FileKind::Socket(s) = w.file(f).kind {
+            for g in w.socks.in_flight(s) {
                 if reach.insert(g) {
                     todo.push(g);
                 }
@@ -363,7 +382,7 @@ pub fn exited_world_is_empty(w: &World) -> Result<(), Violation> {
         return fail(
             "exited_world_is_empty",
             format!(
-                "no process left but files {left:?}, {} pipes, {} socket pairs",
+                "no process left but files {left:?}, {} pipes, {} sockets",
                 w.pipes.len(),
                 w.socks.len()
             ),

@@ -29,7 +29,7 @@ use crate::limits::SCM_MAX_FD;
 use crate::mutant::Mutant;
 use crate::pipe::{Pipe, PipeEnd};
 use crate::pty::Pty;
-use crate::socket::{SockPair, SockType};
+use crate::socket::{SockFlags, SockType};
 use crate::trace::{Dropper, TraceEvent};
 use crate::vnode::{Lookup, VnodeKind, MAX_BYTES};
 use crate::world::World;
@@ -98,9 +98,15 @@ impl World {
             Pipe { cloexec } => self
                 .sys_pipe(pid, *cloexec)
                 .map(|(r, w)| Ret::Ints(vec![r.get() as i64, w.get() as i64])),
-            Socketpair { ty, cloexec } => self
-                .sys_socketpair(pid, *ty, *cloexec)
+            Socketpair { ty, flags } => self
+                .sys_socketpair(pid, *ty, *flags)
                 .map(|(a, b)| Ret::Ints(vec![a.get() as i64, b.get() as i64])),
+            Socket { ty, flags } => self.sys_socket(pid, *ty, *flags).map(fd),
+            Bind { fd, name } => self.sys_bind(pid, *fd, name).map(|_| Ret::int(0)),
+            Listen { fd, backlog } => self.sys_listen(pid, *fd, *backlog).map(|_| Ret::int(0)),
+            Connect { fd, name } => self.sys_connect(pid, *fd, name).map(|_| Ret::int(0)),
+            Accept { fd: n, flags } => self.sys_accept(pid, *n, *flags).map(fd),
+            Shutdown { fd, how } => self.sys_shutdown(pid, *fd, *how).map(|_| Ret::int(0)),
             Sendfds { sock, fds } => self.sys_sendfds(pid, *sock, fds).map(|_| Ret::int(0)),
             Recvfds { sock, cloexec } => self
                 .sys_recvfds(pid, *sock, *cloexec)
@@ -253,6 +259,8 @@ impl World {
             }
             VnodeKind::Ptmx => Ok(FileKind::PtyMaster(Pty::default())),
             VnodeKind::Null | VnodeKind::Zero => Ok(FileKind::Vnode(v)),
+            // A socket inode's file operations refuse every open.
+            VnodeKind::Socket => Err(Errno::ENXIO),
         }
     }
 
@@ -451,7 +459,10 @@ impl World {
             FileKind::Eventfd(e) => e.write(data),
             FileKind::PtyMaster(p) => Ok(p.write(data, deferred)),
             &mut FileKind::Pipe(p, _) => w.pipe_mut(p).write(data),
-            &mut FileKind::Socket(s, end) => w.sock_send(s, end, data, Vec::new(), false),
+            &mut FileKind::Socket(s) => {
+                w.socks.presend(s)?;
+                w.sock_send(s, data, Vec::new(), false)
+            }
             &mut FileKind::Vnode(v) => match &mut w.fs.vnode_mut(v).kind {
                 VnodeKind::Regular(d, _) => {
                     if data.is_empty() {
@@ -468,6 +479,7 @@ impl World {
                 }
                 VnodeKind::Null | VnodeKind::Zero | VnodeKind::Ptmx => Ok(data.len()),
                 VnodeKind::Directory => Err(Errno::EISDIR),
+                VnodeKind::Socket => unreachable!("a socket file is never open"),
             },
         }
     }
@@ -495,12 +507,12 @@ impl World {
             FileKind::Eventfd(e) => e.read(len),
             FileKind::PtyMaster(p) => p.read(len),
             &mut FileKind::Pipe(p, _) => w.pipe_mut(p).read(len),
-            &mut FileKind::Socket(s, end) => {
+            &mut FileKind::Socket(s) => {
                 // sock_read_iter: "Match SYS5 behaviour".
                 if len == 0 {
                     return Ok(Vec::new());
                 }
-                let got = w.sock_mut(s).recv(end, len)?;
+                let got = w.socks.recv(s, len)?;
                 // read(2) has no control buffer: files in flight are dropped.
                 w.release(got.fds.into_iter().map(|f| (f, Dropper::Discard)).collect());
                 Ok(got.data)
@@ -514,6 +526,7 @@ impl World {
                 VnodeKind::Directory => Err(Errno::EISDIR),
                 VnodeKind::Null | VnodeKind::Ptmx => Ok(Vec::new()),
                 VnodeKind::Zero => Ok(vec![0; len]),
+                VnodeKind::Socket => unreachable!("a socket file is never open"),
             },
         }
     }
@@ -535,6 +548,7 @@ impl World {
                 VnodeKind::Directory => (i64::MAX, i64::MAX),
                 // null_lseek: always 0.
                 VnodeKind::Null | VnodeKind::Zero | VnodeKind::Ptmx => return Ok(0),
+                VnodeKind::Socket => unreachable!("a socket file is never open"),
             },
         };
         let base = match whence {
@@ -566,13 +580,13 @@ impl World {
         &mut self,
         pid: Pid,
         ty: SockType,
-        cloexec: bool,
+        flags: SockFlags,
     ) -> Result<(Fd, Fd), Errno> {
-        self.alloc_pair(pid, cloexec, |w| {
-            let s = SockId(w.socks.insert(SockPair::new(ty)));
+        self.alloc_pair(pid, flags.cloexec, |w| {
+            let (a, b) = w.socks.pair(ty);
             [
-                (FileKind::Socket(s, 0), OFlags::RDWR),
-                (FileKind::Socket(s, 1), OFlags::RDWR),
+                (FileKind::Socket(a), flags.status()),
+                (FileKind::Socket(b), flags.status()),
             ]
         })
     }
@@ -597,19 +611,18 @@ impl World {
         )
     }
 
-    /// Sends `data` with `files` in flight from endpoint `end` of `s`.
+    /// Sends `data` with `files` in flight from socket `s`.
     ///
     /// Consumes: the references in `files` (queued, or released on error).
     fn sock_send(
         &mut self,
         s: SockId,
-        end: usize,
         data: &[u8],
         files: Vec<CallerRef>,
         too_many_fds: bool,
     ) -> Result<usize, Errno> {
-        match self.sock_mut(s).plan_send(end, data.len(), too_many_fds) {
-            Ok(plan) => {
+        match self.socks.plan_send(s, data.len(), too_many_fds) {
+            Ok((to, plan)) => {
                 let n = plan.iter().map(|c| c.0).sum();
                 let ids: Vec<FileId> = files
                     .into_iter()
@@ -622,7 +635,7 @@ impl World {
                         h.file
                     })
                     .collect();
-                self.sock_mut(s).enqueue(end, &data[..n], &plan, ids);
+                self.socks.enqueue(s, to, &data[..n], &plan, ids);
                 Ok(n)
             }
             Err(e) => {
@@ -647,8 +660,9 @@ impl World {
     /// send), never blocking. Returns how many bytes were sent (a stream
     /// send may send part of `data`).
     ///
-    /// Errors, in Linux's order: `EBADF`/`ENOTSOCK` (the socket), `EINVAL`
-    /// (more than 253 files), `EBADF` (a file), then the send's errors,
+    /// Errors, in Linux's order: `EBADF`/`ENOTSOCK` (the socket), a
+    /// seqpacket socket's pending error or `ENOTCONN`, `EINVAL` (more than
+    /// 253 files), `EBADF` (a file), then the send's errors,
     /// among them `ETOOMANYREFS` for a user without privilege with more
     /// references in flight than its descriptor limit.
     pub fn sys_sendmsg(
@@ -659,9 +673,14 @@ impl World {
         fds: &[i32],
     ) -> Result<usize, Errno> {
         let sp = self.getsock(pid, fd_arg(sock)?)?.detach();
-        if fds.len() > SCM_MAX_FD {
+        let FileKind::Socket(s) = self.file(sp.id()).kind else {
+            unreachable!("getsock returned a socket")
+        };
+        // A seqpacket socket checks its connection before the files.
+        let early = self.socks.presend(s);
+        if early.is_err() || fds.len() > SCM_MAX_FD {
             self.frele(sp);
-            return Err(Errno::EINVAL);
+            return Err(early.err().unwrap_or(Errno::EINVAL));
         }
         let mut files = Vec::with_capacity(fds.len());
         for &fd in fds {
@@ -680,9 +699,6 @@ impl World {
                 }
             }
         }
-        let FileKind::Socket(s, end) = self.file(sp.id()).kind else {
-            unreachable!("getsock returned a socket")
-        };
         // too_many_unix_fds: a user without CAP_SYS_RESOURCE may have no more
         // references in flight than the sender's RLIMIT_NOFILE (the count
         // is checked before this send adds to it). On Linux the count is
@@ -695,7 +711,7 @@ impl World {
                 .sum();
             in_flight > self.proc(pid).rlimit
         };
-        let r = self.sock_send(s, end, data, files, too_many);
+        let r = self.sock_send(s, data, files, too_many);
         self.frele(sp);
         r
     }
@@ -714,10 +730,10 @@ impl World {
         cloexec: bool,
     ) -> Result<(Vec<u8>, Vec<Fd>), Errno> {
         let sp = self.getsock(pid, fd_arg(sock)?)?.detach();
-        let FileKind::Socket(s, end) = self.file(sp.id()).kind else {
+        let FileKind::Socket(s) = self.file(sp.id()).kind else {
             unreachable!("getsock returned a socket")
         };
-        let got = self.sock_mut(s).recv(end, len);
+        let got = self.socks.recv(s, len);
         self.frele(sp);
         let got = got?;
         let mut installed = Vec::new();
@@ -992,7 +1008,7 @@ mod tests {
             let p = w.spawn("p").unwrap();
             let pair = Call::Socketpair {
                 ty: SockType::Stream,
-                cloexec: false,
+                flags: crate::SockFlags::default(),
             };
             w.call(p, &pair).unwrap();
             w.call(p, &Call::Rlimit { limit: 2 }).unwrap();

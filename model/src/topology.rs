@@ -72,6 +72,13 @@ pub struct FileView {
     pub end: Option<PipeEnd>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none", default)]
     pub socket_type: Option<SockType>,
+    /// A unix socket's name, as bound (an accepted socket has its
+    /// listener's).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+    /// `true` for a listening socket.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub listening: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub object: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -121,9 +128,12 @@ pub enum RawFile<F, O> {
         end: PipeEnd,
         object: O,
     },
+    /// `object` is shared with the connected peer.
     Socket {
         ty: SockType,
         object: O,
+        name: Option<String>,
+        listening: bool,
     },
     /// Registrations: (number, target file if some process has it, events).
     Epoll {
@@ -222,6 +232,8 @@ where
                 flags: None,
                 end: None,
                 socket_type: None,
+                name: None,
+                listening: None,
                 object: None,
                 targets: None,
             };
@@ -242,9 +254,16 @@ where
                     v.end = Some(*end);
                     v.object = Some(object_id(object));
                 }
-                Some(RawFile::Socket { ty, object }) => {
+                Some(RawFile::Socket {
+                    ty,
+                    object,
+                    name,
+                    listening,
+                }) => {
                     v.kind = FileType::Socket;
                     v.socket_type = Some(*ty);
+                    v.name = name.clone();
+                    v.listening = listening.then_some(true);
                     v.object = Some(object_id(object));
                 }
                 Some(RawFile::Epoll { targets }) => {
@@ -352,10 +371,21 @@ impl World {
                         end: *end,
                         object: ObjectKey::Pipe(*p),
                     },
-                    FileKind::Socket(s, _) => RawFile::Socket {
-                        ty: self.sock(*s).ty,
-                        object: ObjectKey::Socket(*s),
-                    },
+                    FileKind::Socket(s) => {
+                        let k = self.sock(*s);
+                        // A connected pair (or client and accepted socket)
+                        // shares one object; a one-way datagram peer does not.
+                        let object = match k.peer {
+                            Some(p) if self.sock(p).peer == Some(*s) => (*s).min(p),
+                            _ => *s,
+                        };
+                        RawFile::Socket {
+                            ty: k.ty,
+                            object: ObjectKey::Socket(object),
+                            name: k.name.clone(),
+                            listening: k.listening(),
+                        }
+                    }
                     FileKind::Epoll(e) => RawFile::Epoll {
                         targets: e
                             .interest

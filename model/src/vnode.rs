@@ -94,6 +94,9 @@ pub enum VnodeKind {
     Zero,
     /// `/dev/ptmx`: each open makes a new pseudo-terminal.
     Ptmx,
+    /// A socket file, made by `bind`: `connect` finds the socket bound to
+    /// it (if it is still open); `open` of it is `ENXIO`.
+    Socket,
 }
 
 /// A vnode and the path it was found under (relative to the sandbox, or the
@@ -111,6 +114,7 @@ impl Vnode {
             VnodeKind::Regular(..) => FileType::Regular,
             VnodeKind::Directory => FileType::Directory,
             VnodeKind::Null | VnodeKind::Zero | VnodeKind::Ptmx => FileType::Chardev,
+            VnodeKind::Socket => FileType::Socket,
         }
     }
 }
@@ -260,9 +264,19 @@ impl Fs {
     /// Creates an empty regular file named `name` in the sandbox directory,
     /// with permission bits `mode` (helpers run with umask 0).
     pub fn create(&mut self, name: String, mode: u32) -> VnodeId {
+        self.make(name, VnodeKind::Regular(Data::default(), mode))
+    }
+
+    /// Creates a socket file named `name` in the sandbox directory
+    /// (`bind`'s `mknod`).
+    pub fn create_socket(&mut self, name: String) -> VnodeId {
+        self.make(name, VnodeKind::Socket)
+    }
+
+    fn make(&mut self, name: String, kind: VnodeKind) -> VnodeId {
         let v = VnodeId(self.vnodes.insert(Vnode {
             path: name.clone(),
-            kind: VnodeKind::Regular(Data::default(), mode),
+            kind,
         }));
         self.entries.insert(name, v);
         v

@@ -25,7 +25,7 @@ use crate::mutant::Mutant;
 use crate::pipe::Pipe;
 use crate::proc::Proc;
 use crate::slab::Slab;
-use crate::socket::SockPair;
+use crate::socket::{Names, Sock, Socks};
 use crate::trace::TraceEvent;
 use crate::vnode::Fs;
 
@@ -38,7 +38,9 @@ pub struct World {
     pub(crate) names: BTreeMap<String, Pid>,
     pub(crate) files: Slab<File>,
     pub(crate) pipes: Slab<Pipe>,
-    pub(crate) socks: Slab<SockPair>,
+    pub(crate) socks: Socks,
+    /// The bound unix sockets, by name.
+    pub(crate) unix_names: Names,
     pub(crate) fs: Fs,
     pub(crate) next_serial: u64,
     /// `fs.nr_open`: the ceiling of every `RLIMIT_NOFILE`.
@@ -72,7 +74,8 @@ impl Default for World {
             names: BTreeMap::new(),
             files: Slab::default(),
             pipes: Slab::default(),
-            socks: Slab::default(),
+            socks: Socks::default(),
+            unix_names: Names::default(),
             fs: Fs::default(),
             next_serial: 0,
             nr_open: u64::from(crate::limits::NR_OPEN),
@@ -116,6 +119,7 @@ impl Clone for World {
             files,
             pipes: self.pipes.clone(),
             socks: self.socks.clone(),
+            unix_names: self.unix_names.clone(),
             fs: self.fs.clone(),
             next_serial: self.next_serial,
             nr_open: self.nr_open,
@@ -241,12 +245,8 @@ impl World {
         self.pipes.get_mut(p.0).expect("live pipe")
     }
 
-    pub fn sock(&self, s: SockId) -> &SockPair {
-        self.socks.get(s.0).expect("live socket pair")
-    }
-
-    pub(crate) fn sock_mut(&mut self, s: SockId) -> &mut SockPair {
-        self.socks.get_mut(s.0).expect("live socket pair")
+    pub fn sock(&self, s: SockId) -> &Sock {
+        self.socks.get(s)
     }
 
     /// How many times the unix garbage collector has freed something.
@@ -280,9 +280,9 @@ impl World {
             .collect()
     }
 
-    /// Every live socket pair.
-    pub fn socket_pairs(&self) -> impl Iterator<Item = (SockId, &SockPair)> {
-        self.socks.iter().map(|(i, s)| (SockId(i), s))
+    /// Every live unix socket, with or without a file.
+    pub fn sockets(&self) -> impl Iterator<Item = (SockId, &Sock)> {
+        self.socks.iter()
     }
 
     /// The number traces give file `f`.

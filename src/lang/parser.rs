@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use fdlab_model::call::{spec, Arg, Value, Values};
 use fdlab_model::flags::OPEN_FLAG_NAMES;
-use fdlab_model::{Call, EpollOp, Errno, Events, FcntlCmd, OFlags, SockType, Whence};
+use fdlab_model::{Call, EpollOp, Errno, Events, FcntlCmd, OFlags, SockFlags, SockType, Whence};
 
 use super::lexer::{lex, Tok, Token};
 use super::{Expectation, Expected, Scenario, ScenarioError, Stmt, StmtKind};
@@ -17,6 +17,11 @@ pub const MAX_RLIMIT: u64 = 1000;
 /// The largest `read` a scenario may ask for (1 MiB).
 pub const MAX_READ: usize = 1 << 20;
 /// The absolute paths a scenario may open.
+/// The longest abstract socket name a scenario may give (the Linux
+/// backend prefixes it with the run's own, within `sun_path`'s 107 bytes).
+pub const MAX_ABSTRACT: usize = 64;
+/// The longest socket path (`sun_path`, less its NUL).
+pub const MAX_SUN_PATH: usize = 107;
 pub const DEVICES: [&str; 3] = ["/dev/null", "/dev/zero", "/dev/ptmx"];
 
 /// Parses and validates `src`, read from `file`.
@@ -346,6 +351,61 @@ impl Parser<'_> {
         Ok(flags.into_iter().fold(OFlags::RDONLY, |a, (_, f)| a | f))
     }
 
+    /// `SOCK_CLOEXEC` and `SOCK_NONBLOCK` up to the result, each joined
+    /// with `|` or a word of its own.
+    fn sock_flags(&self, c: &mut Cursor) -> Res<SockFlags> {
+        let mut flags = SockFlags::default();
+        while !c.at_result() {
+            let (parts, _) = self.flag_set(c, "SOCK_CLOEXEC or SOCK_NONBLOCK", false, |n| {
+                ["SOCK_CLOEXEC", "SOCK_NONBLOCK"]
+                    .into_iter()
+                    .find(|&x| x == n)
+            })?;
+            flags.cloexec |= parts.contains(&"SOCK_CLOEXEC");
+            flags.nonblock |= parts.contains(&"SOCK_NONBLOCK");
+        }
+        Ok(flags)
+    }
+
+    /// A unix socket's name: `@name` (abstract: letters, digits, `.`, `_`
+    /// and `-`), or a sandbox path.
+    fn sock_name(&self, c: &mut Cursor) -> Res<String> {
+        if let Some(Token {
+            tok: Tok::Word(w), ..
+        }) = c.peek()
+        {
+            if let Some(abs) = w.strip_prefix('@') {
+                let col = c.col();
+                let ok = !abs.is_empty()
+                    && abs.len() <= MAX_ABSTRACT
+                    && abs
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                if !ok {
+                    return Err(self.err_at(
+                        col,
+                        format!("an abstract name is `@` and 1 to {MAX_ABSTRACT} letters, digits, `.`, `_` or `-`, found `{w}`"),
+                    ));
+                }
+                let name = w.clone();
+                c.next();
+                return Ok(name);
+            }
+        }
+        let col = c.col();
+        let path = self.path(c)?;
+        if path.starts_with('/') {
+            return Err(self.err_at(col, "a socket name is a path in the sandbox or @name"));
+        }
+        if path.len() > MAX_SUN_PATH {
+            return Err(self.err_at(
+                col,
+                format!("a socket path has at most {MAX_SUN_PATH} bytes (sun_path)"),
+            ));
+        }
+        Ok(path)
+    }
+
     fn path(&self, c: &mut Cursor) -> Res<String> {
         let col = c.col();
         let path = match c.next() {
@@ -525,26 +585,55 @@ impl Parser<'_> {
                 Value::CloseRange { unshare, cloexec }
             }
             Arg::SockType => {
+                const TYPES: [(&str, SockType); 3] = [
+                    ("SOCK_STREAM", SockType::Stream),
+                    ("SOCK_DGRAM", SockType::Dgram),
+                    ("SOCK_SEQPACKET", SockType::Seqpacket),
+                ];
                 let (parts, col) =
-                    self.flag_set(c, "SOCK_STREAM or SOCK_DGRAM", false, |n| match n {
-                        "SOCK_STREAM" => Some("SOCK_STREAM"),
-                        "SOCK_DGRAM" => Some("SOCK_DGRAM"),
-                        "SOCK_CLOEXEC" => Some("SOCK_CLOEXEC"),
-                        _ => None,
+                    self.flag_set(c, "SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET", false, |n| {
+                        TYPES
+                            .iter()
+                            .map(|t| t.0)
+                            .chain(["SOCK_CLOEXEC", "SOCK_NONBLOCK"])
+                            .find(|&x| x == n)
                     })?;
-                let types: Vec<SockType> = parts
+                let types: Vec<SockType> = TYPES
                     .iter()
-                    .filter_map(|&p| match p {
-                        "SOCK_STREAM" => Some(SockType::Stream),
-                        "SOCK_DGRAM" => Some(SockType::Dgram),
-                        _ => None,
-                    })
+                    .filter(|(n, _)| parts.contains(n))
+                    .map(|&(_, t)| t)
                     .collect();
                 let [ty] = types[..] else {
-                    return Err(self.err_at(col, "expected exactly one of SOCK_STREAM, SOCK_DGRAM"));
+                    return Err(self.err_at(
+                        col,
+                        "expected exactly one of SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET",
+                    ));
                 };
-                let cloexec = parts.contains(&"SOCK_CLOEXEC") | self.opt_flag(c, "SOCK_CLOEXEC")?;
-                Value::Sock { ty, cloexec }
+                let mut flags = self.sock_flags(c)?;
+                flags.cloexec |= parts.contains(&"SOCK_CLOEXEC");
+                flags.nonblock |= parts.contains(&"SOCK_NONBLOCK");
+                Value::Sock { ty, flags }
+            }
+            Arg::SockFlags => Value::SockFlags(self.sock_flags(c)?),
+            Arg::SockName => Value::SockName(self.sock_name(c)?),
+            Arg::Backlog => {
+                let (n, col) = self.int(c, "a backlog")?;
+                Value::Int(i32::try_from(n).map_err(|_| {
+                    self.err_at(col, format!("a backlog is a 32-bit number, found {n}"))
+                })?)
+            }
+            Arg::How => {
+                let col = c.col();
+                let how = match c.word() {
+                    Some(("SHUT_RD", _)) => Some(0),
+                    Some(("SHUT_WR", _)) => Some(1),
+                    Some(("SHUT_RDWR", _)) => Some(2),
+                    Some((w, _)) => w.parse::<i32>().ok(),
+                    None => None,
+                };
+                Value::Int(how.ok_or_else(|| {
+                    self.err_at(col, "expected SHUT_RD, SHUT_WR, SHUT_RDWR or a number")
+                })?)
             }
             Arg::EpollOp => {
                 let col = c.col();
@@ -830,7 +919,10 @@ mod tests {
             "{e}"
         );
         let e = err("spawn p1\np1: socket_pair");
-        assert!(e.contains("did you mean `socketpair`?"), "{e}");
+        assert!(
+            e.contains("did you mean one of `socketpair`, `socket`?"),
+            "{e}"
+        );
         assert_eq!(
             err("spawn p1\np1: write 3 \"a\\q\""),
             "t.fds:2:15: unknown escape `\\q` (known: \\n \\t \\r \\0 \\\" \\\\ \\xHH)"

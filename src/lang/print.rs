@@ -2,7 +2,7 @@
 //! own spelling (so that any printed result can be pasted as an `= RESULT`).
 
 use fdlab_model::call::{Arg, Value};
-use fdlab_model::{Call, EpollOp, Errno, FcntlCmd, OFlags, Outcome, Ret, SockType, Whence};
+use fdlab_model::{Call, EpollOp, Errno, FcntlCmd, OFlags, Outcome, Ret, Whence};
 
 use super::text::quote;
 use super::{Expectation, Expected};
@@ -15,6 +15,16 @@ pub fn call_args(call: &Call) -> Vec<String> {
         arg_text(*kind, &value, &mut out);
     }
     out
+}
+
+/// `SOCK_CLOEXEC` and `SOCK_NONBLOCK` as separate words.
+fn sock_flags(flags: &fdlab_model::SockFlags, word: &mut impl FnMut(String)) {
+    if flags.cloexec {
+        word("SOCK_CLOEXEC".into());
+    }
+    if flags.nonblock {
+        word("SOCK_NONBLOCK".into());
+    }
 }
 
 /// One argument's words.
@@ -82,18 +92,20 @@ fn arg_text(kind: Arg, value: &Value, out: &mut Vec<String>) {
                 word(f.join("|"));
             }
         }
-        Value::Sock { ty, cloexec } => {
-            word(
-                match ty {
-                    SockType::Stream => "SOCK_STREAM",
-                    SockType::Dgram => "SOCK_DGRAM",
-                }
-                .into(),
-            );
-            if *cloexec {
-                word("SOCK_CLOEXEC".into());
-            }
+        Value::Sock { ty, flags } => {
+            word(ty.constant().into());
+            sock_flags(flags, &mut word);
         }
+        Value::SockFlags(flags) => sock_flags(flags, &mut word),
+        Value::SockName(name) if name.starts_with('@') => word(name.clone()),
+        Value::SockName(name) => word(quote(name.as_bytes())),
+        Value::Int(n) if kind == Arg::How => word(match n {
+            0 => "SHUT_RD".to_string(),
+            1 => "SHUT_WR".to_string(),
+            2 => "SHUT_RDWR".to_string(),
+            n => n.to_string(),
+        }),
+        Value::Int(n) => word(n.to_string()),
         Value::EpollOp(op) => word(
             match op {
                 EpollOp::Add => "EPOLL_CTL_ADD",

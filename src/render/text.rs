@@ -151,6 +151,12 @@ pub fn topology(t: &Topology) -> String {
         if let Some(ty) = &f.socket_type {
             let _ = write!(d, " {ty}");
         }
+        if let Some(n) = &f.name {
+            let _ = write!(d, " named {n}");
+        }
+        if f.listening == Some(true) {
+            let _ = write!(d, " listening");
+        }
         if let Some(e) = &f.end {
             let _ = write!(d, " {e} end");
         }

@@ -18,6 +18,60 @@ use super::image::{
     Registration, TableImage, Unrestorable,
 };
 
+/// What a dump sees of a unix socket, from the model or from `sock_diag`,
+/// to decide alike on both whether it can be restored: the two images of
+/// one tree must compare equal.
+struct SocketSeen {
+    ty: SockType,
+    named: bool,
+    listening: bool,
+    /// `shutdown(2)` was called while the peer lives. (A stream socket
+    /// whose peer closed shows as shut down both ways with no peer:
+    /// restore closes the peer again.)
+    shut_with_peer: bool,
+    /// A stream or seqpacket socket from `socket(2)`, never connected.
+    never_connected: bool,
+}
+
+impl SocketSeen {
+    fn of_diag(s: &crate::backend::linux::sys::UnixSock) -> SocketSeen {
+        const TCP_CLOSE: u8 = 7;
+        const TCP_LISTEN: u8 = 10;
+        let ty = match i32::from(s.ty) {
+            libc::SOCK_DGRAM => SockType::Dgram,
+            libc::SOCK_SEQPACKET => SockType::Seqpacket,
+            _ => SockType::Stream,
+        };
+        SocketSeen {
+            ty,
+            named: s.name.is_some(),
+            listening: s.state == TCP_LISTEN,
+            shut_with_peer: s.shutdown != 0 && s.peer != 0,
+            never_connected: ty != SockType::Dgram && s.state == TCP_CLOSE,
+        }
+    }
+
+    /// Why it cannot be restored yet, if it cannot.
+    fn unrestorable(&self) -> Option<&'static str> {
+        if self.named || self.listening {
+            Some("named and listening unix sockets are not restored yet")
+        } else if self.never_connected {
+            Some("an unconnected stream or seqpacket socket is not restored yet")
+        } else if self.shut_with_peer {
+            Some("a shut-down socket is not restored yet")
+        } else if self.ty == SockType::Seqpacket {
+            Some("SOCK_SEQPACKET sockets are not restored yet")
+        } else {
+            None
+        }
+    }
+
+    /// How the image names it, the same from both backends.
+    fn what(&self) -> String {
+        format!("unix {} socket", self.ty)
+    }
+}
+
 /// The image of the model's world: every process, table and open file,
 /// what is queued in pipes and sockets, files in flight.
 ///
@@ -126,28 +180,48 @@ pub fn from_model(w: &World) -> Image {
                 }
                 Object::Pipe { pipe, end: *end }
             }
-            FileKind::Socket(s, end) => {
-                let next = pairs.len();
-                let pair = *pairs.entry(*s).or_insert(next);
-                if pair == img.pairs.len() {
-                    let sp = w.sock(*s);
-                    let mut queued: [Vec<Message>; 2] = [Vec::new(), Vec::new()];
-                    for (e, q) in queued.iter_mut().enumerate() {
-                        for seg in &sp.ends[e].queue {
-                            q.push(Message {
-                                data: Bytes(seg.data.clone()),
-                                files: seg.fds.iter().map(|&g| ids.id(g)).collect(),
-                            });
-                        }
-                    }
-                    img.pairs.push(PairImage {
-                        id: pair,
-                        ty: sp.ty,
-                        queued,
-                        reset: [0, 1].map(|e| sp.ends[e].err == Some(Errno::ECONNRESET)),
+            FileKind::Socket(s) => {
+                let sk = w.sock(*s);
+                // What sock_diag shows of the peer: only one with a file.
+                let peer = sk.peer.filter(|&p| w.sock(p).open);
+                let seen = SocketSeen {
+                    ty: sk.ty,
+                    named: sk.name.is_some(),
+                    listening: sk.listening(),
+                    shut_with_peer: sk.shutdown != 0 && peer.is_some(),
+                    never_connected: sk.ty != SockType::Dgram
+                        && sk.state == fdlab_model::socket::State::Unconnected,
+                };
+                if let Some(why) = seen.unrestorable() {
+                    img.unrestorable.push(Unrestorable {
+                        what: format!("file {k} ({})", seen.what()),
+                        why: why.into(),
                     });
+                    Object::Other { what: seen.what() }
+                } else {
+                    let key = peer.map_or(*s, |p| p.min(*s));
+                    let next = pairs.len();
+                    let pair = *pairs.entry(key).or_insert(next);
+                    if pair == img.pairs.len() {
+                        img.pairs.push(PairImage {
+                            id: pair,
+                            ty: sk.ty,
+                            queued: [Vec::new(), Vec::new()],
+                            reset: [false, false],
+                        });
+                    }
+                    let end = usize::from(key != *s);
+                    img.pairs[pair].queued[end] = sk
+                        .queue
+                        .iter()
+                        .map(|seg| Message {
+                            data: Bytes(seg.data.clone()),
+                            files: seg.fds.iter().map(|&g| ids.id(g)).collect(),
+                        })
+                        .collect();
+                    img.pairs[pair].reset[end] = sk.err == Some(Errno::ECONNRESET);
+                    Object::Socket { pair, end }
                 }
-                Object::Socket { pair, end: *end }
             }
             FileKind::Epoll(e) => Object::Epoll {
                 registrations: e
@@ -296,17 +370,13 @@ pub fn from_capture(
             }
             FileType::Socket => match snap.sockets.get(&(e.ino as u32)) {
                 None => refuse("not a unix socket: network sockets are not restored"),
-                Some(s) if s.name.is_some() || s.state == 10 => {
-                    refuse("named and listening unix sockets are restored with language version 2")
-                }
-                // A stream socket whose peer closed shows as shut down
-                // both ways: restore closes the peer again. A shutdown(2)
-                // while the peer lives is not restored yet.
-                Some(s) if s.shutdown != 0 && s.peer != 0 => {
-                    refuse("a shut-down socket is not restored yet")
-                }
-                Some(s) if i32::from(s.ty) == libc::SOCK_SEQPACKET => {
-                    refuse("SOCK_SEQPACKET sockets are not restored")
+                Some(s) if SocketSeen::of_diag(s).unrestorable().is_some() => {
+                    let seen = SocketSeen::of_diag(s);
+                    img.unrestorable.push(Unrestorable {
+                        what: format!("file {k} ({})", seen.what()),
+                        why: seen.unrestorable().unwrap_or_default().into(),
+                    });
+                    Object::Other { what: seen.what() }
                 }
                 Some(s) => {
                     let peer = u64::from(s.peer);

@@ -15,7 +15,9 @@
 use fdlab_model::file::{File, FileKind};
 use fdlab_model::vnode::VnodeKind;
 use fdlab_model::Fd;
-use fdlab_model::{Call, EpollOp, Events, FcntlCmd, OFlags, Pid, SockType, Whence, World};
+use fdlab_model::{
+    Call, EpollOp, Events, FcntlCmd, OFlags, Pid, SockFlags, SockType, Whence, World,
+};
 use proptest::prelude::*;
 
 use crate::lang::{Expectation, Scenario, Stmt, StmtKind};
@@ -33,6 +35,9 @@ const PATHS: &[&str] = &[
     "a/",
     "missing/x",
 ];
+/// Socket names: two of each namespace that binds and connects meet on,
+/// a regular file and a missing directory (refused).
+const SOCK_NAMES: &[&str] = &["s.sock", "t.sock", "@a", "@b", "a", "missing/x"];
 const TEXTS: &[&[u8]] = &[b"x", b"hello", b"aaaaaaaa", b"", b"ab\n"];
 
 /// A descriptor argument: a raw number, or the k-th open descriptor (of a
@@ -57,7 +62,14 @@ pub enum CallGen {
     Read(FdSel, usize),
     Lseek(FdSel, i64, u8),
     Pipe(bool),
-    Socketpair(bool, bool),
+    /// Type (0 stream, 1 dgram, 2 seqpacket), cloexec, nonblock.
+    Socketpair(u8, bool, bool),
+    Socket(u8, bool, bool),
+    Bind(FdSel, usize),
+    Listen(FdSel, i32),
+    Connect(FdSel, usize),
+    Accept(FdSel, bool, bool),
+    Shutdown(FdSel, i32),
     Sendfds(FdSel, Vec<FdSel>),
     Recvfds(FdSel, bool),
     EpollCreate(bool),
@@ -110,7 +122,13 @@ fn call_gen() -> impl Strategy<Value = CallGen> {
         3 => (sel(), 0..12usize).prop_map(|(f, n)| CallGen::Read(f, n)),
         1 => (sel(), -3..12i64, 0..3u8).prop_map(|(f, o, w)| CallGen::Lseek(f, o, w)),
         2 => any::<bool>().prop_map(CallGen::Pipe),
-        2 => (any::<bool>(), any::<bool>()).prop_map(|(d, c)| CallGen::Socketpair(d, c)),
+        2 => (0..3u8, any::<bool>(), any::<bool>()).prop_map(|(t, c, n)| CallGen::Socketpair(t, c, n)),
+        2 => (0..3u8, any::<bool>(), any::<bool>()).prop_map(|(t, c, n)| CallGen::Socket(t, c, n)),
+        2 => (sel(), prop_oneof![4 => 0..4usize, 1 => 0..SOCK_NAMES.len()]).prop_map(|(f, n)| CallGen::Bind(f, n)),
+        2 => (sel(), -1..3i32).prop_map(|(f, b)| CallGen::Listen(f, b)),
+        3 => (sel(), prop_oneof![4 => 0..4usize, 1 => 0..SOCK_NAMES.len()]).prop_map(|(f, n)| CallGen::Connect(f, n)),
+        3 => (sel(), any::<bool>(), any::<bool>()).prop_map(|(f, c, n)| CallGen::Accept(f, c, n)),
+        1 => (sel(), prop_oneof![6 => 0..3i32, 1 => Just(3)]).prop_map(|(f, h)| CallGen::Shutdown(f, h)),
         5 => (sel(), proptest::collection::vec(sel(), 1..3)).prop_map(|(s, v)| CallGen::Sendfds(s, v)),
         5 => (sel(), any::<bool>()).prop_map(|(s, c)| CallGen::Recvfds(s, c)),
         2 => any::<bool>().prop_map(CallGen::EpollCreate),
@@ -179,6 +197,36 @@ fn open_flags(bits: u32) -> OFlags {
 /// `EPOLLIN`, `EPOLLOUT` or both, each of the other registration events
 /// one time in four (`EPOLLEXCLUSIVE` with `EPOLLRDHUP` or `EPOLLONESHOT`
 /// is `EINVAL`: the error paths come with it).
+/// `socket`, `bind NAME`, `listen 1` in `pid`, run on `world`: the calls
+/// made (fewer if the socket could not be had).
+fn make_listener(world: &mut World, pid: Pid, name: &str) -> Vec<Call> {
+    let socket = Call::Socket {
+        ty: SockType::Stream,
+        flags: SockFlags::default(),
+    };
+    let Ok(fdlab_model::Ret::Ints(v)) = world.call(pid, &socket) else {
+        return Vec::new();
+    };
+    let fd = v[0] as i32;
+    let rest = [
+        Call::Bind {
+            fd,
+            name: name.to_string(),
+        },
+        Call::Listen { fd, backlog: 1 },
+    ];
+    for c in &rest {
+        let _ = world.call(pid, c);
+    }
+    let mut calls = vec![socket];
+    calls.extend(rest);
+    calls
+}
+
+fn sock_type(t: u8) -> SockType {
+    [SockType::Stream, SockType::Dgram, SockType::Seqpacket][usize::from(t % 3)]
+}
+
 fn events(bits: u16) -> Events {
     let mut e = match bits & 3 {
         1 => Events::IN,
@@ -241,6 +289,10 @@ fn any_file(_: &World, _: &File) -> bool {
 
 fn socket(_: &World, f: &File) -> bool {
     matches!(f.kind, FileKind::Socket(..))
+}
+
+fn listening(w: &World, f: &File) -> bool {
+    matches!(f.kind, FileKind::Socket(s) if w.sock(s).listening())
 }
 
 fn epoll(_: &World, f: &File) -> bool {
@@ -353,6 +405,31 @@ const AIMS: &[Aim] = &[
     },
     Aim {
         call: "recvfds",
+        at: "a unix socket",
+        want: socket,
+    },
+    Aim {
+        call: "bind",
+        at: "a unix socket",
+        want: socket,
+    },
+    Aim {
+        call: "listen",
+        at: "a unix socket",
+        want: socket,
+    },
+    Aim {
+        call: "connect",
+        at: "a unix socket",
+        want: socket,
+    },
+    Aim {
+        call: "accept",
+        at: "a listening socket",
+        want: listening,
+    },
+    Aim {
+        call: "shutdown",
         at: "a unix socket",
         want: socket,
     },
@@ -485,7 +562,14 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                         socket,
                         Call::Socketpair {
                             ty: SockType::Stream,
-                            cloexec: false,
+                            flags: SockFlags::default(),
+                        },
+                    )],
+                    CallGen::Bind(..) | CallGen::Listen(..) | CallGen::Connect(..) => &[(
+                        socket,
+                        Call::Socket {
+                            ty: SockType::Stream,
+                            flags: SockFlags::default(),
                         },
                     )],
                     CallGen::Lseek(..) => &[(
@@ -512,6 +596,23 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                                 expected: None,
                             },
                         });
+                    }
+                }
+                // A listener takes three calls; make one where accept
+                // would find none, on a name that connect also uses.
+                if let CallGen::Accept(_, c, _) = cg {
+                    if open_fds(&world, pid, listening).is_empty() {
+                        for make in make_listener(&mut world, pid, if *c { "@a" } else { "s.sock" })
+                        {
+                            stmts.push(Stmt {
+                                line: stmts.len() + 1,
+                                kind: StmtKind::Call {
+                                    proc: proc.clone(),
+                                    call: make,
+                                    expected: None,
+                                },
+                            });
+                        }
                     }
                 }
                 let at = |s: &FdSel, call: &str| pick(&world, pid, *s, aim(call).want);
@@ -605,13 +706,42 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                         }
                     }
                     CallGen::Pipe(c) => Call::Pipe { cloexec: *c },
-                    CallGen::Socketpair(d, c) => Call::Socketpair {
-                        ty: if *d {
-                            SockType::Dgram
-                        } else {
-                            SockType::Stream
+                    CallGen::Socketpair(t, c, n) => Call::Socketpair {
+                        ty: sock_type(*t),
+                        flags: SockFlags {
+                            cloexec: *c,
+                            nonblock: *n,
                         },
-                        cloexec: *c,
+                    },
+                    CallGen::Socket(t, c, n) => Call::Socket {
+                        ty: sock_type(*t),
+                        flags: SockFlags {
+                            cloexec: *c,
+                            nonblock: *n,
+                        },
+                    },
+                    CallGen::Bind(f, n) => Call::Bind {
+                        fd: at(f, "bind"),
+                        name: SOCK_NAMES[*n].to_string(),
+                    },
+                    CallGen::Listen(f, b) => Call::Listen {
+                        fd: at(f, "listen"),
+                        backlog: *b,
+                    },
+                    CallGen::Connect(f, n) => Call::Connect {
+                        fd: at(f, "connect"),
+                        name: SOCK_NAMES[*n].to_string(),
+                    },
+                    CallGen::Accept(f, c, n) => Call::Accept {
+                        fd: at(f, "accept"),
+                        flags: SockFlags {
+                            cloexec: *c,
+                            nonblock: *n,
+                        },
+                    },
+                    CallGen::Shutdown(f, h) => Call::Shutdown {
+                        fd: at(f, "shutdown"),
+                        how: *h,
                     },
                     CallGen::Sendfds(s, v) => Call::Sendfds {
                         sock: at(s, "sendfds"),
@@ -696,6 +826,11 @@ fn aimed(call: &Call) -> Vec<(&'static str, i32)> {
             v
         }
         Call::Sendfds { sock, .. } => vec![("sendfds", sock)],
+        Call::Bind { fd, .. } => vec![("bind", fd)],
+        Call::Listen { fd, .. } => vec![("listen", fd)],
+        Call::Connect { fd, .. } => vec![("connect", fd)],
+        Call::Accept { fd, .. } => vec![("accept", fd)],
+        Call::Shutdown { fd, .. } => vec![("shutdown", fd)],
         Call::Recvfds { sock, .. } => vec![("recvfds", sock)],
         Call::EpollCtl { epfd, fd, .. } => vec![("epoll_ctl", epfd), ("epoll_ctl target", fd)],
         _ => Vec::new(),

@@ -19,6 +19,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 
 use crate::call::{Call, EpollOp, FcntlCmd, Outcome, Ret};
+use crate::socket::SockFlags;
 use crate::{invariants, Errno, Events, FileId, OFlags, Pid, SockType, World};
 
 const NAMES: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
@@ -217,7 +218,11 @@ impl Ref {
                 }
                 ok(vec![0])
             }
-            Call::Pipe { cloexec } | Call::Socketpair { cloexec, .. } => {
+            Call::Pipe { cloexec }
+            | Call::Socketpair {
+                flags: SockFlags { cloexec, .. },
+                ..
+            } => {
                 let table = &self.tables[&t];
                 let Some(a) = Ref::lowest_free(table, 0, lim) else {
                     return err(Errno::EMFILE);
@@ -451,7 +456,10 @@ fn call(children: Vec<&'static str>) -> BoxedStrategy<Call> {
                 } else {
                     SockType::Stream
                 },
-                cloexec,
+                flags: SockFlags {
+                    cloexec,
+                    nonblock: false,
+                },
             })
             .boxed(),
         (fd(), proptest::collection::vec(fd(), 1..4))

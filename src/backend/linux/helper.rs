@@ -18,7 +18,9 @@ use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use fdlab_model::limits::HARNESS_FD;
-use fdlab_model::{Call, EpollOp, Errno, FcntlCmd, OFlags, Outcome, Ret, SockType, Whence};
+use fdlab_model::{
+    Call, EpollOp, Errno, FcntlCmd, OFlags, Outcome, Ret, SockFlags, SockType, Whence,
+};
 
 use super::ctl::{CaptureItem, Captured, Channel, Reply, Request};
 use super::kernel::{self, Sys};
@@ -363,14 +365,21 @@ impl Helper {
             Call::Pipe { cloexec } => {
                 kernel::pipe2(flag(*cloexec, libc::O_CLOEXEC)).map(|(r, w)| ints(&[r, w]))
             }
-            Call::Socketpair { ty, cloexec } => {
-                let t = match ty {
-                    SockType::Stream => libc::SOCK_STREAM,
-                    SockType::Dgram => libc::SOCK_DGRAM,
-                };
-                kernel::socketpair(t | flag(*cloexec, libc::SOCK_CLOEXEC))
-                    .map(|(a, b)| ints(&[a, b]))
+            Call::Socketpair { ty, flags } => {
+                kernel::socketpair(sock_type(*ty, *flags)).map(|(a, b)| ints(&[a, b]))
             }
+            Call::Socket { ty, flags } => {
+                kernel::socket(sock_type(*ty, *flags)).map(|n| ints(&[n]))
+            }
+            Call::Bind { fd, name } => kernel::bind(*fd, &own_name(name)).map(|_| Ret::int(0)),
+            Call::Listen { fd, backlog } => kernel::listen(*fd, *backlog).map(|_| Ret::int(0)),
+            Call::Connect { fd, name } => {
+                kernel::connect(*fd, &own_name(name)).map(|_| Ret::int(0))
+            }
+            Call::Accept { fd, flags } => {
+                kernel::accept4(*fd, sock_type_flags(*flags)).map(|n| ints(&[n]))
+            }
+            Call::Shutdown { fd, how } => kernel::shutdown(*fd, *how).map(|_| Ret::int(0)),
             Call::Sendfds { sock, fds } => kernel::sendfds(*sock, b"\0", fds).map(|_| Ret::int(0)),
             Call::Recvfds { sock, cloexec } => kernel::recvfds(
                 *sock,
@@ -492,5 +501,38 @@ fn fcntl(fd: i32, cmd: FcntlCmd) -> Outcome {
         FcntlCmd::SetFl { flags } => {
             kernel::fcntl(fd, libc::F_SETFL, flags.bits().into()).map(|_| Ret::int(0))
         }
+    }
+}
+
+/// `socket`'s type argument: the type with `SOCK_CLOEXEC` and
+/// `SOCK_NONBLOCK` as asked.
+fn sock_type(ty: SockType, flags: SockFlags) -> i32 {
+    let t = match ty {
+        SockType::Stream => libc::SOCK_STREAM,
+        SockType::Dgram => libc::SOCK_DGRAM,
+        SockType::Seqpacket => libc::SOCK_SEQPACKET,
+    };
+    t | sock_type_flags(flags)
+}
+
+fn sock_type_flags(flags: SockFlags) -> i32 {
+    flag(flags.cloexec, libc::SOCK_CLOEXEC) | flag(flags.nonblock, libc::SOCK_NONBLOCK)
+}
+
+/// The name a scenario's socket really binds: an abstract `@name` becomes
+/// `@<sandbox's base name>/name`, so that runs side by side do not meet
+/// (the observer strips it again); a path is relative to the sandbox, the
+/// helper's working directory.
+fn own_name(name: &str) -> String {
+    match name.strip_prefix('@') {
+        Some(rest) => {
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let base = cwd
+                .file_name()
+                .map(|b| b.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!("@{base}/{rest}")
+        }
+        None => name.to_string(),
     }
 }

@@ -126,6 +126,69 @@ pub fn socketpair(ty: i32) -> Sys<(i32, i32)> {
     Ok((fds[0], fds[1]))
 }
 
+pub fn socket(ty: i32) -> Sys<i32> {
+    // SAFETY: integer arguments.
+    check(unsafe { libc::socket(libc::AF_UNIX, ty, 0) })
+}
+
+/// A unix socket address: a path, or an abstract name given with a
+/// leading `@` (sent as a leading NUL). Errors: `ENAMETOOLONG` when it does
+/// not fit `sun_path`.
+fn unix_addr(name: &str) -> Sys<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: sockaddr_un is plain data; all zeros is a valid value.
+    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let (bytes, abstract_) = match name.strip_prefix('@') {
+        Some(rest) => (rest.as_bytes(), true),
+        None => (name.as_bytes(), false),
+    };
+    let start = usize::from(abstract_);
+    // A path keeps a terminating NUL; an abstract name is its length.
+    if start + bytes.len() + usize::from(!abstract_) > a.sun_path.len() {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    for (i, &b) in bytes.iter().enumerate() {
+        a.sun_path[start + i] = b as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + start + bytes.len();
+    Ok((a, len as libc::socklen_t))
+}
+
+pub fn bind(fd: i32, name: &str) -> Sys<()> {
+    let (a, len) = unix_addr(name)?;
+    // SAFETY: `a` is a valid sockaddr_un of `len` bytes, alive for the call.
+    check(unsafe { libc::bind(fd, (&a as *const libc::sockaddr_un).cast(), len) }).map(|_| ())
+}
+
+pub fn listen(fd: i32, backlog: i32) -> Sys<()> {
+    // SAFETY: integer arguments.
+    check(unsafe { libc::listen(fd, backlog) }).map(|_| ())
+}
+
+/// `connect`, never waiting: a full backlog is `EAGAIN`.
+pub fn connect(fd: i32, name: &str) -> Sys<()> {
+    let (a, len) = unix_addr(name)?;
+    nonblocking(fd, || {
+        // SAFETY: `a` is a valid sockaddr_un of `len` bytes, alive for the
+        // call.
+        check(unsafe { libc::connect(fd, (&a as *const libc::sockaddr_un).cast(), len) })
+            .map(|_| ())
+    })
+}
+
+/// `accept4`, never waiting: nothing pending is `EAGAIN`.
+pub fn accept4(fd: i32, flags: i32) -> Sys<i32> {
+    nonblocking(fd, || {
+        // SAFETY: no address is asked for; integer arguments.
+        check(unsafe { libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), flags) })
+    })
+}
+
+pub fn shutdown(fd: i32, how: i32) -> Sys<()> {
+    // SAFETY: integer arguments.
+    check(unsafe { libc::shutdown(fd, how) }).map(|_| ())
+}
+
 /// The control-message space for `n` descriptors.
 fn cmsg_space(n: usize) -> usize {
     // SAFETY: CMSG_SPACE is arithmetic.

@@ -97,7 +97,10 @@ impl Sys for ModelSys<'_> {
         } else {
             SockType::Stream
         };
-        two(self.call(Call::Socketpair { ty, cloexec: false }))
+        two(self.call(Call::Socketpair {
+            ty,
+            flags: fdlab_model::SockFlags::default(),
+        }))
     }
 
     fn epoll_create(&mut self) -> Result<i32, Errno> {

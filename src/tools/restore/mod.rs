@@ -393,6 +393,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                     ty: match p.ty {
                         SockType::Stream => libc::SOCK_STREAM,
                         SockType::Dgram => libc::SOCK_DGRAM,
+                        SockType::Seqpacket => libc::SOCK_SEQPACKET,
                     },
                     ends,
                     flags: [flag_of(ends[0]), flag_of(ends[1])],

@@ -672,14 +672,24 @@ impl Snapshot {
             },
             FileType::Socket => match self.sockets.get(&(e.ino as u32)) {
                 Some(s) => {
+                    const TCP_LISTEN: u8 = 10;
+                    // A connected pair, or a client and the socket accept
+                    // gave for it, share one object; a datagram socket
+                    // that only sends to another does not.
+                    let mutual = self
+                        .sockets
+                        .get(&s.peer)
+                        .is_some_and(|p| u64::from(p.peer) == e.ino);
                     let peer = u64::from(s.peer);
                     RawFile::Socket {
-                        ty: if i32::from(s.ty) == libc::SOCK_DGRAM {
-                            SockType::Dgram
-                        } else {
-                            SockType::Stream
+                        ty: match i32::from(s.ty) {
+                            libc::SOCK_DGRAM => SockType::Dgram,
+                            libc::SOCK_SEQPACKET => SockType::Seqpacket,
+                            _ => SockType::Stream,
                         },
-                        object: if peer == 0 { e.ino } else { e.ino.min(peer) },
+                        object: if mutual { e.ino.min(peer) } else { e.ino },
+                        name: s.name.as_deref().map(|n| scenario_name(n, root)),
+                        listening: s.state == TCP_LISTEN,
                     }
                 }
                 None => RawFile::Opaque {
@@ -726,5 +736,19 @@ impl Snapshot {
                 }
             }
         }
+    }
+}
+
+/// A socket's name as the scenario wrote it: scenario helpers bind an
+/// abstract `@name` as `@<sandbox's base name>/name`, private to the run.
+pub fn scenario_name(name: &str, root: Option<&str>) -> String {
+    let base = root.and_then(|r| r.rsplit('/').next());
+    let own = name
+        .strip_prefix('@')
+        .zip(base)
+        .and_then(|(rest, base)| rest.strip_prefix(base)?.strip_prefix('/'));
+    match own {
+        Some(own) => format!("@{own}"),
+        None => name.to_string(),
     }
 }
