@@ -663,7 +663,7 @@ fn fuzz(
     };
     let r = fuzz::fuzz(cases, seed, len, &helper_path(), model, settle, &watch);
     bar.finish_and_clear();
-    if let Some(f) = &r.failure {
+    if let Some(f) = r.failure.as_ref().filter(|f| !text::finding(f).is_empty()) {
         if let Err(e) = std::fs::write(out, text::finding(f)) {
             eprintln!("fdlab: cannot write {}: {e}", out.display());
         }

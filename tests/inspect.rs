@@ -7,6 +7,8 @@
 
 mod support;
 
+use fdlab::backend::linux::observe::snapshot::scenario_name;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -86,7 +88,8 @@ fn as_scenario(ins: &Inspection, names: &BTreeMap<i32, String>, sandbox: &Path) 
                 FileType::Socket => RawFile::Socket {
                     ty: v.socket_type.unwrap(),
                     object: v.object.unwrap(),
-                    name: v.name.clone(),
+                    // Abstract names carry the run's prefix.
+                    name: v.name.as_deref().map(|n| scenario_name(n, Some(&root))),
                     listening: v.listening == Some(true),
                 },
                 FileType::Epoll => RawFile::Epoll {

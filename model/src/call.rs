@@ -39,11 +39,22 @@ pub enum EpollOp {
 /// A `fcntl` command and its argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FcntlCmd {
-    DupFd { min: i32, cloexec: bool },
+    DupFd {
+        min: i32,
+        cloexec: bool,
+    },
     GetFd,
-    SetFd { cloexec: bool },
+    SetFd {
+        cloexec: bool,
+    },
     GetFl,
-    SetFl { flags: OFlags },
+    SetFl {
+        flags: OFlags,
+    },
+    /// `F_DUPFD_QUERY`: whether `fd2` names the same open file.
+    DupFdQuery {
+        fd2: i32,
+    },
 }
 
 /// One call of the language (everything but `spawn`, which makes a process
@@ -108,6 +119,7 @@ pub enum Call {
     },
     Pipe {
         cloexec: bool,
+        nonblock: bool,
     },
     Socketpair {
         ty: SockType,
@@ -158,6 +170,7 @@ pub enum Call {
     },
     Eventfd {
         cloexec: bool,
+        nonblock: bool,
     },
 }
 
@@ -224,8 +237,12 @@ pub enum Arg {
     Whence,
     /// This flag word, or nothing.
     Flag(&'static str),
+    /// Any of these flag words, joined with `|` or as separate words, or
+    /// nothing.
+    Flags(&'static [&'static str]),
     /// A `fcntl` command and its argument: `F_DUPFD N`, `F_DUPFD_CLOEXEC N`,
-    /// `F_GETFD`, `F_SETFD 0|FD_CLOEXEC`, `F_GETFL`, `F_SETFL FLAGS|0`.
+    /// `F_GETFD`, `F_SETFD 0|FD_CLOEXEC`, `F_GETFL`, `F_SETFL FLAGS|0`,
+    /// `F_DUPFD_QUERY FD2`.
     FcntlCmd,
     /// `CLOSE_RANGE_CLOEXEC|CLOSE_RANGE_UNSHARE` or `0`, optional.
     CloseRangeFlags,
@@ -266,6 +283,13 @@ impl Arg {
             Arg::Offset => "OFFSET",
             Arg::Whence => "SEEK_SET|SEEK_CUR|SEEK_END",
             Arg::Flag(name) => return format!("[{name}]"),
+            Arg::Flags(names) => {
+                return names
+                    .iter()
+                    .map(|n| format!("[{n}]"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
             Arg::FcntlCmd => "CMD [ARG]",
             Arg::CloseRangeFlags => "[CLOSE_RANGE_CLOEXEC|CLOSE_RANGE_UNSHARE]",
             Arg::SockType => "SOCK_STREAM|SOCK_DGRAM|SOCK_SEQPACKET [SOCK_CLOEXEC] [SOCK_NONBLOCK]",
@@ -277,6 +301,15 @@ impl Arg {
             Arg::Events => "[EVENTS]",
         };
         word.to_string()
+    }
+}
+
+impl Value {
+    fn flags(self) -> Option<Vec<bool>> {
+        match self {
+            Value::Flags(f) => Some(f),
+            _ => None,
+        }
     }
 }
 
@@ -297,6 +330,8 @@ pub enum Value {
     Offset(i64),
     Whence(Whence),
     Flag(bool),
+    /// Which of an [`Arg::Flags`]' words are given, in its order.
+    Flags(Vec<bool>),
     Fcntl(FcntlCmd),
     CloseRange {
         unshare: bool,
@@ -612,12 +647,15 @@ pub const CALLS: &[CallSpec] = &[
     },
     CallSpec {
         name: "pipe",
-        args: &[Arg::Flag("O_CLOEXEC")],
+        args: &[Arg::Flags(&["O_CLOEXEC", "O_NONBLOCK"])],
         summary: "a pipe: two open files, the read end first",
         returns: "the read end's and the write end's descriptors",
-        build: |v| Some(Call::Pipe { cloexec: v.flag()? }),
+        build: |v| match v.next()?.flags()?[..] {
+            [cloexec, nonblock] => Some(Call::Pipe { cloexec, nonblock }),
+            _ => None,
+        },
         values: |c| match c {
-            Call::Pipe { cloexec } => Some(vec![Value::Flag(*cloexec)]),
+            Call::Pipe { cloexec, nonblock } => Some(vec![Value::Flags(vec![*cloexec, *nonblock])]),
             _ => None,
         },
     },
@@ -802,12 +840,17 @@ pub const CALLS: &[CallSpec] = &[
     },
     CallSpec {
         name: "eventfd",
-        args: &[Arg::Flag("EFD_CLOEXEC")],
+        args: &[Arg::Flags(&["EFD_CLOEXEC", "EFD_NONBLOCK"])],
         summary: "an eventfd counter starting at 0",
         returns: "its descriptor",
-        build: |v| Some(Call::Eventfd { cloexec: v.flag()? }),
+        build: |v| match v.next()?.flags()?[..] {
+            [cloexec, nonblock] => Some(Call::Eventfd { cloexec, nonblock }),
+            _ => None,
+        },
         values: |c| match c {
-            Call::Eventfd { cloexec } => Some(vec![Value::Flag(*cloexec)]),
+            Call::Eventfd { cloexec, nonblock } => {
+                Some(vec![Value::Flags(vec![*cloexec, *nonblock])])
+            }
             _ => None,
         },
     },
@@ -941,7 +984,10 @@ mod tests {
                 offset: -1,
                 whence: Whence::End,
             },
-            Call::Pipe { cloexec: true },
+            Call::Pipe {
+                cloexec: true,
+                nonblock: false,
+            },
             Call::Socketpair {
                 ty: SockType::Dgram,
                 flags: SockFlags {
@@ -985,7 +1031,10 @@ mod tests {
                 fd: 4,
                 events: Events::OUT,
             },
-            Call::Eventfd { cloexec: true },
+            Call::Eventfd {
+                cloexec: true,
+                nonblock: true,
+            },
         ];
         for c in &all {
             // Exhaustive: a new variant fails to compile until it is above.

@@ -432,21 +432,22 @@ impl Socks {
             }
             return Ok((other, chunks));
         }
+        // Shut down for sending is EPIPE before anything else, even
+        // without a peer (Linux 6.18).
+        if sk.shutdown & SEND_SHUTDOWN != 0 {
+            return fail(Errno::EPIPE);
+        }
         let Some(other) = sk.peer else {
             return fail(Errno::ENOTCONN);
         };
         if len > SNDBUF - 32 {
             return fail(Errno::EMSGSIZE);
         }
-        // sock_alloc_send_pskb: a pending error, a shut-down sender, a
-        // full send buffer.
+        // sock_alloc_send_pskb: a pending error, a full send buffer.
         if let Some(e) = self.get_mut(me).err.take() {
             return fail(e);
         }
         let sk = self.get(me);
-        if sk.shutdown & SEND_SHUTDOWN != 0 {
-            return fail(Errno::EPIPE);
-        }
         if sk.wmem >= SNDBUF {
             return fail(Errno::EAGAIN);
         }

@@ -95,8 +95,8 @@ impl World {
             Lseek { fd, offset, whence } => {
                 self.sys_lseek(pid, *fd, *offset, *whence).map(Ret::int)
             }
-            Pipe { cloexec } => self
-                .sys_pipe(pid, *cloexec)
+            Pipe { cloexec, nonblock } => self
+                .sys_pipe2(pid, *cloexec, *nonblock)
                 .map(|(r, w)| Ret::Ints(vec![r.get() as i64, w.get() as i64])),
             Socketpair { ty, flags } => self
                 .sys_socketpair(pid, *ty, *flags)
@@ -120,7 +120,7 @@ impl World {
             } => self
                 .sys_epoll_ctl(pid, *epfd, *op, *fd, *events)
                 .map(|_| Ret::int(0)),
-            Eventfd { cloexec } => self.sys_eventfd(pid, *cloexec).map(fd),
+            Eventfd { cloexec, nonblock } => self.sys_eventfd2(pid, *cloexec, *nonblock).map(fd),
         }
     }
 }
@@ -383,6 +383,22 @@ impl World {
                 f.flags = f.flags.without(OFlags::SETFL_MASK) | flags.and(OFlags::SETFL_MASK);
                 Ok(Ret::int(0))
             }
+            // f_dupfd_query: kcmp's KCMP_FILE question, asked from inside.
+            FcntlCmd::DupFdQuery { fd2 } => {
+                let a = self.fd_getfile(pid, nfd)?.detach();
+                let b = match fd_arg(fd2).and_then(|n| self.fd_getfile(pid, n).map(FileUse::detach))
+                {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.frele(a);
+                        return Err(e);
+                    }
+                };
+                let same = a.id() == b.id();
+                self.frele(b);
+                self.frele(a);
+                Ok(Ret::int(same.into()))
+            }
         }
     }
 
@@ -566,11 +582,27 @@ impl World {
 
     /// `pipe2(2)`: the read end first.
     pub fn sys_pipe(&mut self, pid: Pid, cloexec: bool) -> Result<(Fd, Fd), Errno> {
+        self.sys_pipe2(pid, cloexec, false)
+    }
+
+    /// `pipe2(2)` with `O_CLOEXEC` and `O_NONBLOCK` as asked (calls never
+    /// block here; the flag shows in `F_GETFL`).
+    pub fn sys_pipe2(
+        &mut self,
+        pid: Pid,
+        cloexec: bool,
+        nonblock: bool,
+    ) -> Result<(Fd, Fd), Errno> {
+        let nb = if nonblock {
+            OFlags::NONBLOCK
+        } else {
+            OFlags::RDONLY
+        };
         self.alloc_pair(pid, cloexec, |w| {
             let p = PipeId(w.pipes.insert(Pipe::default()));
             [
-                (FileKind::Pipe(p, PipeEnd::Read), OFlags::RDONLY),
-                (FileKind::Pipe(p, PipeEnd::Write), OFlags::WRONLY),
+                (FileKind::Pipe(p, PipeEnd::Read), OFlags::RDONLY | nb),
+                (FileKind::Pipe(p, PipeEnd::Write), OFlags::WRONLY | nb),
             ]
         })
     }
@@ -603,12 +635,18 @@ impl World {
 
     /// `eventfd2(2)` with an initial count of 0.
     pub fn sys_eventfd(&mut self, pid: Pid, cloexec: bool) -> Result<Fd, Errno> {
-        self.alloc_file(
-            pid,
-            FileKind::Eventfd(Eventfd::default()),
-            OFlags::RDWR,
-            cloexec,
-        )
+        self.sys_eventfd2(pid, cloexec, false)
+    }
+
+    /// `eventfd2(2)` with an initial count of 0 and `EFD_CLOEXEC`,
+    /// `EFD_NONBLOCK` as asked.
+    pub fn sys_eventfd2(&mut self, pid: Pid, cloexec: bool, nonblock: bool) -> Result<Fd, Errno> {
+        let flags = if nonblock {
+            OFlags::RDWR | OFlags::NONBLOCK
+        } else {
+            OFlags::RDWR
+        };
+        self.alloc_file(pid, FileKind::Eventfd(Eventfd::default()), flags, cloexec)
     }
 
     /// Sends `data` with `files` in flight from socket `s`.

@@ -565,6 +565,18 @@ impl Parser<'_> {
                 })
             }
             Arg::Flag(name) => Value::Flag(self.opt_flag(c, name)?),
+            Arg::Flags(names) => {
+                let mut on = vec![false; names.len()];
+                while !c.at_result() {
+                    let what = names.join(" or ");
+                    let (parts, _) =
+                        self.flag_set(c, &what, false, |n| names.iter().position(|x| *x == n))?;
+                    for i in parts {
+                        on[i] = true;
+                    }
+                }
+                Value::Flags(on)
+            }
             Arg::FcntlCmd => Value::Fcntl(self.fcntl_cmd(c)?),
             Arg::CloseRangeFlags => {
                 let (mut unshare, mut cloexec) = (false, false);
@@ -676,6 +688,7 @@ impl Parser<'_> {
                 cloexec: true,
             },
             Some(("F_GETFD", _)) => FcntlCmd::GetFd,
+            Some(("F_DUPFD_QUERY", _)) => FcntlCmd::DupFdQuery { fd2: self.fd(c)? },
             Some(("F_GETFL", _)) => FcntlCmd::GetFl,
             Some(("F_SETFD", _)) => {
                 let col = c.col();
@@ -699,7 +712,7 @@ impl Parser<'_> {
             _ => {
                 return Err(self.err_at(
                     col,
-                    "expected F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL or F_SETFL",
+                    "expected F_DUPFD, F_DUPFD_CLOEXEC, F_DUPFD_QUERY, F_GETFD, F_SETFD, F_GETFL or F_SETFL",
                 ))
             }
         })

@@ -17,14 +17,16 @@ pub fn call_args(call: &Call) -> Vec<String> {
     out
 }
 
-/// `SOCK_CLOEXEC` and `SOCK_NONBLOCK` as separate words.
-fn sock_flags(flags: &fdlab_model::SockFlags, word: &mut impl FnMut(String)) {
-    if flags.cloexec {
-        word("SOCK_CLOEXEC".into());
-    }
-    if flags.nonblock {
-        word("SOCK_NONBLOCK".into());
-    }
+/// The type (if any) and `SOCK_CLOEXEC`, `SOCK_NONBLOCK` joined with `|`,
+/// as strace writes them.
+fn sock_word(ty: Option<fdlab_model::SockType>, flags: &fdlab_model::SockFlags) -> Option<String> {
+    let parts: Vec<&str> = ty
+        .map(|t| t.constant())
+        .into_iter()
+        .chain(flags.cloexec.then_some("SOCK_CLOEXEC"))
+        .chain(flags.nonblock.then_some("SOCK_NONBLOCK"))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("|"))
 }
 
 /// One argument's words.
@@ -56,6 +58,19 @@ fn arg_text(kind: Arg, value: &Value, out: &mut Vec<String>) {
                 word(name.to_string());
             }
         }
+        Value::Flags(on) => {
+            if let Arg::Flags(names) = kind {
+                let set: Vec<&str> = names
+                    .iter()
+                    .zip(on)
+                    .filter(|(_, on)| **on)
+                    .map(|(n, _)| *n)
+                    .collect();
+                if !set.is_empty() {
+                    word(set.join("|"));
+                }
+            }
+        }
         Value::Fcntl(cmd) => match cmd {
             FcntlCmd::DupFd {
                 min,
@@ -74,6 +89,10 @@ fn arg_text(kind: Arg, value: &Value, out: &mut Vec<String>) {
                 word(if *cloexec { "FD_CLOEXEC" } else { "0" }.into());
             }
             FcntlCmd::GetFl => word("F_GETFL".into()),
+            FcntlCmd::DupFdQuery { fd2 } => {
+                word("F_DUPFD_QUERY".into());
+                word(fd2.to_string());
+            }
             FcntlCmd::SetFl { flags } => {
                 word("F_SETFL".into());
                 word(setfl(*flags));
@@ -92,11 +111,8 @@ fn arg_text(kind: Arg, value: &Value, out: &mut Vec<String>) {
                 word(f.join("|"));
             }
         }
-        Value::Sock { ty, flags } => {
-            word(ty.constant().into());
-            sock_flags(flags, &mut word);
-        }
-        Value::SockFlags(flags) => sock_flags(flags, &mut word),
+        Value::Sock { ty, flags } => sock_word(Some(*ty), flags).into_iter().for_each(word),
+        Value::SockFlags(flags) => sock_word(None, flags).into_iter().for_each(word),
         Value::SockName(name) if name.starts_with('@') => word(name.clone()),
         Value::SockName(name) => word(quote(name.as_bytes())),
         Value::Int(n) if kind == Arg::How => word(match n {

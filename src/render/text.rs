@@ -365,11 +365,20 @@ pub fn fuzz_summary(r: &FuzzReport, written_to: &str) -> String {
                 finding(f)
             );
         }
-        Some(Finding::Aborted(why)) => {
+        Some(Finding::Aborted {
+            why,
+            scenario: Some(_),
+        }) => {
             let _ = writeln!(
                 out,
-                "DISAGREEMENT (minimal scenario written to {written_to}):\n{why}\n"
+                "FAILED (the smallest failing scenario written to {written_to}): {why}"
             );
+        }
+        Some(Finding::Aborted {
+            why,
+            scenario: None,
+        }) => {
+            let _ = writeln!(out, "FAILED: {why}");
         }
     }
     out
@@ -383,7 +392,11 @@ pub fn finding(f: &Finding) -> String {
             scenario,
             divergences: d,
         } => annotated(scenario, d),
-        Finding::Aborted(_) => String::new(),
+        Finding::Aborted {
+            why,
+            scenario: Some(s),
+        } => format!("# {why}\n{}", scenario_text(s)),
+        Finding::Aborted { scenario: None, .. } => String::new(),
     }
 }
 

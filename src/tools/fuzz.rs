@@ -53,8 +53,12 @@ pub enum Finding {
         scenario: Scenario,
         divergences: Vec<Divergence>,
     },
-    /// A case could not run at all (a backend failed), and the run stopped.
-    Aborted(String),
+    /// The run could not go on, or a case failed without a divergence (a
+    /// backend could not run it): why, and the smallest such case.
+    Aborted {
+        why: String,
+        scenario: Option<Scenario>,
+    },
 }
 
 /// The two backends one case compares; the first is the model.
@@ -142,6 +146,8 @@ pub fn fuzz_watched(
     // The smallest case that really failed so far: what an interrupt
     // during shrinking reports.
     let last_ops: std::cell::RefCell<Option<Vec<Op>>> = std::cell::RefCell::new(None);
+    // What a backend said when it could not run the last case that failed.
+    let last_err: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
     let result = runner.run(&ops(1..len.max(2)), |ops: Vec<Op>| {
         if stopped.get() || (watch.stop)() {
             // Every case from here fails at once, so that shrinking (which
@@ -151,7 +157,16 @@ pub fn fuzz_watched(
         }
         let (s, cover) = realize_counted(&ops);
         coverage.borrow_mut().add(&cover);
-        let c = compare_once(&s, make).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let c = compare_once(&s, make).map_err(|e| {
+            // Not a divergence: a backend could not run the case. Shrinking
+            // goes on, and the report says what failed.
+            if first.get().is_none() {
+                first.set(Some((stats.get().cases + 1, start.elapsed())));
+            }
+            *last_err.borrow_mut() = Some(e.to_string());
+            *last_ops.borrow_mut() = Some(ops.clone());
+            TestCaseError::fail(e.to_string())
+        })?;
         let mut st = stats.get();
         st.cases += 1;
         st.stopped += u32::from(c.0.stopped.is_some());
@@ -182,8 +197,32 @@ pub fn fuzz_watched(
             .take()
             .map(|ops| disagreement(&realize(&ops), make, last.take())),
         Ok(()) => None,
-        Err(TestError::Fail(_, ops)) => Some(disagreement(&realize(&ops), make, last.take())),
-        Err(TestError::Abort(why)) => Some(Finding::Aborted(why.to_string())),
+        Err(TestError::Fail(_, ops)) => match disagreement(
+            &remove_stmts_while_failing(
+                realize(&remove_while_failing(ops, make, watch, &last)),
+                make,
+                watch,
+                &last,
+            ),
+            make,
+            last.take(),
+        ) {
+            Finding::Disagreement {
+                divergences,
+                scenario,
+            } if divergences.is_empty() => Some(Finding::Aborted {
+                why: match last_err.take() {
+                    Some(e) => format!("a backend could not run the case: {e}"),
+                    None => "a case failed and then passed when run again".to_string(),
+                },
+                scenario: Some(scenario),
+            }),
+            f => Some(f),
+        },
+        Err(TestError::Abort(why)) => Some(Finding::Aborted {
+            why: why.to_string(),
+            scenario: None,
+        }),
     };
     FuzzReport {
         cases: st.cases,
@@ -198,6 +237,62 @@ pub fn fuzz_watched(
         interrupted: stopped.get(),
         failure,
     }
+}
+
+/// Proptest's shrinking can stop where removing one more operation would
+/// still fail (it shrinks the operations themselves, and does not go back
+/// to removing them): removes operations one at a time while the case
+/// still diverges, keeping the last divergences in `last`.
+fn remove_while_failing(
+    mut ops: Vec<Op>,
+    make: &MakePair<'_>,
+    watch: &Watch<'_>,
+    last: &std::cell::RefCell<Vec<Divergence>>,
+) -> Vec<Op> {
+    let mut i = 0;
+    while i < ops.len() && !(watch.stop)() {
+        let mut fewer = ops.clone();
+        fewer.remove(i);
+        match compare_once(&realize(&fewer), make) {
+            Ok((c, _)) if !c.divergences.is_empty() => {
+                *last.borrow_mut() = c.divergences;
+                ops = fewer;
+            }
+            _ => i += 1,
+        }
+    }
+    ops
+}
+
+/// Then the same with the statements of the scenario they realize to: an
+/// operation may bring calls it needs (a file for `lseek` to move in),
+/// and the divergence may need fewer. A statement whose removal leaves the
+/// scenario invalid (a call of a process no longer spawned) stays.
+fn remove_stmts_while_failing(
+    mut s: Scenario,
+    make: &MakePair<'_>,
+    watch: &Watch<'_>,
+    last: &std::cell::RefCell<Vec<Divergence>>,
+) -> Scenario {
+    let mut i = 0;
+    while i < s.stmts.len() && !(watch.stop)() {
+        let mut fewer = s.clone();
+        fewer.stmts.remove(i);
+        // Printed and parsed again: checked as a scenario, lines renumbered.
+        let text = crate::lang::print::scenario_text(&fewer);
+        let Ok(fewer) = crate::lang::parse(&s.file, &text) else {
+            i += 1;
+            continue;
+        };
+        match compare_once(&fewer, make) {
+            Ok((c, _)) if !c.divergences.is_empty() => {
+                *last.borrow_mut() = c.divergences;
+                s = fewer;
+            }
+            _ => i += 1,
+        }
+    }
+    s
 }
 
 /// Counts kept over a fuzzing run.

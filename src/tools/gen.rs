@@ -61,7 +61,8 @@ pub enum CallGen {
     Write(FdSel, usize),
     Read(FdSel, usize),
     Lseek(FdSel, i64, u8),
-    Pipe(bool),
+    /// cloexec, nonblock.
+    Pipe(bool, bool),
     /// Type (0 stream, 1 dgram, 2 seqpacket), cloexec, nonblock.
     Socketpair(u8, bool, bool),
     Socket(u8, bool, bool),
@@ -75,7 +76,7 @@ pub enum CallGen {
     EpollCreate(bool),
     /// Epoll, op (ADD twice as often as DEL or MOD), target, events.
     EpollCtl(FdSel, u8, FdSel, u16),
-    Eventfd(bool),
+    Eventfd(bool, bool),
     Fork,
     CloneFiles,
     Unshare,
@@ -115,13 +116,13 @@ fn call_gen() -> impl Strategy<Value = CallGen> {
         2 => sel().prop_map(CallGen::Dup),
         2 => (sel(), fd()).prop_map(|(a, b)| CallGen::Dup2(a, b)),
         1 => (sel(), fd(), any::<bool>()).prop_map(|(a, b, c)| CallGen::Dup3(a, b, c)),
-        2 => (sel(), 0..6u8, -1..12i32).prop_map(|(f, k, a)| CallGen::Fcntl(f, k, a)),
+        2 => (sel(), 0..7u8, -1..12i32).prop_map(|(f, k, a)| CallGen::Fcntl(f, k, a)),
         1 => (0..8u32, proptest::option::of(0..12u32), any::<bool>(), any::<bool>())
             .prop_map(|(lo, hi, u, c)| CallGen::CloseRange(lo, hi, u, c)),
         3 => (sel(), 0..TEXTS.len()).prop_map(|(f, t)| CallGen::Write(f, t)),
         3 => (sel(), 0..12usize).prop_map(|(f, n)| CallGen::Read(f, n)),
         1 => (sel(), -3..12i64, 0..3u8).prop_map(|(f, o, w)| CallGen::Lseek(f, o, w)),
-        2 => any::<bool>().prop_map(CallGen::Pipe),
+        2 => (any::<bool>(), prop_oneof![3 => Just(false), 1 => Just(true)]).prop_map(|(c, n)| CallGen::Pipe(c, n)),
         2 => (0..3u8, any::<bool>(), any::<bool>()).prop_map(|(t, c, n)| CallGen::Socketpair(t, c, n)),
         2 => (0..3u8, any::<bool>(), any::<bool>()).prop_map(|(t, c, n)| CallGen::Socket(t, c, n)),
         2 => (sel(), prop_oneof![4 => 0..4usize, 1 => 0..SOCK_NAMES.len()]).prop_map(|(f, n)| CallGen::Bind(f, n)),
@@ -133,7 +134,7 @@ fn call_gen() -> impl Strategy<Value = CallGen> {
         5 => (sel(), any::<bool>()).prop_map(|(s, c)| CallGen::Recvfds(s, c)),
         2 => any::<bool>().prop_map(CallGen::EpollCreate),
         5 => (sel(), 0..4u8, sel(), any::<u16>()).prop_map(|(e, o, f, ev)| CallGen::EpollCtl(e, o, f, ev)),
-        1 => any::<bool>().prop_map(CallGen::Eventfd),
+        1 => (any::<bool>(), any::<bool>()).prop_map(|(c, n)| CallGen::Eventfd(c, n)),
         1 => Just(CallGen::Fork),
         1 => Just(CallGen::CloneFiles),
         1 => Just(CallGen::Unshare),
@@ -558,7 +559,7 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                 // Give the call what it needs if the process has none of it:
                 // a socket pair to send on, an epoll and a pipe to watch.
                 let needs: &[(Want, Call)] = match cg {
-                    CallGen::Sendfds(..) | CallGen::Recvfds(..) => &[(
+                    CallGen::Sendfds(..) | CallGen::Recvfds(..) | CallGen::Shutdown(..) => &[(
                         socket,
                         Call::Socketpair {
                             ty: SockType::Stream,
@@ -582,7 +583,13 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                     )],
                     CallGen::EpollCtl(..) => &[
                         (epoll, Call::EpollCreate { cloexec: false }),
-                        (pollable_not_epoll, Call::Pipe { cloexec: false }),
+                        (
+                            pollable_not_epoll,
+                            Call::Pipe {
+                                cloexec: false,
+                                nonblock: false,
+                            },
+                        ),
                     ],
                     _ => &[],
                 };
@@ -650,6 +657,7 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                                 cloexec: a % 2 == 0,
                             },
                             4 => FcntlCmd::GetFl,
+                            6 => FcntlCmd::DupFdQuery { fd2: *a },
                             _ => FcntlCmd::SetFl {
                                 flags: [
                                     OFlags::RDONLY,
@@ -705,7 +713,10 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                             whence: [Whence::Set, Whence::Cur, Whence::End][*w as usize],
                         }
                     }
-                    CallGen::Pipe(c) => Call::Pipe { cloexec: *c },
+                    CallGen::Pipe(c, n) => Call::Pipe {
+                        cloexec: *c,
+                        nonblock: *n,
+                    },
                     CallGen::Socketpair(t, c, n) => Call::Socketpair {
                         ty: sock_type(*t),
                         flags: SockFlags {
@@ -762,7 +773,10 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                         fd: at(f, "epoll_ctl target"),
                         events: events(*ev),
                     },
-                    CallGen::Eventfd(c) => Call::Eventfd { cloexec: *c },
+                    CallGen::Eventfd(c, n) => Call::Eventfd {
+                        cloexec: *c,
+                        nonblock: *n,
+                    },
                     CallGen::Fork | CallGen::CloneFiles => {
                         if live.len() >= MAX_PROCS {
                             continue;

@@ -218,7 +218,7 @@ impl Ref {
                 }
                 ok(vec![0])
             }
-            Call::Pipe { cloexec }
+            Call::Pipe { cloexec, .. }
             | Call::Socketpair {
                 flags: SockFlags { cloexec, .. },
                 ..
@@ -447,7 +447,10 @@ fn call(children: Vec<&'static str>) -> BoxedStrategy<Call> {
             })
             .boxed(),
         any::<bool>()
-            .prop_map(|cloexec| Call::Pipe { cloexec })
+            .prop_map(|cloexec| Call::Pipe {
+                cloexec,
+                nonblock: false,
+            })
             .boxed(),
         (any::<bool>(), any::<bool>())
             .prop_map(|(dgram, cloexec)| Call::Socketpair {

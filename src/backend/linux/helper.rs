@@ -362,8 +362,9 @@ impl Helper {
                 };
                 kernel::lseek(*fd, *offset, w).map(Ret::int)
             }
-            Call::Pipe { cloexec } => {
-                kernel::pipe2(flag(*cloexec, libc::O_CLOEXEC)).map(|(r, w)| ints(&[r, w]))
+            Call::Pipe { cloexec, nonblock } => {
+                kernel::pipe2(flag(*cloexec, libc::O_CLOEXEC) | flag(*nonblock, libc::O_NONBLOCK))
+                    .map(|(r, w)| ints(&[r, w]))
             }
             Call::Socketpair { ty, flags } => {
                 kernel::socketpair(sock_type(*ty, *flags)).map(|(a, b)| ints(&[a, b]))
@@ -403,9 +404,10 @@ impl Helper {
                 };
                 kernel::epoll_ctl(*epfd, op, *fd, events.bits()).map(|_| Ret::int(0))
             }
-            Call::Eventfd { cloexec } => {
-                kernel::eventfd(flag(*cloexec, libc::EFD_CLOEXEC)).map(|n| ints(&[n]))
-            }
+            Call::Eventfd { cloexec, nonblock } => kernel::eventfd(
+                flag(*cloexec, libc::EFD_CLOEXEC) | flag(*nonblock, libc::EFD_NONBLOCK),
+            )
+            .map(|n| ints(&[n])),
         };
         Reply::Done(out)
     }
@@ -501,8 +503,14 @@ fn fcntl(fd: i32, cmd: FcntlCmd) -> Outcome {
         FcntlCmd::SetFl { flags } => {
             kernel::fcntl(fd, libc::F_SETFL, flags.bits().into()).map(|_| Ret::int(0))
         }
+        FcntlCmd::DupFdQuery { fd2 } => {
+            kernel::fcntl(fd, F_DUPFD_QUERY, fd2.into()).map(|n| Ret::int(n.into()))
+        }
     }
 }
+
+/// `F_LINUX_SPECIFIC_BASE + 3` (Linux 6.10), not in every libc yet.
+const F_DUPFD_QUERY: i32 = 1024 + 3;
 
 /// `socket`'s type argument: the type with `SOCK_CLOEXEC` and
 /// `SOCK_NONBLOCK` as asked.

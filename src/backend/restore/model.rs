@@ -88,7 +88,10 @@ impl Sys for ModelSys<'_> {
     }
 
     fn pipe(&mut self) -> Result<(i32, i32), Errno> {
-        two(self.call(Call::Pipe { cloexec: false }))
+        two(self.call(Call::Pipe {
+            cloexec: false,
+            nonblock: false,
+        }))
     }
 
     fn socketpair(&mut self, ty: i32) -> Result<(i32, i32), Errno> {
@@ -118,7 +121,10 @@ impl Sys for ModelSys<'_> {
     }
 
     fn eventfd(&mut self) -> Result<i32, Errno> {
-        one(self.call(Call::Eventfd { cloexec: false }))
+        one(self.call(Call::Eventfd {
+            cloexec: false,
+            nonblock: false,
+        }))
     }
 
     fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, Errno> {
