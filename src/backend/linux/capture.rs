@@ -145,7 +145,7 @@ impl LinuxBackend {
                         keys.push(Key::Pipe(e.ino));
                     }
                     FileType::Socket
-                        if snap.sockets.contains_key(&(e.ino as u32))
+                        if snap.sockets.get(&(e.ino as u32)).is_some_and(has_queue)
                             && seen.insert((true, e.ino)) =>
                     {
                         items.push(CaptureItem::Queue {
@@ -272,4 +272,14 @@ impl LinuxBackend {
             failures,
         })
     }
+}
+
+/// Whether a unix socket has a queue of messages to peek: not a listener
+/// (its queue holds connections), not a stream or seqpacket socket that
+/// was never connected (a peek there is `EINVAL` or `ENOTCONN`).
+fn has_queue(s: &super::sys::UnixSock) -> bool {
+    const TCP_CLOSE: u8 = 7;
+    const TCP_LISTEN: u8 = 10;
+    let connectionless = i32::from(s.ty) == libc::SOCK_DGRAM;
+    s.state != TCP_LISTEN && (connectionless || s.state != TCP_CLOSE)
 }
