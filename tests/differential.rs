@@ -86,7 +86,7 @@ impl Backend for Liar {
         &mut self,
         e: (&str, i32),
         t: (&str, i32),
-        n: i32,
+        n: Option<i32>,
     ) -> Result<fdlab::backend::WatchRelation, BackendError> {
         self.0.watches(e, t, n)
     }

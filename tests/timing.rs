@@ -124,7 +124,7 @@ impl Backend for StandIn {
         &mut self,
         e: (&str, i32),
         t: (&str, i32),
-        n: i32,
+        n: Option<i32>,
     ) -> Result<WatchRelation, BackendError> {
         self.inner.watches(e, t, n)
     }

@@ -155,8 +155,10 @@ pub enum Call {
         sock: i32,
         fds: Vec<i32>,
     },
+    /// `max`: how many descriptors the control buffer has room for.
     Recvfds {
         sock: i32,
+        max: u32,
         cloexec: bool,
     },
     EpollCreate {
@@ -258,6 +260,9 @@ pub enum Arg {
     Backlog,
     /// `SHUT_RD`, `SHUT_WR`, `SHUT_RDWR`, or a number.
     How,
+    /// How many descriptors `recvfds`' control buffer has room for: a
+    /// decimal number, optional (253).
+    MaxFds,
     /// `EPOLL_CTL_ADD`, `EPOLL_CTL_DEL` or `EPOLL_CTL_MOD`.
     EpollOp,
     /// `EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET|EPOLLONESHOT|EPOLLEXCLUSIVE`,
@@ -297,6 +302,7 @@ impl Arg {
             Arg::SockName => "NAME",
             Arg::Backlog => "BACKLOG",
             Arg::How => "SHUT_RD|SHUT_WR|SHUT_RDWR",
+            Arg::MaxFds => "[MAXFDS]",
             Arg::EpollOp => "EPOLL_CTL_ADD|EPOLL_CTL_DEL|EPOLL_CTL_MOD",
             Arg::Events => "[EVENTS]",
         };
@@ -345,6 +351,8 @@ pub enum Value {
     SockName(String),
     /// A backlog or a `shutdown` how.
     Int(i32),
+    /// `recvfds`' room for descriptors.
+    MaxFds(u32),
     EpollOp(EpollOp),
     Events(Events),
 }
@@ -781,17 +789,26 @@ pub const CALLS: &[CallSpec] = &[
     },
     CallSpec {
         name: "recvfds",
-        args: &[Arg::Fd, Arg::Flag("MSG_CMSG_CLOEXEC")],
-        summary: "receive one byte and install the files that came with it",
-        returns: "the new descriptors, or `ok` when none came",
+        args: &[Arg::Fd, Arg::MaxFds, Arg::Flag("MSG_CMSG_CLOEXEC")],
+        summary: "receive one byte and install the files that came with it, as many as MAXFDS and the table take",
+        returns: "the new descriptors, or `ok` when none came; MSG_CTRUNC after them when some were closed",
         build: |v| {
+            let sock = v.fd()?;
+            let Value::MaxFds(max) = v.next()? else {
+                return None;
+            };
             Some(Call::Recvfds {
-                sock: v.fd()?,
+                sock,
+                max,
                 cloexec: v.flag()?,
             })
         },
         values: |c| match c {
-            Call::Recvfds { sock, cloexec } => Some(vec![Value::Fd(*sock), Value::Flag(*cloexec)]),
+            Call::Recvfds { sock, max, cloexec } => Some(vec![
+                Value::Fd(*sock),
+                Value::MaxFds(*max),
+                Value::Flag(*cloexec),
+            ]),
             _ => None,
         },
     },
@@ -900,7 +917,8 @@ pub fn nearest(name: &str) -> Vec<&'static str> {
     let mut near: Vec<(usize, &'static str)> = CALLS
         .iter()
         .map(|c| (distance(name, c.name), c.name))
-        .filter(|&(d, n)| d <= 2 || (name.len() >= 3 && n.starts_with(&name[..3])))
+        // `get`: the first three bytes may not end on a character.
+        .filter(|&(d, n)| d <= 2 || name.get(..3).is_some_and(|p| n.starts_with(p)))
         .collect();
     near.sort();
     near.into_iter().map(|(_, n)| n).collect()
@@ -922,6 +940,10 @@ pub enum Ret {
     /// Descriptors, a count, an offset or 0: `= 3`, `= 5 6`; an empty list
     /// for `recvfds` that received no files.
     Ints(Vec<i64>),
+    /// What `recvfds` installed when the kernel set `MSG_CTRUNC`: files
+    /// came that did not fit the control buffer or the table, and were
+    /// closed.
+    Truncated(Vec<i64>),
     /// The bytes `read` returned.
     Bytes(Vec<u8>),
     /// `F_GETFL`'s status flags.
@@ -931,6 +953,16 @@ pub enum Ret {
 impl Ret {
     pub fn int(n: i64) -> Ret {
         Ret::Ints(vec![n])
+    }
+
+    /// `recvfds`' result: the descriptors installed, and whether
+    /// `MSG_CTRUNC` was set.
+    pub fn received(fds: Vec<i64>, ctrunc: bool) -> Ret {
+        if ctrunc {
+            Ret::Truncated(fds)
+        } else {
+            Ret::Ints(fds)
+        }
     }
 }
 
@@ -1022,6 +1054,7 @@ mod tests {
             },
             Call::Recvfds {
                 sock: 3,
+                max: 2,
                 cloexec: false,
             },
             Call::EpollCreate { cloexec: false },
@@ -1071,6 +1104,14 @@ mod tests {
             }
         }
         all
+    }
+
+    #[test]
+    fn nearest_names_take_any_text() {
+        assert_eq!(nearest("sockt"), ["socket", "socketpair"]);
+        // Three bytes that end inside a character.
+        assert!(nearest("aé").is_empty());
+        assert!(nearest("ébc").is_empty());
     }
 
     #[test]

@@ -108,9 +108,12 @@ impl World {
             Accept { fd: n, flags } => self.sys_accept(pid, *n, *flags).map(fd),
             Shutdown { fd, how } => self.sys_shutdown(pid, *fd, *how).map(|_| Ret::int(0)),
             Sendfds { sock, fds } => self.sys_sendfds(pid, *sock, fds).map(|_| Ret::int(0)),
-            Recvfds { sock, cloexec } => self
-                .sys_recvfds(pid, *sock, *cloexec)
-                .map(|fds| Ret::Ints(fds.iter().map(|f| f.get() as i64).collect())),
+            Recvfds { sock, max, cloexec } => {
+                self.sys_recvfds(pid, *sock, *max, *cloexec)
+                    .map(|(fds, ctrunc)| {
+                        Ret::received(fds.iter().map(|f| f.get() as i64).collect(), ctrunc)
+                    })
+            }
             EpollCreate { cloexec } => self.sys_epoll_create(pid, *cloexec).map(fd),
             EpollCtl {
                 epfd,
@@ -754,10 +757,12 @@ impl World {
         r
     }
 
-    /// `recvmsg(2)` with a `len`-byte buffer and room for 253 files:
+    /// `recvmsg(2)` with a `len`-byte buffer and room for `max` files:
     /// installs the files that came with the data at the lowest free
-    /// numbers, in sending order. Files that do not fit under the limit are
-    /// dropped and the call still succeeds (Linux sets MSG_CTRUNC).
+    /// numbers, in sending order, as many as fit the control buffer and
+    /// the table; the rest are dropped and the call still succeeds, with
+    /// `MSG_CTRUNC` (`scm_detach_fds`). Returns the data, the descriptors
+    /// and whether `MSG_CTRUNC` was set.
     ///
     /// Errors: `EBADF`, `ENOTSOCK`, `EAGAIN`, `ECONNRESET`.
     pub fn sys_recvmsg(
@@ -765,8 +770,9 @@ impl World {
         pid: Pid,
         sock: i32,
         len: usize,
+        max: u32,
         cloexec: bool,
-    ) -> Result<(Vec<u8>, Vec<Fd>), Errno> {
+    ) -> Result<(Vec<u8>, Vec<Fd>, bool), Errno> {
         let sp = self.getsock(pid, fd_arg(sock)?)?.detach();
         let FileKind::Socket(s) = self.file(sp.id()).kind else {
             unreachable!("getsock returned a socket")
@@ -777,7 +783,7 @@ impl World {
         let mut installed = Vec::new();
         let mut dropped = Vec::new();
         for f in got.fds {
-            if !dropped.is_empty() {
+            if !dropped.is_empty() || installed.len() as u32 >= max {
                 // Once one file did not fit, the rest are dropped too.
                 dropped.push((f, Dropper::Discard));
                 continue;
@@ -792,16 +798,25 @@ impl World {
                 }
             }
         }
+        let ctrunc = !dropped.is_empty();
         self.release(dropped);
-        Ok((got.data, installed))
+        Ok((got.data, installed, ctrunc))
     }
 
-    /// `recvmsg(2)` with a one-byte buffer and room for 253 files (the
-    /// language's `recvfds`).
+    /// `recvmsg(2)` with a one-byte buffer and room for `max` files (the
+    /// language's `recvfds`): the descriptors, and whether `MSG_CTRUNC`
+    /// was set.
     ///
     /// Errors: as [`World::sys_recvmsg`].
-    pub fn sys_recvfds(&mut self, pid: Pid, sock: i32, cloexec: bool) -> Result<Vec<Fd>, Errno> {
-        self.sys_recvmsg(pid, sock, 1, cloexec).map(|(_, fds)| fds)
+    pub fn sys_recvfds(
+        &mut self,
+        pid: Pid,
+        sock: i32,
+        max: u32,
+        cloexec: bool,
+    ) -> Result<(Vec<Fd>, bool), Errno> {
+        self.sys_recvmsg(pid, sock, 1, max, cloexec)
+            .map(|(_, fds, ctrunc)| (fds, ctrunc))
     }
 
     /// `epoll_ctl(2)` ADD, DEL and MOD, in Linux's order of checks
@@ -1074,6 +1089,7 @@ mod tests {
                     p,
                     &Call::Recvfds {
                         sock: 1,
+                        max: 253,
                         cloexec: false,
                     },
                 )

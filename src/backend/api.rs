@@ -100,12 +100,13 @@ pub trait Backend {
     fn same_table(&mut self, a: &str, b: &str) -> Result<bool, BackendError>;
     /// `expect P fds ...`: the open descriptors, ascending.
     fn open_fds(&mut self, proc: &str) -> Result<Vec<i32>, BackendError>;
-    /// `expect P:EPFD watches Q:FD as N`.
+    /// `expect P:EPFD watches Q:FD as N`; with `as_fd` `None`, under any
+    /// number (`expect P:EPFD ignores Q:FD` is the opposite).
     fn watches(
         &mut self,
         ep: (&str, i32),
         target: (&str, i32),
-        as_fd: i32,
+        as_fd: Option<i32>,
     ) -> Result<WatchRelation, BackendError>;
     /// The canonical topology now.
     fn topology(&mut self) -> Result<Topology, BackendError>;

@@ -129,7 +129,7 @@ impl Backend for ModelBackend {
         &mut self,
         ep: (&str, i32),
         target: (&str, i32),
-        as_fd: i32,
+        as_fd: Option<i32>,
     ) -> Result<WatchRelation, BackendError> {
         let Some(e) = self.file_at(ep.0, ep.1)? else {
             return Ok(WatchRelation::NotOpen(0));
@@ -140,8 +140,11 @@ impl Backend for ModelBackend {
         let FileKind::Epoll(epoll) = &self.world.file(e).kind else {
             return Ok(WatchRelation::NotEpoll);
         };
-        let key = (Fd::new(as_fd as u32), t);
-        Ok(if epoll.interest.contains_key(&key) {
+        let registered = match as_fd {
+            Some(n) => epoll.interest.contains_key(&(Fd::new(n as u32), t)),
+            None => epoll.interest.keys().any(|&(_, f)| f == t),
+        };
+        Ok(if registered {
             WatchRelation::Watches
         } else {
             WatchRelation::DoesNot

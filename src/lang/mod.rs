@@ -63,7 +63,11 @@ pub enum StmtKind {
 /// The `= RESULT` of a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expected {
+    /// Integers; for `recvfds`, whether or not `MSG_CTRUNC` was set.
     Ints(Vec<i64>),
+    /// `recvfds`' descriptors followed by `MSG_CTRUNC`: the flag is
+    /// required.
+    Truncated(Vec<i64>),
     Errno(Errno),
     Text(Vec<u8>),
     Flags(OFlags),
@@ -136,6 +140,10 @@ pub const EXPECTATIONS: &[(&str, &str)] = &[
         "expect P:EPFD watches Q:FD [as N]",
         "the epoll at P:EPFD watches Q:FD's file under number N (default FD)",
     ),
+    (
+        "expect P:EPFD ignores Q:FD",
+        "the epoll at P:EPFD has no registration of Q:FD's file, under any number",
+    ),
 ];
 
 /// A short reference of the language, from the call registry: what
@@ -199,5 +207,11 @@ pub enum Expectation {
         ep: (String, i32),
         target: (String, i32),
         as_fd: i32,
+    },
+    /// `expect P:EPFD ignores Q:FD`: no registration of that file, under
+    /// any number.
+    Ignores {
+        ep: (String, i32),
+        target: (String, i32),
     },
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use fdlab_model::call::{spec, Arg, Value, Values};
 use fdlab_model::flags::OPEN_FLAG_NAMES;
+use fdlab_model::limits::SCM_MAX_FD;
 use fdlab_model::{Call, EpollOp, Errno, Events, FcntlCmd, OFlags, SockFlags, SockType, Whence};
 
 use super::lexer::{lex, Tok, Token};
@@ -564,6 +565,23 @@ impl Parser<'_> {
                     _ => return Err(self.err_at(col, "expected SEEK_SET, SEEK_CUR or SEEK_END")),
                 })
             }
+            Arg::MaxFds => match c.peek() {
+                Some(Token {
+                    tok: Tok::Word(w), ..
+                }) if w.bytes().all(|b| b.is_ascii_digit()) => {
+                    let (n, col) = self.int(c, "a number of descriptors")?;
+                    match u32::try_from(n) {
+                        Ok(n) if n as usize <= SCM_MAX_FD => Value::MaxFds(n),
+                        _ => {
+                            return Err(self.err_at(
+                                col,
+                                format!("MAXFDS is 0 to {SCM_MAX_FD} (SCM_MAX_FD), found {n}"),
+                            ))
+                        }
+                    }
+                }
+                _ => Value::MaxFds(SCM_MAX_FD as u32),
+            },
             Arg::Flag(name) => Value::Flag(self.opt_flag(c, name)?),
             Arg::Flags(names) => {
                 let mut on = vec![false; names.len()];
@@ -744,14 +762,25 @@ impl Parser<'_> {
             }) => {
                 if w == "ok" {
                     Expected::Ok
+                } else if w == "MSG_CTRUNC" {
+                    Expected::Truncated(Vec::new())
                 } else if let Ok(n) = w.parse::<i64>() {
                     let mut v = vec![n];
+                    let mut truncated = false;
                     while let Some((w, col)) = c.word() {
+                        if w == "MSG_CTRUNC" {
+                            truncated = true;
+                            break;
+                        }
                         v.push(w.parse().map_err(|_| {
                             self.err_at(col, format!("expected an integer, found `{w}`"))
                         })?);
                     }
-                    Expected::Ints(v)
+                    if truncated {
+                        Expected::Truncated(v)
+                    } else {
+                        Expected::Ints(v)
+                    }
                 } else if let Some(e) = Errno::from_name(w) {
                     Expected::Errno(e)
                 } else if w.starts_with("O_") {
@@ -836,7 +865,11 @@ impl Parser<'_> {
                         as_fd,
                     })
                 }
-                _ => Err(self.err_at(vcol, "expected `same`, `differs` or `watches`")),
+                Some(("ignores", _)) => Ok(Expectation::Ignores {
+                    ep: a,
+                    target: self.proc_fd(c)?,
+                }),
+                _ => Err(self.err_at(vcol, "expected `same`, `differs`, `watches` or `ignores`")),
             };
         }
         let proc = self.live_proc(first, col)?;

@@ -122,6 +122,8 @@ fn arg_text(kind: Arg, value: &Value, out: &mut Vec<String>) {
             n => n.to_string(),
         }),
         Value::Int(n) => word(n.to_string()),
+        Value::MaxFds(n) if *n as usize == fdlab_model::limits::SCM_MAX_FD => {}
+        Value::MaxFds(n) => word(n.to_string()),
         Value::EpollOp(op) => word(
             match op {
                 EpollOp::Add => "EPOLL_CTL_ADD",
@@ -178,9 +180,19 @@ pub fn ret_text(r: &Ret) -> String {
             .map(|n| n.to_string())
             .collect::<Vec<_>>()
             .join(" "),
+        Ret::Truncated(v) => ints_then_ctrunc(v),
         Ret::Bytes(b) => quote(b),
         Ret::Flags(f) => f.status_string(),
     }
+}
+
+/// `3 4 MSG_CTRUNC`, or `MSG_CTRUNC` alone.
+fn ints_then_ctrunc(v: &[i64]) -> String {
+    v.iter()
+        .map(|n| n.to_string())
+        .chain(["MSG_CTRUNC".to_string()])
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// An outcome in strace style: `3`, `-1 EBADF (bad file descriptor)`.
@@ -202,6 +214,7 @@ pub fn expected_text(e: &Expected) -> String {
             .map(|n| n.to_string())
             .collect::<Vec<_>>()
             .join(" "),
+        Expected::Truncated(v) => ints_then_ctrunc(v),
         Expected::Errno(e) => e.name().to_string(),
         Expected::Text(b) => quote(b),
         Expected::Flags(f) => f.status_string(),
@@ -215,7 +228,8 @@ impl Expected {
         match (self, outcome) {
             (Expected::Ok, Ok(_)) => true,
             (Expected::Errno(e), Err(got)) => e == got,
-            (Expected::Ints(v), Ok(Ret::Ints(got))) => v == got,
+            (Expected::Ints(v), Ok(Ret::Ints(got) | Ret::Truncated(got))) => v == got,
+            (Expected::Truncated(v), Ok(Ret::Truncated(got))) => v == got,
             (Expected::Text(t), Ok(Ret::Bytes(got))) => t == got,
             (Expected::Text(t), Ok(Ret::Flags(f))) => t == f.status_string().as_bytes(),
             (Expected::Flags(f), Ok(Ret::Flags(got))) => f.and(OFlags::STATUS_MASK) == *got,
@@ -255,6 +269,9 @@ pub fn expectation_text(e: &Expectation) -> String {
             }
             s
         }
+        Expectation::Ignores { ep, target } => {
+            format!("expect {}:{} ignores {}:{}", ep.0, ep.1, target.0, target.1)
+        }
     }
 }
 
@@ -292,6 +309,7 @@ pub fn expected_of(o: &Outcome) -> Expected {
     match o {
         Ok(Ret::Ints(v)) if v.is_empty() => Expected::Ok,
         Ok(Ret::Ints(v)) => Expected::Ints(v.clone()),
+        Ok(Ret::Truncated(v)) => Expected::Truncated(v.clone()),
         Ok(Ret::Bytes(b)) => Expected::Text(b.clone()),
         Ok(Ret::Flags(f)) => Expected::Flags(*f),
         Err(e) => Expected::Errno(*e),

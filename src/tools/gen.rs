@@ -13,6 +13,7 @@
 //! error paths covered.
 
 use fdlab_model::file::{File, FileKind};
+use fdlab_model::limits::SCM_MAX_FD;
 use fdlab_model::vnode::VnodeKind;
 use fdlab_model::Fd;
 use fdlab_model::{
@@ -72,7 +73,8 @@ pub enum CallGen {
     Accept(FdSel, bool, bool),
     Shutdown(FdSel, i32),
     Sendfds(FdSel, Vec<FdSel>),
-    Recvfds(FdSel, bool),
+    /// Socket, room for descriptors (`None`: the default, 253), cloexec.
+    Recvfds(FdSel, Option<u32>, bool),
     EpollCreate(bool),
     /// Epoll, op (ADD twice as often as DEL or MOD), target, events.
     EpollCtl(FdSel, u8, FdSel, u16),
@@ -91,6 +93,7 @@ pub enum ExpectGen {
     Shares,
     Fds(Vec<i32>),
     Watches(i32, i32),
+    Ignores(i32, i32),
 }
 
 /// One abstract operation; `u8` selectors pick among the live processes.
@@ -131,7 +134,8 @@ fn call_gen() -> impl Strategy<Value = CallGen> {
         3 => (sel(), any::<bool>(), any::<bool>()).prop_map(|(f, c, n)| CallGen::Accept(f, c, n)),
         1 => (sel(), prop_oneof![6 => 0..3i32, 1 => Just(3)]).prop_map(|(f, h)| CallGen::Shutdown(f, h)),
         5 => (sel(), proptest::collection::vec(sel(), 1..3)).prop_map(|(s, v)| CallGen::Sendfds(s, v)),
-        5 => (sel(), any::<bool>()).prop_map(|(s, c)| CallGen::Recvfds(s, c)),
+        5 => (sel(), prop_oneof![3 => Just(None), 1 => (0..3u32).prop_map(Some)], any::<bool>())
+            .prop_map(|(s, m, c)| CallGen::Recvfds(s, m, c)),
         2 => any::<bool>().prop_map(CallGen::EpollCreate),
         5 => (sel(), 0..4u8, sel(), any::<u16>()).prop_map(|(e, o, f, ev)| CallGen::EpollCtl(e, o, f, ev)),
         1 => (any::<bool>(), any::<bool>()).prop_map(|(c, n)| CallGen::Eventfd(c, n)),
@@ -151,6 +155,7 @@ fn expect_gen() -> impl Strategy<Value = ExpectGen> {
         Just(ExpectGen::Shares),
         proptest::collection::vec(0..8i32, 0..4).prop_map(ExpectGen::Fds),
         (0..8i32, 0..8i32).prop_map(|(a, b)| ExpectGen::Watches(a, b)),
+        (0..8i32, 0..8i32).prop_map(|(a, b)| ExpectGen::Ignores(a, b)),
     ]
 }
 
@@ -542,6 +547,10 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                         proc: pa,
                         fds: v.clone(),
                     },
+                    ExpectGen::Ignores(x, y) => Expectation::Ignores {
+                        ep: (pa, *x),
+                        target: (pb, *y),
+                    },
                     ExpectGen::Watches(x, y) => Expectation::Watches {
                         ep: (pa, *x),
                         target: (pb, *y),
@@ -758,8 +767,9 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                         sock: at(s, "sendfds"),
                         fds: v.iter().map(any).collect(),
                     },
-                    CallGen::Recvfds(s, c) => Call::Recvfds {
+                    CallGen::Recvfds(s, m, c) => Call::Recvfds {
                         sock: at(s, "recvfds"),
+                        max: m.unwrap_or(SCM_MAX_FD as u32),
                         cloexec: *c,
                     },
                     CallGen::EpollCreate(c) => Call::EpollCreate { cloexec: *c },

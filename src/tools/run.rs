@@ -167,6 +167,10 @@ fn ser_outcome<S: Serializer>(o: &Outcome, s: S) -> Result<S::Ok, S::Error> {
     let mut m = s.serialize_map(Some(1))?;
     match o {
         Ok(Ret::Ints(v)) => m.serialize_entry("ok", v)?,
+        Ok(Ret::Truncated(v)) => {
+            m.serialize_entry("ok", v)?;
+            m.serialize_entry("flags", &["MSG_CTRUNC"])?;
+        }
         Ok(Ret::Bytes(b)) => m.serialize_entry("ok", &json_text(b))?,
         Ok(Ret::Flags(f)) => m.serialize_entry("ok", &f.status_string())?,
         Err(e) => m.serialize_entry("err", e.name())?,
@@ -181,6 +185,10 @@ fn ser_expected<S: Serializer>(e: &Option<Expected>, s: S) -> Result<S::Ok, S::E
     let mut m = s.serialize_map(Some(1))?;
     match e {
         Expected::Ints(v) => m.serialize_entry("ok", v)?,
+        Expected::Truncated(v) => {
+            m.serialize_entry("ok", v)?;
+            m.serialize_entry("flags", &["MSG_CTRUNC"])?;
+        }
         Expected::Text(b) => m.serialize_entry("ok", &json_text(b))?,
         Expected::Flags(f) => m.serialize_entry("ok", &f.status_string())?,
         // Any successful result.
@@ -297,8 +305,20 @@ fn check(b: &mut dyn Backend, e: &Expectation) -> Result<(bool, String), Backend
             };
             (got == want, seen)
         }
+        Expectation::Ignores { ep, target } => {
+            match b.watches((&ep.0, ep.1), (&target.0, target.1), None)? {
+                WatchRelation::DoesNot => (true, "no registration of that file".into()),
+                WatchRelation::Watches => (false, "the file is registered".into()),
+                WatchRelation::NotEpoll => {
+                    (false, format!("{} is not an epoll instance", name(ep)))
+                }
+                WatchRelation::NotOpen(i) => {
+                    (false, format!("{} is not open", name([ep, target][i])))
+                }
+            }
+        }
         Expectation::Watches { ep, target, as_fd } => {
-            match b.watches((&ep.0, ep.1), (&target.0, target.1), *as_fd)? {
+            match b.watches((&ep.0, ep.1), (&target.0, target.1), Some(*as_fd))? {
                 WatchRelation::Watches => (true, "registered".into()),
                 WatchRelation::DoesNot => {
                     (false, format!("no registration of that file under {as_fd}"))

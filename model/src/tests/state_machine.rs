@@ -290,7 +290,7 @@ impl Ref {
                 self.queues.entry(peer).or_default().push_back(files);
                 ok(vec![0])
             }
-            Call::Recvfds { sock, cloexec } => {
+            Call::Recvfds { sock, cloexec, .. } => {
                 let Some(s) = self.file_at(p, *sock) else {
                     return err(Errno::EBADF);
                 };
@@ -469,7 +469,11 @@ fn call(children: Vec<&'static str>) -> BoxedStrategy<Call> {
             .prop_map(|(sock, fds)| Call::Sendfds { sock, fds })
             .boxed(),
         (fd(), any::<bool>())
-            .prop_map(|(sock, cloexec)| Call::Recvfds { sock, cloexec })
+            .prop_map(|(sock, cloexec)| Call::Recvfds {
+                sock,
+                max: 253,
+                cloexec,
+            })
             .boxed(),
         any::<bool>()
             .prop_map(|cloexec| Call::EpollCreate { cloexec })

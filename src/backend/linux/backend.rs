@@ -652,7 +652,7 @@ impl Backend for LinuxBackend {
         &mut self,
         ep: (&str, i32),
         target: (&str, i32),
-        as_fd: i32,
+        as_fd: Option<i32>,
     ) -> Result<WatchRelation, BackendError> {
         let (pe, pt) = (self.pid(ep.0)?, self.pid(target.0)?);
         Ok(

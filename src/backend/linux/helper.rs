@@ -382,12 +382,10 @@ impl Helper {
             }
             Call::Shutdown { fd, how } => kernel::shutdown(*fd, *how).map(|_| Ret::int(0)),
             Call::Sendfds { sock, fds } => kernel::sendfds(*sock, b"\0", fds).map(|_| Ret::int(0)),
-            Call::Recvfds { sock, cloexec } => kernel::recvfds(
-                *sock,
-                fdlab_model::limits::SCM_MAX_FD,
-                flag(*cloexec, libc::MSG_CMSG_CLOEXEC),
-            )
-            .map(|v| ints(&v)),
+            Call::Recvfds { sock, max, cloexec } => {
+                kernel::recvfds(*sock, *max as usize, flag(*cloexec, libc::MSG_CMSG_CLOEXEC))
+                    .map(|(v, ctrunc)| Ret::received(v.iter().map(|&n| n.into()).collect(), ctrunc))
+            }
             Call::EpollCreate { cloexec } => {
                 kernel::epoll_create(flag(*cloexec, libc::EPOLL_CLOEXEC)).map(|n| ints(&[n]))
             }

@@ -236,22 +236,32 @@ pub fn sendfds(sock: i32, data: &[u8], fds: &[i32]) -> Sys<usize> {
 /// with it, in order.
 pub type Message = (Vec<u8>, Vec<i32>);
 
-/// `recvmsg` with a one-byte buffer and room for `max` descriptors, never
-/// blocking; returns the descriptors received, in order.
-pub fn recvfds(sock: i32, max: usize, flags: i32) -> Sys<Vec<i32>> {
-    recvmsg(sock, 1, max, flags).map(|(_, fds)| fds)
+/// `recvmsg` with a one-byte buffer and a control buffer of exactly
+/// `CMSG_LEN(max * sizeof(int))`, never blocking; returns the descriptors
+/// received, in order, and whether the kernel set `MSG_CTRUNC`.
+pub fn recvfds(sock: i32, max: usize, flags: i32) -> Sys<(Vec<i32>, bool)> {
+    // SAFETY: CMSG_LEN is arithmetic.
+    let control = unsafe { libc::CMSG_LEN((max * std::mem::size_of::<i32>()) as u32) } as usize;
+    recvmsg_into(sock, 1, control, flags).map(|((_, fds), f)| (fds, f & libc::MSG_CTRUNC != 0))
 }
 
 /// `recvmsg` with a `len`-byte buffer and room for `max` descriptors,
 /// never blocking; returns the bytes and the descriptors received, in
 /// order.
 pub fn recvmsg(sock: i32, len: usize, max: usize, flags: i32) -> Sys<Message> {
+    recvmsg_into(sock, len, cmsg_space(max), flags).map(|(m, _)| m)
+}
+
+/// `recvmsg` with a `len`-byte buffer and a control buffer of `control`
+/// bytes, never blocking; returns the message and the `msg_flags` the
+/// kernel set.
+fn recvmsg_into(sock: i32, len: usize, control: usize, flags: i32) -> Sys<(Message, i32)> {
     let mut buf = vec![0u8; len];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
         iov_len: len,
     };
-    let mut control = vec![0u8; cmsg_space(max)];
+    let mut control = vec![0u8; control];
     // SAFETY: msghdr is plain data; zeroed is a valid empty header.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -277,7 +287,7 @@ pub fn recvmsg(sock: i32, len: usize, max: usize, flags: i32) -> Sys<Message> {
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    Ok((buf, out))
+    Ok(((buf, out), msg.msg_flags))
 }
 
 /// `poll` on `fds` (descriptor, events) for at most `ms` milliseconds;

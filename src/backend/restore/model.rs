@@ -209,7 +209,10 @@ impl Sys for ModelSys<'_> {
     }
 
     fn recvmsg(&mut self, sock: i32) -> Result<Option<(Vec<u8>, Vec<i32>)>, Errno> {
-        let r = self.world.sys_recvmsg(self.pid, sock, 4 * 253, false);
+        let r = self
+            .world
+            .sys_recvmsg(self.pid, sock, 4 * 253, 253, false)
+            .map(|(data, fds, _)| (data, fds));
         if !matches!(r, Err(Errno::EAGAIN)) {
             self.traced(
                 || format!("recvmsg({sock})"),

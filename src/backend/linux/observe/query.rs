@@ -78,12 +78,12 @@ pub fn same_table(a: i32, b: i32) -> Result<bool, ObserveError> {
 }
 
 /// Whether the epoll at `ep` has the file at `target` registered under
-/// `as_fd`: `Ok(true/false)`, or `Err` saying why it cannot tell (0: the
+/// `as_fd` (under any number, for `None`): `Ok(true/false)`, or `Err` saying why it cannot tell (0: the
 /// epoll is not open, 1: the target is not open, 2: not an epoll).
 pub fn watches(
     ep: (i32, i32),
     target: (i32, i32),
-    as_fd: i32,
+    as_fd: Option<i32>,
     fds: &Range<i32>,
 ) -> Result<Result<bool, usize>, ObserveError> {
     if !is_open(ep.0, ep.1, fds) {
@@ -107,14 +107,22 @@ pub fn watches(
     if &*e.link != "anon_inode:[eventpoll]" {
         return Ok(Err(2));
     }
-    let registered = e.targets.iter().filter(|t| t.tfd == as_fd).count() as u64;
-    for toff in 0..registered {
-        let r = sys::kcmp_epoll_tfd(target.0, target.1, ep.0, ep.1, as_fd, toff).map_err(err(
-            ep.0,
-            format!("kcmp(KCMP_EPOLL_TFD) of epoll fd {}", ep.1),
-        ))?;
-        if r == Kcmp::Order(Ordering::Equal) {
-            return Ok(Ok(true));
+    let mut numbers: Vec<i32> = match as_fd {
+        Some(n) => vec![n],
+        None => e.targets.iter().map(|t| t.tfd).collect(),
+    };
+    numbers.sort_unstable();
+    numbers.dedup();
+    for n in numbers {
+        let registered = e.targets.iter().filter(|t| t.tfd == n).count() as u64;
+        for toff in 0..registered {
+            let r = sys::kcmp_epoll_tfd(target.0, target.1, ep.0, ep.1, n, toff).map_err(err(
+                ep.0,
+                format!("kcmp(KCMP_EPOLL_TFD) of epoll fd {}", ep.1),
+            ))?;
+            if r == Kcmp::Order(Ordering::Equal) {
+                return Ok(Ok(true));
+            }
         }
     }
     Ok(Ok(false))
