@@ -12,8 +12,8 @@ pub const SCM_MAX_FD: usize = 253;
 /// Descriptors from here up belong to the real backend's harness (the
 /// helpers' control channels): scenarios use the numbers below it, and
 /// observation of a scenario's processes looks only there.
-pub const HARNESS_FD: u32 = 1000;
+pub const HARNESS_FD: u32 = 10_000;
 
-/// The `RLIMIT_NOFILE` a scenario process starts with, so that scenarios
-/// never reach the harness's descriptors.
-pub const DEFAULT_RLIMIT: u64 = HARNESS_FD as u64;
+/// The `RLIMIT_NOFILE` a scenario process starts with. A scenario may raise
+/// it up to [`HARNESS_FD`], never into the harness's descriptors.
+pub const DEFAULT_RLIMIT: u64 = 1000;

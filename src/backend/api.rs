@@ -52,6 +52,9 @@ pub enum BackendError {
     UnknownBackend(String),
     #[error("process name `{0}` is already used")]
     NameInUse(String),
+    /// The hard descriptor limit is too low for the helpers' descriptors.
+    #[error("the hard RLIMIT_NOFILE is {hard}, and the Linux backend keeps its own descriptors from {floor} up: it needs at least {need} (as root: ulimit -Hn {need})")]
+    Limit { hard: u64, floor: u32, need: u64 },
     /// A real process of the backend could not do what it was asked:
     /// which process, what it was doing, and why.
     #[error("{proc}: {doing}: {cause}")]

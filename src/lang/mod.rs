@@ -3,7 +3,7 @@
 //!
 //! [`parse`] turns a file into a [`Scenario`], checking as it goes what the
 //! contract calls validation: process names must be live, descriptor numbers
-//! at most 999, paths inside the sandbox. The first problem stops it with a
+//! at most 9,999, paths inside the sandbox. The first problem stops it with a
 //! [`ScenarioError`] naming file, line and column; nothing runs.
 
 mod lexer;

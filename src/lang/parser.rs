@@ -12,9 +12,9 @@ use super::lexer::{lex, Tok, Token};
 use super::{Expectation, Expected, Scenario, ScenarioError, Stmt, StmtKind};
 
 /// Descriptor numbers from here up belong to the real backend's harness.
-pub const MAX_FD: i64 = 999;
+pub const MAX_FD: i64 = fdlab_model::limits::HARNESS_FD as i64 - 1;
 /// The largest `rlimit` a scenario may set.
-pub const MAX_RLIMIT: u64 = 1000;
+pub const MAX_RLIMIT: u64 = fdlab_model::limits::HARNESS_FD as u64;
 /// The largest `read` a scenario may ask for (1 MiB).
 pub const MAX_READ: usize = 1 << 20;
 /// The absolute paths a scenario may open.
@@ -265,7 +265,7 @@ impl Parser<'_> {
     }
 
     /// A descriptor number for a call: negative is allowed (the call fails
-    /// with EBADF), above 999 is not.
+    /// with EBADF), above `MAX_FD` (9,999) is not.
     fn fd(&self, c: &mut Cursor) -> Res<i32> {
         let (n, col) = self.int(c, "a descriptor number")?;
         if n > MAX_FD {
@@ -936,8 +936,8 @@ mod tests {
             "t.fds:3:1: process `p1` exited at line 2"
         );
         assert_eq!(
-            err("spawn p1\np1: close 1000"),
-            "t.fds:2:11: descriptor 1000 is reserved for the harness (scenarios use at most 999)"
+            err("spawn p1\np1: close 10000"),
+            "t.fds:2:11: descriptor 10000 is reserved for the harness (scenarios use at most 9999)"
         );
         assert_eq!(
             err("spawn p1\np1: open a/../../x O_RDONLY"),

@@ -266,8 +266,9 @@ fn remove_while_failing(
 
 /// Then the same with the statements of the scenario they realize to: an
 /// operation may bring calls it needs (a file for `lseek` to move in),
-/// and the divergence may need fewer. A statement whose removal leaves the
-/// scenario invalid (a call of a process no longer spawned) stays.
+/// and the divergence may need fewer. Removing a `fork` or `clone_files`
+/// gives its child's later calls to the parent. A statement whose removal
+/// leaves the scenario invalid stays.
 fn remove_stmts_while_failing(
     mut s: Scenario,
     make: &MakePair<'_>,
@@ -277,7 +278,19 @@ fn remove_stmts_while_failing(
     let mut i = 0;
     while i < s.stmts.len() && !(watch.stop)() {
         let mut fewer = s.clone();
-        fewer.stmts.remove(i);
+        let gone = fewer.stmts.remove(i);
+        // A process made by fork or clone may be its parent instead.
+        if let StmtKind::Call { proc, call, .. } = &gone.kind {
+            if let Some(child) = call.child() {
+                for stmt in &mut fewer.stmts[i..] {
+                    if let StmtKind::Call { proc: p, .. } = &mut stmt.kind {
+                        if p == child {
+                            *p = proc.clone();
+                        }
+                    }
+                }
+            }
+        }
         // Printed and parsed again: checked as a scenario, lines renumbered.
         let text = crate::lang::print::scenario_text(&fewer);
         let Ok(fewer) = crate::lang::parse(&s.file, &text) else {

@@ -105,7 +105,7 @@ pub enum Op {
 }
 
 fn fd() -> impl Strategy<Value = i32> {
-    prop_oneof![10 => 0..7i32, 1 => Just(-1), 1 => 7..12i32]
+    prop_oneof![10 => 0..7i32, 1 => Just(-1), 1 => 7..12i32, 1 => 9995..10_000i32]
 }
 
 fn sel() -> impl Strategy<Value = FdSel> {
@@ -144,7 +144,7 @@ fn call_gen() -> impl Strategy<Value = CallGen> {
         1 => Just(CallGen::Unshare),
         1 => Just(CallGen::Exec),
         1 => Just(CallGen::Exit),
-        1 => (0..10u64).prop_map(CallGen::Rlimit),
+        1 => prop_oneof![9 => 0..10u64, 1 => Just(10_000u64)].prop_map(CallGen::Rlimit),
     ]
 }
 

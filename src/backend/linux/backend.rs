@@ -145,6 +145,14 @@ impl LinuxBackend {
     ///
     /// Errors: the sandbox or the nursery cannot be made.
     pub fn with_floor(helper: &Path, floor: u32) -> Result<LinuxBackend, BackendError> {
+        // Room for every helper's channels above the floor.
+        let need = u64::from(floor) + 64;
+        let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .maximum
+            .unwrap_or(u64::MAX);
+        if hard < need {
+            return Err(BackendError::Limit { hard, floor, need });
+        }
         let n = RUNS.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -10,7 +10,7 @@
 //!   runner's end of its channel closes (the run ended, panicked or was
 //!   interrupted) it ends every process of the run and removes the sandbox.
 //! - A **scenario process** runs one call at a time, for real, and answers on
-//!   its channel. Its channel sits at `HARNESS_FD` (1000, or `--floor`) or above (the
+//!   its channel. Its channel sits at `HARNESS_FD` (10,000, or `--floor`) or above (the
 //!   language keeps scenarios below it) and is the only descriptor it has of its own.
 
 use std::collections::HashMap;
