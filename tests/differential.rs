@@ -76,6 +76,13 @@ impl Backend for Liar {
     ) -> Result<fdlab::backend::FileRelation, BackendError> {
         self.0.file_relation(a, b)
     }
+    fn object_relation(
+        &mut self,
+        a: (&str, i32),
+        b: (&str, i32),
+    ) -> Result<fdlab::backend::FileRelation, BackendError> {
+        self.0.object_relation(a, b)
+    }
     fn same_table(&mut self, a: &str, b: &str) -> Result<bool, BackendError> {
         self.0.same_table(a, b)
     }

@@ -114,6 +114,13 @@ impl Backend for StandIn {
     ) -> Result<FileRelation, BackendError> {
         self.inner.file_relation(a, b)
     }
+    fn object_relation(
+        &mut self,
+        a: (&str, i32),
+        b: (&str, i32),
+    ) -> Result<FileRelation, BackendError> {
+        self.inner.object_relation(a, b)
+    }
     fn same_table(&mut self, a: &str, b: &str) -> Result<bool, BackendError> {
         self.inner.same_table(a, b)
     }

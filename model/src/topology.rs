@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::file::FileKind;
 use crate::filedesc::TableId;
 use crate::flags::{events_text, status_text, Events, OFlags};
-use crate::ids::{FileId, PipeId, SockId};
+use crate::ids::{FileId, PipeId, SockId, VnodeId};
 use crate::kind::FileType;
 use crate::pipe::PipeEnd;
 use crate::socket::SockType;
@@ -99,6 +99,38 @@ pub struct TargetView {
 pub enum ObjectKey {
     Pipe(PipeId),
     Socket(SockId),
+}
+
+/// The object (inode) behind an open file, as `stat` would tell them apart:
+/// `expect P:FD sameobj Q:FD2` compares these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Object {
+    /// A regular file, directory or device: two opens of one path reach
+    /// one. Every pty master is an open of `/dev/ptmx`.
+    Vnode(VnodeId),
+    /// Both ends of a pipe.
+    Pipe(PipeId),
+    /// Each socket has an inode of its own, peers included.
+    Socket(SockId),
+    /// Linux's one anonymous inode, behind every epoll and eventfd.
+    Anon,
+}
+
+impl World {
+    /// The object behind open file `f`.
+    pub fn object_of(&self, f: FileId) -> Object {
+        match self.file(f).kind {
+            FileKind::Vnode(v) => Object::Vnode(v),
+            FileKind::PtyMaster(_) => match self.fs.lookup("/dev/ptmx") {
+                Ok(crate::vnode::Lookup::Found(v)) => Object::Vnode(v),
+                // The device is made with the file system and never goes.
+                _ => unreachable!("/dev/ptmx is always there"),
+            },
+            FileKind::Pipe(p, _) => Object::Pipe(p),
+            FileKind::Socket(s) => Object::Socket(s),
+            FileKind::Epoll(_) | FileKind::Eventfd(_) | FileKind::Larval => Object::Anon,
+        }
+    }
 }
 
 /// A process as a backend sees it: its table's key and its descriptors

@@ -103,6 +103,13 @@ pub trait Backend {
     fn same_table(&mut self, a: &str, b: &str) -> Result<bool, BackendError>;
     /// `expect P fds ...`: the open descriptors, ascending.
     fn open_fds(&mut self, proc: &str) -> Result<Vec<i32>, BackendError>;
+    /// `expect P:FD sameobj Q:FD2`: whether both reach one object (inode),
+    /// through the same open file or not (`Same`: one object).
+    fn object_relation(
+        &mut self,
+        a: (&str, i32),
+        b: (&str, i32),
+    ) -> Result<FileRelation, BackendError>;
     /// `expect P:EPFD watches Q:FD as N`; with `as_fd` `None`, under any
     /// number (`expect P:EPFD ignores Q:FD` is the opposite).
     fn watches(

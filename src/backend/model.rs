@@ -109,6 +109,23 @@ impl Backend for ModelBackend {
         })
     }
 
+    fn object_relation(
+        &mut self,
+        a: (&str, i32),
+        b: (&str, i32),
+    ) -> Result<FileRelation, BackendError> {
+        let fa = self.file_at(a.0, a.1)?;
+        let fb = self.file_at(b.0, b.1)?;
+        Ok(match (fa, fb) {
+            (None, _) => FileRelation::NotOpen(0),
+            (_, None) => FileRelation::NotOpen(1),
+            (Some(x), Some(y)) if self.world.object_of(x) == self.world.object_of(y) => {
+                FileRelation::Same
+            }
+            _ => FileRelation::Differs,
+        })
+    }
+
     fn same_table(&mut self, a: &str, b: &str) -> Result<bool, BackendError> {
         let (pa, pb) = (self.pid(a)?, self.pid(b)?);
         Ok(self.world.proc(pa).table_id() == self.world.proc(pb).table_id())

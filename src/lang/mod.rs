@@ -128,6 +128,14 @@ pub const EXPECTATIONS: &[(&str, &str)] = &[
         "both are open and name different open files",
     ),
     (
+        "expect P:FD sameobj Q:FD2",
+        "both reach one object (inode), through one open file or two",
+    ),
+    (
+        "expect P:FD diffobj Q:FD2",
+        "both are open and reach different objects",
+    ),
+    (
         "expect P shares Q",
         "P and Q use one descriptor table (kcmp KCMP_FILES)",
     ),
@@ -194,6 +202,12 @@ fn row(s: &mut String, form: &str, what: &str) {
 pub enum Expectation {
     /// `expect P:FD same Q:FD2` (`same == false`: `differs`).
     File {
+        a: (String, i32),
+        b: (String, i32),
+        same: bool,
+    },
+    /// `expect P:FD sameobj Q:FD2` (`same == false`: `diffobj`).
+    Object {
         a: (String, i32),
         b: (String, i32),
         same: bool,

@@ -865,11 +865,24 @@ impl Parser<'_> {
                         as_fd,
                     })
                 }
+                Some(("sameobj", _)) => Ok(Expectation::Object {
+                    a,
+                    b: self.proc_fd(c)?,
+                    same: true,
+                }),
+                Some(("diffobj", _)) => Ok(Expectation::Object {
+                    a,
+                    b: self.proc_fd(c)?,
+                    same: false,
+                }),
                 Some(("ignores", _)) => Ok(Expectation::Ignores {
                     ep: a,
                     target: self.proc_fd(c)?,
                 }),
-                _ => Err(self.err_at(vcol, "expected `same`, `differs`, `watches` or `ignores`")),
+                _ => Err(self.err_at(
+                    vcol,
+                    "expected `same`, `differs`, `sameobj`, `diffobj`, `watches` or `ignores`",
+                )),
             };
         }
         let proc = self.live_proc(first, col)?;

@@ -269,6 +269,14 @@ pub fn expectation_text(e: &Expectation) -> String {
             }
             s
         }
+        Expectation::Object { a, b, same } => format!(
+            "expect {}:{} {} {}:{}",
+            a.0,
+            a.1,
+            if *same { "sameobj" } else { "diffobj" },
+            b.0,
+            b.1
+        ),
         Expectation::Ignores { ep, target } => {
             format!("expect {}:{} ignores {}:{}", ep.0, ep.1, target.0, target.1)
         }

@@ -94,6 +94,7 @@ pub enum ExpectGen {
     Fds(Vec<i32>),
     Watches(i32, i32),
     Ignores(i32, i32),
+    Object(i32, i32),
 }
 
 /// One abstract operation; `u8` selectors pick among the live processes.
@@ -156,6 +157,7 @@ fn expect_gen() -> impl Strategy<Value = ExpectGen> {
         proptest::collection::vec(0..8i32, 0..4).prop_map(ExpectGen::Fds),
         (0..8i32, 0..8i32).prop_map(|(a, b)| ExpectGen::Watches(a, b)),
         (0..8i32, 0..8i32).prop_map(|(a, b)| ExpectGen::Ignores(a, b)),
+        (0..8i32, 0..8i32).prop_map(|(a, b)| ExpectGen::Object(a, b)),
     ]
 }
 
@@ -546,6 +548,11 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                     ExpectGen::Fds(v) => Expectation::Fds {
                         proc: pa,
                         fds: v.clone(),
+                    },
+                    ExpectGen::Object(x, y) => Expectation::Object {
+                        a: (pa, *x),
+                        b: (pb, *y),
+                        same: x % 2 == 0,
                     },
                     ExpectGen::Ignores(x, y) => Expectation::Ignores {
                         ep: (pa, *x),

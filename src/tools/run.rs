@@ -272,6 +272,13 @@ fn check(b: &mut dyn Backend, e: &Expectation) -> Result<(bool, String), Backend
                 FileRelation::Differs => (!*same, "different open files".into()),
             }
         }
+        Expectation::Object { a, b: other, same } => {
+            match b.object_relation((&a.0, a.1), (&other.0, other.1))? {
+                FileRelation::NotOpen(i) => (false, format!("{} is not open", name([a, other][i]))),
+                FileRelation::Same => (*same, "one object".into()),
+                FileRelation::Differs => (!*same, "different objects".into()),
+            }
+        }
         Expectation::Table {
             a,
             b: other,

@@ -302,16 +302,21 @@ impl Ref {
                 };
                 let table = self.tables.get_mut(&t).unwrap();
                 let mut got = Vec::new();
+                let mut truncated = false;
                 for f in msg {
                     match Ref::lowest_free(table, 0, lim) {
                         Some(fd) => {
                             table.insert(fd, (f, *cloexec));
                             got.push(fd.into());
                         }
-                        None => break,
+                        None => {
+                            // The rest are closed, and Linux sets MSG_CTRUNC.
+                            truncated = true;
+                            break;
+                        }
                     }
                 }
-                ok(got)
+                Exact(Ok(Ret::received(got, truncated)))
             }
             Call::Fork { child } | Call::CloneFiles { child } => {
                 let child = NAMES.iter().copied().find(|n| n == child).unwrap();

@@ -646,6 +646,23 @@ impl Backend for LinuxBackend {
         )
     }
 
+    fn object_relation(
+        &mut self,
+        a: (&str, i32),
+        b: (&str, i32),
+    ) -> Result<FileRelation, BackendError> {
+        let (pa, pb) = (self.pid(a.0)?, self.pid(b.0)?);
+        Ok(
+            match observe::same_object((pa, a.1), (pb, b.1), &self.fds)
+                .map_err(|e| self.observe_err(e))?
+            {
+                Ok(true) => FileRelation::Same,
+                Ok(false) => FileRelation::Differs,
+                Err(i) => FileRelation::NotOpen(i),
+            },
+        )
+    }
+
     fn same_table(&mut self, a: &str, b: &str) -> Result<bool, BackendError> {
         let (pa, pb) = (self.pid(a)?, self.pid(b)?);
         observe::same_table(pa, pb).map_err(|e| self.observe_err(e))

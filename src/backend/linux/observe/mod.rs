@@ -16,5 +16,5 @@ pub mod query;
 pub mod snapshot;
 
 pub use procfs::FdEntry;
-pub use query::{list_fds, same_file, same_table, watches, ObserveError};
+pub use query::{list_fds, same_file, same_object, same_table, watches, ObserveError};
 pub use snapshot::{observe, ObserveCost, Options, Reason, Registration, Snapshot, Warning};

@@ -70,6 +70,29 @@ pub fn same_file(
     Ok(Ok(r == Kcmp::Order(Ordering::Equal)))
 }
 
+/// Whether two descriptors reach the same object: the same device and
+/// inode behind their open files (a `stat` through `/proc/PID/fd/N`).
+/// `Err(i)`: the `i`-th is not open.
+pub fn same_object(
+    a: (i32, i32),
+    b: (i32, i32),
+    fds: &Range<i32>,
+) -> Result<Result<bool, usize>, ObserveError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut ids = Vec::with_capacity(2);
+    for (i, (pid, fd)) in [a, b].into_iter().enumerate() {
+        if !fds.contains(&fd) {
+            return Ok(Err(i));
+        }
+        match std::fs::metadata(format!("/proc/{pid}/fd/{fd}")) {
+            Ok(m) => ids.push((m.dev(), m.ino())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Err(i)),
+            Err(e) => return Err(err(pid, format!("stat of fd {fd}"))(e)),
+        }
+    }
+    Ok(Ok(ids[0] == ids[1]))
+}
+
 /// Whether two processes use one table.
 pub fn same_table(a: i32, b: i32) -> Result<bool, ObserveError> {
     let r = sys::kcmp(a, b, KCMP_FILES, 0, 0)
