@@ -15,7 +15,7 @@
 //! Linux looks at it, so that the order of checks stays Linux's.
 
 use crate::call::{Call, EpollOp, FcntlCmd, Outcome, Ret, Whence};
-use crate::descrip::{CallerRef, FileUse};
+use crate::descrip::{CallerRef, FileUse, LarvalFile};
 use crate::epoll::{Epoll, EP_MAX_NESTS, PATH_LIMITS};
 use crate::errno::Errno;
 use crate::eventfd::Eventfd;
@@ -139,13 +139,28 @@ impl World {
         cloexec: bool,
     ) -> Result<Fd, Errno> {
         let l = self.falloc(pid)?;
+        Ok(self.finish_file(l, kind, flags, cloexec))
+    }
+
+    /// Fills in larval file `l` and installs it: what every call that makes
+    /// a file does once it has its slot and its object.
+    ///
+    /// Consumes: `l` (its slot now names the file; the caller's reference
+    /// is released).
+    pub(crate) fn finish_file(
+        &mut self,
+        l: LarvalFile,
+        kind: FileKind,
+        flags: OFlags,
+        cloexec: bool,
+    ) -> Fd {
         let fd = l.fd();
         let f = self.file_mut(l.id());
         f.kind = kind;
         f.flags = flags;
         let h = self.fdinsert(l, cloexec);
         self.frele(h);
-        Ok(fd)
+        fd
     }
 
     /// Two files at the two lowest free slots, for `pipe` and `socketpair`;
@@ -204,13 +219,12 @@ impl World {
                 return Err(e);
             }
         };
-        let fd = l.fd();
-        let f = self.file_mut(l.id());
-        f.kind = kind;
-        f.flags = flags.and(OFlags::STATUS_MASK);
-        let h = self.fdinsert(l, flags.contains(OFlags::CLOEXEC));
-        self.frele(h);
-        Ok(fd)
+        Ok(self.finish_file(
+            l,
+            kind,
+            flags.and(OFlags::STATUS_MASK),
+            flags.contains(OFlags::CLOEXEC),
+        ))
     }
 
     /// The name-space half of `open`: finds or creates the vnode and applies

@@ -36,14 +36,8 @@ impl World {
     /// `socket(AF_UNIX, ty, 0)`. Errors: `EMFILE`.
     pub fn sys_socket(&mut self, pid: Pid, ty: SockType, flags: SockFlags) -> Result<Fd, Errno> {
         let l = self.falloc(pid)?;
-        let fd = l.fd();
         let s = self.socks.create(ty);
-        let f = self.file_mut(l.id());
-        f.kind = FileKind::Socket(s);
-        f.flags = flags.status();
-        let h = self.fdinsert(l, flags.cloexec);
-        self.frele(h);
-        Ok(fd)
+        Ok(self.finish_file(l, FileKind::Socket(s), flags.status(), flags.cloexec))
     }
 
     /// `bind(2)` to `name`: a sandbox path, or `@name` (abstract). For a
@@ -187,13 +181,7 @@ impl World {
                 return Err(e);
             }
         };
-        let fd = l.fd();
-        let f = self.file_mut(l.id());
-        f.kind = FileKind::Socket(embryo);
-        f.flags = flags.status();
-        let h = self.fdinsert(l, flags.cloexec);
-        self.frele(h);
-        Ok(fd)
+        Ok(self.finish_file(l, FileKind::Socket(embryo), flags.status(), flags.cloexec))
     }
 
     /// `shutdown(2)`; `how` is `SHUT_RD` (0), `SHUT_WR` (1) or `SHUT_RDWR`

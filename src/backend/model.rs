@@ -60,6 +60,22 @@ impl ModelBackend {
         let pid = self.pid(proc)?;
         Ok(Fd::from_raw(fd).and_then(|fd| self.world.table_of(pid).installed(fd)))
     }
+
+    /// How the files at `a` and `b` relate, `same` deciding for two open
+    /// ones.
+    fn relate(
+        &self,
+        a: (&str, i32),
+        b: (&str, i32),
+        same: impl Fn(&World, FileId, FileId) -> bool,
+    ) -> Result<FileRelation, BackendError> {
+        Ok(match (self.file_at(a.0, a.1)?, self.file_at(b.0, b.1)?) {
+            (None, _) => FileRelation::NotOpen(0),
+            (_, None) => FileRelation::NotOpen(1),
+            (Some(x), Some(y)) if same(&self.world, x, y) => FileRelation::Same,
+            _ => FileRelation::Differs,
+        })
+    }
 }
 
 impl Backend for ModelBackend {
@@ -99,14 +115,7 @@ impl Backend for ModelBackend {
         a: (&str, i32),
         b: (&str, i32),
     ) -> Result<FileRelation, BackendError> {
-        let fa = self.file_at(a.0, a.1)?;
-        let fb = self.file_at(b.0, b.1)?;
-        Ok(match (fa, fb) {
-            (None, _) => FileRelation::NotOpen(0),
-            (_, None) => FileRelation::NotOpen(1),
-            (Some(x), Some(y)) if x == y => FileRelation::Same,
-            _ => FileRelation::Differs,
-        })
+        self.relate(a, b, |_, x, y| x == y)
     }
 
     fn object_relation(
@@ -114,16 +123,7 @@ impl Backend for ModelBackend {
         a: (&str, i32),
         b: (&str, i32),
     ) -> Result<FileRelation, BackendError> {
-        let fa = self.file_at(a.0, a.1)?;
-        let fb = self.file_at(b.0, b.1)?;
-        Ok(match (fa, fb) {
-            (None, _) => FileRelation::NotOpen(0),
-            (_, None) => FileRelation::NotOpen(1),
-            (Some(x), Some(y)) if self.world.object_of(x) == self.world.object_of(y) => {
-                FileRelation::Same
-            }
-            _ => FileRelation::Differs,
-        })
+        self.relate(a, b, |w, x, y| w.object_of(x) == w.object_of(y))
     }
 
     fn same_table(&mut self, a: &str, b: &str) -> Result<bool, BackendError> {

@@ -118,6 +118,16 @@ impl From<rustix::io::Errno> for HelperFailure {
     }
 }
 
+/// An observer's answer about two descriptors (`Err(i)`: the `i`-th is
+/// not open) as a [`FileRelation`].
+fn relation(r: Result<bool, usize>) -> FileRelation {
+    match r {
+        Ok(true) => FileRelation::Same,
+        Ok(false) => FileRelation::Differs,
+        Err(i) => FileRelation::NotOpen(i),
+    }
+}
+
 pub(super) fn linux_err(
     proc: &str,
     doing: impl Into<String>,
@@ -635,15 +645,9 @@ impl Backend for LinuxBackend {
         b: (&str, i32),
     ) -> Result<FileRelation, BackendError> {
         let (pa, pb) = (self.pid(a.0)?, self.pid(b.0)?);
-        Ok(
-            match observe::same_file((pa, a.1), (pb, b.1), &self.fds)
-                .map_err(|e| self.observe_err(e))?
-            {
-                Ok(true) => FileRelation::Same,
-                Ok(false) => FileRelation::Differs,
-                Err(i) => FileRelation::NotOpen(i),
-            },
-        )
+        observe::same_file((pa, a.1), (pb, b.1), &self.fds)
+            .map(relation)
+            .map_err(|e| self.observe_err(e))
     }
 
     fn object_relation(
@@ -652,15 +656,9 @@ impl Backend for LinuxBackend {
         b: (&str, i32),
     ) -> Result<FileRelation, BackendError> {
         let (pa, pb) = (self.pid(a.0)?, self.pid(b.0)?);
-        Ok(
-            match observe::same_object((pa, a.1), (pb, b.1), &self.fds)
-                .map_err(|e| self.observe_err(e))?
-            {
-                Ok(true) => FileRelation::Same,
-                Ok(false) => FileRelation::Differs,
-                Err(i) => FileRelation::NotOpen(i),
-            },
-        )
+        observe::same_object((pa, a.1), (pb, b.1), &self.fds)
+            .map(relation)
+            .map_err(|e| self.observe_err(e))
     }
 
     fn same_table(&mut self, a: &str, b: &str) -> Result<bool, BackendError> {
