@@ -185,7 +185,7 @@ fn json_follows_the_contract() {
     assert_eq!(v["steps"][2]["result"], serde_json::json!({"ok": ""}));
     assert_eq!(
         v["topology"]["files"][0],
-        serde_json::json!({"id": 0, "kind": "regular", "path": "notes.txt", "offset": 0, "flags": "O_RDWR"})
+        serde_json::json!({"id": 0, "kind": "regular", "path": "notes.txt", "offset": 0, "flags": "O_RDWR", "object": 0})
     );
     assert_eq!(v["topology"]["tables"], serde_json::json!([["p1"]]));
     assert_eq!(v["failures"], serde_json::json!([]));

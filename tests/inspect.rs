@@ -79,6 +79,7 @@ fn as_scenario(ins: &Inspection, names: &BTreeMap<i32, String>, sandbox: &Path) 
                         path,
                         offset: v.offset.unwrap(),
                         flags: v.flags.unwrap(),
+                        object: v.object,
                     }
                 }
                 FileType::Pipe => RawFile::Pipe {

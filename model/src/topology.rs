@@ -8,8 +8,9 @@
 //! - tables in order of their first process by name;
 //! - files in order of first appearance, scanning processes by name and
 //!   their descriptors in ascending order;
-//! - `object` (the pipe or socket pair behind a file) in the same scan order,
-//!   one sequence for pipes and socket pairs;
+//! - `object` (the inode behind a regular file, directory or device, the
+//!   pipe, the connection of a socket) in the same scan order, one
+//!   sequence for all;
 //! - epoll targets sorted by (descriptor number, file id), with `null` for a
 //!   target file that no process has open (it may be in flight).
 //!
@@ -94,9 +95,10 @@ pub struct TargetView {
     pub events: Events,
 }
 
-/// The object behind a pipe end or a socket, as the model keys it.
+/// The object behind a file, as the model keys it in a topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ObjectKey {
+    Vnode(VnodeId),
     Pipe(PipeId),
     Socket(SockId),
 }
@@ -149,12 +151,14 @@ pub struct RawProcess<F, T> {
 /// socket end.
 #[derive(Debug, Clone)]
 pub enum RawFile<F, O> {
-    /// `kind` is `Regular`, `Directory` or `Chardev`.
+    /// `kind` is `Regular`, `Directory` or `Chardev`; `object` is the
+    /// inode, which separate opens of one path share.
     Path {
         kind: FileType,
         path: String,
         offset: u64,
         flags: OFlags,
+        object: Option<O>,
     },
     Pipe {
         end: PipeEnd,
@@ -275,11 +279,13 @@ where
                     path,
                     offset,
                     flags,
+                    object,
                 }) => {
                     v.kind = *kind;
                     v.path = Some(path.clone());
                     v.offset = Some(*offset);
                     v.flags = Some(flags.and(OFlags::STATUS_MASK));
+                    v.object = object.as_ref().map(&mut object_id);
                 }
                 Some(RawFile::Pipe { end, object }) => {
                     v.kind = FileType::Pipe;
@@ -391,6 +397,7 @@ impl World {
                             path: vn.path.clone(),
                             offset,
                             flags: f.flags,
+                            object: Some(ObjectKey::Vnode(*v)),
                         }
                     }
                     FileKind::PtyMaster(_) => RawFile::Path {
@@ -398,6 +405,10 @@ impl World {
                         path: "/dev/ptmx".into(),
                         offset: 0,
                         flags: f.flags,
+                        object: match self.object_of(id) {
+                            Object::Vnode(v) => Some(ObjectKey::Vnode(v)),
+                            _ => None,
+                        },
                     },
                     FileKind::Pipe(p, end) => RawFile::Pipe {
                         end: *end,

@@ -87,6 +87,12 @@ fn file_title(v: &FileView) -> (String, String) {
         title.push_str(&format!(", {t}"));
     }
     let mut detail = Vec::new();
+    if let Some(n) = &v.name {
+        detail.push(n.clone());
+    }
+    if v.listening == Some(true) {
+        detail.push("listening".to_string());
+    }
     if let (Some(o), FileType::Regular | FileType::Directory) = (v.offset, v.kind) {
         detail.push(format!("offset {o}"));
     }
@@ -135,14 +141,24 @@ impl Picture {
         }
         tables.retain(|t| !t.rows.is_empty() || !t.processes.is_empty());
         // Objects: a path is one object however many opens reach it; a
-        // pipe or socket pair by its object number; anything else alone.
+        // pipe or socket by its object number; anything else alone.
         let mut keys: BTreeMap<(u8, String), usize> = BTreeMap::new();
         let mut objects: Vec<Object> = Vec::new();
         let mut files = Vec::new();
         for (i, v) in t.files.iter().enumerate() {
             let (key, label) = match (v.kind, v.object, &v.path) {
                 (FileType::Pipe, Some(o), _) => ((0, o.to_string()), format!("pipe {o}")),
-                (FileType::Socket, Some(o), _) => ((1, o.to_string()), format!("socket pair {o}")),
+                (FileType::Socket, Some(o), _) => {
+                    // A connected pair shares its object; a named socket
+                    // that is not connected has one of its own.
+                    let ends = t
+                        .files
+                        .iter()
+                        .filter(|f| f.kind == FileType::Socket && f.object == Some(o))
+                        .count();
+                    let what = if ends > 1 { "socket pair" } else { "socket" };
+                    ((1, o.to_string()), format!("{what} {o}"))
+                }
                 (FileType::Epoll, _, _) => (
                     (2, i.to_string()),
                     format!("epoll instance of file {}", v.id),

@@ -610,7 +610,7 @@ impl Snapshot {
         sandbox: Option<&Path>,
     ) -> Topology {
         let root = sandbox.map(|p| p.to_string_lossy().into_owned());
-        let mut files: BTreeMap<usize, RawFile<usize, u64>> = BTreeMap::new();
+        let mut files: BTreeMap<usize, RawFile<usize, ObjectId>> = BTreeMap::new();
         for (i, e) in self.entries.iter().enumerate() {
             if self.file_of[i] == i {
                 files.insert(i, self.raw_file(i, e, root.as_deref()));
@@ -660,7 +660,7 @@ impl Snapshot {
         }
     }
 
-    fn raw_file(&self, i: usize, e: &FdEntry, root: Option<&str>) -> RawFile<usize, u64> {
+    fn raw_file(&self, i: usize, e: &FdEntry, root: Option<&str>) -> RawFile<usize, ObjectId> {
         match self.file_type(e) {
             FileType::Pipe => RawFile::Pipe {
                 end: if e.flags & 3 == 1 {
@@ -668,7 +668,7 @@ impl Snapshot {
                 } else {
                     PipeEnd::Read
                 },
-                object: e.ino,
+                object: (0, e.ino),
             },
             FileType::Socket => match self.sockets.get(&(e.ino as u32)) {
                 Some(s) => {
@@ -687,7 +687,7 @@ impl Snapshot {
                             libc::SOCK_SEQPACKET => SockType::Seqpacket,
                             _ => SockType::Stream,
                         },
-                        object: if mutual { e.ino.min(peer) } else { e.ino },
+                        object: (0, if mutual { e.ino.min(peer) } else { e.ino }),
                         name: s.name.as_deref().map(|n| scenario_name(n, root)),
                         listening: s.state == TCP_LISTEN,
                     }
@@ -733,11 +733,17 @@ impl Snapshot {
                     path,
                     offset: e.pos,
                     flags: OFlags::from_bits(e.flags),
+                    object: Some((e.dev, e.ino)),
                 }
             }
         }
     }
 }
+
+/// What tells objects apart in a topology: a file's device and inode; a
+/// pipe's or socket connection's inode, with device 0 (their file systems
+/// have no paths).
+type ObjectId = (u64, u64);
 
 /// A socket's name as the scenario wrote it: scenario helpers bind an
 /// abstract `@name` as `@<sandbox's base name>/name`, private to the run.
