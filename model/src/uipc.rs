@@ -64,9 +64,12 @@ impl World {
             None => {
                 let path = name.trim_end_matches('/');
                 if path.len() != name.len() {
-                    // mknod of a name with a trailing slash.
-                    self.fs.lookup(path)?;
-                    return Err(Errno::ENOENT);
+                    // mknod of a name with a trailing slash: taken if it
+                    // exists, else it cannot be made.
+                    return Err(match self.fs.lookup(path)? {
+                        Lookup::Found(_) => Errno::EADDRINUSE,
+                        Lookup::Missing(_) => Errno::ENOENT,
+                    });
                 }
                 match self.fs.lookup(name)? {
                     Lookup::Found(_) => return Err(Errno::EADDRINUSE),
