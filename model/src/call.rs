@@ -560,7 +560,7 @@ pub const CALLS: &[CallSpec] = &[
     CallSpec {
         name: "fcntl",
         args: &[Arg::Fd, Arg::FcntlCmd],
-        summary: "duplicate (F_DUPFD), or get or set the descriptor's or the file's flags",
+        summary: "duplicate (F_DUPFD), ask whether FD2 names the same file (F_DUPFD_QUERY), or get or set the descriptor's or the file's flags",
         returns: "the new descriptor, the flag, the status flags, or 0",
         build: |v| match (v.next()?, v.next()?) {
             (Value::Fd(fd), Value::Fcntl(cmd)) => Some(Call::Fcntl { fd, cmd }),
