@@ -10,7 +10,10 @@
 //!
 //! Where Linux's answer depends on what the reference does not track (a
 //! peer kept alive only by references in flight, which the garbage collector
-//! may free), the preconditions keep the generator away.
+//! may free), the preconditions keep the generator away. Of the named-socket
+//! calls it makes only `socket`, whose sockets it follows exactly: a send or
+//! receive on one that was never connected fails as Linux's order of checks
+//! says (the fuzzer holds the other calls against Linux).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -29,7 +32,11 @@ enum Kind {
     Vnode,
     Pipe,
     Epoll,
-    Sock { peer: usize },
+    Sock {
+        peer: usize,
+    },
+    /// A socket from `socket`: not bound, never connected.
+    Lone(SockType),
 }
 
 #[derive(Debug, Clone)]
@@ -247,6 +254,15 @@ impl Ref {
                 table.insert(b, (fb, *cloexec));
                 ok(vec![a.into(), b.into()])
             }
+            Call::Socket { ty, flags } => match Ref::lowest_free(&self.tables[&t], 0, lim) {
+                None => err(Errno::EMFILE),
+                Some(fd) => {
+                    let f = self.new_file(Kind::Lone(*ty));
+                    let table = self.tables.get_mut(&t).unwrap();
+                    table.insert(fd, (f, flags.cloexec));
+                    ok(vec![fd.into()])
+                }
+            },
             Call::EpollCreate { cloexec } => match Ref::lowest_free(&self.tables[&t], 0, lim) {
                 None => err(Errno::EMFILE),
                 Some(fd) => {
@@ -277,8 +293,12 @@ impl Ref {
                 let Some(s) = self.file_at(p, *sock) else {
                     return err(Errno::EBADF);
                 };
-                let Kind::Sock { peer } = self.files[s] else {
-                    return err(Errno::ENOTSOCK);
+                let peer = match self.files[s] {
+                    Kind::Sock { peer } => Some(peer),
+                    // A seqpacket socket checks its connection first.
+                    Kind::Lone(SockType::Seqpacket) => return err(Errno::ENOTCONN),
+                    Kind::Lone(_) => None,
+                    _ => return err(Errno::ENOTSOCK),
                 };
                 let Some(files) = fds
                     .iter()
@@ -287,6 +307,11 @@ impl Ref {
                 else {
                     return err(Errno::EBADF);
                 };
+                // Stream and datagram sockets look at the files, then for
+                // a peer.
+                let Some(peer) = peer else {
+                    return err(Errno::ENOTCONN);
+                };
                 self.queues.entry(peer).or_default().push_back(files);
                 ok(vec![0])
             }
@@ -294,8 +319,12 @@ impl Ref {
                 let Some(s) = self.file_at(p, *sock) else {
                     return err(Errno::EBADF);
                 };
-                if !matches!(self.files[s], Kind::Sock { .. }) {
-                    return err(Errno::ENOTSOCK);
+                match self.files[s] {
+                    Kind::Sock { .. } => {}
+                    Kind::Lone(SockType::Stream) => return err(Errno::EINVAL),
+                    Kind::Lone(SockType::Seqpacket) => return err(Errno::ENOTCONN),
+                    Kind::Lone(SockType::Dgram) => return err(Errno::EAGAIN),
+                    _ => return err(Errno::ENOTSOCK),
                 }
                 let Some(msg) = self.queues.get_mut(&s).and_then(|q| q.pop_front()) else {
                     return err(Errno::EAGAIN);
@@ -449,6 +478,15 @@ fn call(children: Vec<&'static str>) -> BoxedStrategy<Call> {
                 hi,
                 unshare,
                 cloexec,
+            })
+            .boxed(),
+        (0..3u8, any::<bool>())
+            .prop_map(|(t, cloexec)| Call::Socket {
+                ty: [SockType::Stream, SockType::Dgram, SockType::Seqpacket][usize::from(t)],
+                flags: SockFlags {
+                    cloexec,
+                    nonblock: false,
+                },
             })
             .boxed(),
         any::<bool>()
