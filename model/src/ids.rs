@@ -14,7 +14,7 @@ pub struct Pid(pub(crate) u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PipeId(pub(crate) u32);
 
-/// A Unix-domain socket pair.
+/// A Unix-domain socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SockId(pub(crate) u32);
 

@@ -361,7 +361,7 @@ pub fn garbage_is_collectable(w: &World) -> Result<(), Violation> {
 
 /// When every process has exited, nothing is left: every file's count went
 /// to zero, cycles of sockets in flight included (the garbage collector's
-/// job), and no pipe or socket pair remains (tables are held by processes,
+/// job), and no pipe or socket remains (tables are held by processes,
 /// so none can outlive them). With deferred work, once the pending
 /// collection has run.
 pub fn exited_world_is_empty(w: &World) -> Result<(), Violation> {

@@ -564,7 +564,7 @@ impl Socks {
         Ok(got)
     }
 
-    /// `listen(2)` on `me`, bound or not as `bound` says.
+    /// `listen(2)` on `me`.
     ///
     /// Errors: `EOPNOTSUPP` (datagram), `EINVAL` (not bound, or connected).
     pub fn listen(&mut self, me: SockId, backlog: i32) -> Result<(), Errno> {
