@@ -385,20 +385,12 @@ impl Socks {
         len: usize,
         too_many_fds: bool,
     ) -> Result<(SockId, Plan), SendError> {
-        self.plan_send_inner(me, len, too_many_fds)
-            .map_err(|(errno, purge)| {
-                let lost = if purge { self.purge(me) } else { Vec::new() };
-                SendError { errno, lost }
+        let fail = |errno: Errno| {
+            Err(SendError {
+                errno,
+                lost: Vec::new(),
             })
-    }
-
-    fn plan_send_inner(
-        &mut self,
-        me: SockId,
-        len: usize,
-        too_many_fds: bool,
-    ) -> Result<(SockId, Plan), (Errno, bool)> {
-        let fail = |e: Errno| Err((e, false));
+        };
         let len = len as u64;
         let sk = self.get(me);
         if sk.ty == SockType::Stream {
@@ -462,11 +454,13 @@ impl Socks {
             if sk.ty == SockType::Seqpacket {
                 return fail(Errno::EPIPE);
             }
-            // The peer is gone: forget it (unix_dgram_disconnected).
+            // The peer is gone: forget it.
             self.set_peer(me, None);
-            self.maybe_free(other);
             self.get_mut(me).state = State::Unconnected;
-            return Err((Errno::ECONNREFUSED, true));
+            return Err(SendError {
+                errno: Errno::ECONNREFUSED,
+                lost: self.dgram_disconnected(me, other),
+            });
         }
         if o.shutdown & RCV_SHUTDOWN != 0 {
             return fail(Errno::EPIPE);
@@ -631,19 +625,36 @@ impl Socks {
             return Err(Errno::EPERM);
         }
         let old = self.set_peer(me, Some(other));
+        Ok(match old.filter(|&o| o != other) {
+            Some(old) => self.dgram_disconnected(me, old),
+            None => Vec::new(),
+        })
+    }
+
+    /// Datagram socket `me` no longer points at `old`
+    /// (`unix_dgram_disconnected`): its own queue is purged, and if it
+    /// held anything, an `old` that lives and is connected back gets
+    /// `ECONNRESET`. Returns the files that were in flight in the queue,
+    /// for the caller to drop.
+    ///
+    /// Precondition: `me`'s peer is no longer `old` (`set_peer` dropped
+    /// that hold, which may have been the last: `old` may be freed here).
+    fn dgram_disconnected(&mut self, me: SockId, old: SockId) -> Vec<FileId> {
+        // Held while the purge runs, as Linux holds the old peer until
+        // its `sock_put`: the purge uncharges what `old` sent, and a dead
+        // `old` would be freed under our feet by its last message.
+        self.get_mut(old).held += 1;
         let mut lost = Vec::new();
-        if let Some(old) = old.filter(|&o| o != other) {
-            if !self.get(me).queue.is_empty() {
-                lost = self.purge(me);
-                let o = self.get_mut(old);
-                if !o.dead && o.peer == Some(me) {
-                    o.err = Some(Errno::ECONNRESET);
-                }
+        if !self.get(me).queue.is_empty() {
+            lost = self.purge(me);
+            let o = self.get_mut(old);
+            if !o.dead && o.peer == Some(me) {
+                o.err = Some(Errno::ECONNRESET);
             }
-            // set_peer dropped the hold; it may have been the last.
-            self.maybe_free(old);
         }
-        Ok(lost)
+        self.get_mut(old).held -= 1;
+        self.maybe_free(old);
+        lost
     }
 
     /// `accept` on `me`: the oldest embryo, which now gets a file.
@@ -737,26 +748,29 @@ impl Socks {
         fds
     }
 
-    /// Files in flight that whoever can read `me` may receive: its queue,
-    /// and for a listener its embryos' queues (what `accept` hands out).
+    /// The sockets whose queues whoever can read `me` may receive from:
+    /// `me`, and for a listener its embryos (what `accept` hands out).
+    fn readable_through(&self, me: SockId) -> Vec<SockId> {
+        std::iter::once(me)
+            .chain(self.get(me).pending.iter().copied())
+            .collect()
+    }
+
+    /// Files in flight in the queues [`Socks::readable_through`] `me`.
     pub fn in_flight(&self, me: SockId) -> Vec<FileId> {
-        let sk = self.get(me);
-        let mut out: Vec<FileId> = sk.queued_files().collect();
-        for &e in &sk.pending {
-            out.extend(self.get(e).queued_files());
-        }
-        out
+        self.readable_through(me)
+            .into_iter()
+            .flat_map(|s| self.get(s).queued_files().collect::<Vec<_>>())
+            .collect()
     }
 
     /// Empties the queues [`Socks::in_flight`] reads (the collector's
     /// purge of a garbage socket).
     pub fn purge_reachable(&mut self, me: SockId) -> Vec<FileId> {
-        let mut out = self.purge(me);
-        let pending: Vec<SockId> = self.get(me).pending.iter().copied().collect();
-        for e in pending {
-            out.extend(self.purge(e));
-        }
-        out
+        self.readable_through(me)
+            .into_iter()
+            .flat_map(|s| self.purge(s))
+            .collect()
     }
 }
 
@@ -837,6 +851,27 @@ mod tests {
         );
         assert_eq!(k.plan_send(a, 1, false).unwrap_err().errno, Errno::ENOTCONN);
         assert_eq!(k.len(), 1, "nothing names b any more");
+    }
+
+    /// A datagram socket whose dead peer's last message still waits for
+    /// it connects elsewhere: the purge frees the old peer, and nothing
+    /// looks at it afterwards.
+    #[test]
+    fn reconnecting_away_from_a_dead_peer_frees_it_once() {
+        let mut k = Socks::default();
+        let (a, b, c) = (
+            k.create(SockType::Dgram),
+            k.create(SockType::Dgram),
+            k.create(SockType::Dgram),
+        );
+        k.connect_dgram(a, b).unwrap();
+        k.connect_dgram(b, a).unwrap();
+        send(&mut k, b, b"x").unwrap();
+        assert!(k.release(b).is_empty());
+        assert_eq!(k.len(), 3, "a's peer and b's message hold b");
+        assert_eq!(k.connect_dgram(a, c), Ok(Vec::new()));
+        assert_eq!(k.len(), 2, "b is freed");
+        assert_eq!(k.recv(a, 1).unwrap_err(), Errno::EAGAIN, "its message went");
     }
 
     #[test]

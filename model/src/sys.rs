@@ -727,15 +727,17 @@ impl World {
         data: &[u8],
         fds: &[i32],
     ) -> Result<usize, Errno> {
-        let sp = self.getsock(pid, fd_arg(sock)?)?.detach();
-        let FileKind::Socket(s) = self.file(sp.id()).kind else {
-            unreachable!("getsock returned a socket")
-        };
+        let (sp, s) = self.getsock_id(pid, sock)?;
         // A seqpacket socket checks its connection before the files.
-        let early = self.socks.presend(s);
-        if early.is_err() || fds.len() > SCM_MAX_FD {
+        let too_many = if fds.len() > SCM_MAX_FD {
+            Err(Errno::EINVAL)
+        } else {
+            Ok(())
+        };
+        let early = self.socks.presend(s).and(too_many);
+        if let Err(e) = early {
             self.frele(sp);
-            return Err(early.err().unwrap_or(Errno::EINVAL));
+            return Err(e);
         }
         let mut files = Vec::with_capacity(fds.len());
         for &fd in fds {
@@ -787,10 +789,7 @@ impl World {
         max: u32,
         cloexec: bool,
     ) -> Result<(Vec<u8>, Vec<Fd>, bool), Errno> {
-        let sp = self.getsock(pid, fd_arg(sock)?)?.detach();
-        let FileKind::Socket(s) = self.file(sp.id()).kind else {
-            unreachable!("getsock returned a socket")
-        };
+        let (sp, s) = self.getsock_id(pid, sock)?;
         let got = self.socks.recv(s, len);
         self.frele(sp);
         let got = got?;

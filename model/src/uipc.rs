@@ -11,6 +11,7 @@
 //! Floor: the socket calls, beside `sys`; they use the file(9) layer and
 //! the socket objects, never the other way round.
 
+use crate::descrip::CallerRef;
 use crate::errno::Errno;
 use crate::fd::Fd;
 use crate::file::FileKind;
@@ -21,14 +22,23 @@ use crate::vnode::{Lookup, VnodeKind};
 use crate::world::World;
 
 impl World {
-    /// The socket open at `fd`.
+    /// getsock(9) for the socket calls: the socket open at `fd`.
     ///
-    /// Errors: `EBADF`, `ENOTSOCK`.
-    fn socket_at(&mut self, pid: Pid, fd: i32) -> Result<SockId, Errno> {
+    /// Returns with a reference to its file. Errors: `EBADF`, `ENOTSOCK`.
+    pub(crate) fn getsock_id(&mut self, pid: Pid, fd: i32) -> Result<(CallerRef, SockId), Errno> {
         let sp = self.getsock(pid, fd_arg(fd)?)?.detach();
         let FileKind::Socket(s) = self.file(sp.id()).kind else {
             unreachable!("getsock returned a socket")
         };
+        Ok((sp, s))
+    }
+
+    /// The socket open at `fd`, for a call that holds no reference while
+    /// it works.
+    ///
+    /// Errors: `EBADF`, `ENOTSOCK`.
+    fn socket_at(&mut self, pid: Pid, fd: i32) -> Result<SockId, Errno> {
+        let (sp, s) = self.getsock_id(pid, fd)?;
         self.frele(sp);
         Ok(s)
     }
