@@ -35,19 +35,12 @@ struct SocketSeen {
 
 impl SocketSeen {
     fn of_diag(s: &crate::backend::linux::sys::UnixSock) -> SocketSeen {
-        const TCP_CLOSE: u8 = 7;
-        const TCP_LISTEN: u8 = 10;
-        let ty = match i32::from(s.ty) {
-            libc::SOCK_DGRAM => SockType::Dgram,
-            libc::SOCK_SEQPACKET => SockType::Seqpacket,
-            _ => SockType::Stream,
-        };
         SocketSeen {
-            ty,
+            ty: s.sock_type(),
             named: s.name.is_some(),
-            listening: s.state == TCP_LISTEN,
+            listening: s.listening(),
             shut_with_peer: s.shutdown != 0 && s.peer != 0,
-            never_connected: ty != SockType::Dgram && s.state == TCP_CLOSE,
+            never_connected: s.never_connected(),
         }
     }
 

@@ -278,8 +278,5 @@ impl LinuxBackend {
 /// (its queue holds connections), not a stream or seqpacket socket that
 /// was never connected (a peek there is `EINVAL` or `ENOTCONN`).
 fn has_queue(s: &super::sys::UnixSock) -> bool {
-    const TCP_CLOSE: u8 = 7;
-    const TCP_LISTEN: u8 = 10;
-    let connectionless = i32::from(s.ty) == libc::SOCK_DGRAM;
-    s.state != TCP_LISTEN && (connectionless || s.state != TCP_CLOSE)
+    !s.listening() && !s.never_connected()
 }

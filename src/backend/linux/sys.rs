@@ -127,6 +127,32 @@ pub struct UnixSock {
     pub rqueue: u32,
 }
 
+impl UnixSock {
+    const TCP_CLOSE: u8 = 7;
+    const TCP_LISTEN: u8 = 10;
+
+    /// Its type as the language names it (anything else counts as a
+    /// stream).
+    pub fn sock_type(&self) -> fdlab_model::SockType {
+        use fdlab_model::SockType;
+        match i32::from(self.ty) {
+            libc::SOCK_DGRAM => SockType::Dgram,
+            libc::SOCK_SEQPACKET => SockType::Seqpacket,
+            _ => SockType::Stream,
+        }
+    }
+
+    pub fn listening(&self) -> bool {
+        self.state == Self::TCP_LISTEN
+    }
+
+    /// A stream or seqpacket socket that was never connected (datagram
+    /// sockets have no connection to make).
+    pub fn never_connected(&self) -> bool {
+        self.sock_type() != fdlab_model::SockType::Dgram && self.state == Self::TCP_CLOSE
+    }
+}
+
 const NETLINK_SOCK_DIAG: libc::c_int = 4;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const UDIAG_SHOW_NAME: u32 = 0x1;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use fdlab_model::kind::FileType;
 use fdlab_model::pipe::PipeEnd;
 use fdlab_model::topology::{canonicalize, RawFile, RawProcess};
-use fdlab_model::{Events, OFlags, SockType, Topology};
+use fdlab_model::{Events, OFlags, Topology};
 
 use super::super::sys::{self, Kcmp, UnixSock};
 use super::classify::{self, Counter, KcmpFailure};
@@ -672,7 +672,6 @@ impl Snapshot {
             },
             FileType::Socket => match self.sockets.get(&(e.ino as u32)) {
                 Some(s) => {
-                    const TCP_LISTEN: u8 = 10;
                     // A connected pair, or a client and the socket accept
                     // gave for it, share one object; a datagram socket
                     // that only sends to another does not.
@@ -682,14 +681,10 @@ impl Snapshot {
                         .is_some_and(|p| u64::from(p.peer) == e.ino);
                     let peer = u64::from(s.peer);
                     RawFile::Socket {
-                        ty: match i32::from(s.ty) {
-                            libc::SOCK_DGRAM => SockType::Dgram,
-                            libc::SOCK_SEQPACKET => SockType::Seqpacket,
-                            _ => SockType::Stream,
-                        },
+                        ty: s.sock_type(),
                         object: (0, if mutual { e.ino.min(peer) } else { e.ino }),
                         name: s.name.as_deref().map(|n| scenario_name(n, root)),
-                        listening: s.state == TCP_LISTEN,
+                        listening: s.listening(),
                     }
                 }
                 None => RawFile::Opaque {
