@@ -44,13 +44,16 @@ const CRATES: &[Crate] = &[
             // The concurrent descriptor table.
             &["mt"],
             // Kernel objects, each in its own module, and the calls as values.
-            &["vnode", "pipe", "socket", "epoll", "eventfd", "pty", "call"],
+            &[
+                "vnode", "pipe", "socket", "epoll", "eventfd", "pty", "waitq", "call",
+            ],
             // The open file, the table as the world uses it, the process.
             &["file", "filedesc", "proc"],
             // The whole kernel state.
             &["world"],
-            // The unix collector's marking and purging, and the canonical topology.
-            &["gc", "topology"],
+            // The unix collector's marking and purging, the canonical
+            // topology, and readiness: wake-ups and epoll's ready lists.
+            &["gc", "topology", "poll"],
             // The file(9) API.
             &["descrip"],
             // Work finished later, and the states it leaves.

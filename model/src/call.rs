@@ -174,6 +174,10 @@ pub enum Call {
         cloexec: bool,
         nonblock: bool,
     },
+    EpollWait {
+        epfd: i32,
+        maxevents: i32,
+    },
 }
 
 impl Call {
@@ -268,6 +272,10 @@ pub enum Arg {
     /// `EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET|EPOLLONESHOT|EPOLLEXCLUSIVE`,
     /// optional (`EPOLLIN`).
     Events,
+    /// How many events `epoll_wait` takes at most: a decimal number up to
+    /// [`crate::limits::MAX_EPOLL_EVENTS`] (0 or less reaches the call,
+    /// which refuses it).
+    MaxEvents,
 }
 
 impl Arg {
@@ -305,6 +313,7 @@ impl Arg {
             Arg::MaxFds => "[MAXFDS]",
             Arg::EpollOp => "EPOLL_CTL_ADD|EPOLL_CTL_DEL|EPOLL_CTL_MOD",
             Arg::Events => "[EVENTS]",
+            Arg::MaxEvents => "MAXEVENTS",
         };
         word.to_string()
     }
@@ -871,6 +880,22 @@ pub const CALLS: &[CallSpec] = &[
             _ => None,
         },
     },
+    CallSpec {
+        name: "epoll_wait",
+        args: &[Arg::Fd, Arg::MaxEvents],
+        summary: "the registrations that are ready, at most MAXEVENTS, in the order of the ready list; never waits",
+        returns: "each as FD:EVENTS, FD the number it was registered under (closed or not); `none` when nothing is ready",
+        build: |v| match (v.next()?, v.next()?) {
+            (Value::Fd(epfd), Value::Int(maxevents)) => Some(Call::EpollWait { epfd, maxevents }),
+            _ => None,
+        },
+        values: |c| match c {
+            Call::EpollWait { epfd, maxevents } => {
+                Some(vec![Value::Fd(*epfd), Value::Int(*maxevents)])
+            }
+            _ => None,
+        },
+    },
 ];
 
 impl CallSpec {
@@ -880,7 +905,7 @@ impl CallSpec {
         let roles: &[&str] = match self.name {
             "dup2" | "dup3" => &["OLD", "NEW"],
             "sendfds" | "recvfds" => &["SOCK"],
-            "epoll_ctl" => &["EPFD"],
+            "epoll_ctl" | "epoll_wait" => &["EPFD"],
             _ => &[],
         };
         let mut roles = roles.iter();
@@ -948,6 +973,9 @@ pub enum Ret {
     Bytes(Vec<u8>),
     /// `F_GETFL`'s status flags.
     Flags(OFlags),
+    /// What `epoll_wait` reported: each ready registration's number and
+    /// events, in the order Linux gave them.
+    Ready(Vec<(i64, Events)>),
 }
 
 impl Ret {
@@ -1068,6 +1096,10 @@ mod tests {
                 cloexec: true,
                 nonblock: true,
             },
+            Call::EpollWait {
+                epfd: 3,
+                maxevents: 8,
+            },
         ];
         for c in &all {
             // Exhaustive: a new variant fails to compile until it is above.
@@ -1100,7 +1132,8 @@ mod tests {
                 | Call::Recvfds { .. }
                 | Call::EpollCreate { .. }
                 | Call::EpollCtl { .. }
-                | Call::Eventfd { .. } => {}
+                | Call::Eventfd { .. }
+                | Call::EpollWait { .. } => {}
             }
         }
         all

@@ -36,6 +36,7 @@ use std::collections::BTreeSet;
 
 use crate::descrip::Work;
 use crate::file::FileKind;
+use crate::flags::Events;
 use crate::ids::FileId;
 use crate::trace::Dropper;
 use crate::world::World;
@@ -148,11 +149,10 @@ impl World {
                 }
             }
             Deferred::PtyEcho(f) => {
-                if let Some(p) = self.pty_mut(f) {
-                    p.flush_echo();
-                }
+                self.pty_flush_echo(f);
             }
         }
+        self.flush_wakes();
     }
 
     /// The pty of master file `f`, if `f` is one and still open.
@@ -205,7 +205,15 @@ impl World {
                     FileKind::Vnode(_) => format!("vnode at {}", f.offset),
                     FileKind::Eventfd(e) => format!("{e:?}"),
                     FileKind::PtyMaster(p) => format!("{p:?}"),
-                    FileKind::Epoll(e) => format!("epoll watching {}", e.interest.len()),
+                    FileKind::Epoll(e) => {
+                        // The ready list, by registered number and file.
+                        let ready: Vec<(u32, u64, Events)> = e
+                            .ready
+                            .iter()
+                            .map(|k| (k.0.get(), self.file(k.1).serial, e.interest[k]))
+                            .collect();
+                        format!("epoll watching {} ready {ready:?}", e.interest.len())
+                    }
                     FileKind::Pipe(p, end) => {
                         let p = self.pipe(*p);
                         format!("pipe {end:?} {} {} {}", p.len(), p.reader, p.writer)
@@ -223,7 +231,11 @@ impl World {
                             e.shutdown,
                             e.peer.map(|p| self.sock(p).dead),
                             e.pending.len()
-                        )
+                        ) + if e.peer_wake.is_some() {
+                            " waiting for room"
+                        } else {
+                            ""
+                        }
                     }
                 };
                 format!("{} {} {what}", f.count(), inflight.get(&id).unwrap_or(&0))

@@ -35,12 +35,14 @@ use crate::errno::Errno;
 use crate::fd::Fd;
 use crate::file::{File, FileKind};
 use crate::filedesc::{FileSlot, Table};
+use crate::flags::Events;
 use crate::ids::{FileId, Pid};
 use crate::limits::DEFAULT_RLIMIT;
 use crate::mt::{self, Fdget};
 use crate::pipe::PipeEnd;
 use crate::proc::Proc;
 use crate::trace::{Count, Dropper, TraceEvent};
+use crate::waitq::Queue;
 use crate::world::World;
 
 /// A file between `falloc` and `fdinsert`: its slot is reserved and its count
@@ -472,14 +474,7 @@ impl World {
         let file = self.files.remove(f.0).expect("live file");
         self.record(|_| TraceEvent::Fdrop { file: file.serial });
         // eventpoll_release: the file's registrations go with it.
-        for ep in &file.watched_by {
-            if let Some(FileKind::Epoll(e)) = self.files.get_mut(ep.0).map(|e| &mut e.kind) {
-                let gone: Vec<_> = e.interest.keys().filter(|k| k.1 == f).copied().collect();
-                for k in gone {
-                    e.interest.remove(&k);
-                }
-            }
-        }
+        self.eventpoll_release(f, &file.watched_by);
         match file.kind {
             FileKind::Larval
             | FileKind::Vnode(_)
@@ -493,6 +488,10 @@ impl World {
                 }
                 if !pipe.reader && !pipe.writer {
                     self.pipes.remove(p.0);
+                } else {
+                    // pipe_release: the last of one side wakes the other.
+                    self.wake(Queue::PipeRead(p), Events::default());
+                    self.wake(Queue::PipeWrite(p), Events::default());
                 }
             }
             FileKind::Socket(s) => {
@@ -501,15 +500,7 @@ impl World {
                 work.extend(in_flight.into_iter().map(|f| (f, Dropper::Discard)));
                 self.gc_pending = true;
             }
-            FileKind::Epoll(e) => {
-                for (_, target) in e.interest.keys() {
-                    if let Some(t) = self.files.get_mut(target.0) {
-                        if let Some(i) = t.watched_by.iter().position(|&x| x == f) {
-                            t.watched_by.swap_remove(i);
-                        }
-                    }
-                }
-            }
+            FileKind::Epoll(e) => self.ep_free(f, &e),
         }
     }
 

@@ -205,6 +205,23 @@ impl Events {
         self.0 & other.0 != 0
     }
 
+    pub const fn and(self, mask: Events) -> Events {
+        Events(self.0 & mask.0)
+    }
+
+    pub const fn not(self) -> Events {
+        Events(!self.0)
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// What epoll reports of ready events: the bits the language names
+    /// (`EPOLLIN EPOLLOUT EPOLLERR EPOLLHUP EPOLLRDHUP`).
+    pub const REPORTED: Events =
+        Events(Events::IN.0 | Events::OUT.0 | Events::ERR.0 | Events::HUP.0 | Events::RDHUP.0);
+
     /// What a registration shows of its events: Linux adds
     /// `EPOLLERR|EPOLLHUP` to every one, so they say nothing and are not
     /// shown; bits the language has no name for are dropped.

@@ -15,6 +15,7 @@ use crate::filedesc::{FileSlot, TableId};
 use crate::ids::{FileId, SockId};
 use crate::pipe::PipeEnd;
 use crate::violation::{fail, Violation};
+use crate::waitq::{Queue, Waiter};
 use crate::world::World;
 
 /// Every invariant that holds between system calls.
@@ -25,6 +26,7 @@ pub fn check_all(w: &World) -> Result<(), Violation> {
     share_counts_match(w)?;
     nothing_dead_reachable(w)?;
     epoll_links_agree(w)?;
+    wait_queues_match(w)?;
     socket_charges_match(w)?;
     collector_spares_the_reachable(w)?;
     garbage_is_collectable(w)?;
@@ -230,6 +232,61 @@ pub fn epoll_links_agree(w: &World) -> Result<(), Violation> {
             "epoll_links_agree",
             format!("registrations {want:?} but watched_by {have:?}"),
         );
+    }
+    Ok(())
+}
+
+/// Each epoll registration waits on exactly the queues its file's `poll`
+/// names, once each, and nothing else waits anywhere; each ready list
+/// holds registrations, each once, and no scan is left half done; every
+/// wake-up was delivered; a datagram socket's relay waits on its own peer,
+/// which lists it once.
+pub fn wait_queues_match(w: &World) -> Result<(), Violation> {
+    let name = "wait_queues_match";
+    let mut want: BTreeSet<(Queue, Waiter)> = BTreeSet::new();
+    for (ep, f) in w.files() {
+        let FileKind::Epoll(e) = &f.kind else {
+            continue;
+        };
+        for &key in e.interest.keys() {
+            for q in w.poll_queues(key.1) {
+                want.insert((q, Waiter { ep, key }));
+            }
+        }
+        let ready: BTreeSet<_> = e.ready.iter().collect();
+        if ready.len() != e.ready.len() || !ready.iter().all(|&&k| e.interest.contains_key(&k)) {
+            return fail(name, format!("epoll {ep:?} has ready list {:?}", e.ready));
+        }
+        if e.scan.is_some() {
+            return fail(name, format!("epoll {ep:?} is still scanning"));
+        }
+    }
+    let have: Vec<(Queue, Waiter)> = w.waiters.iter().collect();
+    if have.len() != want.len() || have.iter().any(|x| !want.contains(x)) {
+        return fail(
+            name,
+            format!("registrations want {want:?}, queues hold {have:?}"),
+        );
+    }
+    if !w.socks.wakes.is_empty() {
+        return fail(name, format!("wake-ups not delivered: {:?}", w.socks.wakes));
+    }
+    for (s, sk) in w.socks.iter() {
+        if let Some(o) = sk.peer_wake {
+            let listed = w.sock(o).relays.iter().filter(|&&r| r == s).count();
+            if sk.peer != Some(o) || listed != 1 {
+                return fail(
+                    name,
+                    format!(
+                        "socket {s:?} relays from {o:?} (peer {:?}, listed {listed})",
+                        sk.peer
+                    ),
+                );
+            }
+        }
+        if sk.relays.iter().any(|&r| w.sock(r).peer_wake != Some(s)) {
+            return fail(name, format!("socket {s:?} lists relays {:?}", sk.relays));
+        }
     }
     Ok(())
 }

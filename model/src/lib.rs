@@ -15,12 +15,14 @@
 //!    values), [`bitmap`], [`slab`].
 //! 2. [`mt`]: the concurrent descriptor table, checked with loom.
 //! 3. Kernel objects, one module each: [`vnode`], [`pipe`], [`socket`],
-//!    [`epoll`], [`eventfd`], [`pty`]; and [`call`], the calls as values.
+//!    [`epoll`], [`eventfd`], [`pty`], [`waitq`] (wait queues, which
+//!    tell epoll what happened); and [`call`], the calls as values.
 //! 4. [`file`] (the open file and its count), [`filedesc`] (the table as
 //!    the world uses it), [`proc`].
 //! 5. [`world`]: the whole kernel state and its lookups.
-//! 6. [`gc`] (the unix collector's marking and purging) and [`topology`]
-//!    (the canonical topology every backend prints).
+//! 6. [`gc`] (the unix collector's marking and purging), [`topology`]
+//!    (the canonical topology every backend prints) and [`poll`] (what each
+//!    file is ready for, wake-ups, and epoll's ready lists).
 //! 7. [`descrip`]: the file(9) API under its kernel names (`falloc`,
 //!    `fdinsert`, `fd_getfile`, FREF/FRELE, `getsock`, `getvnode`,
 //!    `fdrelease`, `closef`), its references, and the table operations
@@ -70,6 +72,7 @@ pub mod kind;
 pub mod limits;
 pub mod mt;
 pub mod pipe;
+pub mod poll;
 pub mod proc;
 pub mod pty;
 pub mod slab;
@@ -80,6 +83,7 @@ pub mod trace;
 pub mod uipc;
 pub mod violation;
 pub mod vnode;
+pub mod waitq;
 pub mod world;
 
 #[cfg(any(test, feature = "mutants"))]

@@ -17,3 +17,8 @@ pub const HARNESS_FD: u32 = 10_000;
 /// The `RLIMIT_NOFILE` a scenario process starts with. A scenario may raise
 /// it up to [`HARNESS_FD`], never into the harness's descriptors.
 pub const DEFAULT_RLIMIT: u64 = 1000;
+
+/// The most events a scenario's `epoll_wait` may ask for: a backend gives
+/// the kernel room for that many (Linux itself takes up to
+/// `EP_MAX_EVENTS`).
+pub const MAX_EPOLL_EVENTS: i32 = 100_000;

@@ -81,6 +81,12 @@ impl Pipe {
         self.bufs.is_empty()
     }
 
+    /// Every page slot is taken (`pipe_full`): no write fits, however
+    /// small, and the write end does not poll writable.
+    pub fn is_full(&self) -> bool {
+        self.bufs.len() >= SLOTS
+    }
+
     /// `pipe_read` without blocking.
     ///
     /// Errors: `EAGAIN` when empty while a writer exists.

@@ -25,11 +25,22 @@
 //! at it (Linux's `sock_hold`): a peer that has not noticed yet, or a
 //! message it sent that is still queued and charged to it. [`Sock::held`]
 //! counts those, so that an id is reused only once nothing names it.
+//!
+//! What epoll sees ([`Socks::poll`]) and the wake-ups it is told of follow
+//! `unix_poll`, `unix_dgram_poll` and their callers: a message queued wakes
+//! the receiver for `EPOLLIN`; a message freed wakes its sender for
+//! `EPOLLOUT` if the sender is writable again (`unix_write_space`); shutdown
+//! and close wake every registration (`sk_state_change`). A datagram sender
+//! whose one-way peer's queue is full waits on that peer's `peer_wait`
+//! through a relay ([`Sock::peer_wake`]), which turns the peer's next
+//! dequeue into a wake-up of the sender. The wakes go to a log
+//! ([`Socks::wakes`]) that the world delivers.
 
 use std::collections::VecDeque;
 
 use crate::errno::Errno;
-use crate::flags::OFlags;
+use crate::flags::{Events, OFlags};
+use crate::waitq::{Queue, Wake, Wakes};
 use std::collections::BTreeMap;
 
 use crate::ids::{FileId, SockId, VnodeId};
@@ -228,6 +239,12 @@ pub struct Sock {
     /// Sockets pointing at it as their peer, messages it sent still
     /// queued, and a listener's queue holding it.
     pub held: u32,
+    /// The peer whose `peer_wait` this datagram socket's relay waits on
+    /// (`peer_wake`): set when a poll or a send found that peer's queue
+    /// full; the peer is always this socket's own.
+    pub peer_wake: Option<SockId>,
+    /// The relays waiting on this socket's `peer_wait`, newest first.
+    pub relays: Vec<SockId>,
 }
 
 impl Sock {
@@ -246,6 +263,8 @@ impl Sock {
             shutdown: 0,
             err: None,
             held: 0,
+            peer_wake: None,
+            relays: Vec::new(),
         }
     }
 
@@ -272,6 +291,16 @@ pub struct Received {
 #[derive(Debug, Clone, Default)]
 pub struct Socks {
     slab: Slab<Sock>,
+    /// Wake-ups made and not delivered yet, oldest first.
+    pub(crate) wakes: Wakes,
+}
+
+/// `unix_writable`: a socket may be polled writable while a quarter of its
+/// send buffer is free (`sk_wmem_alloc`, which counts one more than the
+/// charges, times four at most `SO_SNDBUF`). `extra` is what else
+/// `sk_wmem_alloc` holds at the moment of asking.
+fn writable(wmem: u64, extra: u64) -> bool {
+    (wmem + 1 + extra) * 4 <= SNDBUF
 }
 
 impl Socks {
@@ -339,6 +368,10 @@ impl Socks {
         let from = self.get_mut(seg.from);
         from.wmem -= seg.truesize;
         from.held -= 1;
+        // sock_wfree calls unix_write_space holding one more reference.
+        if writable(from.wmem, 1) {
+            self.wake(seg.from, Events::OUT);
+        }
         if seg.from != me {
             self.maybe_free(seg.from);
         }
@@ -455,6 +488,7 @@ impl Socks {
                 return fail(Errno::EPIPE);
             }
             // The peer is gone: forget it.
+            self.peer_wake_disconnect_wakeup(me, other);
             self.set_peer(me, None);
             self.get_mut(me).state = State::Unconnected;
             return Err(SendError {
@@ -467,6 +501,8 @@ impl Socks {
         }
         // A receiver that is not connected back takes a bounded queue.
         if other != me && o.peer != Some(me) && o.queue.len() > MAX_DGRAM_QLEN {
+            // Wait for room on the peer's peer_wait (unix_dgram_peer_wake_me).
+            self.peer_wake_connect(me, other);
             return fail(Errno::EAGAIN);
         }
         Ok((other, vec![(len as usize, truesize(len, DGRAM_MAX_HEAD))]))
@@ -495,6 +531,8 @@ impl Socks {
                 truesize: t,
                 from: me,
             });
+            // sk_data_ready, once per skb.
+            self.wake(to, Events::IN);
             at += n;
         }
     }
@@ -520,11 +558,15 @@ impl Socks {
             if let Some(e) = self.get_mut(me).err.take() {
                 return Err(e);
             }
-            let Some(seg) = self.pop(me) else {
+            if self.get(me).queue.is_empty() {
                 // Signal EOF on a disconnected non-blocking seqpacket.
                 let eof = ty == SockType::Seqpacket && self.get(me).shutdown & RCV_SHUTDOWN != 0;
                 return if eof { Ok(got) } else { Err(Errno::EAGAIN) };
-            };
+            }
+            // A dequeue wakes the senders waiting for room, then the skb is
+            // freed (unix_dgram_recvmsg).
+            self.wake_peer_wait(me, Events::OUT);
+            let seg = self.pop(me).expect("checked not empty");
             // One message per call; what does not fit is discarded.
             got.data = seg.data;
             got.data.truncate(n);
@@ -610,6 +652,7 @@ impl Socks {
         self.set_peer(me, Some(embryo));
         self.get_mut(me).state = State::Connected;
         self.get_mut(other).pending.push_back(embryo);
+        self.wake(other, Events::IN);
         Ok(())
     }
 
@@ -625,6 +668,9 @@ impl Socks {
             return Err(Errno::EPERM);
         }
         let old = self.set_peer(me, Some(other));
+        if let Some(old) = old {
+            self.peer_wake_disconnect_wakeup(me, old);
+        }
         Ok(match old.filter(|&o| o != other) {
             Some(old) => self.dgram_disconnected(me, old),
             None => Vec::new(),
@@ -647,9 +693,12 @@ impl Socks {
         let mut lost = Vec::new();
         if !self.get(me).queue.is_empty() {
             lost = self.purge(me);
+            self.wake_peer_wait(me, Events::default());
             let o = self.get_mut(old);
             if !o.dead && o.peer == Some(me) {
                 o.err = Some(Errno::ECONNRESET);
+                // sk_error_report
+                self.wake(old, Events::ERR);
             }
         }
         self.get_mut(old).held -= 1;
@@ -691,6 +740,7 @@ impl Socks {
         let sk = self.get_mut(me);
         sk.shutdown |= mode;
         let (ty, peer) = (sk.ty, sk.peer);
+        self.wake(me, Events::default());
         if let (Some(other), true) = (peer, ty.connection_oriented()) {
             let mut peer_mode = 0;
             if mode & RCV_SHUTDOWN != 0 {
@@ -700,8 +750,111 @@ impl Socks {
                 peer_mode |= RCV_SHUTDOWN;
             }
             self.get_mut(other).shutdown |= peer_mode;
+            self.wake(other, Events::default());
         }
         Ok(())
+    }
+
+    /// Logs a wake-up of `me`'s queue.
+    fn wake(&mut self, me: SockId, key: Events) {
+        self.wakes.push(Wake {
+            queue: Queue::Sock(me),
+            key,
+        });
+    }
+
+    /// Wakes `me`'s `peer_wait`: each relay waiting there leaves it and
+    /// wakes its own socket with `key` (`unix_dgram_peer_wake_relay`).
+    fn wake_peer_wait(&mut self, me: SockId, key: Events) {
+        for r in std::mem::take(&mut self.get_mut(me).relays) {
+            self.get_mut(r).peer_wake = None;
+            self.wake(r, key);
+        }
+    }
+
+    /// `unix_dgram_peer_wake_connect`: `me`'s relay waits on `other`'s
+    /// `peer_wait`, unless it already waits somewhere.
+    fn peer_wake_connect(&mut self, me: SockId, other: SockId) -> bool {
+        if self.get(me).peer_wake.is_some() {
+            return false;
+        }
+        self.get_mut(me).peer_wake = Some(other);
+        self.get_mut(other).relays.insert(0, me);
+        true
+    }
+
+    /// `unix_dgram_peer_wake_disconnect`: `me`'s relay leaves `other`.
+    fn peer_wake_disconnect(&mut self, me: SockId, other: SockId) {
+        if self.get(me).peer_wake == Some(other) {
+            self.get_mut(me).peer_wake = None;
+            self.get_mut(other).relays.retain(|&r| r != me);
+        }
+    }
+
+    /// `unix_dgram_peer_wake_disconnect_wakeup`: leaving peer `other`, `me`
+    /// may be writable now.
+    fn peer_wake_disconnect_wakeup(&mut self, me: SockId, other: SockId) {
+        self.peer_wake_disconnect(me, other);
+        self.wake(me, Events::OUT);
+    }
+
+    /// Whether `me`'s one-way peer `other` is full, so that `me` must wait
+    /// for it; waits on it if so (`unix_dgram_peer_wake_me`).
+    fn peer_wake_me(&mut self, me: SockId, other: SockId) -> bool {
+        let connected = self.peer_wake_connect(me, other);
+        let o = self.get(other);
+        if o.queue.len() > MAX_DGRAM_QLEN && !o.dead {
+            return true;
+        }
+        if connected {
+            self.peer_wake_disconnect(me, other);
+        }
+        false
+    }
+
+    /// What `poll` says of `me` (`unix_poll` for streams, `unix_dgram_poll`
+    /// for datagrams and seqpackets), among the events the language
+    /// names; `requested` is what the registration asked for (a datagram
+    /// socket works out `EPOLLOUT` only if asked, and may start waiting on
+    /// its peer then).
+    pub fn poll(&mut self, me: SockId, requested: Events) -> Events {
+        let sk = self.get(me);
+        let mut m = Events::default();
+        if sk.err.is_some() {
+            m = m | Events::ERR;
+        }
+        if sk.shutdown == SHUTDOWN_MASK {
+            m = m | Events::HUP;
+        }
+        if sk.shutdown & RCV_SHUTDOWN != 0 {
+            m = m | Events::RDHUP | Events::IN;
+        }
+        if !sk.queue.is_empty() || !sk.pending.is_empty() {
+            m = m | Events::IN;
+        }
+        let connection = sk.ty.connection_oriented() && sk.state == State::Unconnected;
+        if connection {
+            m = m | Events::HUP;
+        }
+        let mut can_write = !sk.listening() && writable(sk.wmem, 0);
+        if sk.ty != SockType::Stream {
+            if !requested.intersects(Events::OUT) {
+                return m;
+            }
+            if let Some(other) = sk.peer {
+                if can_write
+                    && self.get(other).peer != Some(me)
+                    && self.get(other).queue.len() > MAX_DGRAM_QLEN
+                    && self.peer_wake_me(me, other)
+                {
+                    can_write = false;
+                }
+            }
+        }
+        if can_write {
+            m = m | Events::OUT;
+        }
+        m
     }
 
     /// `me`'s file is gone (`unix_release_sock`): returns the files that
@@ -719,14 +872,18 @@ impl Socks {
         let ty = sk.ty;
         let had_data = !sk.queue.is_empty();
         let pending = std::mem::take(&mut sk.pending);
-        if let Some(other) = self.set_peer(me, None) {
+        self.wake_peer_wait(me, Events::default());
+        if let Some(other) = self.get(me).peer {
             if ty.connection_oriented() {
                 let o = self.get_mut(other);
                 o.shutdown = SHUTDOWN_MASK;
                 if had_data || embryo {
                     o.err = Some(Errno::ECONNRESET);
                 }
+                self.wake(other, Events::default());
             }
+            self.peer_wake_disconnect(me, other);
+            self.set_peer(me, None);
             self.maybe_free(other);
         }
         let mut files = self.purge(me);

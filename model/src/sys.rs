@@ -28,10 +28,12 @@ use crate::limits::SCM_MAX_FD;
 #[cfg(any(test, feature = "mutants"))]
 use crate::mutant::Mutant;
 use crate::pipe::{Pipe, PipeEnd};
+use crate::poll::EP_MAX_EVENTS;
 use crate::pty::Pty;
 use crate::socket::{SockFlags, SockType};
 use crate::trace::{Dropper, TraceEvent};
 use crate::vnode::{Lookup, VnodeKind, MAX_BYTES};
+use crate::waitq::Queue;
 use crate::world::World;
 
 /// A descriptor argument: `EBADF` for a negative number, as every call
@@ -48,6 +50,7 @@ impl World {
     /// use is `EEXIST`; the scenario validator rejects it first.)
     pub fn call(&mut self, pid: Pid, call: &Call) -> Outcome {
         let out = self.dispatch(pid, call);
+        self.flush_wakes();
         #[cfg(debug_assertions)]
         if self.checked {
             if let Err(v) = crate::invariants::check_all(self) {
@@ -124,6 +127,9 @@ impl World {
                 .sys_epoll_ctl(pid, *epfd, *op, *fd, *events)
                 .map(|_| Ret::int(0)),
             Eventfd { cloexec, nonblock } => self.sys_eventfd2(pid, *cloexec, *nonblock).map(fd),
+            EpollWait { epfd, maxevents } => self
+                .sys_epoll_wait(pid, *epfd, *maxevents)
+                .map(|v| Ret::Ready(v.into_iter().map(|(f, e)| (f.get() as i64, e)).collect())),
         }
     }
 }
@@ -489,9 +495,31 @@ impl World {
         match &mut w.file_mut(id).kind {
             FileKind::Larval => unreachable!("fd_getfile never returns a larval file"),
             FileKind::Epoll(_) => Err(Errno::EINVAL),
-            FileKind::Eventfd(e) => e.write(data),
-            FileKind::PtyMaster(p) => Ok(p.write(data, deferred)),
-            &mut FileKind::Pipe(p, _) => w.pipe_mut(p).write(data),
+            FileKind::Eventfd(e) => {
+                let n = e.write(data)?;
+                w.wake(Queue::Eventfd(id), Events::IN);
+                Ok(n)
+            }
+            FileKind::PtyMaster(p) => {
+                let n = p.write(data, deferred);
+                // tty_write_unlock wakes the writers, whatever was written.
+                w.wake(Queue::TtyWrite(id), Events::OUT);
+                // Not deferred, the echo reached the read buffer already.
+                if !deferred && n > 0 {
+                    w.wake(Queue::TtyRead(id), Events::IN);
+                }
+                Ok(n)
+            }
+            &mut FileKind::Pipe(p, _) => {
+                let r = w.pipe_mut(p).write(data);
+                // pipe_write wakes the readers whatever it managed, unless
+                // asked to write nothing (epoll "nonsensically wants a
+                // wakeup whether the pipe was already empty or not").
+                if !data.is_empty() {
+                    w.wake(Queue::PipeRead(p), Events::IN);
+                }
+                r
+            }
             &mut FileKind::Socket(s) => {
                 w.socks.presend(s)?;
                 w.sock_send(s, data, Vec::new(), false)
@@ -535,11 +563,28 @@ impl World {
         }
         let id = fp.id();
         let w = fp.world();
+        // n_tty_read on an empty read buffer waits for the echo on its way.
+        if len > 0 && matches!(&w.file(id).kind, FileKind::PtyMaster(p) if p.output.is_empty()) {
+            w.pty_flush_echo(id);
+        }
         match &mut w.file_mut(id).kind {
             FileKind::Larval | FileKind::Epoll(_) => unreachable!("checked above"),
-            FileKind::Eventfd(e) => e.read(len),
+            FileKind::Eventfd(e) => {
+                let out = e.read(len)?;
+                w.wake(Queue::Eventfd(id), Events::OUT);
+                Ok(out)
+            }
             FileKind::PtyMaster(p) => p.read(len),
-            &mut FileKind::Pipe(p, _) => w.pipe_mut(p).read(len),
+            &mut FileKind::Pipe(p, _) => {
+                let pipe = w.pipe_mut(p);
+                let was_full = pipe.is_full();
+                let r = pipe.read(len);
+                // A page freed in a full pipe wakes the writers.
+                if was_full && !w.pipe(p).is_full() {
+                    w.wake(Queue::PipeWrite(p), Events::OUT);
+                }
+                r
+            }
             &mut FileKind::Socket(s) => {
                 // sock_read_iter: "Match SYS5 behaviour".
                 if len == 0 {
@@ -864,6 +909,33 @@ impl World {
         r
     }
 
+    /// `epoll_wait(2)` with a timeout of 0: the ready registrations, at
+    /// most `maxevents`, each as the number it was registered under (which
+    /// may be closed by now) and the events it is ready for.
+    ///
+    /// Errors, in this kernel's order (Linux 6.18 looks the descriptor up
+    /// first): `EBADF`, `EINVAL` (`maxevents` not in `1..=EP_MAX_EVENTS`,
+    /// or not an epoll).
+    pub fn sys_epoll_wait(
+        &mut self,
+        pid: Pid,
+        epfd: i32,
+        maxevents: i32,
+    ) -> Result<Vec<(Fd, Events)>, Errno> {
+        let ep = self.fd_getfile(pid, fd_arg(epfd)?)?.detach();
+        let out = match self.file(ep.id()).kind {
+            _ if maxevents <= 0 || maxevents > EP_MAX_EVENTS => Err(Errno::EINVAL),
+            FileKind::Epoll(_) => Ok(self
+                .ep_send_events(ep.id(), maxevents as usize)
+                .into_iter()
+                .map(|(key, events)| (key.0, events))
+                .collect()),
+            _ => Err(Errno::EINVAL),
+        };
+        self.frele(ep);
+        out
+    }
+
     fn epoll_ctl_files(
         &mut self,
         ep: FileId,
@@ -892,52 +964,35 @@ impl World {
         if full_check && nested && self.ep_loop_check(ep, target) {
             return Err(Errno::ELOOP);
         }
-        let FileKind::Epoll(e) = &mut self.file_mut(ep).kind else {
-            unreachable!("checked above")
-        };
         let key = (fd, target);
-        // Linux always adds EPOLLERR|EPOLLHUP; they are not shown.
-        let events = events.shown();
+        let registered = self.epoll(ep).interest.get(&key).copied();
+        // Linux adds EPOLLERR|EPOLLHUP to every registration.
+        let events = events | Events::ERR | Events::HUP;
         match op {
             EpollOp::Add => {
-                if e.interest.contains_key(&key) {
+                if registered.is_some() {
                     return Err(Errno::EEXIST);
                 }
-                e.interest.insert(key, events);
-                self.file_mut(target).watched_by.push(ep);
+                self.ep_insert(ep, key, events);
                 if full_check && !self.wakeup_paths_within_limits(target) {
-                    self.epoll_unlink(ep, key);
+                    self.ep_remove(ep, key);
                     return Err(Errno::EINVAL);
                 }
+                self.ep_insert_done(ep, key);
             }
             EpollOp::Del => {
-                if e.interest.remove(&key).is_none() {
+                if registered.is_none() {
                     return Err(Errno::ENOENT);
                 }
-                let w = &mut self.file_mut(target).watched_by;
-                if let Some(i) = w.iter().position(|&x| x == ep) {
-                    w.swap_remove(i);
-                }
+                self.ep_remove(ep, key);
             }
-            EpollOp::Mod => match e.interest.get_mut(&key) {
+            EpollOp::Mod => match registered {
                 None => return Err(Errno::ENOENT),
                 Some(old) if old.contains(Events::EXCLUSIVE) => return Err(Errno::EINVAL),
-                Some(old) => *old = events,
+                Some(_) => self.ep_modify(ep, key, events),
             },
         }
         Ok(())
-    }
-
-    /// Removes the registration `key` from epoll `ep` (Linux
-    /// `ep_remove_safe`).
-    fn epoll_unlink(&mut self, ep: FileId, key: (Fd, FileId)) {
-        if let FileKind::Epoll(e) = &mut self.file_mut(ep).kind {
-            e.interest.remove(&key);
-        }
-        let w = &mut self.file_mut(key.1).watched_by;
-        if let Some(i) = w.iter().position(|&x| x == ep) {
-            w.swap_remove(i);
-        }
     }
 
     /// Whether, with the link from `target` into `ep` made, every file the

@@ -28,6 +28,7 @@ use crate::slab::Slab;
 use crate::socket::{Names, Sock, Socks};
 use crate::trace::TraceEvent;
 use crate::vnode::Fs;
+use crate::waitq::WaitQueues;
 
 /// The modelled kernel.
 #[derive(Debug)]
@@ -41,6 +42,8 @@ pub struct World {
     pub(crate) socks: Socks,
     /// The bound unix sockets, by name.
     pub(crate) unix_names: Names,
+    /// The epoll registrations waiting on each object's wait queues.
+    pub(crate) waiters: WaitQueues,
     pub(crate) fs: Fs,
     pub(crate) next_serial: u64,
     /// `fs.nr_open`: the ceiling of every `RLIMIT_NOFILE`.
@@ -76,6 +79,7 @@ impl Default for World {
             pipes: Slab::default(),
             socks: Socks::default(),
             unix_names: Names::default(),
+            waiters: WaitQueues::default(),
             fs: Fs::default(),
             next_serial: 0,
             nr_open: u64::from(crate::limits::NR_OPEN),
@@ -120,6 +124,7 @@ impl Clone for World {
             pipes: self.pipes.clone(),
             socks: self.socks.clone(),
             unix_names: self.unix_names.clone(),
+            waiters: self.waiters.clone(),
             fs: self.fs.clone(),
             next_serial: self.next_serial,
             nr_open: self.nr_open,

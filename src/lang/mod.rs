@@ -11,7 +11,7 @@ mod parser;
 pub mod print;
 pub mod text;
 
-use fdlab_model::{Call, Errno, OFlags};
+use fdlab_model::{Call, Errno, Events, OFlags};
 
 pub use parser::parse;
 
@@ -71,6 +71,9 @@ pub enum Expected {
     Errno(Errno),
     Text(Vec<u8>),
     Flags(OFlags),
+    /// `epoll_wait`'s ready registrations, in order (`= none`: empty);
+    /// each one's events compare as a set.
+    Ready(Vec<(i64, Events)>),
     Ok,
 }
 

@@ -253,6 +253,35 @@ impl Parser<'_> {
     }
 
     /// An integer word.
+    /// One ready registration of an `epoll_wait` result: `FD:EVENTS`, the
+    /// events among those epoll reports, joined with `|`.
+    fn ready_event(&self, w: &str, col: usize) -> Res<(i64, Events)> {
+        let Some((fd, events)) = w.split_once(':') else {
+            return Err(self.err_at(
+                col,
+                format!("expected FD:EVENTS (`3:EPOLLIN`), found `{w}`"),
+            ));
+        };
+        let fd: i64 = fd.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            self.err_at(col, format!("expected a descriptor number, found `{fd}`"))
+        })?;
+        let mut set = Events::default();
+        let mut at = col + w.len() - events.len();
+        for part in events.split('|') {
+            let e = Events::from_name(part)
+                .filter(|e| Events::REPORTED.contains(*e))
+                .ok_or_else(|| {
+                    self.err_at(
+                        at,
+                        format!("`{part}` is not an event epoll_wait reports (EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP)"),
+                    )
+                })?;
+            set = set | e;
+            at += part.chars().count() + 1;
+        }
+        Ok((fd, set))
+    }
+
     fn int(&self, c: &mut Cursor, what: &str) -> Res<(i64, usize)> {
         let col = c.col();
         match c.word() {
@@ -652,6 +681,15 @@ impl Parser<'_> {
                     self.err_at(col, format!("a backlog is a 32-bit number, found {n}"))
                 })?)
             }
+            Arg::MaxEvents => {
+                let (n, col) = self.int(c, "a number of events")?;
+                let max = fdlab_model::limits::MAX_EPOLL_EVENTS;
+                Value::Int(
+                    i32::try_from(n).ok().filter(|&n| n <= max).ok_or_else(|| {
+                        self.err_at(col, format!("at most {max} events, found {n}"))
+                    })?,
+                )
+            }
             Arg::How => {
                 let col = c.col();
                 let how = match c.word() {
@@ -762,6 +800,14 @@ impl Parser<'_> {
             }) => {
                 if w == "ok" {
                     Expected::Ok
+                } else if w == "none" {
+                    Expected::Ready(Vec::new())
+                } else if w.contains(':') {
+                    let mut v = vec![self.ready_event(w, col)?];
+                    while let Some((w, col)) = c.word() {
+                        v.push(self.ready_event(w, col)?);
+                    }
+                    Expected::Ready(v)
                 } else if w == "MSG_CTRUNC" {
                     Expected::Truncated(Vec::new())
                 } else if let Ok(n) = w.parse::<i64>() {
@@ -795,7 +841,7 @@ impl Parser<'_> {
                 } else {
                     return Err(self.err_at(
                         col,
-                        format!("expected a result (integers, an errno name, a string, a flag set or `ok`), found `{w}`"),
+                        format!("expected a result (integers, an errno name, a string, a flag set, ready registrations such as `3:EPOLLIN` or `none`, or `ok`), found `{w}`"),
                     ));
                 }
             }
@@ -964,7 +1010,19 @@ mod tests {
             err("spawn p1\nspawn p1"),
             "t.fds:2:7: process name `p1` is already used"
         );
-        assert_eq!(err("spawn p1\np1: close 3 = EWHAT"), "t.fds:2:15: expected a result (integers, an errno name, a string, a flag set or `ok`), found `EWHAT`");
+        assert_eq!(err("spawn p1\np1: close 3 = EWHAT"), "t.fds:2:15: expected a result (integers, an errno name, a string, a flag set, ready registrations such as `3:EPOLLIN` or `none`, or `ok`), found `EWHAT`");
+        assert_eq!(
+            err("spawn p1\np1: epoll_wait 0 8 = 3:EPOLLIN 4:EPOLLET"),
+            "t.fds:2:34: `EPOLLET` is not an event epoll_wait reports (EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP)"
+        );
+        assert_eq!(
+            err("spawn p1\np1: epoll_wait 0 8 = x:EPOLLIN"),
+            "t.fds:2:22: expected a descriptor number, found `x`"
+        );
+        assert_eq!(
+            err("spawn p1\np1: epoll_wait 0 100001"),
+            "t.fds:2:18: at most 100000 events, found 100001"
+        );
         let e = err("spawn p1\np1: frob");
         assert!(
             e.starts_with("t.fds:2:5: unknown call `frob`: (the calls: fork, clone_files,"),

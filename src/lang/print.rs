@@ -2,7 +2,7 @@
 //! own spelling (so that any printed result can be pasted as an `= RESULT`).
 
 use fdlab_model::call::{Arg, Value};
-use fdlab_model::{Call, EpollOp, Errno, FcntlCmd, OFlags, Outcome, Ret, Whence};
+use fdlab_model::{Call, EpollOp, Errno, Events, FcntlCmd, OFlags, Outcome, Ret, Whence};
 
 use super::text::quote;
 use super::{Expectation, Expected};
@@ -183,7 +183,19 @@ pub fn ret_text(r: &Ret) -> String {
         Ret::Truncated(v) => ints_then_ctrunc(v),
         Ret::Bytes(b) => quote(b),
         Ret::Flags(f) => f.status_string(),
+        Ret::Ready(v) => ready_text(v),
     }
+}
+
+/// `3:EPOLLIN 64:EPOLLOUT|EPOLLHUP`, or `none`.
+pub fn ready_text(v: &[(i64, Events)]) -> String {
+    if v.is_empty() {
+        return "none".into();
+    }
+    v.iter()
+        .map(|(fd, e)| format!("{fd}:{e}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `3 4 MSG_CTRUNC`, or `MSG_CTRUNC` alone.
@@ -218,6 +230,7 @@ pub fn expected_text(e: &Expected) -> String {
         Expected::Errno(e) => e.name().to_string(),
         Expected::Text(b) => quote(b),
         Expected::Flags(f) => f.status_string(),
+        Expected::Ready(v) => ready_text(v),
         Expected::Ok => "ok".into(),
     }
 }
@@ -233,6 +246,7 @@ impl Expected {
             (Expected::Text(t), Ok(Ret::Bytes(got))) => t == got,
             (Expected::Text(t), Ok(Ret::Flags(f))) => t == f.status_string().as_bytes(),
             (Expected::Flags(f), Ok(Ret::Flags(got))) => f.and(OFlags::STATUS_MASK) == *got,
+            (Expected::Ready(v), Ok(Ret::Ready(got))) => v == got,
             _ => false,
         }
     }
@@ -320,6 +334,7 @@ pub fn expected_of(o: &Outcome) -> Expected {
         Ok(Ret::Truncated(v)) => Expected::Truncated(v.clone()),
         Ok(Ret::Bytes(b)) => Expected::Text(b.clone()),
         Ok(Ret::Flags(f)) => Expected::Flags(*f),
+        Ok(Ret::Ready(v)) => Expected::Ready(v.clone()),
         Err(e) => Expected::Errno(*e),
     }
 }

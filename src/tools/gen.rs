@@ -78,6 +78,8 @@ pub enum CallGen {
     EpollCreate(bool),
     /// Epoll, op (ADD twice as often as DEL or MOD), target, events.
     EpollCtl(FdSel, u8, FdSel, u16),
+    /// Epoll, most events.
+    EpollWait(FdSel, i32),
     Eventfd(bool, bool),
     Fork,
     CloneFiles,
@@ -139,6 +141,8 @@ fn call_gen() -> impl Strategy<Value = CallGen> {
             .prop_map(|(s, m, c)| CallGen::Recvfds(s, m, c)),
         2 => any::<bool>().prop_map(CallGen::EpollCreate),
         5 => (sel(), 0..4u8, sel(), any::<u16>()).prop_map(|(e, o, f, ev)| CallGen::EpollCtl(e, o, f, ev)),
+        6 => (sel(), prop_oneof![8 => 1..5i32, 1 => Just(0), 1 => Just(64)])
+            .prop_map(|(e, m)| CallGen::EpollWait(e, m)),
         1 => (any::<bool>(), any::<bool>()).prop_map(|(c, n)| CallGen::Eventfd(c, n)),
         2 => Just(CallGen::Fork),
         2 => Just(CallGen::CloneFiles),
@@ -307,6 +311,11 @@ fn epoll(_: &World, f: &File) -> bool {
     matches!(f.kind, FileKind::Epoll(_))
 }
 
+/// What epoll can watch, other epoll instances included (nesting).
+fn pollable(_: &World, f: &File) -> bool {
+    f.can_poll()
+}
+
 fn pollable_not_epoll(_: &World, f: &File) -> bool {
     !matches!(f.kind, FileKind::Vnode(_) | FileKind::Epoll(_))
 }
@@ -449,7 +458,12 @@ const AIMS: &[Aim] = &[
     Aim {
         call: "epoll_ctl target",
         at: "a file epoll can watch",
-        want: pollable_not_epoll,
+        want: pollable,
+    },
+    Aim {
+        call: "epoll_wait",
+        at: "an epoll instance",
+        want: epoll,
     },
 ];
 
@@ -597,6 +611,7 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                             mode: 0o644,
                         },
                     )],
+                    CallGen::EpollWait(..) => &[(epoll, Call::EpollCreate { cloexec: false })],
                     CallGen::EpollCtl(..) => &[
                         (epoll, Call::EpollCreate { cloexec: false }),
                         (
@@ -794,6 +809,10 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                         cloexec: *c,
                         nonblock: *n,
                     },
+                    CallGen::EpollWait(e, m) => Call::EpollWait {
+                        epfd: at(e, "epoll_wait"),
+                        maxevents: *m,
+                    },
                     CallGen::Fork | CallGen::CloneFiles => {
                         if live.len() >= MAX_PROCS {
                             continue;
@@ -864,6 +883,7 @@ fn aimed(call: &Call) -> Vec<(&'static str, i32)> {
         Call::Shutdown { fd, .. } => vec![("shutdown", fd)],
         Call::Recvfds { sock, .. } => vec![("recvfds", sock)],
         Call::EpollCtl { epfd, fd, .. } => vec![("epoll_ctl", epfd), ("epoll_ctl target", fd)],
+        Call::EpollWait { epfd, .. } => vec![("epoll_wait", epfd)],
         _ => Vec::new(),
     }
 }

@@ -2,7 +2,7 @@
 //! step, each expectation and the final topology.
 
 use fdlab_model::trace::TraceEvent;
-use fdlab_model::{Outcome, Ret, Topology};
+use fdlab_model::{Events, Outcome, Ret, Topology};
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
@@ -173,9 +173,17 @@ fn ser_outcome<S: Serializer>(o: &Outcome, s: S) -> Result<S::Ok, S::Error> {
         }
         Ok(Ret::Bytes(b)) => m.serialize_entry("ok", &json_text(b))?,
         Ok(Ret::Flags(f)) => m.serialize_entry("ok", &f.status_string())?,
+        Ok(Ret::Ready(v)) => m.serialize_entry("ok", &ready_json(v))?,
         Err(e) => m.serialize_entry("err", e.name())?,
     }
     m.end()
+}
+
+/// `[{"fd": 3, "events": "EPOLLIN"}]`.
+fn ready_json(v: &[(i64, Events)]) -> Vec<serde_json::Value> {
+    v.iter()
+        .map(|(fd, e)| serde_json::json!({"fd": fd, "events": e.to_string()}))
+        .collect()
 }
 
 fn ser_expected<S: Serializer>(e: &Option<Expected>, s: S) -> Result<S::Ok, S::Error> {
@@ -191,6 +199,7 @@ fn ser_expected<S: Serializer>(e: &Option<Expected>, s: S) -> Result<S::Ok, S::E
         }
         Expected::Text(b) => m.serialize_entry("ok", &json_text(b))?,
         Expected::Flags(f) => m.serialize_entry("ok", &f.status_string())?,
+        Expected::Ready(v) => m.serialize_entry("ok", &ready_json(v))?,
         // Any successful result.
         Expected::Ok => m.serialize_entry("ok", &())?,
         Expected::Errno(e) => m.serialize_entry("err", e.name())?,

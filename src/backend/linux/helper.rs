@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use fdlab_model::limits::HARNESS_FD;
 use fdlab_model::{
-    Call, EpollOp, Errno, FcntlCmd, OFlags, Outcome, Ret, SockFlags, SockType, Whence,
+    Call, EpollOp, Errno, Events, FcntlCmd, OFlags, Outcome, Ret, SockFlags, SockType, Whence,
 };
 
 use super::ctl::{CaptureItem, Captured, Channel, Reply, Request};
@@ -406,6 +406,13 @@ impl Helper {
                 flag(*cloexec, libc::EFD_CLOEXEC) | flag(*nonblock, libc::EFD_NONBLOCK),
             )
             .map(|n| ints(&[n])),
+            Call::EpollWait { epfd, maxevents } => kernel::epoll_wait(*epfd, *maxevents).map(|v| {
+                Ret::Ready(
+                    v.into_iter()
+                        .map(|(fd, e)| (fd, Events::from_bits(e).and(Events::REPORTED)))
+                        .collect(),
+                )
+            }),
         };
         Reply::Done(out)
     }

@@ -326,6 +326,24 @@ pub fn epoll_ctl(epfd: i32, op: i32, fd: i32, events: u32) -> Sys<()> {
     check(unsafe { libc::epoll_ctl(epfd, op, fd, &mut ev) }).map(|_| ())
 }
 
+/// `epoll_wait(epfd, events, maxevents, 0)`: each ready registration's
+/// `data` (the number it was registered under, see [`epoll_ctl`]) and
+/// events. `maxevents` reaches the kernel as it is, 0 and negative ones
+/// included; the buffer has room for as many (the language allows at
+/// most `MAX_EPOLL_EVENTS`).
+pub fn epoll_wait(epfd: i32, maxevents: i32) -> Sys<Vec<(i64, u32)>> {
+    let room = usize::try_from(maxevents).unwrap_or(0);
+    let mut buf = vec![libc::epoll_event { events: 0, u64: 0 }; room.max(1)];
+    // SAFETY: `buf` has room for `max(maxevents, 1)` events, alive for the
+    // call; the kernel writes at most `maxevents` of them, and none when it
+    // refuses a `maxevents` of 0 or less.
+    let n = check(unsafe { libc::epoll_wait(epfd, buf.as_mut_ptr(), maxevents, 0) })?;
+    Ok(buf[..n as usize]
+        .iter()
+        .map(|e| (e.u64 as i64, e.events))
+        .collect())
+}
+
 pub fn eventfd(flags: i32) -> Sys<i32> {
     // SAFETY: integer arguments.
     check(unsafe { libc::eventfd(0, flags) })
