@@ -341,6 +341,30 @@ pub fn fuzz_summary(r: &FuzzReport, written_to: &str) -> String {
             );
         }
     }
+    let total: u64 = r.coverage.mix.values().sum();
+    if total > 0 {
+        let pct = |n: u64| 100.0 * n as f64 / total as f64;
+        let mut mix: Vec<(&str, u64)> = r.coverage.mix.iter().map(|(k, v)| (*k, *v)).collect();
+        mix.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let list: Vec<String> = mix
+            .iter()
+            .map(|(name, n)| format!("{name} {:.1}%", pct(*n)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "the mix: {total} calls, {} of them ({:.1}%) only version 2 of the language can say; {}",
+            r.coverage.version2,
+            pct(r.coverage.version2),
+            list.join(", ")
+        );
+        let [none, one, more] = r.coverage.ready;
+        if none + one + more > 0 {
+            let _ = writeln!(
+                out,
+                "epoll_wait reported nothing {none} times, one registration {one} times, several {more} times"
+            );
+        }
+    }
     if let Some((n, t)) = r.first_failure {
         let _ = writeln!(
             out,

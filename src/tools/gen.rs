@@ -17,7 +17,7 @@ use fdlab_model::limits::SCM_MAX_FD;
 use fdlab_model::vnode::VnodeKind;
 use fdlab_model::Fd;
 use fdlab_model::{
-    Call, EpollOp, Events, FcntlCmd, OFlags, Pid, SockFlags, SockType, Whence, World,
+    Call, EpollOp, Events, FcntlCmd, OFlags, Pid, Ret, SockFlags, SockType, Whence, World,
 };
 use proptest::prelude::*;
 
@@ -311,6 +311,12 @@ fn epoll(_: &World, f: &File) -> bool {
     matches!(f.kind, FileKind::Epoll(_))
 }
 
+/// An epoll instance with a registration: where `epoll_wait` has
+/// something to report.
+fn epoll_watching(_: &World, f: &File) -> bool {
+    matches!(&f.kind, FileKind::Epoll(e) if !e.interest.is_empty())
+}
+
 /// What epoll can watch, other epoll instances included (nesting).
 fn pollable(_: &World, f: &File) -> bool {
     f.can_poll()
@@ -462,8 +468,8 @@ const AIMS: &[Aim] = &[
     },
     Aim {
         call: "epoll_wait",
-        at: "an epoll instance",
-        want: epoll,
+        at: "an epoll instance that watches something",
+        want: epoll_watching,
     },
 ];
 
@@ -478,6 +484,40 @@ pub struct Coverage {
     /// By call, in [`AIMS`]'s order: (call, where it matters, generated,
     /// of which hit there).
     pub calls: Vec<(&'static str, &'static str, u64, u64)>,
+    /// Every call generated, by name.
+    pub mix: std::collections::BTreeMap<&'static str, u64>,
+    /// Calls that only version 2 of the language can say.
+    pub version2: u64,
+    /// `epoll_wait` calls that reported nothing, one registration, and
+    /// several (on the model, which agreed with Linux on each).
+    pub ready: [u64; 3],
+}
+
+/// Whether `call` needs version 2 of the language: its new calls, and the
+/// new forms of old ones (`EPOLL_CTL_MOD` and the new events, seqpacket,
+/// `SOCK_NONBLOCK`, `O_NONBLOCK` pipes, eventfd flags, `recvfds` with a
+/// small control buffer, `F_DUPFD_QUERY`).
+pub fn version2(call: &Call) -> bool {
+    let new_events = Events::RDHUP | Events::ET | Events::ONESHOT | Events::EXCLUSIVE;
+    match call {
+        Call::Socket { .. }
+        | Call::Bind { .. }
+        | Call::Listen { .. }
+        | Call::Connect { .. }
+        | Call::Accept { .. }
+        | Call::Shutdown { .. }
+        | Call::EpollWait { .. }
+        | Call::Eventfd { .. } => true,
+        Call::EpollCtl { op, events, .. } => *op == EpollOp::Mod || events.intersects(new_events),
+        Call::Socketpair { ty, flags } => *ty == SockType::Seqpacket || flags.nonblock,
+        Call::Pipe { nonblock, .. } => *nonblock,
+        Call::Recvfds { max, .. } => *max as usize != SCM_MAX_FD,
+        Call::Fcntl {
+            cmd: FcntlCmd::DupFdQuery { .. },
+            ..
+        } => true,
+        _ => false,
+    }
 }
 
 impl Coverage {
@@ -500,6 +540,22 @@ impl Coverage {
     pub fn add(&mut self, other: &Coverage) {
         for &(call, _, n, hit) in &other.calls {
             self.count(aim(call), n, hit);
+        }
+        for (name, n) in &other.mix {
+            *self.mix.entry(name).or_insert(0) += n;
+        }
+        self.version2 += other.version2;
+        for (a, b) in self.ready.iter_mut().zip(other.ready) {
+            *a += b;
+        }
+    }
+
+    /// Counts one generated call, and what the model answered.
+    fn generated(&mut self, call: &Call, out: &fdlab_model::Outcome) {
+        *self.mix.entry(call.name()).or_insert(0) += 1;
+        self.version2 += u64::from(version2(call));
+        if let Ok(Ret::Ready(v)) = out {
+            self.ready[v.len().min(2)] += 1;
         }
     }
 }
@@ -611,8 +667,7 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                             mode: 0o644,
                         },
                     )],
-                    CallGen::EpollWait(..) => &[(epoll, Call::EpollCreate { cloexec: false })],
-                    CallGen::EpollCtl(..) => &[
+                    CallGen::EpollWait(..) | CallGen::EpollCtl(..) => &[
                         (epoll, Call::EpollCreate { cloexec: false }),
                         (
                             pollable_not_epoll,
@@ -626,6 +681,7 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                 };
                 for (want, make) in needs {
                     if open_fds(&world, pid, *want).is_empty() && world.call(pid, make).is_ok() {
+                        cover.generated(make, &Ok(Ret::Ints(Vec::new())));
                         stmts.push(Stmt {
                             line: stmts.len() + 1,
                             kind: StmtKind::Call {
@@ -636,12 +692,40 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                         });
                     }
                 }
+                // epoll_wait has something to report once an epoll watches
+                // a file; register one where none does (both ends of a pipe,
+                // for reading and writing, the write end ready at once).
+                if let CallGen::EpollWait(..) = cg {
+                    let eps = open_fds(&world, pid, epoll);
+                    let targets = open_fds(&world, pid, pollable_not_epoll);
+                    if open_fds(&world, pid, epoll_watching).is_empty() && !eps.is_empty() {
+                        for fd in targets.iter().take(2) {
+                            let add = Call::EpollCtl {
+                                epfd: eps[0],
+                                op: EpollOp::Add,
+                                fd: *fd,
+                                events: Events::IN | Events::OUT,
+                            };
+                            let out = world.call(pid, &add);
+                            cover.generated(&add, &out);
+                            stmts.push(Stmt {
+                                line: stmts.len() + 1,
+                                kind: StmtKind::Call {
+                                    proc: proc.clone(),
+                                    call: add,
+                                    expected: None,
+                                },
+                            });
+                        }
+                    }
+                }
                 // A listener takes three calls; make one where accept
                 // would find none, on a name that connect also uses.
                 if let CallGen::Accept(_, c, _) = cg {
                     if open_fds(&world, pid, listening).is_empty() {
                         for make in make_listener(&mut world, pid, if *c { "@a" } else { "s.sock" })
                         {
+                            cover.generated(&make, &Ok(Ret::Ints(Vec::new())));
                             stmts.push(Stmt {
                                 line: stmts.len() + 1,
                                 kind: StmtKind::Call {
@@ -837,7 +921,8 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                     let hit = file_at(&world, pid, fd).is_some_and(|f| (a.want)(&world, f));
                     cover.count(a, 1, u64::from(hit));
                 }
-                let _ = world.call(pid, &call);
+                let out = world.call(pid, &call);
+                cover.generated(&call, &out);
                 StmtKind::Call {
                     proc,
                     call,
