@@ -178,6 +178,13 @@ pub enum Call {
         epfd: i32,
         maxevents: i32,
     },
+    /// `call` with flag bits that Linux refuses for it beside its named
+    /// ones (a scenario writes them as a number): the call fails
+    /// `EINVAL`, after what Linux checks first (see [`numeric_flags`]).
+    Flagged {
+        call: Box<Call>,
+        bits: u32,
+    },
 }
 
 impl Call {
@@ -186,9 +193,18 @@ impl Call {
         self.spec().name
     }
 
+    /// The call itself, without bits a scenario added as a number.
+    pub fn plain(&self) -> &Call {
+        match self {
+            Call::Flagged { call, .. } => call.plain(),
+            c => c,
+        }
+    }
+
     /// The call's row in [`CALLS`].
     pub fn spec(&self) -> &'static CallSpec {
-        match CALLS.iter().find(|s| (s.values)(self).is_some()) {
+        let call = self.plain();
+        match CALLS.iter().find(|s| (s.values)(call).is_some()) {
             Some(s) => s,
             // Every variant has a row: `every_variant_has_one_row` checks it.
             None => unreachable!("a call without a row in CALLS: {self:?}"),
@@ -197,7 +213,7 @@ impl Call {
 
     /// The values of the call's arguments, in the order its row writes them.
     pub fn values(&self) -> Vec<Value> {
-        (self.spec().values)(self).unwrap_or_default()
+        (self.spec().values)(self.plain()).unwrap_or_default()
     }
 
     /// The process this call brings into being, if any.
@@ -423,6 +439,109 @@ impl Values {
     fn next(&mut self) -> Option<Value> {
         self.0.next()
     }
+}
+
+/// What a call's flags may be written as when a scenario writes a number:
+/// the bits the language names (a number is read as those names), the
+/// bits Linux accepts that fdlab does not model (refused, with their
+/// names), and the bits that are not flags at all (a socket's type).
+/// Every other bit is passed to the call, which refuses it (`EINVAL`).
+#[derive(Debug)]
+pub struct NumericFlags {
+    pub named: &'static [(&'static str, u32)],
+    pub unmodelled: &'static [(&'static str, u32)],
+    pub reserved: u32,
+    /// Whether bits beyond the named ones reach the call (`open(2)`
+    /// ignores unknown bits, so fdlab refuses them rather than pretend).
+    pub passes_others: bool,
+}
+
+const CLOEXEC_BIT: u32 = 0o2_000_000;
+const NONBLOCK_BIT: u32 = 0o4000;
+
+/// The flags argument of call `name`, when it takes a number
+/// (`recvfds` does not: its flags are not the scenario's to pass).
+pub fn numeric_flags(name: &str) -> Option<&'static NumericFlags> {
+    const fn word(
+        named: &'static [(&'static str, u32)],
+        unmodelled: &'static [(&'static str, u32)],
+    ) -> NumericFlags {
+        NumericFlags {
+            named,
+            unmodelled,
+            reserved: 0,
+            passes_others: true,
+        }
+    }
+    static DUP3: NumericFlags = word(&[("O_CLOEXEC", CLOEXEC_BIT)], &[]);
+    static PIPE: NumericFlags = word(
+        &[("O_CLOEXEC", CLOEXEC_BIT), ("O_NONBLOCK", NONBLOCK_BIT)],
+        &[("O_DIRECT", 0o40000), ("O_NOTIFICATION_PIPE", 0o200)],
+    );
+    static EVENTFD: NumericFlags = word(
+        &[("EFD_CLOEXEC", CLOEXEC_BIT), ("EFD_NONBLOCK", NONBLOCK_BIT)],
+        &[("EFD_SEMAPHORE", 1)],
+    );
+    static EPOLL_CREATE: NumericFlags = word(&[("EPOLL_CLOEXEC", CLOEXEC_BIT)], &[]);
+    static CLOSE_RANGE: NumericFlags = word(
+        &[("CLOSE_RANGE_UNSHARE", 2), ("CLOSE_RANGE_CLOEXEC", 4)],
+        &[],
+    );
+    static SOCK: NumericFlags = NumericFlags {
+        named: &[
+            ("SOCK_CLOEXEC", CLOEXEC_BIT),
+            ("SOCK_NONBLOCK", NONBLOCK_BIT),
+        ],
+        unmodelled: &[],
+        // SOCK_TYPE_MASK: the type, written by name.
+        reserved: 0xf,
+        passes_others: true,
+    };
+    static ACCEPT: NumericFlags = word(
+        &[
+            ("SOCK_CLOEXEC", CLOEXEC_BIT),
+            ("SOCK_NONBLOCK", NONBLOCK_BIT),
+        ],
+        &[],
+    );
+    static OPEN: NumericFlags = NumericFlags {
+        named: &[
+            ("O_WRONLY", 0o1),
+            ("O_RDWR", 0o2),
+            ("O_CREAT", 0o100),
+            ("O_EXCL", 0o200),
+            ("O_TRUNC", 0o1000),
+            ("O_APPEND", 0o2000),
+            ("O_NONBLOCK", NONBLOCK_BIT),
+            ("O_DIRECTORY", 0o200000),
+            ("O_CLOEXEC", CLOEXEC_BIT),
+        ],
+        unmodelled: &[
+            ("O_NOCTTY", 0o400),
+            ("O_DSYNC", 0o10000),
+            ("FASYNC", 0o20000),
+            ("O_DIRECT", 0o40000),
+            ("O_LARGEFILE", 0o100000),
+            ("O_NOFOLLOW", 0o400000),
+            ("O_NOATIME", 0o1000000),
+            ("O_SYNC", 0o4010000),
+            ("O_PATH", 0o10000000),
+            ("O_TMPFILE", 0o20000000),
+        ],
+        reserved: 0,
+        passes_others: false,
+    };
+    Some(match name {
+        "dup3" => &DUP3,
+        "pipe" => &PIPE,
+        "eventfd" => &EVENTFD,
+        "epoll_create" => &EPOLL_CREATE,
+        "close_range" => &CLOSE_RANGE,
+        "socket" | "socketpair" => &SOCK,
+        "accept" => &ACCEPT,
+        "open" => &OPEN,
+        _ => return None,
+    })
 }
 
 /// Every call of the language, in the order the reference lists them.
@@ -1133,10 +1252,44 @@ mod tests {
                 | Call::EpollCreate { .. }
                 | Call::EpollCtl { .. }
                 | Call::Eventfd { .. }
-                | Call::EpollWait { .. } => {}
+                | Call::EpollWait { .. }
+                | Call::Flagged { .. } => {}
             }
         }
         all
+    }
+
+    /// Bits written as a number ride on a call of their own row; every
+    /// call whose row has a flags argument says what a number may hold.
+    #[test]
+    fn flagged_calls_are_their_call_with_bits() {
+        let dup3 = Call::Dup3 {
+            old: 3,
+            new: 4,
+            cloexec: false,
+        };
+        let c = Call::Flagged {
+            call: Box::new(dup3.clone()),
+            bits: 1,
+        };
+        assert_eq!(c.name(), "dup3");
+        assert_eq!(c.values(), dup3.values());
+        assert_eq!(c.plain(), &dup3);
+        for row in CALLS {
+            let flags = row.args.iter().any(|a| {
+                matches!(
+                    a,
+                    Arg::Flag(_)
+                        | Arg::Flags(_)
+                        | Arg::OpenFlags
+                        | Arg::CloseRangeFlags
+                        | Arg::SockType
+                        | Arg::SockFlags
+                )
+            });
+            let numeric = numeric_flags(row.name).is_some();
+            assert_eq!(flags && row.name != "recvfds", numeric, "{}", row.name);
+        }
     }
 
     #[test]

@@ -127,6 +127,15 @@ impl World {
                 .sys_epoll_ctl(pid, *epfd, *op, *fd, *events)
                 .map(|_| Ret::int(0)),
             Eventfd { cloexec, nonblock } => self.sys_eventfd2(pid, *cloexec, *nonblock).map(fd),
+            // Linux checks the flags first, except accept4, which looks
+            // the descriptor up before.
+            Flagged { call, .. } => match **call {
+                Accept { fd, .. } => match self.fd_getfile(pid, fd_arg(fd)?) {
+                    Ok(_) => Err(Errno::EINVAL),
+                    Err(e) => Err(e),
+                },
+                _ => Err(Errno::EINVAL),
+            },
             EpollWait { epfd, maxevents } => self
                 .sys_epoll_wait(pid, *epfd, *maxevents)
                 .map(|v| Ret::Ready(v.into_iter().map(|(f, e)| (f.get() as i64, e)).collect())),

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fdlab_model::call::{spec, Arg, Value, Values};
+use fdlab_model::call::{numeric_flags, spec, Arg, NumericFlags, Value, Values};
 use fdlab_model::flags::OPEN_FLAG_NAMES;
 use fdlab_model::limits::SCM_MAX_FD;
 use fdlab_model::{Call, EpollOp, Errno, Events, FcntlCmd, OFlags, SockFlags, SockType, Whence};
@@ -34,6 +34,8 @@ pub fn parse(file: &str, src: &str) -> Result<Scenario, ScenarioError> {
         line: 0,
         live: BTreeSet::new(),
         exited: BTreeMap::new(),
+        numeric: None,
+        extra: std::cell::Cell::new(0),
     };
     let mut stmts = Vec::new();
     for (i, text) in src.lines().enumerate() {
@@ -64,6 +66,10 @@ struct Parser<'a> {
     live: BTreeSet<String>,
     /// Processes that exited, and the line where they did.
     exited: BTreeMap<String, usize>,
+    /// What the flags of the call being read may hold as a number.
+    numeric: Option<&'static NumericFlags>,
+    /// Bits of such numbers that reach the call beside its named flags.
+    extra: std::cell::Cell<u32>,
 }
 
 type Res<T> = Result<T, ScenarioError>;
@@ -109,6 +115,15 @@ impl<'t> Cursor<'t> {
     /// Whether only `= RESULT` (or nothing) remains.
     fn at_result(&self) -> bool {
         matches!(self.peek(), None | Some(Token { tok: Tok::Eq, .. }))
+    }
+}
+
+/// A flag word written as a number: decimal, or hex after `0x`.
+fn number(w: &str) -> Option<u32> {
+    match w.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None if w.bytes().all(|b| b.is_ascii_digit()) => w.parse().ok(),
+        None => None,
     }
 }
 
@@ -340,37 +355,89 @@ impl Parser<'_> {
         let mut out = Vec::new();
         let mut at = col;
         for part in w.split('|') {
-            match known(part) {
-                Some(v) => out.push(v),
-                None => return Err(self.err_at(at, format!("expected {what}, found `{part}`"))),
+            match (known(part), self.numeric, number(part)) {
+                (Some(v), _, _) => out.push(v),
+                (None, Some(nf), Some(bits)) => {
+                    for name in self.number_flags(nf, bits, at)? {
+                        // The table names only words the argument knows.
+                        out.extend(known(name));
+                    }
+                }
+                _ => return Err(self.err_at(at, format!("expected {what}, found `{part}`"))),
             }
             at += part.chars().count() + 1;
         }
         Ok((out, col))
     }
 
-    /// An optional single flag word, `name`, at the end of a call.
-    fn opt_flag(&self, c: &mut Cursor, name: &str) -> Res<bool> {
-        if c.at_result() {
-            return Ok(false);
-        }
-        let col = c.col();
-        match c.word() {
-            Some((w, _)) if w == name => Ok(true),
-            _ => Err(self.err_at(
+    /// A number written among a call's flags: the names of the bits the
+    /// language names, while the bits Linux refuses go to `extra`.
+    ///
+    /// Errors: bits that are a socket's type, bits Linux accepts that fdlab
+    /// does not model, and, for `open`, bits Linux would ignore.
+    fn number_flags(&self, nf: &NumericFlags, bits: u32, col: usize) -> Res<Vec<&'static str>> {
+        if bits & nf.reserved != 0 {
+            return Err(self.err_at(
                 col,
                 format!(
-                    "expected `{name}`, `=` or end of line, found {}",
-                    describe(c.toks.get(c.i - 1))
+                    "bits {:#x} are the socket's type: write it by name",
+                    bits & nf.reserved
                 ),
-            )),
+            ));
         }
+        if let Some((name, bit)) = nf.unmodelled.iter().find(|(_, b)| bits & b == *b) {
+            return Err(self.err_at(
+                col,
+                format!("{bit:#x} is {name}, which Linux accepts here and fdlab does not model"),
+            ));
+        }
+        let mut names = Vec::new();
+        let mut rest = bits;
+        for &(name, bit) in nf.named {
+            if bits & bit != 0 {
+                names.push(name);
+                rest &= !bit;
+            }
+        }
+        if rest != 0 {
+            if !nf.passes_others {
+                return Err(self.err_at(
+                    col,
+                    format!("bits {rest:#x} are no flags Linux knows here (it ignores them): leave them out"),
+                ));
+            }
+            self.extra.set(self.extra.get() | rest);
+        }
+        Ok(names)
+    }
+
+    /// An optional flag, `name`, at the end of a call (or a number, where
+    /// the call takes one).
+    fn opt_flag(&self, c: &mut Cursor, name: &str) -> Res<bool> {
+        let mut on = false;
+        while !c.at_result() {
+            let what = format!("`{name}`, `=` or end of line");
+            let (parts, _) = self.flag_set(c, &what, false, |n| (n == name).then_some(()))?;
+            on |= !parts.is_empty();
+        }
+        Ok(on)
     }
 
     fn open_flags(&self, c: &mut Cursor) -> Res<OFlags> {
-        let (flags, col) = self.flag_set(c, "open flags (O_RDONLY|O_CREAT ...)", false, |n| {
-            OPEN_FLAG_NAMES.iter().find(|(x, _)| *x == n).copied()
-        })?;
+        let known = |n: &str| OPEN_FLAG_NAMES.iter().find(|(x, _)| *x == n).copied();
+        let what = "open flags (O_RDONLY|O_CREAT ...)";
+        let (mut flags, col) = self.flag_set(c, what, false, known)?;
+        // More flags as words of their own, up to the mode (octal, so a
+        // number among the flags is written in hex there).
+        while let Some(Token {
+            tok: Tok::Word(w), ..
+        }) = c.peek()
+        {
+            if !(w.starts_with("O_") || w.starts_with("0x")) {
+                break;
+            }
+            flags.extend(self.flag_set(c, what, false, known)?.0);
+        }
         let modes = flags
             .iter()
             .filter(|(n, _)| matches!(*n, "O_RDONLY" | "O_WRONLY" | "O_RDWR"))
@@ -495,15 +562,24 @@ impl Parser<'_> {
             ));
         };
         let mut values = Vec::with_capacity(spec.args.len());
+        self.numeric = numeric_flags(name);
+        self.extra.set(0);
         for &kind in spec.args {
             values.push(self.arg(kind, c)?);
         }
-        (spec.build)(&mut Values::new(values)).ok_or_else(|| {
+        let call = (spec.build)(&mut Values::new(values)).ok_or_else(|| {
             // The values were read by the row's own grammar.
             self.err_at(
                 col,
                 format!("internal: `{name}`'s arguments do not fit its row"),
             )
+        })?;
+        Ok(match self.extra.take() {
+            0 => call,
+            bits => Call::Flagged {
+                call: Box::new(call),
+                bits,
+            },
         })
     }
 
@@ -627,7 +703,7 @@ impl Parser<'_> {
             Arg::FcntlCmd => Value::Fcntl(self.fcntl_cmd(c)?),
             Arg::CloseRangeFlags => {
                 let (mut unshare, mut cloexec) = (false, false);
-                if !c.at_result() {
+                while !c.at_result() {
                     let (flags, _) = self.flag_set(
                         c,
                         "CLOSE_RANGE_CLOEXEC or CLOSE_RANGE_UNSHARE",
@@ -638,8 +714,8 @@ impl Parser<'_> {
                             _ => None,
                         },
                     )?;
-                    cloexec = flags.contains(&true);
-                    unshare = flags.contains(&false);
+                    cloexec |= flags.contains(&true);
+                    unshare |= flags.contains(&false);
                 }
                 Value::CloseRange { unshare, cloexec }
             }
@@ -1043,6 +1119,60 @@ mod tests {
         assert_eq!(
             err("spawn p1\np1: write 3 \"a\\q\""),
             "t.fds:2:15: unknown escape `\\q` (known: \\n \\t \\r \\0 \\\" \\\\ \\xHH)"
+        );
+    }
+
+    /// Numbers among flags: named bits read as their names, bits Linux
+    /// refuses ride on the call, the rest is refused with a reason.
+    #[test]
+    fn flags_may_be_numbers() {
+        let s = parse(
+            "t.fds",
+            "spawn p\np: dup3 3 4 0x80000\np: close_range 3 ~0 CLOSE_RANGE_CLOEXEC 0x80000000\np: open a 66 0x80000 0644",
+        )
+        .unwrap();
+        let calls: Vec<&Call> = s
+            .stmts
+            .iter()
+            .filter_map(|st| match &st.kind {
+                StmtKind::Call { call, .. } => Some(call),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            calls[0],
+            &Call::Dup3 {
+                old: 3,
+                new: 4,
+                cloexec: true
+            }
+        );
+        assert!(matches!(
+            calls[1],
+            Call::Flagged { call, bits: 0x8000_0000 }
+                if matches!(**call, Call::CloseRange { cloexec: true, unshare: false, .. })
+        ));
+        assert!(matches!(
+            calls[2],
+            Call::Open { flags, mode: 0o644, .. }
+                if *flags == OFlags::RDWR | OFlags::CREAT | OFlags::CLOEXEC
+        ));
+        // Written back, a flagged call reads the same.
+        let text = crate::lang::print::call_text(calls[1]);
+        assert_eq!(text, "close_range 3 ~0 CLOSE_RANGE_CLOEXEC|0x80000000");
+        let again = parse("t.fds", &format!("spawn p\np: {text}")).unwrap();
+        assert!(matches!(&again.stmts[1].kind, StmtKind::Call { call, .. } if call == calls[1]));
+        assert_eq!(
+            err("spawn p\np: pipe 0x4000"),
+            "t.fds:2:9: 0x4000 is O_DIRECT, which Linux accepts here and fdlab does not model"
+        );
+        assert_eq!(
+            err("spawn p\np: socket SOCK_STREAM|0x3"),
+            "t.fds:2:23: bits 0x3 are the socket's type: write it by name"
+        );
+        assert_eq!(
+            err("spawn p\np: open a O_RDWR|0x40000000"),
+            "t.fds:2:18: bits 0x40000000 are no flags Linux knows here (it ignores them): leave them out"
         );
     }
 

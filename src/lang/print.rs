@@ -11,8 +11,19 @@ use super::{Expectation, Expected};
 /// row in the registry says it is written.
 pub fn call_args(call: &Call) -> Vec<String> {
     let mut out = Vec::new();
+    let mut last = 0;
     for (kind, value) in call.spec().args.iter().zip(call.values()) {
+        last = out.len();
         arg_text(*kind, &value, &mut out);
+    }
+    // Bits written as a number join the flags, which come last (`open`
+    // never has any: its numbers are read as names).
+    if let Call::Flagged { bits, .. } = call {
+        let n = format!("{bits:#x}");
+        match out.get_mut(last..) {
+            Some([flags]) => *flags = format!("{flags}|{n}"),
+            _ => out.push(n),
+        }
     }
     out
 }

@@ -81,6 +81,9 @@ pub enum CallGen {
     /// Epoll, most events.
     EpollWait(FdSel, i32),
     Eventfd(bool, bool),
+    /// A call with a flag bit Linux refuses (which call, which bit, the
+    /// descriptor it takes, if any).
+    Flagged(u8, u8, FdSel),
     Fork,
     CloneFiles,
     Unshare,
@@ -144,6 +147,7 @@ fn call_gen() -> impl Strategy<Value = CallGen> {
         6 => (sel(), prop_oneof![8 => 1..5i32, 1 => Just(0), 1 => Just(64)])
             .prop_map(|(e, m)| CallGen::EpollWait(e, m)),
         1 => (any::<bool>(), any::<bool>()).prop_map(|(c, n)| CallGen::Eventfd(c, n)),
+        1 => (0..8u8, 0..3u8, sel()).prop_map(|(c, b, f)| CallGen::Flagged(c, b, f)),
         2 => Just(CallGen::Fork),
         2 => Just(CallGen::CloneFiles),
         1 => Just(CallGen::Unshare),
@@ -512,6 +516,7 @@ pub fn version2(call: &Call) -> bool {
         Call::Socketpair { ty, flags } => *ty == SockType::Seqpacket || flags.nonblock,
         Call::Pipe { nonblock, .. } => *nonblock,
         Call::Recvfds { max, .. } => *max as usize != SCM_MAX_FD,
+        Call::Flagged { .. } => true,
         Call::Fcntl {
             cmd: FcntlCmd::DupFdQuery { .. },
             ..
@@ -893,6 +898,46 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                         cloexec: *c,
                         nonblock: *n,
                     },
+                    CallGen::Flagged(which, bit, f) => {
+                        let fd = any(f);
+                        let flags = SockFlags::default();
+                        let call = match which {
+                            0 => Call::Dup3 {
+                                old: fd,
+                                new: 7,
+                                cloexec: false,
+                            },
+                            1 => Call::Pipe {
+                                cloexec: false,
+                                nonblock: false,
+                            },
+                            2 => Call::Eventfd {
+                                cloexec: false,
+                                nonblock: false,
+                            },
+                            3 => Call::EpollCreate { cloexec: false },
+                            4 => Call::CloseRange {
+                                lo: 3,
+                                hi: u32::MAX,
+                                unshare: false,
+                                cloexec: true,
+                            },
+                            5 => Call::Socket {
+                                ty: SockType::Stream,
+                                flags,
+                            },
+                            6 => Call::Socketpair {
+                                ty: SockType::Dgram,
+                                flags,
+                            },
+                            _ => Call::Accept { fd, flags },
+                        };
+                        Call::Flagged {
+                            call: Box::new(call),
+                            // None of them is a flag of any of these calls.
+                            bits: [0x10, 0x4000_0000, 0x8000_0000][*bit as usize % 3],
+                        }
+                    }
                     CallGen::EpollWait(e, m) => Call::EpollWait {
                         epfd: at(e, "epoll_wait"),
                         maxevents: *m,

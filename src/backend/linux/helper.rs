@@ -310,7 +310,14 @@ impl Helper {
     }
 
     fn call(&mut self, call: &Call) -> Reply {
+        self.call_with(call, 0)
+    }
+
+    /// `call`, with `extra` flag bits (a scenario's number) added to its
+    /// flags as they are.
+    fn call_with(&mut self, call: &Call, extra: i32) -> Reply {
         let out: Outcome = match call {
+            Call::Flagged { call, bits } => return self.call_with(call, *bits as i32),
             Call::Fork { .. } => return self.fork(false),
             Call::CloneFiles { .. } => return self.fork(true),
             Call::Exec => return self.exec(),
@@ -324,13 +331,14 @@ impl Helper {
                 Ret::int(0)
             }),
             Call::Open { path, flags, mode } => {
-                kernel::open(path, flags.bits() as i32, *mode).map(|fd| ints(&[fd]))
+                kernel::open(path, flags.bits() as i32 | extra, *mode).map(|fd| ints(&[fd]))
             }
             Call::Close { fd } => kernel::close(*fd).map(|_| Ret::int(0)),
             Call::Dup { fd } => kernel::dup(*fd).map(|n| ints(&[n])),
             Call::Dup2 { old, new } => kernel::dup2(*old, *new).map(|n| ints(&[n])),
             Call::Dup3 { old, new, cloexec } => {
-                kernel::dup3(*old, *new, flag(*cloexec, libc::O_CLOEXEC)).map(|n| ints(&[n]))
+                kernel::dup3(*old, *new, flag(*cloexec, libc::O_CLOEXEC) | extra)
+                    .map(|n| ints(&[n]))
             }
             Call::Fcntl { fd, cmd } => fcntl(*fd, *cmd),
             Call::CloseRange {
@@ -347,7 +355,8 @@ impl Helper {
                     (*hi).min(floor() as u32 - 1)
                 };
                 let flags = flag(*unshare, libc::CLOSE_RANGE_UNSHARE as i32)
-                    | flag(*cloexec, libc::CLOSE_RANGE_CLOEXEC as i32);
+                    | flag(*cloexec, libc::CLOSE_RANGE_CLOEXEC as i32)
+                    | extra;
                 super::sys::close_range(*lo, hi, flags as u32)
                     .map(|_| Ret::int(0))
                     .map_err(|e| Errno::from_raw(e).unwrap_or(Errno::EIO))
@@ -362,15 +371,15 @@ impl Helper {
                 };
                 kernel::lseek(*fd, *offset, w).map(Ret::int)
             }
-            Call::Pipe { cloexec, nonblock } => {
-                kernel::pipe2(flag(*cloexec, libc::O_CLOEXEC) | flag(*nonblock, libc::O_NONBLOCK))
-                    .map(|(r, w)| ints(&[r, w]))
-            }
+            Call::Pipe { cloexec, nonblock } => kernel::pipe2(
+                flag(*cloexec, libc::O_CLOEXEC) | flag(*nonblock, libc::O_NONBLOCK) | extra,
+            )
+            .map(|(r, w)| ints(&[r, w])),
             Call::Socketpair { ty, flags } => {
-                kernel::socketpair(sock_type(*ty, *flags)).map(|(a, b)| ints(&[a, b]))
+                kernel::socketpair(sock_type(*ty, *flags) | extra).map(|(a, b)| ints(&[a, b]))
             }
             Call::Socket { ty, flags } => {
-                kernel::socket(sock_type(*ty, *flags)).map(|n| ints(&[n]))
+                kernel::socket(sock_type(*ty, *flags) | extra).map(|n| ints(&[n]))
             }
             Call::Bind { fd, name } => kernel::bind(*fd, &own_name(name)).map(|_| Ret::int(0)),
             Call::Listen { fd, backlog } => kernel::listen(*fd, *backlog).map(|_| Ret::int(0)),
@@ -378,7 +387,7 @@ impl Helper {
                 kernel::connect(*fd, &own_name(name)).map(|_| Ret::int(0))
             }
             Call::Accept { fd, flags } => {
-                kernel::accept4(*fd, sock_type_flags(*flags)).map(|n| ints(&[n]))
+                kernel::accept4(*fd, sock_type_flags(*flags) | extra).map(|n| ints(&[n]))
             }
             Call::Shutdown { fd, how } => kernel::shutdown(*fd, *how).map(|_| Ret::int(0)),
             Call::Sendfds { sock, fds } => kernel::sendfds(*sock, b"\0", fds).map(|_| Ret::int(0)),
@@ -387,7 +396,8 @@ impl Helper {
                     .map(|(v, ctrunc)| Ret::received(v.iter().map(|&n| n.into()).collect(), ctrunc))
             }
             Call::EpollCreate { cloexec } => {
-                kernel::epoll_create(flag(*cloexec, libc::EPOLL_CLOEXEC)).map(|n| ints(&[n]))
+                kernel::epoll_create(flag(*cloexec, libc::EPOLL_CLOEXEC) | extra)
+                    .map(|n| ints(&[n]))
             }
             Call::EpollCtl {
                 epfd,
@@ -403,7 +413,7 @@ impl Helper {
                 kernel::epoll_ctl(*epfd, op, *fd, events.bits()).map(|_| Ret::int(0))
             }
             Call::Eventfd { cloexec, nonblock } => kernel::eventfd(
-                flag(*cloexec, libc::EFD_CLOEXEC) | flag(*nonblock, libc::EFD_NONBLOCK),
+                flag(*cloexec, libc::EFD_CLOEXEC) | flag(*nonblock, libc::EFD_NONBLOCK) | extra,
             )
             .map(|n| ints(&[n])),
             Call::EpollWait { epfd, maxevents } => kernel::epoll_wait(*epfd, *maxevents).map(|v| {
