@@ -61,7 +61,7 @@ const CRATES: &[Crate] = &[
             // What must hold between calls.
             &["invariants"],
             // The system calls and their dispatch; the unix socket calls.
-            &["sys", "uipc"],
+            &["sys", "uipc", "jobctrl"],
             // Tests of the whole crate.
             &["tests", "crate"],
         ],

@@ -57,6 +57,7 @@ fn as_scenario(ins: &Inspection, names: &BTreeMap<i32, String>, sandbox: &Path) 
                 .filter(|v| v.fd < HARNESS_FD)
                 .map(|v| (v.fd, v.file, v.cloexec))
                 .collect(),
+            ctty: p.ctty,
         })
         .collect();
     let files = ins

@@ -178,6 +178,10 @@ pub enum Call {
         epfd: i32,
         maxevents: i32,
     },
+    Setsid,
+    Tiocsctty {
+        fd: i32,
+    },
     /// `call` with flag bits that Linux refuses for it beside its named
     /// ones (a scenario writes them as a number): the call fails
     /// `EINVAL`, after what Linux checks first (see [`numeric_flags`]).
@@ -1000,6 +1004,25 @@ pub const CALLS: &[CallSpec] = &[
         },
     },
     CallSpec {
+        name: "setsid",
+        args: &[],
+        summary: "a new session and process group that the process leads, with no controlling terminal",
+        returns: "0; EPERM for a process that leads its process group already",
+        build: |_| Some(Call::Setsid),
+        values: |c| matches!(c, Call::Setsid).then(Vec::new),
+    },
+    CallSpec {
+        name: "tiocsctty",
+        args: &[Arg::Fd],
+        summary: "ioctl(TIOCSCTTY): the terminal at FD (a pty master stands for its slave) becomes the controlling terminal of the process, which must lead its session",
+        returns: "0",
+        build: |v| Some(Call::Tiocsctty { fd: v.fd()? }),
+        values: |c| match c {
+            Call::Tiocsctty { fd } => Some(vec![Value::Fd(*fd)]),
+            _ => None,
+        },
+    },
+    CallSpec {
         name: "epoll_wait",
         args: &[Arg::Fd, Arg::MaxEvents],
         summary: "the registrations that are ready, at most MAXEVENTS, in the order of the ready list; never waits",
@@ -1219,6 +1242,8 @@ mod tests {
                 epfd: 3,
                 maxevents: 8,
             },
+            Call::Setsid,
+            Call::Tiocsctty { fd: 3 },
         ];
         for c in &all {
             // Exhaustive: a new variant fails to compile until it is above.
@@ -1253,6 +1278,8 @@ mod tests {
                 | Call::EpollCtl { .. }
                 | Call::Eventfd { .. }
                 | Call::EpollWait { .. }
+                | Call::Setsid
+                | Call::Tiocsctty { .. }
                 | Call::Flagged { .. } => {}
             }
         }

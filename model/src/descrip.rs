@@ -476,10 +476,10 @@ impl World {
         // eventpoll_release: the file's registrations go with it.
         self.eventpoll_release(f, &file.watched_by);
         match file.kind {
-            FileKind::Larval
-            | FileKind::Vnode(_)
-            | FileKind::Eventfd(_)
-            | FileKind::PtyMaster(_) => {}
+            FileKind::Larval | FileKind::Vnode(_) | FileKind::Eventfd(_) => {}
+            // pty_close hangs the slave up: whoever had it as controlling
+            // terminal loses it.
+            FileKind::PtyMaster(_) => self.hang_up(f),
             FileKind::Pipe(p, end) => {
                 let pipe = self.pipe_mut(p);
                 match end {
@@ -504,6 +504,19 @@ impl World {
         }
     }
 
+    /// `__tty_hangup` of the slave of pty master `f`, which is going: no
+    /// process has it as controlling terminal any more.
+    fn hang_up(&mut self, f: FileId) {
+        let pids: Vec<Pid> = self
+            .processes()
+            .map(|(_, p)| p)
+            .filter(|&p| self.proc(p).ctty == Some(f))
+            .collect();
+        for p in pids {
+            self.proc_mut(p).ctty = None;
+        }
+    }
+
     /// Creates process `name` with an empty table (`spawn`).
     ///
     /// Errors: `EEXIST` when a live process has that name.
@@ -522,12 +535,19 @@ impl World {
         if self.names.contains_key(name) {
             return Err(Errno::EEXIST);
         }
+        // A child is in its parent's session, with its controlling
+        // terminal, and leads nothing.
+        let (session, ctty) =
+            parent.map_or((None, None), |p| (self.proc(p).session, self.proc(p).ctty));
         let parent = parent.map(|p| self.proc(p).name.clone());
         let pid = Pid(self.procs.insert(Proc {
             name: name.to_string(),
             parent,
             table,
             rlimit,
+            session,
+            leader: false,
+            ctty,
         }));
         self.names.insert(name.to_string(), pid);
         Ok(pid)

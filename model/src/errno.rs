@@ -53,6 +53,7 @@ errnos! {
     EINVAL = 22, "invalid argument";
     ENFILE = 23, "too many open files in system";
     EMFILE = 24, "too many open files";
+    ENOTTY = 25, "inappropriate ioctl for device";
     EFBIG = 27, "file too large";
     ENOSPC = 28, "no space left on device";
     ESPIPE = 29, "illegal seek";

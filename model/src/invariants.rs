@@ -27,6 +27,7 @@ pub fn check_all(w: &World) -> Result<(), Violation> {
     nothing_dead_reachable(w)?;
     epoll_links_agree(w)?;
     wait_queues_match(w)?;
+    ctty_sessions_agree(w)?;
     socket_charges_match(w)?;
     collector_spares_the_reachable(w)?;
     garbage_is_collectable(w)?;
@@ -286,6 +287,48 @@ pub fn wait_queues_match(w: &World) -> Result<(), Violation> {
         }
         if sk.relays.iter().any(|&r| w.sock(r).peer_wake != Some(s)) {
             return fail(name, format!("socket {s:?} lists relays {:?}", sk.relays));
+        }
+    }
+    Ok(())
+}
+
+/// A controlling terminal is the slave of a live pty master, and the
+/// terminal of the process's own session; a pty that a session has as its
+/// terminal belongs to a session whose leader lives.
+pub fn ctty_sessions_agree(w: &World) -> Result<(), Violation> {
+    let name = "ctty_sessions_agree";
+    for (p, pid) in w.processes() {
+        let proc = w.proc(pid);
+        let Some(t) = proc.ctty else {
+            continue;
+        };
+        let session = match w.files.get(t.0).map(|f| &f.kind) {
+            Some(FileKind::PtyMaster(pty)) => pty.session,
+            _ => return fail(name, format!("{p}'s terminal {t:?} is no pty master")),
+        };
+        if session.is_none() || session != proc.session {
+            return fail(
+                name,
+                format!(
+                    "{p} in session {:?} has the terminal of {session:?}",
+                    proc.session
+                ),
+            );
+        }
+    }
+    for (id, f) in w.files() {
+        if let FileKind::PtyMaster(pty) = &f.kind {
+            if let Some(s) = pty.session {
+                let led = w
+                    .processes()
+                    .any(|(_, pid)| w.proc(pid).leader && w.proc(pid).session == Some(s));
+                if !led {
+                    return fail(
+                        name,
+                        format!("pty {id:?} is the terminal of session {s}, led by no one"),
+                    );
+                }
+            }
         }
     }
     Ok(())

@@ -68,6 +68,7 @@ pub mod flags;
 pub mod gc;
 pub mod ids;
 pub mod invariants;
+pub mod jobctrl;
 pub mod kind;
 pub mod limits;
 pub mod mt;

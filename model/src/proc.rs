@@ -1,5 +1,6 @@
 //! Processes, as far as descriptors are concerned: a name, the table they use
-//! (possibly shared), and their `RLIMIT_NOFILE`.
+//! (possibly shared), their `RLIMIT_NOFILE`, and their session and
+//! controlling terminal.
 
 use crate::filedesc::{Filedesc, Table, TableId};
 
@@ -15,6 +16,15 @@ pub struct Proc {
     /// Soft `RLIMIT_NOFILE`: allocation stays below it. It is per process
     /// even when the table is shared, as on Linux.
     pub rlimit: u64,
+    /// The session it is in: `None` for the one it was spawned in, which
+    /// it does not lead; a number `setsid` made otherwise.
+    pub session: Option<u64>,
+    /// Whether it leads its session (and the process group `setsid` made
+    /// with it).
+    pub leader: bool,
+    /// Its controlling terminal (`signal->tty`): the pty whose master is
+    /// this file.
+    pub ctty: Option<crate::ids::FileId>,
 }
 
 impl Proc {

@@ -36,6 +36,9 @@ pub struct Pty {
     pub echoed: VecDeque<u8>,
     /// The master's read buffer.
     pub output: VecDeque<u8>,
+    /// The session whose controlling terminal the slave is
+    /// (`tty->ctrl.session`).
+    pub session: Option<u64>,
 }
 
 impl Pty {

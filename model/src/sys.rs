@@ -75,9 +75,11 @@ impl World {
                 Ok(Ret::int(0))
             }
             Exit => {
-                self.fdfree(pid);
+                self.sys_exit(pid);
                 Ok(Ret::int(0))
             }
+            Setsid => self.sys_setsid(pid).map(|_| Ret::int(0)),
+            Tiocsctty { fd } => self.sys_tiocsctty(pid, *fd).map(|_| Ret::int(0)),
             Rlimit { limit } => self.sys_setrlimit(pid, *limit).map(|_| Ret::int(0)),
             Open { path, flags, mode } => self.sys_open(pid, path, *flags, *mode).map(fd),
             Close { fd } => self.sys_close(pid, *fd).map(|_| Ret::int(0)),

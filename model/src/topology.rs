@@ -49,6 +49,10 @@ pub struct ProcessView {
     pub command: Option<String>,
     pub table: usize,
     pub fds: Vec<FdView>,
+    /// The controlling terminal: the file of its pty's master, when some
+    /// process has that file open.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ctty: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +149,8 @@ pub struct RawProcess<F, T> {
     pub pid: Option<(i32, String)>,
     pub table: T,
     pub fds: Vec<(u32, F, bool)>,
+    /// The controlling terminal, as the key of its pty master's file.
+    pub ctty: Option<F>,
 }
 
 /// An open file as a backend sees it; `O` keys the object behind a pipe or
@@ -249,7 +255,12 @@ where
             command: p.pid.as_ref().map(|x| x.1.clone()),
             table: t,
             fds,
+            ctty: None,
         });
+    }
+    // Every file in a table has its number now.
+    for (view, p) in processes.iter_mut().zip(&procs) {
+        view.ctty = p.ctty.as_ref().and_then(|k| file_ids.get(k).copied());
     }
     let mut objects: BTreeMap<O, usize> = BTreeMap::new();
     let mut object_id = |o: &O| {
@@ -377,6 +388,7 @@ impl World {
                     name: name.to_string(),
                     table,
                     fds,
+                    ctty: self.proc(pid).ctty,
                 }
             })
             .collect();
@@ -457,18 +469,21 @@ mod tests {
                 name: "q".into(),
                 table: 'B',
                 fds: vec![(4, 20, false), (3, 10, true)],
+                ctty: None,
             },
             RawProcess {
                 pid: None,
                 name: "p".into(),
                 table: 'A',
                 fds: vec![(7, 20, false)],
+                ctty: None,
             },
             RawProcess {
                 pid: None,
                 name: "r".into(),
                 table: 'A',
                 fds: vec![(7, 20, false)],
+                ctty: None,
             },
         ];
         let files = BTreeMap::from([

@@ -46,6 +46,8 @@ pub struct World {
     pub(crate) waiters: WaitQueues,
     pub(crate) fs: Fs,
     pub(crate) next_serial: u64,
+    /// The number the next `setsid` gives its session.
+    pub(crate) next_session: u64,
     /// `fs.nr_open`: the ceiling of every `RLIMIT_NOFILE`.
     pub(crate) nr_open: u64,
     /// The file(9) calls made, while tracing.
@@ -82,6 +84,7 @@ impl Default for World {
             waiters: WaitQueues::default(),
             fs: Fs::default(),
             next_serial: 0,
+            next_session: 1,
             nr_open: u64::from(crate::limits::NR_OPEN),
             trace: None,
             gc_pending: false,
@@ -116,6 +119,9 @@ impl Clone for World {
                 }))
             })),
             rlimit: p.rlimit,
+            session: p.session,
+            leader: p.leader,
+            ctty: p.ctty,
         });
         World {
             procs,
@@ -127,6 +133,7 @@ impl Clone for World {
             waiters: self.waiters.clone(),
             fs: self.fs.clone(),
             next_serial: self.next_serial,
+            next_session: self.next_session,
             nr_open: self.nr_open,
             trace: self.trace.clone(),
             gc_pending: self.gc_pending,

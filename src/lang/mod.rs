@@ -231,4 +231,10 @@ pub enum Expectation {
         ep: (String, i32),
         target: (String, i32),
     },
+    /// `expect P ctty Q:FD`: P's controlling terminal is the pty open at
+    /// Q:FD; `expect P ctty none` (`of == None`): P has none.
+    Ctty {
+        proc: String,
+        of: Option<(String, i32)>,
+    },
 }

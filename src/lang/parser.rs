@@ -1026,7 +1026,19 @@ impl Parser<'_> {
                 }
                 Ok(Expectation::Fds { proc, fds })
             }
-            _ => Err(self.err_at(vcol, "expected `shares`, `apart` or `fds`")),
+            Some(("ctty", _)) => {
+                let of = match c.peek() {
+                    Some(Token {
+                        tok: Tok::Word(w), ..
+                    }) if w == "none" => {
+                        c.next();
+                        None
+                    }
+                    _ => Some(self.proc_fd(c)?),
+                };
+                Ok(Expectation::Ctty { proc, of })
+            }
+            _ => Err(self.err_at(vcol, "expected `shares`, `apart`, `fds` or `ctty`")),
         }
     }
 }

@@ -266,6 +266,11 @@ impl Expected {
 /// An `expect` statement as written.
 pub fn expectation_text(e: &Expectation) -> String {
     match e {
+        Expectation::Ctty { proc, of: None } => format!("expect {proc} ctty none"),
+        Expectation::Ctty {
+            proc,
+            of: Some((q, fd)),
+        } => format!("expect {proc} ctty {q}:{fd}"),
         Expectation::File { a, b, same } => {
             format!(
                 "expect {}:{} {} {}:{}",

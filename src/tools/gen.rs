@@ -84,6 +84,8 @@ pub enum CallGen {
     /// A call with a flag bit Linux refuses (which call, which bit, the
     /// descriptor it takes, if any).
     Flagged(u8, u8, FdSel),
+    Setsid,
+    Tiocsctty(FdSel),
     Fork,
     CloneFiles,
     Unshare,
@@ -100,6 +102,8 @@ pub enum ExpectGen {
     Watches(i32, i32),
     Ignores(i32, i32),
     Object(i32, i32),
+    /// The controlling terminal: none (`None`), or the file at a number.
+    Ctty(Option<i32>),
 }
 
 /// One abstract operation; `u8` selectors pick among the live processes.
@@ -148,6 +152,8 @@ fn call_gen() -> impl Strategy<Value = CallGen> {
             .prop_map(|(e, m)| CallGen::EpollWait(e, m)),
         1 => (any::<bool>(), any::<bool>()).prop_map(|(c, n)| CallGen::Eventfd(c, n)),
         1 => (0..8u8, 0..3u8, sel()).prop_map(|(c, b, f)| CallGen::Flagged(c, b, f)),
+        1 => Just(CallGen::Setsid),
+        2 => sel().prop_map(CallGen::Tiocsctty),
         2 => Just(CallGen::Fork),
         2 => Just(CallGen::CloneFiles),
         1 => Just(CallGen::Unshare),
@@ -166,6 +172,7 @@ fn expect_gen() -> impl Strategy<Value = ExpectGen> {
         (0..8i32, 0..8i32).prop_map(|(a, b)| ExpectGen::Watches(a, b)),
         (0..8i32, 0..8i32).prop_map(|(a, b)| ExpectGen::Ignores(a, b)),
         (0..8i32, 0..8i32).prop_map(|(a, b)| ExpectGen::Object(a, b)),
+        proptest::option::of(0..8i32).prop_map(ExpectGen::Ctty),
     ]
 }
 
@@ -313,6 +320,10 @@ fn listening(w: &World, f: &File) -> bool {
 
 fn epoll(_: &World, f: &File) -> bool {
     matches!(f.kind, FileKind::Epoll(_))
+}
+
+fn pty_master(_: &World, f: &File) -> bool {
+    matches!(f.kind, FileKind::PtyMaster(_))
 }
 
 /// An epoll instance with a registration: where `epoll_wait` has
@@ -471,6 +482,11 @@ const AIMS: &[Aim] = &[
         want: pollable,
     },
     Aim {
+        call: "tiocsctty",
+        at: "a pty master",
+        want: pty_master,
+    },
+    Aim {
         call: "epoll_wait",
         at: "an epoll instance that watches something",
         want: epoll_watching,
@@ -511,6 +527,8 @@ pub fn version2(call: &Call) -> bool {
         | Call::Accept { .. }
         | Call::Shutdown { .. }
         | Call::EpollWait { .. }
+        | Call::Setsid
+        | Call::Tiocsctty { .. }
         | Call::Eventfd { .. } => true,
         Call::EpollCtl { op, events, .. } => *op == EpollOp::Mod || events.intersects(new_events),
         Call::Socketpair { ty, flags } => *ty == SockType::Seqpacket || flags.nonblock,
@@ -629,6 +647,10 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                         b: (pb, *y),
                         same: x % 2 == 0,
                     },
+                    ExpectGen::Ctty(of) => Expectation::Ctty {
+                        proc: pa,
+                        of: of.map(|fd| (pb, fd)),
+                    },
                     ExpectGen::Ignores(x, y) => Expectation::Ignores {
                         ep: (pa, *x),
                         target: (pb, *y),
@@ -672,6 +694,14 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                             mode: 0o644,
                         },
                     )],
+                    CallGen::Tiocsctty(..) => &[(
+                        pty_master,
+                        Call::Open {
+                            path: "/dev/ptmx".into(),
+                            flags: OFlags::RDWR,
+                            mode: 0o644,
+                        },
+                    )],
                     CallGen::EpollWait(..) | CallGen::EpollCtl(..) => &[
                         (epoll, Call::EpollCreate { cloexec: false }),
                         (
@@ -696,6 +726,19 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                             },
                         });
                     }
+                }
+                // A terminal is taken by a session leader: lead one first.
+                if matches!(cg, CallGen::Tiocsctty(..)) && !world.proc(pid).leader {
+                    let out = world.call(pid, &Call::Setsid);
+                    cover.generated(&Call::Setsid, &out);
+                    stmts.push(Stmt {
+                        line: stmts.len() + 1,
+                        kind: StmtKind::Call {
+                            proc: proc.clone(),
+                            call: Call::Setsid,
+                            expected: None,
+                        },
+                    });
                 }
                 // epoll_wait has something to report once an epoll watches
                 // a file; register one where none does (both ends of a pipe,
@@ -938,6 +981,10 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                             bits: [0x10, 0x4000_0000, 0x8000_0000][*bit as usize % 3],
                         }
                     }
+                    CallGen::Setsid => Call::Setsid,
+                    CallGen::Tiocsctty(f) => Call::Tiocsctty {
+                        fd: at(f, "tiocsctty"),
+                    },
                     CallGen::EpollWait(e, m) => Call::EpollWait {
                         epfd: at(e, "epoll_wait"),
                         maxevents: *m,
@@ -1014,6 +1061,7 @@ fn aimed(call: &Call) -> Vec<(&'static str, i32)> {
         Call::Recvfds { sock, .. } => vec![("recvfds", sock)],
         Call::EpollCtl { epfd, fd, .. } => vec![("epoll_ctl", epfd), ("epoll_ctl target", fd)],
         Call::EpollWait { epfd, .. } => vec![("epoll_wait", epfd)],
+        Call::Tiocsctty { fd } => vec![("tiocsctty", fd)],
         _ => Vec::new(),
     }
 }
@@ -1032,7 +1080,7 @@ mod tests {
         let mut runner = TestRunner::deterministic();
         let strategy = ops(1..40);
         let mut total = Coverage::default();
-        for _ in 0..400 {
+        for _ in 0..600 {
             let ops = strategy.new_tree(&mut runner).unwrap().current();
             total.add(&realize_counted(&ops).1);
         }

@@ -274,6 +274,27 @@ pub fn run(
 fn check(b: &mut dyn Backend, e: &Expectation) -> Result<(bool, String), BackendError> {
     let name = |p: &(String, i32)| format!("{}:{}", p.0, p.1);
     Ok(match e {
+        Expectation::Ctty { proc, of } => {
+            let t = b.topology()?;
+            let view = |p: &str| t.processes.iter().find(|v| v.name == p);
+            let has = view(proc).and_then(|v| v.ctty);
+            let seen = match has {
+                None => "no controlling terminal".to_string(),
+                Some(f) => format!("the terminal of file {f}"),
+            };
+            match of {
+                None => (has.is_none(), seen),
+                Some(q) => {
+                    let file = view(&q.0)
+                        .and_then(|v| v.fds.iter().find(|d| i64::from(d.fd) == i64::from(q.1)))
+                        .map(|d| d.file);
+                    match file {
+                        None => (false, format!("{} is not open", name(q))),
+                        Some(f) => (has == Some(f), seen),
+                    }
+                }
+            }
+        }
         Expectation::File { a, b: other, same } => {
             match b.file_relation((&a.0, a.1), (&other.0, other.1))? {
                 FileRelation::NotOpen(i) => (false, format!("{} is not open", name([a, other][i]))),

@@ -54,6 +54,12 @@ pub fn main(args: &[String]) -> ! {
     };
     kernel::ignore(libc::SIGPIPE);
     kernel::ignore(libc::SIGCHLD);
+    // A session leader's exit and a pty master's close send SIGHUP, and a
+    // process in another group than its terminal's may get SIGTTIN and
+    // SIGTTOU: the language lets none of them stop or kill a process.
+    kernel::ignore(libc::SIGHUP);
+    kernel::ignore(libc::SIGTTIN);
+    kernel::ignore(libc::SIGTTOU);
     // A scenario's MODE is the mode a file gets, whatever the runner's umask.
     kernel::clear_umask();
     match args.first().map(String::as_str) {
@@ -318,6 +324,8 @@ impl Helper {
     fn call_with(&mut self, call: &Call, extra: i32) -> Reply {
         let out: Outcome = match call {
             Call::Flagged { call, bits } => return self.call_with(call, *bits as i32),
+            Call::Setsid => kernel::setsid().map(|_| Ret::int(0)),
+            Call::Tiocsctty { fd } => kernel::tiocsctty(*fd).map(|_| Ret::int(0)),
             Call::Fork { .. } => return self.fork(false),
             Call::CloneFiles { .. } => return self.fork(true),
             Call::Exec => return self.exec(),

@@ -344,6 +344,18 @@ pub fn epoll_wait(epfd: i32, maxevents: i32) -> Sys<Vec<(i64, u32)>> {
         .collect())
 }
 
+pub fn setsid() -> Sys<()> {
+    // SAFETY: no arguments.
+    check(unsafe { libc::setsid() }).map(|_| ())
+}
+
+/// `ioctl(fd, TIOCSCTTY, 0)`: make the terminal at `fd` the controlling
+/// terminal, stealing it from no one.
+pub fn tiocsctty(fd: i32) -> Sys<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) }).map(|_| ())
+}
+
 pub fn eventfd(flags: i32) -> Sys<i32> {
     // SAFETY: integer arguments.
     check(unsafe { libc::eventfd(0, flags) })

@@ -371,6 +371,15 @@ pub struct ProcStat {
     /// `R`, `S`, `T` (stopped), `Z` (zombie), ...
     pub state: char,
     pub ppid: i32,
+    /// The controlling terminal's device, encoded (`tty_nr`; 0: none).
+    pub tty_nr: u32,
+}
+
+/// `tty_nr` of the slave of pty `index` (`/dev/pts/INDEX`, major 136), as
+/// `/proc/PID/stat` encodes a device (`new_encode_dev`).
+pub fn pts_tty_nr(index: u32) -> u32 {
+    const UNIX98_PTY_SLAVE_MAJOR: u32 = 136;
+    (index & 0xff) | (UNIX98_PTY_SLAVE_MAJOR << 8) | ((index & !0xff) << 12)
 }
 
 /// Reads `/proc/PID/stat`.
@@ -391,11 +400,14 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     let mut rest = text[close + 1..].split_whitespace();
     let state = rest.next()?.chars().next()?;
     let ppid = rest.next()?.parse().ok()?;
+    // pgrp, session, then tty_nr.
+    let tty_nr = rest.nth(2).and_then(|t| t.parse::<i64>().ok()).unwrap_or(0) as u32;
     Some(ProcStat {
         pid,
         comm,
         state,
         ppid,
+        tty_nr,
     })
 }
 
@@ -511,11 +523,14 @@ mod tests {
 
     #[test]
     fn stat_with_a_strange_command_name() {
-        let s = parse_stat("42 (a) b (c)) S 7 42 42 0 -1").unwrap();
+        let s = parse_stat("42 (a) b (c)) S 7 42 42 34820 -1").unwrap();
         assert_eq!(
-            (s.pid, s.comm.as_str(), s.state, s.ppid),
-            (42, "a) b (c)", 'S', 7)
+            (s.pid, s.comm.as_str(), s.state, s.ppid, s.tty_nr),
+            (42, "a) b (c)", 'S', 7, 34820)
         );
+        // /dev/pts/4 is 136:4; /dev/pts/300 is 136:300.
+        assert_eq!(pts_tty_nr(4), 34820);
+        assert_eq!(pts_tty_nr(300), 0x8800 | 44 | (256 << 12));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use fdlab_model::{Events, OFlags, Topology};
 
 use super::super::sys::{self, Kcmp, UnixSock};
 use super::classify::{self, Counter, KcmpFailure};
-use super::procfs::{Described, FdDirs, FdEntry, ReadError, TypeCache};
+use super::procfs::{self, Described, FdDirs, FdEntry, ReadError, TypeCache};
 
 /// What observing has cost, in kcmp calls and time.
 #[derive(Debug, Default, Clone, Copy)]
@@ -166,6 +166,8 @@ pub struct Snapshot {
     pub sockets: HashMap<u32, UnixSock>,
     /// The registrations of each epoll file (by its representative entry).
     pub epoll: BTreeMap<usize, Vec<Registration>>,
+    /// Each process's controlling terminal (`tty_nr`), where it has one.
+    pub ctty: HashMap<i32, u32>,
     pub warnings: Vec<Warning>,
     pub cost: ObserveCost,
 }
@@ -244,6 +246,16 @@ pub fn observe(pids: &[i32], opts: &Options) -> Snapshot {
         }
     }
     s.tasks.retain(|(_, t)| !unreadable.contains(t));
+    // Controlling terminals.
+    let t = Instant::now();
+    for &(pid, _) in &s.tasks {
+        if let Ok(st) = procfs::stat(pid) {
+            if st.tty_nr != 0 {
+                s.ctty.insert(pid, st.tty_nr);
+            }
+        }
+    }
+    s.cost.read += t.elapsed();
     // Open files.
     loop {
         let t = Instant::now();
@@ -619,11 +631,12 @@ impl Snapshot {
         let procs = self
             .tasks
             .iter()
-            .map(|&(pid, t)| {
-                let (name, pid) = label(pid);
-                (name, pid, t)
+            .map(|&(real, t)| {
+                let (name, pid) = label(real);
+                (name, pid, t, real)
             })
-            .map(|(name, pid, t)| RawProcess {
+            .map(|(name, pid, t, real)| RawProcess {
+                ctty: self.ctty_file(real),
                 name,
                 pid,
                 table: t,
@@ -637,6 +650,17 @@ impl Snapshot {
             })
             .collect();
         canonicalize(procs, &files)
+    }
+
+    /// The open file (its representative entry) of the pty master whose
+    /// slave is `pid`'s controlling terminal, if some table holds it.
+    fn ctty_file(&self, pid: i32) -> Option<usize> {
+        let nr = *self.ctty.get(&pid)?;
+        let i = self
+            .entries
+            .iter()
+            .position(|e| e.tty_index.is_some_and(|n| procfs::pts_tty_nr(n) == nr))?;
+        Some(self.file_of[i])
     }
 
     /// What kind of object an open file reaches, as the topology shows it.
