@@ -454,6 +454,27 @@ fn unrestorable_parts_are_refused_unless_skipped() {
     );
 }
 
+/// A controlling terminal is not in images yet: both dumps of a process
+/// that has one list it as unrestorable, alike.
+#[test]
+fn a_controlling_terminal_is_listed_as_unrestorable() {
+    let dir = support::TempDir::new("restore-ctty");
+    let src = "spawn p\np: open /dev/ptmx O_RDWR = 0\np: setsid = 0\np: tiocsctty 0 = 0\n";
+    dir.file("t.fds", src);
+    let model = image_of_src(src);
+    assert_eq!(model.unrestorable.len(), 1, "{:?}", model.unrestorable);
+    assert_eq!(model.unrestorable[0].what, "p");
+    assert!(model.unrestorable[0].why.contains("controlling terminal"));
+    let (code, _, err) = fdlab_in(
+        dir.path(),
+        &["run", "t.fds", "--backend", "linux", "--dump", "x.json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let linux: fdlab::tools::image::Image =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("x.json")).unwrap()).unwrap();
+    assert_eq!(linux.unrestorable, model.unrestorable);
+}
+
 #[test]
 fn a_failed_restore_leaves_nothing_behind() {
     let dir = support::TempDir::new("restore-fail");

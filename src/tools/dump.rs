@@ -18,6 +18,10 @@ use super::image::{
     Registration, TableImage, Unrestorable,
 };
 
+/// Why a process with a controlling terminal cannot be restored as it is.
+const NO_CTTY: &str =
+    "it has a controlling terminal, which images do not hold yet: restored, it would have none";
+
 /// What a dump sees of a unix socket, from the model or from `sock_diag`,
 /// to decide alike on both whether it can be restored: the two images of
 /// one tree must compare equal.
@@ -116,6 +120,12 @@ pub fn from_model(w: &World) -> Image {
                 })
                 .collect();
             img.tables.push(TableImage { id: t, fds });
+        }
+        if p.ctty.is_some() {
+            img.unrestorable.push(Unrestorable {
+                what: name.clone(),
+                why: NO_CTTY.into(),
+            });
         }
         img.processes.push(ProcImage {
             id: img.processes.len(),
@@ -282,6 +292,12 @@ pub fn from_capture(
                 })
                 .collect();
             img.tables.push(TableImage { id: table, fds });
+        }
+        if snap.ctty.contains_key(&p.pid) {
+            img.unrestorable.push(Unrestorable {
+                what: name(p),
+                why: NO_CTTY.into(),
+            });
         }
         img.processes.push(ProcImage {
             id: i,
