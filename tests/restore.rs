@@ -454,17 +454,23 @@ fn unrestorable_parts_are_refused_unless_skipped() {
     );
 }
 
-/// A controlling terminal is not in images yet: both dumps of a process
-/// that has one list it as unrestorable, alike.
+/// Sessions, controlling terminals and an `EPOLLONESHOT` registration
+/// that fired are not in images yet: both dumps list them as unrestorable,
+/// alike.
 #[test]
-fn a_controlling_terminal_is_listed_as_unrestorable() {
+fn sessions_terminals_and_fired_oneshots_are_listed_as_unrestorable() {
     let dir = support::TempDir::new("restore-ctty");
-    let src = "spawn p\np: open /dev/ptmx O_RDWR = 0\np: setsid = 0\np: tiocsctty 0 = 0\n";
+    let src = "spawn p\np: open /dev/ptmx O_RDWR = 0\np: setsid = 0\np: tiocsctty 0 = 0\n\
+               p: eventfd = 1\np: epoll_create = 2\n\
+               p: epoll_ctl 2 EPOLL_CTL_ADD 1 EPOLLOUT|EPOLLONESHOT = 0\np: epoll_wait 2 1 = 1:EPOLLOUT\n";
     dir.file("t.fds", src);
     let model = image_of_src(src);
-    assert_eq!(model.unrestorable.len(), 1, "{:?}", model.unrestorable);
+    let why: Vec<&str> = model.unrestorable.iter().map(|u| u.why.as_str()).collect();
+    assert_eq!(why.len(), 3, "{why:?}");
+    assert!(why[0].contains("leads a session"), "{why:?}");
+    assert!(why[1].contains("controlling terminal"), "{why:?}");
+    assert!(why[2].contains("EPOLLONESHOT fired"), "{why:?}");
     assert_eq!(model.unrestorable[0].what, "p");
-    assert!(model.unrestorable[0].why.contains("controlling terminal"));
     let (code, _, err) = fdlab_in(
         dir.path(),
         &["run", "t.fds", "--backend", "linux", "--dump", "x.json"],

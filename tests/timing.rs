@@ -283,6 +283,10 @@ fn gc_drop(w: &World) -> Option<Deferred> {
         .find(|d| *d == Deferred::GcDrop)
 }
 
+fn fput(w: &World) -> Option<Deferred> {
+    w.pending_work().into_iter().find(|d| *d == Deferred::Fput)
+}
+
 /// The collector works in two phases, and a send can land between them: a
 /// fuzzing run found Linux answering `ECONNRESET` this way, which no
 /// collector that works in one step explains.
@@ -307,10 +311,14 @@ fn a_send_between_the_collectors_two_phases_is_accepted() {
             StandIn::deferred(Some(3)),
             vec![sent.clone(), pipe.clone(), no_files.clone()],
         ),
-        // Taken before the send, dropped after: end 1 goes with the new
-        // data still queued, which resets its peer.
+        // Taken before the send, dropped after (and torn down by
+        // delayed_fput): end 1 goes with the new data still queued, which
+        // resets its peer.
         (
-            StandIn::deferred(None).doing(2, gc).doing(3, gc_drop),
+            StandIn::deferred(None)
+                .doing(2, gc)
+                .doing(3, gc_drop)
+                .doing(3, fput),
             vec![sent.clone(), pipe.clone(), Err(Errno::ECONNRESET)],
         ),
     ] {

@@ -520,7 +520,10 @@ pub fn numeric_flags(name: &str) -> Option<&'static NumericFlags> {
             ("O_DIRECTORY", 0o200000),
             ("O_CLOEXEC", CLOEXEC_BIT),
         ],
+        // Wider bit sets first, so that a number names the flag it is.
         unmodelled: &[
+            ("O_SYNC", 0o4010000),
+            ("__O_SYNC", 0o4000000),
             ("O_NOCTTY", 0o400),
             ("O_DSYNC", 0o10000),
             ("FASYNC", 0o20000),
@@ -528,7 +531,6 @@ pub fn numeric_flags(name: &str) -> Option<&'static NumericFlags> {
             ("O_LARGEFILE", 0o100000),
             ("O_NOFOLLOW", 0o400000),
             ("O_NOATIME", 0o1000000),
-            ("O_SYNC", 0o4010000),
             ("O_PATH", 0o10000000),
             ("O_TMPFILE", 0o20000000),
         ],

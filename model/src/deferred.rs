@@ -8,7 +8,10 @@
 //!   until then a pipe end held only by them keeps its peer from seeing
 //!   EOF or EPIPE. It works in two phases, each a piece here: it takes the
 //!   unreachable sockets' queues under its lock, and drops what it took
-//!   after; a call can run between the two;
+//!   after; a call can run between the two. A third piece follows: a work
+//!   queue cannot tear a file down, so the files whose last reference it
+//!   dropped wait for `delayed_fput`, still registered in epoll instances
+//!   (which skip them);
 //! - a pty's two flip-buffer hops ([`crate::pty`]): the echo of what the
 //!   master wrote reaches the master's read buffer at some later moment.
 //!
@@ -53,6 +56,10 @@ pub enum Deferred {
     PtyInput(FileId),
     /// The master's `flush_to_ldisc` of a pty (hop 2): echo to read buffer.
     PtyEcho(FileId),
+    /// `delayed_fput`: the files whose last reference the collector
+    /// dropped are torn down (until then they stay registered in epoll
+    /// instances, which skip them).
+    Fput,
 }
 
 /// The most pieces of work [`World::run_all_work`] does before it calls
@@ -83,6 +90,9 @@ impl World {
             work.push(Deferred::GcDrop);
         } else if !self.unreachable().is_empty() {
             work.push(Deferred::Gc);
+        }
+        if !self.delayed_fput.is_empty() {
+            work.push(Deferred::Fput);
         }
         for (id, f) in self.files() {
             if let FileKind::PtyMaster(p) = &f.kind {
@@ -117,6 +127,9 @@ impl World {
     pub fn collect_garbage(&mut self) {
         self.drop_hitlist();
         loop {
+            while !self.delayed_fput.is_empty() {
+                self.run_delayed_fput();
+            }
             self.take_garbage();
             if self.gc_hitlist.is_empty() {
                 break;
@@ -135,7 +148,10 @@ impl World {
             .into_iter()
             .map(|f| (f, Dropper::Gc))
             .collect();
+        // The collector runs from a work queue.
+        let was = std::mem::replace(&mut self.in_kworker, true);
         self.release(work);
+        self.in_kworker = was;
     }
 
     /// Does one piece of pending work, as the work queue would.
@@ -151,6 +167,7 @@ impl World {
             Deferred::PtyEcho(f) => {
                 self.pty_flush_echo(f);
             }
+            Deferred::Fput => self.run_delayed_fput(),
         }
         self.flush_wakes();
     }
@@ -243,10 +260,11 @@ impl World {
             .collect();
         files.sort();
         format!(
-            "{:?}\n{}\nthe collector holds {}",
+            "{:?}\n{}\nthe collector holds {}, {} wait for delayed_fput",
             self.topology(),
             files.join("\n"),
-            self.gc_hitlist.len()
+            self.gc_hitlist.len(),
+            self.delayed_fput.len()
         )
     }
 }
@@ -299,12 +317,17 @@ mod tests {
         assert_eq!(mid.hitlist().len(), 1);
         assert_eq!(mid.files().count(), 1);
         assert_eq!(mid.pending_work(), vec![super::Deferred::GcDrop]);
+        // Dropped, the file waits for delayed_fput before it is torn down.
+        let mut dropped = mid.clone();
+        dropped.run_work(super::Deferred::GcDrop);
+        assert_eq!(dropped.files().count(), 1);
+        assert_eq!(dropped.pending_work(), vec![super::Deferred::Fput]);
         let later = w.later_states().unwrap();
-        assert_eq!(later.len(), 2, "between the phases, and after both");
+        assert_eq!(later.len(), 3, "between the phases, dropped, and torn down");
         let done = later.iter().find(|l| l.files().count() == 0).unwrap();
         assert!(done.pending_work().is_empty());
         assert!(done.later_states().unwrap().is_empty());
-        for s in [&w, &mid, done] {
+        for s in [&w, &mid, &dropped, done] {
             crate::invariants::check_all(s).unwrap();
         }
     }

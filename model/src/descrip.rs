@@ -443,6 +443,9 @@ impl World {
                 break;
             }
         }
+        // Releases log wake-ups (a socket's peer, the senders of what its
+        // queue held): delivered before anyone looks at an epoll.
+        self.flush_wakes();
     }
 
     /// Drops one reference to `f` for `by`; if it was the last, tears the
@@ -463,8 +466,27 @@ impl World {
             count: Count::new(count, count - 1),
         });
         if last {
-            self.fdrop(f, work);
+            // fput from a kernel thread: __fput waits for delayed_fput.
+            if self.deferred && self.in_kworker {
+                self.delayed_fput.push(f);
+            } else {
+                self.fdrop(f, work);
+            }
         }
+    }
+
+    /// `delayed_fput`: tears down the files a work queue dropped last,
+    /// newest first, as a work queue itself (so what they release waits
+    /// for the next round).
+    pub(crate) fn run_delayed_fput(&mut self) {
+        let files = std::mem::take(&mut self.delayed_fput);
+        let was = std::mem::replace(&mut self.in_kworker, true);
+        let mut work = Work::new();
+        for f in files.into_iter().rev() {
+            self.fdrop(f, &mut work);
+        }
+        self.release(work);
+        self.in_kworker = was;
     }
 
     /// Tears down a file whose count reached zero (BSD `fdrop`, Linux
@@ -507,10 +529,15 @@ impl World {
     /// `__tty_hangup` of the slave of pty master `f`, which is going: no
     /// process has it as controlling terminal any more.
     fn hang_up(&mut self, f: FileId) {
+        self.clear_ctty(|p| p.ctty == Some(f));
+    }
+
+    /// The processes `whose` picks have no controlling terminal any more.
+    pub(crate) fn clear_ctty(&mut self, whose: impl Fn(&Proc) -> bool) {
         let pids: Vec<Pid> = self
             .processes()
             .map(|(_, p)| p)
-            .filter(|&p| self.proc(p).ctty == Some(f))
+            .filter(|&p| whose(self.proc(p)))
             .collect();
         for p in pids {
             self.proc_mut(p).ctty = None;

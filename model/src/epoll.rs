@@ -34,7 +34,8 @@ pub const PRIVATE: Events =
 #[derive(Debug, Clone, Default)]
 pub struct Epoll {
     /// The registrations and their events as Linux keeps them
-    /// (`EPOLLERR|EPOLLHUP` always added; see [`PRIVATE`]).
+    /// (`EPOLLERR|EPOLLHUP` added by `ADD` and `MOD`, and dropped with the
+    /// rest when `EPOLLONESHOT` fires; see [`PRIVATE`]).
     pub interest: OrdMap<(Fd, FileId), Events>,
     /// The ready list (`rdllist`): registrations that were woken, in the
     /// order they were, not yet found not ready.

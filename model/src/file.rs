@@ -102,6 +102,13 @@ impl File {
         !matches!(self.kind, FileKind::Vnode(_) | FileKind::Larval)
     }
 
+    /// One registration of this file in epoll `ep` is gone.
+    pub(crate) fn unwatch(&mut self, ep: FileId) {
+        if let Some(i) = self.watched_by.iter().position(|&x| x == ep) {
+            self.watched_by.swap_remove(i);
+        }
+    }
+
     pub fn is_socket(&self) -> bool {
         matches!(self.kind, FileKind::Socket(..))
     }

@@ -223,8 +223,10 @@ impl Events {
         Events(Events::IN.0 | Events::OUT.0 | Events::ERR.0 | Events::HUP.0 | Events::RDHUP.0);
 
     /// What a registration shows of its events: Linux adds
-    /// `EPOLLERR|EPOLLHUP` to every one, so they say nothing and are not
-    /// shown; bits the language has no name for are dropped.
+    /// `EPOLLERR|EPOLLHUP` at every `EPOLL_CTL_ADD` and `MOD`, so they say
+    /// nothing and are not shown (one that `EPOLLONESHOT` disabled has lost
+    /// them, and shows `EPOLLONESHOT` alone, as an armed one with no other
+    /// events would); bits the language has no name for are dropped.
     pub const fn shown(self) -> Events {
         Events(self.0 & Events::NAMED.0 & !(Events::ERR.0 | Events::HUP.0))
     }

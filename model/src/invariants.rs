@@ -135,7 +135,19 @@ pub fn nothing_dead_reachable(w: &World) -> Result<(), Violation> {
     let mut pipe_ends: BTreeMap<u32, [bool; 2]> = BTreeMap::new();
     let mut sock_files: BTreeMap<SockId, u32> = BTreeMap::new();
     for (id, f) in w.files() {
-        if f.count() == 0 || f.handle.is_closed() || *f.handle.data() != id {
+        // Torn down later (delayed_fput): dead, and exactly that.
+        let delayed = w.delayed_fput.contains(&id);
+        if delayed && (f.count() != 0 || f.handle.closes() != 1) {
+            return fail(
+                "nothing_dead_reachable",
+                format!(
+                    "file#{} waits for delayed_fput with count {}",
+                    f.serial,
+                    f.count()
+                ),
+            );
+        }
+        if !delayed && (f.count() == 0 || f.handle.is_closed() || *f.handle.data() != id) {
             return fail(
                 "nothing_dead_reachable",
                 format!(
@@ -262,19 +274,23 @@ pub fn wait_queues_match(w: &World) -> Result<(), Violation> {
             return fail(name, format!("epoll {ep:?} is still scanning"));
         }
     }
-    let have: Vec<(Queue, Waiter)> = w.waiters.iter().collect();
-    if have.len() != want.len() || have.iter().any(|x| !want.contains(x)) {
+    let listed: Vec<(Queue, Waiter)> = w.waiters.iter().collect();
+    let have: BTreeSet<(Queue, Waiter)> = listed.iter().copied().collect();
+    if have != want || listed.len() != have.len() {
         return fail(
             name,
-            format!("registrations want {want:?}, queues hold {have:?}"),
+            format!("registrations want {want:?}, queues hold {listed:?}"),
         );
     }
     if !w.socks.wakes.is_empty() {
         return fail(name, format!("wake-ups not delivered: {:?}", w.socks.wakes));
     }
-    for (s, sk) in w.socks.iter() {
+    let socks: BTreeMap<SockId, &crate::socket::Sock> = w.socks.iter().collect();
+    for (&s, sk) in &socks {
         if let Some(o) = sk.peer_wake {
-            let listed = w.sock(o).relays.iter().filter(|&&r| r == s).count();
+            let listed = socks
+                .get(&o)
+                .map_or(0, |o| o.relays.iter().filter(|&&r| r == s).count());
             if sk.peer != Some(o) || listed != 1 {
                 return fail(
                     name,
@@ -285,7 +301,11 @@ pub fn wait_queues_match(w: &World) -> Result<(), Violation> {
                 );
             }
         }
-        if sk.relays.iter().any(|&r| w.sock(r).peer_wake != Some(s)) {
+        if sk
+            .relays
+            .iter()
+            .any(|r| socks.get(r).map(|r| r.peer_wake) != Some(Some(s)))
+        {
             return fail(name, format!("socket {s:?} lists relays {:?}", sk.relays));
         }
     }

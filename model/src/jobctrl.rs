@@ -91,20 +91,8 @@ impl World {
         // Closing its files may have hung the terminal up already.
         if let Some(FileKind::PtyMaster(pty)) = self.files.get_mut(t.0).map(|f| &mut f.kind) {
             pty.session = None;
-            self.clear_session_tty(session);
-        }
-    }
-
-    /// `session_clear_tty`: no process of `session` has a controlling
-    /// terminal any more.
-    fn clear_session_tty(&mut self, session: Option<u64>) {
-        let pids: Vec<Pid> = self
-            .processes()
-            .map(|(_, p)| p)
-            .filter(|&p| self.proc(p).session == session)
-            .collect();
-        for p in pids {
-            self.proc_mut(p).ctty = None;
+            // session_clear_tty
+            self.clear_ctty(|p| p.session == session);
         }
     }
 

@@ -142,6 +142,11 @@ impl World {
 
     /// `ep_item_poll`: what registration `key` of `ep` is ready for now.
     fn ep_item_poll(&mut self, ep: FileId, key: Key) -> Events {
+        // epi_fget: a file whose last reference is gone, waiting for
+        // delayed_fput, is not polled.
+        if self.file(key.1).count() == 0 {
+            return Events::default();
+        }
         let events = self
             .epoll(ep)
             .interest
@@ -211,10 +216,7 @@ impl World {
     pub(crate) fn ep_remove(&mut self, ep: FileId, key: Key) -> bool {
         self.flush_wakes();
         self.waiters.remove(Waiter { ep, key });
-        let w = &mut self.file_mut(key.1).watched_by;
-        if let Some(i) = w.iter().position(|&x| x == ep) {
-            w.swap_remove(i);
-        }
+        self.file_mut(key.1).unwatch(ep);
         self.epoll_mut(ep).remove(key).is_some()
     }
 
@@ -242,9 +244,7 @@ impl World {
         for &key in e.interest.keys() {
             self.waiters.remove(Waiter { ep, key });
             if let Some(t) = self.files.get_mut(key.1 .0) {
-                if let Some(i) = t.watched_by.iter().position(|&x| x == ep) {
-                    t.watched_by.swap_remove(i);
-                }
+                t.unwatch(ep);
             }
         }
     }
@@ -378,6 +378,49 @@ mod tests {
         };
         run(&mut w, p, re_arm);
         assert_eq!(run(&mut w, p, wait(0, 8)), ready(&both[..1]));
+        crate::invariants::check_all(&w).unwrap();
+    }
+
+    /// The collector drops the last reference from a work queue, and the
+    /// file is torn down a moment later (delayed_fput): in between it is
+    /// still registered, and epoll_wait skips it.
+    #[test]
+    fn a_file_the_collector_freed_waits_for_delayed_fput() {
+        use crate::deferred::Deferred;
+        use crate::SockFlags;
+        let mut w = World::new();
+        w.set_deferred(true);
+        let p = w.spawn("p").unwrap();
+        let pair = Call::Socketpair {
+            ty: crate::SockType::Stream,
+            flags: SockFlags::default(),
+        };
+        run(&mut w, p, pair); // 0 1
+        run(&mut w, p, Call::EpollCreate { cloexec: false }); // 2
+        run(&mut w, p, add(2, 1, Events::IN | Events::OUT));
+        let send = Call::Sendfds {
+            sock: 0,
+            fds: vec![1],
+        };
+        run(&mut w, p, send);
+        run(&mut w, p, Call::Close { fd: 1 });
+        run(&mut w, p, Call::Close { fd: 0 });
+        w.run_work(Deferred::Gc);
+        w.run_work(Deferred::GcDrop);
+        assert_eq!(w.pending_work(), vec![Deferred::Fput]);
+        let watched = |w: &World| {
+            let t = w.topology();
+            t.files
+                .iter()
+                .find_map(|f| f.targets.clone())
+                .unwrap()
+                .len()
+        };
+        assert_eq!(watched(&w), 1, "still registered");
+        assert_eq!(run(&mut w, p, wait(2, 8)), ready(&[]), "but skipped");
+        w.run_work(Deferred::Fput);
+        assert_eq!(watched(&w), 0);
+        assert!(w.pending_work().is_empty());
         crate::invariants::check_all(&w).unwrap();
     }
 

@@ -82,15 +82,13 @@ impl Pty {
     }
 
     /// A read on the master without blocking. Like `n_tty_read`, a read
-    /// that finds the read buffer empty first waits for hop 2.
+    /// that finds the read buffer empty first waits for hop 2: the caller
+    /// runs [`Pty::flush_echo`] first (and wakes the readers).
     ///
     /// Errors: `EAGAIN` when nothing was echoed.
     pub fn read(&mut self, n: usize) -> Result<Vec<u8>, Errno> {
         if n == 0 {
             return Ok(Vec::new());
-        }
-        if self.output.is_empty() {
-            self.flush_echo();
         }
         if self.output.is_empty() {
             return Err(Errno::EAGAIN);
@@ -120,12 +118,15 @@ mod tests {
         assert_eq!(p.read(10), Err(Errno::EAGAIN));
         assert!(p.receive_input());
         assert!(!p.receive_input());
-        // Hop 2 has not run either, but the read runs it.
+        // Hop 2 has not run either; a read waits for it.
+        assert!(p.flush_echo());
         assert_eq!(p.read(1).unwrap(), b"a");
         p.write(b"c", true);
         p.receive_input();
         // The read buffer is not empty, so the read does not wait for hop 2.
         assert_eq!(p.read(10).unwrap(), b"b");
+        assert_eq!(p.read(10), Err(Errno::EAGAIN));
+        assert!(p.flush_echo());
         assert_eq!(p.read(10).unwrap(), b"c");
     }
 }

@@ -131,12 +131,21 @@ impl World {
             Eventfd { cloexec, nonblock } => self.sys_eventfd2(pid, *cloexec, *nonblock).map(fd),
             // Linux checks the flags first, except accept4, which looks
             // the descriptor up before.
+            // A call with no flags to refuse the bits runs as it is (the
+            // backends pass them nowhere).
             Flagged { call, .. } => match **call {
                 Accept { fd, .. } => match self.fd_getfile(pid, fd_arg(fd)?) {
                     Ok(_) => Err(Errno::EINVAL),
                     Err(e) => Err(e),
                 },
-                _ => Err(Errno::EINVAL),
+                Dup3 { .. }
+                | Pipe { .. }
+                | Eventfd { .. }
+                | EpollCreate { .. }
+                | CloseRange { .. }
+                | Socket { .. }
+                | Socketpair { .. } => Err(Errno::EINVAL),
+                ref plain => self.dispatch(pid, plain),
             },
             EpollWait { epfd, maxevents } => self
                 .sys_epoll_wait(pid, *epfd, *maxevents)

@@ -59,6 +59,13 @@ pub struct World {
     /// References the deferred collector took out of the queues of
     /// unreachable sockets and has not dropped yet (Linux's `hitlist`).
     pub(crate) gc_hitlist: Vec<FileId>,
+    /// Files whose last reference a work queue dropped, not torn down yet
+    /// (Linux's `delayed_fput_list`): dead, but still registered in epoll
+    /// instances, whose `epoll_wait` skips them.
+    pub(crate) delayed_fput: Vec<FileId>,
+    /// Whether references are being dropped by a work queue (the
+    /// collector), whose last ones Linux tears down later.
+    pub(crate) in_kworker: bool,
     /// Whether work Linux does from work queues is left pending until
     /// `run_work` (see `deferred`), rather than done at once.
     pub(crate) deferred: bool,
@@ -90,6 +97,8 @@ impl Default for World {
             gc_pending: false,
             gc_collections: 0,
             gc_hitlist: Vec::new(),
+            delayed_fput: Vec::new(),
+            in_kworker: false,
             privileged: true,
             deferred: false,
             #[cfg(any(test, feature = "mutants"))]
@@ -139,6 +148,8 @@ impl Clone for World {
             gc_pending: self.gc_pending,
             gc_collections: self.gc_collections,
             gc_hitlist: self.gc_hitlist.clone(),
+            delayed_fput: self.delayed_fput.clone(),
+            in_kworker: self.in_kworker,
             deferred: self.deferred,
             privileged: self.privileged,
             #[cfg(any(test, feature = "mutants"))]

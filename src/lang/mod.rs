@@ -155,6 +155,11 @@ pub const EXPECTATIONS: &[(&str, &str)] = &[
         "expect P:EPFD ignores Q:FD",
         "the epoll at P:EPFD has no registration of Q:FD's file, under any number",
     ),
+    (
+        "expect P ctty Q:FD",
+        "P's controlling terminal is the pty open at Q:FD",
+    ),
+    ("expect P ctty none", "P has no controlling terminal"),
 ];
 
 /// A short reference of the language, from the call registry: what
@@ -176,8 +181,9 @@ pub fn reference() -> String {
     row(
         &mut s,
         "",
-        "a string (`= \"hi\"`), or `= ok` (it succeeded)",
+        "a string (`= \"hi\"`), ready registrations (`= 3:EPOLLIN`, `= none`),",
     );
+    row(&mut s, "", "or `= ok` (it succeeded)");
     row(&mut s, "# ...", "a comment, to the end of the line");
     s.push_str("\nCalls:\n");
     for c in fdlab_model::call::CALLS {

@@ -267,7 +267,6 @@ impl Parser<'_> {
         }
     }
 
-    /// An integer word.
     /// One ready registration of an `epoll_wait` result: `FD:EVENTS`, the
     /// events among those epoll reports, joined with `|`.
     fn ready_event(&self, w: &str, col: usize) -> Res<(i64, Events)> {
@@ -297,6 +296,7 @@ impl Parser<'_> {
         Ok((fd, set))
     }
 
+    /// An integer word.
     fn int(&self, c: &mut Cursor, what: &str) -> Res<(i64, usize)> {
         let col = c.col();
         match c.word() {

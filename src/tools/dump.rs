@@ -22,6 +22,20 @@ use super::image::{
 const NO_CTTY: &str =
     "it has a controlling terminal, which images do not hold yet: restored, it would have none";
 
+/// Why a session leader cannot be restored as it is.
+const LEADS_SESSION: &str =
+    "it leads a session (setsid), which images do not hold yet: restored, it would lead none";
+
+/// Why an `EPOLLONESHOT` registration that fired cannot be restored.
+const ONESHOT_FIRED: &str = "EPOLLONESHOT fired and disabled it; EPOLL_CTL_ADD would arm it again";
+
+/// Whether `EPOLLONESHOT` disabled a registration with these events: it
+/// keeps only the private bits, which an armed one never does (Linux adds
+/// `EPOLLERR|EPOLLHUP` at `ADD` and `MOD`).
+fn fired(events: Events) -> bool {
+    events.and(fdlab_model::epoll::PRIVATE.not()).is_empty()
+}
+
 /// What a dump sees of a unix socket, from the model or from `sock_diag`,
 /// to decide alike on both whether it can be restored: the two images of
 /// one tree must compare equal.
@@ -120,6 +134,12 @@ pub fn from_model(w: &World) -> Image {
                 })
                 .collect();
             img.tables.push(TableImage { id: t, fds });
+        }
+        if p.leader {
+            img.unrestorable.push(Unrestorable {
+                what: name.clone(),
+                why: LEADS_SESSION.into(),
+            });
         }
         if p.ctty.is_some() {
             img.unrestorable.push(Unrestorable {
@@ -226,17 +246,30 @@ pub fn from_model(w: &World) -> Image {
                     Object::Socket { pair, end }
                 }
             }
-            FileKind::Epoll(e) => Object::Epoll {
-                registrations: e
-                    .interest
-                    .iter()
-                    .map(|(&(fd, t), ev)| Registration {
-                        fd: fd.get(),
-                        file: ids.id(t),
-                        events: ev.shown().to_string(),
-                    })
-                    .collect(),
-            },
+            FileKind::Epoll(e) => {
+                for (&(fd, _), &ev) in &e.interest {
+                    if fired(ev) {
+                        img.unrestorable.push(Unrestorable {
+                            what: format!(
+                                "file {k} (anon_inode:[eventpoll]): its registration under {}",
+                                fd.get()
+                            ),
+                            why: ONESHOT_FIRED.into(),
+                        });
+                    }
+                }
+                Object::Epoll {
+                    registrations: e
+                        .interest
+                        .iter()
+                        .map(|(&(fd, t), ev)| Registration {
+                            fd: fd.get(),
+                            file: ids.id(t),
+                            events: ev.shown().to_string(),
+                        })
+                        .collect(),
+                }
+            }
             FileKind::Eventfd(e) => Object::Eventfd { count: e.count },
             FileKind::Larval => unreachable!("no larval file between calls"),
         };
@@ -292,6 +325,12 @@ pub fn from_capture(
                 })
                 .collect();
             img.tables.push(TableImage { id: table, fds });
+        }
+        if snap.leaders.contains(&p.pid) {
+            img.unrestorable.push(Unrestorable {
+                what: name(p),
+                why: LEADS_SESSION.into(),
+            });
         }
         if snap.ctty.contains_key(&p.pid) {
             img.unrestorable.push(Unrestorable {
@@ -428,6 +467,12 @@ pub fn from_capture(
             FileType::Epoll => {
                 let mut registrations = Vec::new();
                 for r in snap.epoll.get(&rep).into_iter().flatten() {
+                    if fired(Events::from_bits(r.events)) {
+                        img.unrestorable.push(Unrestorable {
+                            what: format!("{whose}: its registration under {}", r.tfd),
+                            why: ONESHOT_FIRED.into(),
+                        });
+                    }
                     match r.file {
                         Some(f) => registrations.push(Registration {
                             fd: r.tfd as u32,
@@ -473,7 +518,24 @@ pub fn from_backend(
 ) -> Result<Image, crate::backend::api::BackendError> {
     let procs = l.processes();
     let pids: Vec<i32> = procs.iter().map(|p| p.1).collect();
-    let cap = l.capture(&pids, l.fds())?;
+    let mut cap = l.capture(&pids, l.fds())?;
+    // An epoll registration of a file nothing holds is a file the unix
+    // collector freed and delayed_fput has not torn down yet (the
+    // scenario's processes are the whole world): it goes within a few
+    // jiffies; look again until it has.
+    for _ in 0..DYING_TRIES {
+        let dying = cap
+            .snapshot
+            .epoll
+            .values()
+            .flatten()
+            .any(|r| r.file.is_none());
+        if !dying {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        cap = l.capture(&pids, l.fds())?;
+    }
     let name = |p: &CapturedProc| {
         procs
             .iter()
@@ -482,6 +544,10 @@ pub fn from_backend(
     };
     Ok(from_capture(&cap, name, root))
 }
+
+/// How many times a scenario's dump looks again for files being torn down
+/// (5 ms apart).
+const DYING_TRIES: usize = 100;
 
 /// A pipe's capacity unless `F_SETPIPE_SZ` changed it: 16 pages.
 pub const DEFAULT_PIPE_CAPACITY: u64 = 65536;

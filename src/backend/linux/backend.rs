@@ -430,6 +430,13 @@ impl LinuxBackend {
     /// Ends the run: the nursery ends every process and removes the sandbox;
     /// this waits for it, and does both itself if the nursery does not.
     fn finish(&mut self) {
+        // A process that called setsid left the nursery's process group,
+        // which the nursery and the fallback below signal: end each one
+        // through its pidfd (it would end when its channel closes, unless
+        // it is wedged).
+        for p in self.procs.values() {
+            let _ = rustix::process::pidfd_send_signal(&p.pidfd, rustix::process::Signal::KILL);
+        }
         self.procs.clear();
         if let Some((mut child, chan)) = self.nursery.take() {
             drop(chan);

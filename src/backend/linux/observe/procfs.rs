@@ -371,6 +371,8 @@ pub struct ProcStat {
     /// `R`, `S`, `T` (stopped), `Z` (zombie), ...
     pub state: char,
     pub ppid: i32,
+    /// The session's id: the pid of its leader.
+    pub session: i32,
     /// The controlling terminal's device, encoded (`tty_nr`; 0: none).
     pub tty_nr: u32,
 }
@@ -401,12 +403,14 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     let state = rest.next()?.chars().next()?;
     let ppid = rest.next()?.parse().ok()?;
     // pgrp, session, then tty_nr.
-    let tty_nr = rest.nth(2).and_then(|t| t.parse::<i64>().ok()).unwrap_or(0) as u32;
+    let session = rest.nth(1).and_then(|t| t.parse().ok()).unwrap_or(0);
+    let tty_nr = rest.next().and_then(|t| t.parse::<i64>().ok()).unwrap_or(0) as u32;
     Some(ProcStat {
         pid,
         comm,
         state,
         ppid,
+        session,
         tty_nr,
     })
 }
@@ -525,8 +529,8 @@ mod tests {
     fn stat_with_a_strange_command_name() {
         let s = parse_stat("42 (a) b (c)) S 7 42 42 34820 -1").unwrap();
         assert_eq!(
-            (s.pid, s.comm.as_str(), s.state, s.ppid, s.tty_nr),
-            (42, "a) b (c)", 'S', 7, 34820)
+            (s.pid, s.comm.as_str(), s.state, s.ppid, s.session, s.tty_nr),
+            (42, "a) b (c)", 'S', 7, 42, 34820)
         );
         // /dev/pts/4 is 136:4; /dev/pts/300 is 136:300.
         assert_eq!(pts_tty_nr(4), 34820);

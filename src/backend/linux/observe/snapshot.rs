@@ -168,6 +168,8 @@ pub struct Snapshot {
     pub epoll: BTreeMap<usize, Vec<Registration>>,
     /// Each process's controlling terminal (`tty_nr`), where it has one.
     pub ctty: HashMap<i32, u32>,
+    /// The processes that lead their session.
+    pub leaders: std::collections::HashSet<i32>,
     pub warnings: Vec<Warning>,
     pub cost: ObserveCost,
 }
@@ -252,6 +254,9 @@ pub fn observe(pids: &[i32], opts: &Options) -> Snapshot {
         if let Ok(st) = procfs::stat(pid) {
             if st.tty_nr != 0 {
                 s.ctty.insert(pid, st.tty_nr);
+            }
+            if st.session == pid {
+                s.leaders.insert(pid);
             }
         }
     }
