@@ -31,6 +31,13 @@ pub type Key = (Fd, FileId);
 pub const PRIVATE: Events =
     Events::from_bits(Events::ONESHOT.bits() | Events::ET.bits() | Events::EXCLUSIVE.bits());
 
+/// Whether `EPOLLONESHOT` disabled a registration with these events: it
+/// keeps only the private bits, which an armed one never does (Linux adds
+/// `EPOLLERR|EPOLLHUP` at `ADD` and `MOD`).
+pub fn disabled(events: Events) -> bool {
+    events.and(PRIVATE.not()).is_empty()
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Epoll {
     /// The registrations and their events as Linux keeps them
@@ -81,9 +88,7 @@ impl Epoll {
             return false;
         };
         // Disabled by EPOLLONESHOT, or not what the registration asked for.
-        if events.and(PRIVATE.not()).is_empty()
-            || (!pollflags.is_empty() && !pollflags.intersects(events))
-        {
+        if disabled(events) || (!pollflags.is_empty() && !pollflags.intersects(events)) {
             return false;
         }
         match &mut self.scan {

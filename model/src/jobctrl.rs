@@ -18,7 +18,7 @@
 
 use crate::errno::Errno;
 use crate::file::FileKind;
-use crate::ids::{FileId, Pid};
+use crate::ids::Pid;
 use crate::sys::fd_arg;
 use crate::world::World;
 
@@ -94,10 +94,5 @@ impl World {
             // session_clear_tty
             self.clear_ctty(|p| p.session == session);
         }
-    }
-
-    /// The controlling terminal of `pid`: the master file of its pty.
-    pub fn ctty(&self, pid: Pid) -> Option<FileId> {
-        self.proc(pid).ctty
     }
 }

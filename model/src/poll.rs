@@ -174,9 +174,9 @@ impl World {
     }
 
     /// Puts a ready registration on the ready list, and wakes whoever
-    /// watches the epoll if it was not there (the end of `ep_insert` and
-    /// `ep_modify`).
-    fn ep_link_if_ready(&mut self, ep: FileId, key: Key) {
+    /// watches the epoll if it was not there (the end of `ep_insert`, once
+    /// the wakeup paths are checked, and of `ep_modify`).
+    pub(crate) fn ep_link_if_ready(&mut self, ep: FileId, key: Key) {
         if !self.ep_item_poll(ep, key).is_empty()
             && self.epoll_mut(ep).link(key)
             && self.waiters.active(Queue::Epoll(ep))
@@ -195,12 +195,6 @@ impl World {
         for q in self.poll_queues(key.1) {
             self.waiters.add(q, Waiter { ep, key }, exclusive);
         }
-    }
-
-    /// The end of `ep_insert`, once the wakeup paths are checked: a
-    /// registration ready already joins the ready list.
-    pub(crate) fn ep_insert_done(&mut self, ep: FileId, key: Key) {
-        self.ep_link_if_ready(ep, key);
     }
 
     /// `ep_modify`: new events for registration `key`, which joins the

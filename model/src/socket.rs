@@ -268,6 +268,12 @@ impl Sock {
         }
     }
 
+    /// A datagram receiver's queue is full for senders it is not
+    /// connected back to (`unix_recvq_full`).
+    pub fn recvq_full(&self) -> bool {
+        self.queue.len() > MAX_DGRAM_QLEN
+    }
+
     pub fn listening(&self) -> bool {
         matches!(self.state, State::Listening { .. })
     }
@@ -500,7 +506,7 @@ impl Socks {
             return fail(Errno::EPIPE);
         }
         // A receiver that is not connected back takes a bounded queue.
-        if other != me && o.peer != Some(me) && o.queue.len() > MAX_DGRAM_QLEN {
+        if other != me && o.peer != Some(me) && o.recvq_full() {
             // Wait for room on the peer's peer_wait (unix_dgram_peer_wake_me).
             self.peer_wake_connect(me, other);
             return fail(Errno::EAGAIN);
@@ -803,7 +809,7 @@ impl Socks {
     fn peer_wake_me(&mut self, me: SockId, other: SockId) -> bool {
         let connected = self.peer_wake_connect(me, other);
         let o = self.get(other);
-        if o.queue.len() > MAX_DGRAM_QLEN && !o.dead {
+        if o.recvq_full() && !o.dead {
             return true;
         }
         if connected {
@@ -844,7 +850,7 @@ impl Socks {
             if let Some(other) = sk.peer {
                 if can_write
                     && self.get(other).peer != Some(me)
-                    && self.get(other).queue.len() > MAX_DGRAM_QLEN
+                    && self.get(other).recvq_full()
                     && self.peer_wake_me(me, other)
                 {
                     can_write = false;

@@ -14,7 +14,7 @@
 //! each system call converts each of them once, with [`fd_arg`], where
 //! Linux looks at it, so that the order of checks stays Linux's.
 
-use crate::call::{Call, EpollOp, FcntlCmd, Outcome, Ret, Whence};
+use crate::call::{numeric_flags, Call, EpollOp, FcntlCmd, Outcome, Ret, Whence};
 use crate::descrip::{CallerRef, FileUse, LarvalFile};
 use crate::epoll::{Epoll, EP_MAX_NESTS, PATH_LIMITS};
 use crate::errno::Errno;
@@ -131,20 +131,16 @@ impl World {
             Eventfd { cloexec, nonblock } => self.sys_eventfd2(pid, *cloexec, *nonblock).map(fd),
             // Linux checks the flags first, except accept4, which looks
             // the descriptor up before.
-            // A call with no flags to refuse the bits runs as it is (the
-            // backends pass them nowhere).
+            // A call whose flags do not take such bits (`numeric_flags`)
+            // runs as it is (the backends pass them nowhere).
             Flagged { call, .. } => match **call {
                 Accept { fd, .. } => match self.fd_getfile(pid, fd_arg(fd)?) {
                     Ok(_) => Err(Errno::EINVAL),
                     Err(e) => Err(e),
                 },
-                Dup3 { .. }
-                | Pipe { .. }
-                | Eventfd { .. }
-                | EpollCreate { .. }
-                | CloseRange { .. }
-                | Socket { .. }
-                | Socketpair { .. } => Err(Errno::EINVAL),
+                ref c if numeric_flags(c.name()).is_some_and(|n| n.passes_others) => {
+                    Err(Errno::EINVAL)
+                }
                 ref plain => self.dispatch(pid, plain),
             },
             EpollWait { epfd, maxevents } => self
@@ -998,7 +994,7 @@ impl World {
                     self.ep_remove(ep, key);
                     return Err(Errno::EINVAL);
                 }
-                self.ep_insert_done(ep, key);
+                self.ep_link_if_ready(ep, key);
             }
             EpollOp::Del => {
                 if registered.is_none() {

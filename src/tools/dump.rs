@@ -29,11 +29,18 @@ const LEADS_SESSION: &str =
 /// Why an `EPOLLONESHOT` registration that fired cannot be restored.
 const ONESHOT_FIRED: &str = "EPOLLONESHOT fired and disabled it; EPOLL_CTL_ADD would arm it again";
 
-/// Whether `EPOLLONESHOT` disabled a registration with these events: it
-/// keeps only the private bits, which an armed one never does (Linux adds
-/// `EPOLLERR|EPOLLHUP` at `ADD` and `MOD`).
-fn fired(events: Events) -> bool {
-    events.and(fdlab_model::epoll::PRIVATE.not()).is_empty()
+/// Lists what images do not hold of process `name`'s session: that it
+/// leads one, that it has a controlling terminal. One function for both
+/// dumps, so that they list the same in the same order.
+fn refuse_session(img: &mut Image, name: &str, leads: bool, ctty: bool) {
+    for (on, why) in [(leads, LEADS_SESSION), (ctty, NO_CTTY)] {
+        if on {
+            img.unrestorable.push(Unrestorable {
+                what: name.to_string(),
+                why: why.into(),
+            });
+        }
+    }
 }
 
 /// What a dump sees of a unix socket, from the model or from `sock_diag`,
@@ -135,18 +142,7 @@ pub fn from_model(w: &World) -> Image {
                 .collect();
             img.tables.push(TableImage { id: t, fds });
         }
-        if p.leader {
-            img.unrestorable.push(Unrestorable {
-                what: name.clone(),
-                why: LEADS_SESSION.into(),
-            });
-        }
-        if p.ctty.is_some() {
-            img.unrestorable.push(Unrestorable {
-                what: name.clone(),
-                why: NO_CTTY.into(),
-            });
-        }
+        refuse_session(&mut img, name, p.leader, p.ctty.is_some());
         img.processes.push(ProcImage {
             id: img.processes.len(),
             name: name.clone(),
@@ -248,7 +244,7 @@ pub fn from_model(w: &World) -> Image {
             }
             FileKind::Epoll(e) => {
                 for (&(fd, _), &ev) in &e.interest {
-                    if fired(ev) {
+                    if fdlab_model::epoll::disabled(ev) {
                         img.unrestorable.push(Unrestorable {
                             what: format!(
                                 "file {k} (anon_inode:[eventpoll]): its registration under {}",
@@ -326,18 +322,12 @@ pub fn from_capture(
                 .collect();
             img.tables.push(TableImage { id: table, fds });
         }
-        if snap.leaders.contains(&p.pid) {
-            img.unrestorable.push(Unrestorable {
-                what: name(p),
-                why: LEADS_SESSION.into(),
-            });
-        }
-        if snap.ctty.contains_key(&p.pid) {
-            img.unrestorable.push(Unrestorable {
-                what: name(p),
-                why: NO_CTTY.into(),
-            });
-        }
+        refuse_session(
+            &mut img,
+            &name(p),
+            snap.leaders.contains(&p.pid),
+            snap.ctty.contains_key(&p.pid),
+        );
         img.processes.push(ProcImage {
             id: i,
             name: name(p),
@@ -467,7 +457,7 @@ pub fn from_capture(
             FileType::Epoll => {
                 let mut registrations = Vec::new();
                 for r in snap.epoll.get(&rep).into_iter().flatten() {
-                    if fired(Events::from_bits(r.events)) {
+                    if fdlab_model::epoll::disabled(Events::from_bits(r.events)) {
                         img.unrestorable.push(Unrestorable {
                             what: format!("{whose}: its registration under {}", r.tfd),
                             why: ONESHOT_FIRED.into(),

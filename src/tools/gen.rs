@@ -17,7 +17,7 @@ use fdlab_model::limits::SCM_MAX_FD;
 use fdlab_model::vnode::VnodeKind;
 use fdlab_model::Fd;
 use fdlab_model::{
-    Call, EpollOp, Events, FcntlCmd, OFlags, Pid, Ret, SockFlags, SockType, Whence, World,
+    Call, EpollOp, Events, FcntlCmd, OFlags, Outcome, Pid, Ret, SockFlags, SockType, Whence, World,
 };
 use proptest::prelude::*;
 
@@ -574,13 +574,27 @@ impl Coverage {
     }
 
     /// Counts one generated call, and what the model answered.
-    fn generated(&mut self, call: &Call, out: &fdlab_model::Outcome) {
+    fn generated(&mut self, call: &Call, out: &Outcome) {
         *self.mix.entry(call.name()).or_insert(0) += 1;
         self.version2 += u64::from(version2(call));
         if let Ok(Ret::Ready(v)) = out {
             self.ready[v.len().min(2)] += 1;
         }
     }
+}
+
+/// Writes `call`, which `proc` made on the model with outcome `out` to set
+/// up the call it was asked for, into the scenario, and counts it.
+fn setup(stmts: &mut Vec<Stmt>, cover: &mut Coverage, proc: &str, call: Call, out: &Outcome) {
+    cover.generated(&call, out);
+    stmts.push(Stmt {
+        line: stmts.len() + 1,
+        kind: StmtKind::Call {
+            proc: proc.to_string(),
+            call,
+            expected: None,
+        },
+    });
 }
 
 /// Turns operations into a valid scenario, running the model alongside to
@@ -715,30 +729,17 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                     _ => &[],
                 };
                 for (want, make) in needs {
-                    if open_fds(&world, pid, *want).is_empty() && world.call(pid, make).is_ok() {
-                        cover.generated(make, &Ok(Ret::Ints(Vec::new())));
-                        stmts.push(Stmt {
-                            line: stmts.len() + 1,
-                            kind: StmtKind::Call {
-                                proc: proc.clone(),
-                                call: make.clone(),
-                                expected: None,
-                            },
-                        });
+                    if open_fds(&world, pid, *want).is_empty() {
+                        let out = world.call(pid, make);
+                        if out.is_ok() {
+                            setup(&mut stmts, &mut cover, &proc, make.clone(), &out);
+                        }
                     }
                 }
                 // A terminal is taken by a session leader: lead one first.
                 if matches!(cg, CallGen::Tiocsctty(..)) && !world.proc(pid).leader {
                     let out = world.call(pid, &Call::Setsid);
-                    cover.generated(&Call::Setsid, &out);
-                    stmts.push(Stmt {
-                        line: stmts.len() + 1,
-                        kind: StmtKind::Call {
-                            proc: proc.clone(),
-                            call: Call::Setsid,
-                            expected: None,
-                        },
-                    });
+                    setup(&mut stmts, &mut cover, &proc, Call::Setsid, &out);
                 }
                 // epoll_wait has something to report once an epoll watches
                 // a file; register one where none does (both ends of a pipe,
@@ -755,15 +756,7 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                                 events: Events::IN | Events::OUT,
                             };
                             let out = world.call(pid, &add);
-                            cover.generated(&add, &out);
-                            stmts.push(Stmt {
-                                line: stmts.len() + 1,
-                                kind: StmtKind::Call {
-                                    proc: proc.clone(),
-                                    call: add,
-                                    expected: None,
-                                },
-                            });
+                            setup(&mut stmts, &mut cover, &proc, add, &out);
                         }
                     }
                 }
@@ -773,15 +766,9 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                     if open_fds(&world, pid, listening).is_empty() {
                         for make in make_listener(&mut world, pid, if *c { "@a" } else { "s.sock" })
                         {
-                            cover.generated(&make, &Ok(Ret::Ints(Vec::new())));
-                            stmts.push(Stmt {
-                                line: stmts.len() + 1,
-                                kind: StmtKind::Call {
-                                    proc: proc.clone(),
-                                    call: make,
-                                    expected: None,
-                                },
-                            });
+                            // make_listener ran it on the model already.
+                            let out = Ok(Ret::Ints(Vec::new()));
+                            setup(&mut stmts, &mut cover, &proc, make, &out);
                         }
                     }
                 }
@@ -859,15 +846,9 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                                 fd,
                                 data: b"hello".to_vec(),
                             };
-                            if world.call(pid, &write).is_ok() {
-                                stmts.push(Stmt {
-                                    line: stmts.len() + 1,
-                                    kind: StmtKind::Call {
-                                        proc: proc.clone(),
-                                        call: write,
-                                        expected: None,
-                                    },
-                                });
+                            let out = world.call(pid, &write);
+                            if out.is_ok() {
+                                setup(&mut stmts, &mut cover, &proc, write, &out);
                             }
                         }
                         Call::Lseek {
