@@ -23,7 +23,7 @@ use fdlab::tools::inspect::{inspect, Filters, Inspection, Request, Target};
 use fdlab::tools::run::run;
 use fdlab_model::kind::FileType;
 use fdlab_model::limits::HARNESS_FD;
-use fdlab_model::topology::{canonicalize, RawFile, RawProcess};
+use fdlab_model::topology::{canonicalize, name_slaves, RawFile, RawProcess};
 use fdlab_model::Topology;
 use support::{alive, fdlab_bin, repo};
 
@@ -57,7 +57,11 @@ fn as_scenario(ins: &Inspection, names: &BTreeMap<i32, String>, sandbox: &Path) 
                 .filter(|v| v.fd < HARNESS_FD)
                 .map(|v| (v.fd, v.file, v.cloexec))
                 .collect(),
-            ctty: p.ctty,
+            // A file of the terminal, as a backend names it.
+            ctty: p.ctty.and_then(|t| {
+                let files = &ins.topology.files;
+                files.iter().find(|f| f.pty == Some(t)).map(|f| f.id)
+            }),
         })
         .collect();
     let files = ins
@@ -81,6 +85,7 @@ fn as_scenario(ins: &Inspection, names: &BTreeMap<i32, String>, sandbox: &Path) 
                         offset: v.offset.unwrap(),
                         flags: v.flags.unwrap(),
                         object: v.object,
+                        pty: v.pty,
                     }
                 }
                 FileType::Pipe => RawFile::Pipe {
@@ -109,7 +114,9 @@ fn as_scenario(ins: &Inspection, names: &BTreeMap<i32, String>, sandbox: &Path) 
             (v.id, raw)
         })
         .collect();
-    canonicalize(procs, &files)
+    let mut t = canonicalize(procs, &files);
+    name_slaves(&mut t);
+    t
 }
 
 /// Runs `src` on Linux and keeps the backend (its processes) alive.

@@ -182,6 +182,12 @@ pub enum Call {
     Tiocsctty {
         fd: i32,
     },
+    /// The slave of the pty master at `fd`.
+    Ptypeer {
+        fd: i32,
+        noctty: bool,
+        cloexec: bool,
+    },
     /// `call` with flag bits that Linux refuses for it beside its named
     /// ones (a scenario writes them as a number): the call fails
     /// `EINVAL`, after what Linux checks first (see [`numeric_flags`]).
@@ -461,6 +467,23 @@ pub struct NumericFlags {
 }
 
 const CLOEXEC_BIT: u32 = 0o2_000_000;
+const NOCTTY_BIT: u32 = 0o400;
+
+/// The bits `open(2)` accepts that fdlab does not model. Wider bit sets
+/// first, so that a number names the flag it is.
+const OPEN_UNMODELLED: &[(&str, u32)] = &[
+    ("O_SYNC", 0o4010000),
+    ("__O_SYNC", 0o4000000),
+    ("O_NOCTTY", 0o400),
+    ("O_DSYNC", 0o10000),
+    ("FASYNC", 0o20000),
+    ("O_DIRECT", 0o40000),
+    ("O_LARGEFILE", 0o100000),
+    ("O_NOFOLLOW", 0o400000),
+    ("O_NOATIME", 0o1000000),
+    ("O_PATH", 0o10000000),
+    ("O_TMPFILE", 0o20000000),
+];
 const NONBLOCK_BIT: u32 = 0o4000;
 
 /// The flags argument of call `name`, when it takes a number
@@ -508,6 +531,13 @@ pub fn numeric_flags(name: &str) -> Option<&'static NumericFlags> {
         ],
         &[],
     );
+    static PTYPEER: NumericFlags = NumericFlags {
+        named: &[("O_NOCTTY", NOCTTY_BIT), ("O_CLOEXEC", CLOEXEC_BIT)],
+        unmodelled: OPEN_UNMODELLED,
+        reserved: 0,
+        // TIOCGPTPEER hands every bit to the open, which ignores most.
+        passes_others: false,
+    };
     static OPEN: NumericFlags = NumericFlags {
         named: &[
             ("O_WRONLY", 0o1),
@@ -520,20 +550,7 @@ pub fn numeric_flags(name: &str) -> Option<&'static NumericFlags> {
             ("O_DIRECTORY", 0o200000),
             ("O_CLOEXEC", CLOEXEC_BIT),
         ],
-        // Wider bit sets first, so that a number names the flag it is.
-        unmodelled: &[
-            ("O_SYNC", 0o4010000),
-            ("__O_SYNC", 0o4000000),
-            ("O_NOCTTY", 0o400),
-            ("O_DSYNC", 0o10000),
-            ("FASYNC", 0o20000),
-            ("O_DIRECT", 0o40000),
-            ("O_LARGEFILE", 0o100000),
-            ("O_NOFOLLOW", 0o400000),
-            ("O_NOATIME", 0o1000000),
-            ("O_PATH", 0o10000000),
-            ("O_TMPFILE", 0o20000000),
-        ],
+        unmodelled: OPEN_UNMODELLED,
         reserved: 0,
         passes_others: false,
     };
@@ -546,6 +563,7 @@ pub fn numeric_flags(name: &str) -> Option<&'static NumericFlags> {
         "socket" | "socketpair" => &SOCK,
         "accept" => &ACCEPT,
         "open" => &OPEN,
+        "ptypeer" => &PTYPEER,
         _ => return None,
     })
 }
@@ -1025,6 +1043,28 @@ pub const CALLS: &[CallSpec] = &[
         },
     },
     CallSpec {
+        name: "ptypeer",
+        args: &[Arg::Fd, Arg::Flags(&["O_NOCTTY", "O_CLOEXEC"])],
+        summary: "ioctl(TIOCSPTLCK, 0) then ioctl(TIOCGPTPEER): opens the slave of the pty master at FD, read-write; without O_NOCTTY a session leader with no controlling terminal takes it as one",
+        returns: "its descriptor",
+        build: |v| match (v.fd()?, &v.next()?.flags()?[..]) {
+            (fd, &[noctty, cloexec]) => Some(Call::Ptypeer {
+                fd,
+                noctty,
+                cloexec,
+            }),
+            _ => None,
+        },
+        values: |c| match c {
+            Call::Ptypeer {
+                fd,
+                noctty,
+                cloexec,
+            } => Some(vec![Value::Fd(*fd), Value::Flags(vec![*noctty, *cloexec])]),
+            _ => None,
+        },
+    },
+    CallSpec {
         name: "epoll_wait",
         args: &[Arg::Fd, Arg::MaxEvents],
         summary: "the registrations that are ready, at most MAXEVENTS, in the order of the ready list; never waits",
@@ -1246,6 +1286,11 @@ mod tests {
             },
             Call::Setsid,
             Call::Tiocsctty { fd: 3 },
+            Call::Ptypeer {
+                fd: 3,
+                noctty: true,
+                cloexec: false,
+            },
         ];
         for c in &all {
             // Exhaustive: a new variant fails to compile until it is above.
@@ -1282,6 +1327,7 @@ mod tests {
                 | Call::EpollWait { .. }
                 | Call::Setsid
                 | Call::Tiocsctty { .. }
+                | Call::Ptypeer { .. }
                 | Call::Flagged { .. } => {}
             }
         }

@@ -40,7 +40,7 @@ use std::collections::BTreeSet;
 use crate::descrip::Work;
 use crate::file::FileKind;
 use crate::flags::Events;
-use crate::ids::FileId;
+use crate::ids::PtyId;
 use crate::trace::Dropper;
 use crate::world::World;
 
@@ -52,10 +52,12 @@ pub enum Deferred {
     Gc,
     /// `unix_gc`, second phase: the collector drops what it took.
     GcDrop,
-    /// The slave's `flush_to_ldisc` of a pty (hop 1): input to echo.
-    PtyInput(FileId),
-    /// The master's `flush_to_ldisc` of a pty (hop 2): echo to read buffer.
-    PtyEcho(FileId),
+    /// The slave's `flush_to_ldisc` of a pty (hop 1): input to lines and
+    /// echo.
+    PtyInput(PtyId),
+    /// The master's `flush_to_ldisc` of a pty (hop 2): echo and slave
+    /// output to the master's read buffer.
+    PtyEcho(PtyId),
     /// `delayed_fput`: the files whose last reference the collector
     /// dropped are torn down (until then they stay registered in epoll
     /// instances, which skip them).
@@ -94,14 +96,12 @@ impl World {
         if !self.delayed_fput.is_empty() {
             work.push(Deferred::Fput);
         }
-        for (id, f) in self.files() {
-            if let FileKind::PtyMaster(p) = &f.kind {
-                if !p.input.is_empty() {
-                    work.push(Deferred::PtyInput(id));
-                }
-                if !p.echoed.is_empty() {
-                    work.push(Deferred::PtyEcho(id));
-                }
+        for (i, p) in self.ptys.iter() {
+            if !p.input.is_empty() {
+                work.push(Deferred::PtyInput(PtyId(i)));
+            }
+            if !p.to_master.is_empty() {
+                work.push(Deferred::PtyEcho(PtyId(i)));
             }
         }
         work
@@ -159,25 +159,13 @@ impl World {
         match d {
             Deferred::Gc => self.take_garbage(),
             Deferred::GcDrop => self.drop_hitlist(),
-            Deferred::PtyInput(f) => {
-                if let Some(p) = self.pty_mut(f) {
-                    p.receive_input();
-                }
-            }
-            Deferred::PtyEcho(f) => {
-                self.pty_flush_echo(f);
+            Deferred::PtyInput(p) => self.pty_receive_input(p),
+            Deferred::PtyEcho(p) => {
+                self.pty_flush_to_master(p);
             }
             Deferred::Fput => self.run_delayed_fput(),
         }
         self.flush_wakes();
-    }
-
-    /// The pty of master file `f`, if `f` is one and still open.
-    fn pty_mut(&mut self, f: FileId) -> Option<&mut crate::pty::Pty> {
-        match self.files.get_mut(f.0).map(|f| &mut f.kind) {
-            Some(FileKind::PtyMaster(p)) => Some(p),
-            _ => None,
-        }
     }
 
     /// Every state that doing some of the pending work, in any order,
@@ -221,7 +209,8 @@ impl World {
                     FileKind::Larval => "larval".to_string(),
                     FileKind::Vnode(_) => format!("vnode at {}", f.offset),
                     FileKind::Eventfd(e) => format!("{e:?}"),
-                    FileKind::PtyMaster(p) => format!("{p:?}"),
+                    FileKind::PtyMaster(p) => format!("master of {:?}", self.pty(*p)),
+                    FileKind::PtySlave(p) => format!("slave of {:?}", self.pty(*p)),
                     FileKind::Epoll(e) => {
                         // The ready list, by registered number and file.
                         let ready: Vec<(u32, u64, Events)> = e
@@ -345,7 +334,7 @@ mod tests {
             mode: 0,
         };
         w.call(p, &open).unwrap();
-        let pty = w.files().next().unwrap().0;
+        let pty = crate::ids::PtyId(0);
         w.call(
             p,
             &Call::Write {
@@ -363,14 +352,12 @@ mod tests {
             },
         )
         .unwrap();
-        let queues = |w: &World| match &w.file(pty).kind {
-            crate::file::FileKind::PtyMaster(p) => {
-                let s = |q: &std::collections::VecDeque<u8>| {
-                    String::from_utf8(q.iter().copied().collect()).unwrap()
-                };
-                (s(&p.input), s(&p.echoed), s(&p.output))
-            }
-            _ => unreachable!(),
+        let queues = |w: &World| {
+            let p = w.pty(pty);
+            let s = |q: &std::collections::VecDeque<u8>| {
+                String::from_utf8(q.iter().copied().collect()).unwrap()
+            };
+            (s(&p.input), s(&p.to_master), s(&p.output))
         };
         assert_eq!(queues(&w), ("b".into(), "a".into(), "".into()));
         let later: std::collections::BTreeSet<_> =

@@ -36,11 +36,12 @@ use crate::fd::Fd;
 use crate::file::{File, FileKind};
 use crate::filedesc::{FileSlot, Table};
 use crate::flags::Events;
-use crate::ids::{FileId, Pid};
+use crate::ids::{FileId, Pid, PtyId};
 use crate::limits::DEFAULT_RLIMIT;
 use crate::mt::{self, Fdget};
 use crate::pipe::PipeEnd;
 use crate::proc::Proc;
+use crate::pty::Side;
 use crate::trace::{Count, Dropper, TraceEvent};
 use crate::waitq::Queue;
 use crate::world::World;
@@ -499,9 +500,8 @@ impl World {
         self.eventpoll_release(f, &file.watched_by);
         match file.kind {
             FileKind::Larval | FileKind::Vnode(_) | FileKind::Eventfd(_) => {}
-            // pty_close hangs the slave up: whoever had it as controlling
-            // terminal loses it.
-            FileKind::PtyMaster(_) => self.hang_up(f),
+            FileKind::PtyMaster(p) => self.pty_master_close(p),
+            FileKind::PtySlave(p) => self.pty_slave_close(p),
             FileKind::Pipe(p, end) => {
                 let pipe = self.pipe_mut(p);
                 match end {
@@ -526,10 +526,48 @@ impl World {
         }
     }
 
-    /// `__tty_hangup` of the slave of pty master `f`, which is going: no
-    /// process has it as controlling terminal any more.
-    fn hang_up(&mut self, f: FileId) {
-        self.clear_ctty(|p| p.ctty == Some(f));
+    /// `pty_close` of pty `p`'s master: the slave's queues are woken, and
+    /// it is hung up (`tty_vhangup`): its buffers are flushed, and no
+    /// process has it as controlling terminal any more. The pty goes with
+    /// its last file.
+    fn pty_master_close(&mut self, p: PtyId) {
+        let pty = self.pty_mut(p);
+        pty.master = false;
+        pty.session = None;
+        for q in [
+            &mut pty.input,
+            &mut pty.lines,
+            &mut pty.to_master,
+            &mut pty.output,
+        ] {
+            q.clear();
+        }
+        pty.complete = 0;
+        self.clear_ctty(|proc| proc.ctty == Some(p));
+        if self.pty(p).slaves == 0 {
+            self.ptys.remove(p.0);
+            return;
+        }
+        self.wake(Queue::TtyRead(p, Side::Slave), Events::default());
+        self.wake(Queue::TtyWrite(p, Side::Slave), Events::default());
+    }
+
+    /// `pty_close` of one of pty `p`'s slave files: the last one tells the
+    /// master (`TTY_OTHER_CLOSED`) and wakes its queues, unless the slave
+    /// is hung up, when nothing is told and the pty goes.
+    fn pty_slave_close(&mut self, p: PtyId) {
+        let pty = self.pty_mut(p);
+        pty.slaves -= 1;
+        if pty.slaves > 0 {
+            return;
+        }
+        if pty.hung_up() {
+            self.ptys.remove(p.0);
+            return;
+        }
+        pty.other_closed = true;
+        self.wake(Queue::TtyRead(p, Side::Master), Events::default());
+        self.wake(Queue::TtyWrite(p, Side::Master), Events::default());
     }
 
     /// The processes `whose` picks have no controlling terminal any more.

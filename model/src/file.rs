@@ -22,7 +22,7 @@
 use crate::epoll::Epoll;
 use crate::eventfd::Eventfd;
 use crate::flags::OFlags;
-use crate::ids::{FileId, PipeId, SockId, VnodeId};
+use crate::ids::{FileId, PipeId, PtyId, SockId, VnodeId};
 use crate::mt::sync::Arc;
 use crate::pipe::PipeEnd;
 
@@ -41,7 +41,9 @@ pub enum FileKind {
     Epoll(Epoll),
     Eventfd(Eventfd),
     /// The master side of a pseudo-terminal (`/dev/ptmx`).
-    PtyMaster(crate::pty::Pty),
+    PtyMaster(PtyId),
+    /// The slave side of a pseudo-terminal (`/dev/pts/N`).
+    PtySlave(PtyId),
 }
 
 /// An open file description.

@@ -18,6 +18,10 @@ pub struct PipeId(pub(crate) u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SockId(pub(crate) u32);
 
+/// A pseudo-terminal: a master and its slave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PtyId(pub(crate) u32);
+
 /// A vnode: a regular file, a directory or a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VnodeId(pub(crate) u32);

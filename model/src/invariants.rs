@@ -129,11 +129,14 @@ pub fn share_counts_match(w: &World) -> Result<(), Violation> {
 
 /// Nothing with count zero is reachable: no stored file has count 0, files in
 /// flight and epoll registrations name live files, pipes exist exactly while
-/// a file refers to them, with end flags to match, and a socket has a file
-/// exactly while it is open.
+/// a file refers to them, with end flags to match, a pty has exactly the
+/// master and slave files it counts, and a socket has a file exactly while
+/// it is open.
 pub fn nothing_dead_reachable(w: &World) -> Result<(), Violation> {
     let mut pipe_ends: BTreeMap<u32, [bool; 2]> = BTreeMap::new();
     let mut sock_files: BTreeMap<SockId, u32> = BTreeMap::new();
+    // Master files, slave files.
+    let mut pty_files: BTreeMap<u32, (u32, u32)> = BTreeMap::new();
     for (id, f) in w.files() {
         // Torn down later (delayed_fput): dead, and exactly that.
         let delayed = w.delayed_fput.contains(&id);
@@ -166,6 +169,8 @@ pub fn nothing_dead_reachable(w: &World) -> Result<(), Violation> {
                 e[matches!(end, PipeEnd::Write) as usize] = true;
             }
             FileKind::Socket(s) => *sock_files.entry(*s).or_default() += 1,
+            FileKind::PtyMaster(p) => pty_files.entry(p.0).or_default().0 += 1,
+            FileKind::PtySlave(p) => pty_files.entry(p.0).or_default().1 += 1,
             FileKind::Epoll(e) => {
                 for &(fd, t) in e.interest.keys() {
                     if w.files.get(t.0).is_none() {
@@ -182,6 +187,24 @@ pub fn nothing_dead_reachable(w: &World) -> Result<(), Violation> {
             _ => {}
         }
         let _ = id;
+    }
+    for (i, p) in w.ptys.iter() {
+        let files = pty_files.remove(&i).unwrap_or_default();
+        if files != (u32::from(p.master), p.slaves) {
+            return fail(
+                "nothing_dead_reachable",
+                format!(
+                    "pty {i}: master={} slaves={} but files {files:?}",
+                    p.master, p.slaves
+                ),
+            );
+        }
+    }
+    if !pty_files.is_empty() {
+        return fail(
+            "nothing_dead_reachable",
+            format!("files name freed ptys {:?}", pty_files.keys()),
+        );
     }
     for (i, p) in w.pipes.iter() {
         if pipe_ends.get(&i) != Some(&[p.reader, p.writer]) {
@@ -322,9 +345,9 @@ pub fn ctty_sessions_agree(w: &World) -> Result<(), Violation> {
         let Some(t) = proc.ctty else {
             continue;
         };
-        let session = match w.files.get(t.0).map(|f| &f.kind) {
-            Some(FileKind::PtyMaster(pty)) => pty.session,
-            _ => return fail(name, format!("{p}'s terminal {t:?} is no pty master")),
+        let session = match w.ptys.get(t.0) {
+            Some(pty) if pty.master => pty.session,
+            _ => return fail(name, format!("{p}'s terminal {t:?} is no live pty")),
         };
         if session.is_none() || session != proc.session {
             return fail(
@@ -336,18 +359,16 @@ pub fn ctty_sessions_agree(w: &World) -> Result<(), Violation> {
             );
         }
     }
-    for (id, f) in w.files() {
-        if let FileKind::PtyMaster(pty) = &f.kind {
-            if let Some(s) = pty.session {
-                let led = w
-                    .processes()
-                    .any(|(_, pid)| w.proc(pid).leader && w.proc(pid).session == Some(s));
-                if !led {
-                    return fail(
-                        name,
-                        format!("pty {id:?} is the terminal of session {s}, led by no one"),
-                    );
-                }
+    for (id, pty) in w.ptys.iter() {
+        if let Some(s) = pty.session {
+            let led = w
+                .processes()
+                .any(|(_, pid)| w.proc(pid).leader && w.proc(pid).session == Some(s));
+            if !led {
+                return fail(
+                    name,
+                    format!("pty {id} is the terminal of session {s}, led by no one"),
+                );
             }
         }
     }

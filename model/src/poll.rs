@@ -22,8 +22,9 @@
 use crate::epoll::{Epoll, Key, PRIVATE};
 use crate::file::FileKind;
 use crate::flags::Events;
-use crate::ids::FileId;
+use crate::ids::{FileId, PtyId};
 use crate::pipe::PipeEnd;
+use crate::pty::Side;
 use crate::waitq::{Queue, Waiter, Wake};
 use crate::world::World;
 
@@ -73,8 +74,17 @@ impl World {
             &FileKind::Socket(s) => vec![Queue::Sock(s)],
             FileKind::Eventfd(_) => vec![Queue::Eventfd(f)],
             FileKind::Epoll(_) => vec![Queue::Epoll(f)],
-            // n_tty_poll waits on both.
-            FileKind::PtyMaster(_) => vec![Queue::TtyRead(f), Queue::TtyWrite(f)],
+            // n_tty_poll waits on both. (A slave hung up before the
+            // registration waits on none; nothing wakes it any more, so
+            // the difference cannot show.)
+            &FileKind::PtyMaster(p) => vec![
+                Queue::TtyRead(p, Side::Master),
+                Queue::TtyWrite(p, Side::Master),
+            ],
+            &FileKind::PtySlave(p) => vec![
+                Queue::TtyRead(p, Side::Slave),
+                Queue::TtyWrite(p, Side::Slave),
+            ],
         }
     }
 
@@ -96,33 +106,50 @@ impl World {
             FileKind::Eventfd(e) => {
                 on(e.count > 0, Events::IN) | on(e.count < u64::MAX - 1, Events::OUT)
             }
-            FileKind::PtyMaster(p) => {
-                // n_tty_poll waits for the echo on its way, as a read does.
-                if p.output.is_empty() {
-                    self.pty_flush_echo(f);
+            &FileKind::PtyMaster(p) => {
+                // n_tty_poll waits for the bytes on their way, as a read
+                // does.
+                if self.pty(p).output.is_empty() {
+                    self.pty_flush_to_master(p);
                 }
-                let FileKind::PtyMaster(p) = &self.file(f).kind else {
-                    unreachable!("a pty master stays one")
-                };
+                let pty = self.pty(p);
                 // The slave's input buffer always has room for what the
                 // language writes.
-                on(!p.output.is_empty(), Events::IN) | Events::OUT
+                on(!pty.output.is_empty(), Events::IN)
+                    | Events::OUT
+                    | on(pty.other_closed, Events::HUP)
+            }
+            &FileKind::PtySlave(p) => {
+                // hung_up_tty_poll.
+                if self.pty(p).hung_up() {
+                    return Events::IN | Events::OUT | Events::ERR | Events::HUP;
+                }
+                if self.pty(p).complete == 0 {
+                    self.pty_receive_input(p);
+                }
+                on(self.pty(p).complete > 0, Events::IN) | Events::OUT
             }
             FileKind::Epoll(_) => self.ep_eventpoll_poll(f),
         }
     }
 
-    /// Hop 2 of pty master `f`'s echo, if any is on its way: it reaches the
-    /// read buffer, which wakes the readers (`n_tty_receive_buf`). Returns
-    /// whether anything came.
-    pub(crate) fn pty_flush_echo(&mut self, f: FileId) -> bool {
-        let Some(FileKind::PtyMaster(p)) = self.files.get_mut(f.0).map(|f| &mut f.kind) else {
-            return false;
-        };
-        if !p.flush_echo() {
+    /// Hop 1 of pty `p`: the slave's line discipline takes what the master
+    /// wrote; a completed line wakes the slave's readers
+    /// (`n_tty_receive_char_canon`).
+    pub(crate) fn pty_receive_input(&mut self, p: PtyId) {
+        if self.pty_mut(p).receive_input() {
+            self.wake(Queue::TtyRead(p, Side::Slave), Events::IN);
+        }
+    }
+
+    /// Hop 2 of pty `p`, if anything is on its way to the master: it reaches
+    /// the master's read buffer, which wakes the readers
+    /// (`n_tty_receive_buf`). Returns whether anything came.
+    pub(crate) fn pty_flush_to_master(&mut self, p: PtyId) -> bool {
+        if !self.pty_mut(p).flush_to_master() {
             return false;
         }
-        self.wake(Queue::TtyRead(f), Events::IN);
+        self.wake(Queue::TtyRead(p, Side::Master), Events::IN);
         true
     }
 

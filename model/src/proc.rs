@@ -22,9 +22,8 @@ pub struct Proc {
     /// Whether it leads its session (and the process group `setsid` made
     /// with it).
     pub leader: bool,
-    /// Its controlling terminal (`signal->tty`): the pty whose master is
-    /// this file.
-    pub ctty: Option<crate::ids::FileId>,
+    /// Its controlling terminal (`signal->tty`): the slave of this pty.
+    pub ctty: Option<crate::ids::PtyId>,
 }
 
 impl Proc {

@@ -23,13 +23,13 @@ use crate::fd::Fd;
 use crate::file::FileKind;
 use crate::filedesc::FileSlot;
 use crate::flags::{Events, OFlags};
-use crate::ids::{FileId, Pid, PipeId, SockId};
+use crate::ids::{FileId, Pid, PipeId, PtyId, SockId};
 use crate::limits::SCM_MAX_FD;
 #[cfg(any(test, feature = "mutants"))]
 use crate::mutant::Mutant;
 use crate::pipe::{Pipe, PipeEnd};
 use crate::poll::EP_MAX_EVENTS;
-use crate::pty::Pty;
+use crate::pty::{Pty, Side};
 use crate::socket::{SockFlags, SockType};
 use crate::trace::{Dropper, TraceEvent};
 use crate::vnode::{Lookup, VnodeKind, MAX_BYTES};
@@ -80,6 +80,11 @@ impl World {
             }
             Setsid => self.sys_setsid(pid).map(|_| Ret::int(0)),
             Tiocsctty { fd } => self.sys_tiocsctty(pid, *fd).map(|_| Ret::int(0)),
+            Ptypeer {
+                fd: n,
+                noctty,
+                cloexec,
+            } => self.sys_ptypeer(pid, *n, *noctty, *cloexec).map(fd),
             Rlimit { limit } => self.sys_setrlimit(pid, *limit).map(|_| Ret::int(0)),
             Open { path, flags, mode } => self.sys_open(pid, path, *flags, *mode).map(fd),
             Close { fd } => self.sys_close(pid, *fd).map(|_| Ret::int(0)),
@@ -153,7 +158,7 @@ impl World {
 impl World {
     /// Allocates a file with `kind` and `flags` and installs it at the lowest
     /// free slot: falloc, fill in, fdinsert, FRELE.
-    fn alloc_file(
+    pub(crate) fn alloc_file(
         &mut self,
         pid: Pid,
         kind: FileKind,
@@ -296,7 +301,7 @@ impl World {
                 }
                 Ok(FileKind::Vnode(v))
             }
-            VnodeKind::Ptmx => Ok(FileKind::PtyMaster(Pty::default())),
+            VnodeKind::Ptmx => Ok(FileKind::PtyMaster(PtyId(self.ptys.insert(Pty::new())))),
             VnodeKind::Null | VnodeKind::Zero => Ok(FileKind::Vnode(v)),
             // A socket inode's file operations refuse every open.
             VnodeKind::Socket => Err(Errno::ENXIO),
@@ -516,13 +521,25 @@ impl World {
                 w.wake(Queue::Eventfd(id), Events::IN);
                 Ok(n)
             }
-            FileKind::PtyMaster(p) => {
-                let n = p.write(data, deferred);
+            &mut FileKind::PtyMaster(p) => {
+                let n = w.pty_mut(p).master_write(data);
                 // tty_write_unlock wakes the writers, whatever was written.
-                w.wake(Queue::TtyWrite(id), Events::OUT);
-                // Not deferred, the echo reached the read buffer already.
-                if !deferred && n > 0 {
-                    w.wake(Queue::TtyRead(id), Events::IN);
+                w.wake(Queue::TtyWrite(p, Side::Master), Events::OUT);
+                if !deferred {
+                    w.pty_receive_input(p);
+                    w.pty_flush_to_master(p);
+                }
+                Ok(n)
+            }
+            &mut FileKind::PtySlave(p) => {
+                // hung_up_tty_write.
+                if w.pty(p).hung_up() {
+                    return Err(Errno::EIO);
+                }
+                let n = w.pty_mut(p).slave_write(data);
+                w.wake(Queue::TtyWrite(p, Side::Slave), Events::OUT);
+                if !deferred {
+                    w.pty_flush_to_master(p);
                 }
                 Ok(n)
             }
@@ -579,9 +596,17 @@ impl World {
         }
         let id = fp.id();
         let w = fp.world();
-        // n_tty_read on an empty read buffer waits for the echo on its way.
-        if len > 0 && matches!(&w.file(id).kind, FileKind::PtyMaster(p) if p.output.is_empty()) {
-            w.pty_flush_echo(id);
+        // n_tty_read with nothing to read waits for the bytes on their way.
+        if len > 0 {
+            match w.file(id).kind {
+                FileKind::PtyMaster(p) if w.pty(p).output.is_empty() => {
+                    w.pty_flush_to_master(p);
+                }
+                FileKind::PtySlave(p) if w.pty(p).complete == 0 && !w.pty(p).hung_up() => {
+                    w.pty_receive_input(p);
+                }
+                _ => {}
+            }
         }
         match &mut w.file_mut(id).kind {
             FileKind::Larval | FileKind::Epoll(_) => unreachable!("checked above"),
@@ -590,7 +615,8 @@ impl World {
                 w.wake(Queue::Eventfd(id), Events::OUT);
                 Ok(out)
             }
-            FileKind::PtyMaster(p) => p.read(len),
+            &mut FileKind::PtyMaster(p) => w.pty_mut(p).master_read(len),
+            &mut FileKind::PtySlave(p) => w.pty_mut(p).slave_read(len),
             &mut FileKind::Pipe(p, _) => {
                 let pipe = w.pipe_mut(p);
                 let was_full = pipe.is_full();
@@ -630,9 +656,10 @@ impl World {
         let mut fp = self.fd_getfile(pid, fd_arg(fd)?)?;
         let cur = fp.file().offset as i64;
         let (eof, max) = match &fp.file().kind {
-            FileKind::Pipe(..) | FileKind::Socket(..) | FileKind::PtyMaster(_) => {
-                return Err(Errno::ESPIPE)
-            }
+            FileKind::Pipe(..)
+            | FileKind::Socket(..)
+            | FileKind::PtyMaster(_)
+            | FileKind::PtySlave(_) => return Err(Errno::ESPIPE),
             // noop_llseek: the position stays 0 and nothing fails.
             FileKind::Epoll(_) | FileKind::Eventfd(_) => return Ok(0),
             FileKind::Larval => unreachable!("fd_getfile never returns a larval file"),

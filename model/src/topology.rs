@@ -11,6 +11,9 @@
 //! - `object` (the inode behind a regular file, directory or device, the
 //!   pipe, the connection of a socket) in the same scan order, one
 //!   sequence for all;
+//! - `pty`, the pseudo-terminal a master or slave belongs to, in the same
+//!   scan order, a sequence of its own; a process's `ctty` is one of these
+//!   numbers;
 //! - epoll targets sorted by (descriptor number, file id), with `null` for a
 //!   target file that no process has open (it may be in flight).
 //!
@@ -24,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::file::FileKind;
 use crate::filedesc::TableId;
 use crate::flags::{events_text, status_text, Events, OFlags};
-use crate::ids::{FileId, PipeId, SockId, VnodeId};
+use crate::ids::{FileId, PipeId, PtyId, SockId, VnodeId};
 use crate::kind::FileType;
 use crate::pipe::PipeEnd;
 use crate::socket::SockType;
@@ -49,8 +52,8 @@ pub struct ProcessView {
     pub command: Option<String>,
     pub table: usize,
     pub fds: Vec<FdView>,
-    /// The controlling terminal: the file of its pty's master, when some
-    /// process has that file open.
+    /// The controlling terminal: the number of its pty, when some process
+    /// has a master or slave of it open.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub ctty: Option<usize>,
 }
@@ -59,6 +62,10 @@ pub struct ProcessView {
 pub struct FdView {
     pub fd: u32,
     pub file: usize,
+    /// Close-on-exec as `/proc/PID/fdinfo` shows it: the descriptor's
+    /// `FD_CLOEXEC`, or `O_CLOEXEC` kept in the open file's own flags,
+    /// which Linux shows for every descriptor of that file (a pty slave
+    /// opened by `ptypeer ... O_CLOEXEC`; `exec` closes only the first).
     pub cloexec: bool,
 }
 
@@ -86,6 +93,10 @@ pub struct FileView {
     pub listening: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub object: Option<usize>,
+    /// The pseudo-terminal of a pty master or slave: both ends show one
+    /// number.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pty: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub targets: Option<Vec<TargetView>>,
 }
@@ -105,6 +116,10 @@ pub enum ObjectKey {
     Vnode(VnodeId),
     Pipe(PipeId),
     Socket(SockId),
+    /// A pty slave's inode in devpts.
+    Pts(PtyId),
+    /// A pseudo-terminal, master and slave.
+    Pty(PtyId),
 }
 
 /// The object (inode) behind an open file, as `stat` would tell them apart:
@@ -118,6 +133,8 @@ pub enum Object {
     Pipe(PipeId),
     /// Each socket has an inode of its own, peers included.
     Socket(SockId),
+    /// A pty slave's inode in devpts, shared by every open of the slave.
+    Pts(PtyId),
     /// Linux's one anonymous inode, behind every epoll and eventfd.
     Anon,
 }
@@ -132,6 +149,7 @@ impl World {
                 // The device is made with the file system and never goes.
                 _ => unreachable!("/dev/ptmx is always there"),
             },
+            FileKind::PtySlave(p) => Object::Pts(p),
             FileKind::Pipe(p, _) => Object::Pipe(p),
             FileKind::Socket(s) => Object::Socket(s),
             FileKind::Epoll(_) | FileKind::Eventfd(_) | FileKind::Larval => Object::Anon,
@@ -149,7 +167,8 @@ pub struct RawProcess<F, T> {
     pub pid: Option<(i32, String)>,
     pub table: T,
     pub fds: Vec<(u32, F, bool)>,
-    /// The controlling terminal, as the key of its pty master's file.
+    /// The controlling terminal, as the key of a file of its pty (master or
+    /// slave, whichever the backend sees; see [`RawFile::Path`]'s `pty`).
     pub ctty: Option<F>,
 }
 
@@ -158,13 +177,15 @@ pub struct RawProcess<F, T> {
 #[derive(Debug, Clone)]
 pub enum RawFile<F, O> {
     /// `kind` is `Regular`, `Directory` or `Chardev`; `object` is the
-    /// inode, which separate opens of one path share.
+    /// inode, which separate opens of one path share; `pty` the
+    /// pseudo-terminal of a pty master or slave.
     Path {
         kind: FileType,
         path: String,
         offset: u64,
         flags: OFlags,
         object: Option<O>,
+        pty: Option<O>,
     },
     Pipe {
         end: PipeEnd,
@@ -258,15 +279,30 @@ where
             ctty: None,
         });
     }
-    // Every file in a table has its number now.
-    for (view, p) in processes.iter_mut().zip(&procs) {
-        view.ctty = p.ctty.as_ref().and_then(|k| file_ids.get(k).copied());
-    }
     let mut objects: BTreeMap<O, usize> = BTreeMap::new();
     let mut object_id = |o: &O| {
         let next = objects.len();
         *objects.entry(o.clone()).or_insert(next)
     };
+    // Terminals in the scan order of their files.
+    let pty_of = |k: &F| match files.get(k) {
+        Some(RawFile::Path { pty, .. }) => pty.clone(),
+        _ => None,
+    };
+    let mut ptys: BTreeMap<O, usize> = BTreeMap::new();
+    for key in &order {
+        if let Some(t) = pty_of(key) {
+            let next = ptys.len();
+            ptys.entry(t).or_insert(next);
+        }
+    }
+    for (view, p) in processes.iter_mut().zip(&procs) {
+        view.ctty = p
+            .ctty
+            .as_ref()
+            .and_then(&pty_of)
+            .and_then(|t| ptys.get(&t).copied());
+    }
     let files = order
         .iter()
         .enumerate()
@@ -282,6 +318,7 @@ where
                 name: None,
                 listening: None,
                 object: None,
+                pty: None,
                 targets: None,
             };
             match files.get(key) {
@@ -291,12 +328,14 @@ where
                     offset,
                     flags,
                     object,
+                    pty,
                 }) => {
                     v.kind = *kind;
                     v.path = Some(path.clone());
                     v.offset = Some(*offset);
                     v.flags = Some(flags.and(OFlags::STATUS_MASK));
                     v.object = object.as_ref().map(&mut object_id);
+                    v.pty = pty.as_ref().and_then(|t| ptys.get(t).copied());
                 }
                 Some(RawFile::Pipe { end, object }) => {
                     v.kind = FileType::Pipe;
@@ -350,6 +389,21 @@ where
     )
 }
 
+/// Names each pty slave of a scenario's topology `/dev/pts/N`, N its
+/// terminal's number, as a devpts instance of the scenario's own would
+/// number them in order of first appearance: the name the system gives
+/// depends on every other terminal on the machine. Live processes keep
+/// their real names.
+pub fn name_slaves(t: &mut Topology) {
+    for f in &mut t.files {
+        if let (Some(n), Some(path)) = (f.pty, &mut f.path) {
+            if path.starts_with("/dev/pts/") {
+                *path = format!("/dev/pts/{n}");
+            }
+        }
+    }
+}
+
 /// A world's processes and files before canonical numbering.
 type Raw = (
     Vec<RawProcess<FileId, TableId>>,
@@ -357,10 +411,13 @@ type Raw = (
 );
 
 impl World {
-    /// The model's canonical topology.
+    /// The model's canonical topology, slaves named by their terminal's
+    /// number ([`name_slaves`]).
     pub fn topology(&self) -> Topology {
         let (procs, files) = self.raw_topology();
-        canonicalize(procs, &files)
+        let mut t = canonicalize(procs, &files);
+        name_slaves(&mut t);
+        t
     }
 
     /// The trace's name (`file#N`, the serial) of each file of
@@ -372,6 +429,21 @@ impl World {
         order.iter().map(|&f| self.file(f).serial).collect()
     }
 
+    /// Close-on-exec of a descriptor of `file` whose own flag is
+    /// `cloexec`, as `/proc/PID/fdinfo` shows it (see [`FdView::cloexec`]).
+    pub fn cloexec_shown(&self, file: FileId, cloexec: bool) -> bool {
+        cloexec || self.file(file).flags.contains(OFlags::CLOEXEC)
+    }
+
+    /// A file of pty `t`, master or slave: what names the terminal in a
+    /// [`RawProcess`].
+    fn pty_file(&self, t: PtyId) -> Option<FileId> {
+        self.files().find_map(|(id, f)| match f.kind {
+            FileKind::PtyMaster(p) | FileKind::PtySlave(p) if p == t => Some(id),
+            _ => None,
+        })
+    }
+
     fn raw_topology(&self) -> Raw {
         let procs = self
             .processes()
@@ -381,14 +453,14 @@ impl World {
                     .table_of(pid)
                     .installed_all()
                     .into_iter()
-                    .map(|(fd, file, cloexec)| (fd.get(), file, cloexec))
+                    .map(|(fd, file, cloexec)| (fd.get(), file, self.cloexec_shown(file, cloexec)))
                     .collect();
                 RawProcess::<FileId, TableId> {
                     pid: None,
                     name: name.to_string(),
                     table,
                     fds,
-                    ctty: self.proc(pid).ctty,
+                    ctty: self.proc(pid).ctty.and_then(|t| self.pty_file(t)),
                 }
             })
             .collect();
@@ -410,9 +482,10 @@ impl World {
                             offset,
                             flags: f.flags,
                             object: Some(ObjectKey::Vnode(*v)),
+                            pty: None,
                         }
                     }
-                    FileKind::PtyMaster(_) => RawFile::Path {
+                    &FileKind::PtyMaster(p) => RawFile::Path {
                         kind: FileType::Chardev,
                         path: "/dev/ptmx".into(),
                         offset: 0,
@@ -421,6 +494,15 @@ impl World {
                             Object::Vnode(v) => Some(ObjectKey::Vnode(v)),
                             _ => None,
                         },
+                        pty: Some(ObjectKey::Pty(p)),
+                    },
+                    &FileKind::PtySlave(p) => RawFile::Path {
+                        kind: FileType::Chardev,
+                        path: format!("/dev/pts/{}", p.0),
+                        offset: 0,
+                        flags: f.flags,
+                        object: Some(ObjectKey::Pts(p)),
+                        pty: Some(ObjectKey::Pty(p)),
                     },
                     FileKind::Pipe(p, end) => RawFile::Pipe {
                         end: *end,

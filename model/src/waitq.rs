@@ -2,8 +2,8 @@
 //! instances watching it that something happened.
 //!
 //! A file's `poll` names the queues it may be woken on (a pipe's read end
-//! waits on the pipe's `rd_wait`, a socket on its `sk_wq`, a pty master on
-//! its terminal's read and write queues), and `EPOLL_CTL_ADD` puts one
+//! waits on the pipe's `rd_wait`, a socket on its `sk_wq`, a pty master or
+//! slave on its terminal's read and write queues), and `EPOLL_CTL_ADD` puts one
 //! entry per queue on them. When the object changes it wakes a queue with
 //! a key, the events that may have happened (or none: "anything"), and
 //! each entry's callback decides whether its registration becomes ready.
@@ -23,7 +23,8 @@
 use imbl::{OrdMap, Vector};
 
 use crate::flags::Events;
-use crate::ids::{FileId, PipeId, SockId};
+use crate::ids::{FileId, PipeId, PtyId, SockId};
+use crate::pty::Side;
 use crate::Fd;
 
 /// One wait queue of one object.
@@ -40,10 +41,10 @@ pub enum Queue {
     /// An epoll instance's `poll_wait`, where the epoll instances that
     /// watch it wait (the epoll's file).
     Epoll(FileId),
-    /// A pty master's `read_wait`.
-    TtyRead(FileId),
-    /// A pty master's `write_wait`.
-    TtyWrite(FileId),
+    /// A terminal's `read_wait`: the master's or the slave's.
+    TtyRead(PtyId, Side),
+    /// A terminal's `write_wait`.
+    TtyWrite(PtyId, Side),
 }
 
 /// An epoll registration waiting on a queue: the epoll's file and the

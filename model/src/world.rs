@@ -18,12 +18,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::file::File;
 use crate::filedesc::{Filedesc, Table, TableId};
-use crate::ids::{FileId, Pid, PipeId, SockId};
+use crate::ids::{FileId, Pid, PipeId, PtyId, SockId};
 use crate::mt::sync::Arc;
 #[cfg(any(test, feature = "mutants"))]
 use crate::mutant::Mutant;
 use crate::pipe::Pipe;
 use crate::proc::Proc;
+use crate::pty::Pty;
 use crate::slab::Slab;
 use crate::socket::{Names, Sock, Socks};
 use crate::trace::TraceEvent;
@@ -39,6 +40,7 @@ pub struct World {
     pub(crate) names: BTreeMap<String, Pid>,
     pub(crate) files: Slab<File>,
     pub(crate) pipes: Slab<Pipe>,
+    pub(crate) ptys: Slab<Pty>,
     pub(crate) socks: Socks,
     /// The bound unix sockets, by name.
     pub(crate) unix_names: Names,
@@ -86,6 +88,7 @@ impl Default for World {
             names: BTreeMap::new(),
             files: Slab::default(),
             pipes: Slab::default(),
+            ptys: Slab::default(),
             socks: Socks::default(),
             unix_names: Names::default(),
             waiters: WaitQueues::default(),
@@ -137,6 +140,7 @@ impl Clone for World {
             names: self.names.clone(),
             files,
             pipes: self.pipes.clone(),
+            ptys: self.ptys.clone(),
             socks: self.socks.clone(),
             unix_names: self.unix_names.clone(),
             waiters: self.waiters.clone(),
@@ -266,6 +270,14 @@ impl World {
 
     pub(crate) fn pipe_mut(&mut self, p: PipeId) -> &mut Pipe {
         self.pipes.get_mut(p.0).expect("live pipe")
+    }
+
+    pub fn pty(&self, p: PtyId) -> &Pty {
+        self.ptys.get(p.0).expect("live pty")
+    }
+
+    pub(crate) fn pty_mut(&mut self, p: PtyId) -> &mut Pty {
+        self.ptys.get_mut(p.0).expect("live pty")
     }
 
     pub fn sock(&self, s: SockId) -> &Sock {

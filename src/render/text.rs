@@ -135,7 +135,10 @@ pub fn topology(t: &Topology) -> String {
         } else {
             fds.join(", ")
         };
-        let _ = writeln!(out, "  {} (table {}): {list}", p.name, p.table);
+        let ctty = p.ctty.map_or(String::new(), |t| {
+            format!("; controlling terminal: pty {t}")
+        });
+        let _ = writeln!(out, "  {} (table {}): {list}{ctty}", p.name, p.table);
     }
     for f in &t.files {
         let mut d = format!("  file {}: {}", f.id, f.kind);
@@ -162,6 +165,9 @@ pub fn topology(t: &Topology) -> String {
         }
         if let Some(o) = f.object {
             let _ = write!(d, " of object {o}");
+        }
+        if let Some(t) = f.pty {
+            let _ = write!(d, ", pty {t}");
         }
         if let Some(ts) = &f.targets {
             let list: Vec<String> = ts

@@ -22,6 +22,11 @@ use super::image::{
 const NO_CTTY: &str =
     "it has a controlling terminal, which images do not hold yet: restored, it would have none";
 
+/// How an image names a pty slave, and why it cannot be restored.
+const PTY_SLAVE: &str = "pty slave";
+const NO_PTY_SLAVE: &str =
+    "restore does not open pty slaves yet (TIOCGPTPEER on the restored master)";
+
 /// Why a session leader cannot be restored as it is.
 const LEADS_SESSION: &str =
     "it leads a session (setsid), which images do not hold yet: restored, it would lead none";
@@ -137,7 +142,8 @@ pub fn from_model(w: &World) -> Image {
                 .map(|(fd, f, cloexec)| FdImage {
                     fd: fd.get(),
                     file: ids.id(f),
-                    cloexec,
+                    // As Linux's image has it: what /proc shows.
+                    cloexec: w.cloexec_shown(f, cloexec),
                 })
                 .collect();
             img.tables.push(TableImage { id: t, fds });
@@ -176,8 +182,21 @@ pub fn from_model(w: &World) -> Image {
                     },
                 }
             }
-            FileKind::PtyMaster(pty) => {
-                if !(pty.input.is_empty() && pty.echoed.is_empty() && pty.output.is_empty()) {
+            FileKind::PtySlave(_) => {
+                img.unrestorable.push(Unrestorable {
+                    what: format!("file {k} ({PTY_SLAVE})"),
+                    why: NO_PTY_SLAVE.into(),
+                });
+                Object::Other {
+                    what: PTY_SLAVE.into(),
+                }
+            }
+            FileKind::PtyMaster(p) => {
+                // As Linux's dump sees a master: what waits in the slave's
+                // line discipline is out of its sight, as it is out of
+                // restore's reach.
+                let pty = w.pty(*p);
+                if !(pty.input.is_empty() && pty.to_master.is_empty() && pty.output.is_empty()) {
                     img.unrestorable.push(Unrestorable {
                         what: format!("file {k} (/dev/ptmx)"),
                         why: "what is buffered in a pseudo-terminal is not dumped; restore opens a new one".into(),
@@ -377,7 +396,13 @@ pub fn from_capture(
                 offset: e.pos,
             },
             FileType::Chardev if e.link.starts_with("/dev/pts/") && &*e.link != "/dev/pts/ptmx" => {
-                refuse("terminals are restored with language version 2")
+                img.unrestorable.push(Unrestorable {
+                    what: format!("file {k} ({PTY_SLAVE})"),
+                    why: NO_PTY_SLAVE.into(),
+                });
+                Object::Other {
+                    what: PTY_SLAVE.into(),
+                }
             }
             FileType::Chardev => Object::Chardev {
                 path: if &*e.link == "/dev/pts/ptmx" {

@@ -86,6 +86,8 @@ pub enum CallGen {
     Flagged(u8, u8, FdSel),
     Setsid,
     Tiocsctty(FdSel),
+    /// A pty master; O_NOCTTY, O_CLOEXEC.
+    Ptypeer(FdSel, bool, bool),
     Fork,
     CloneFiles,
     Unshare,
@@ -154,6 +156,7 @@ fn call_gen() -> impl Strategy<Value = CallGen> {
         1 => (0..8u8, 0..3u8, sel()).prop_map(|(c, b, f)| CallGen::Flagged(c, b, f)),
         1 => Just(CallGen::Setsid),
         2 => sel().prop_map(CallGen::Tiocsctty),
+        2 => (sel(), any::<bool>(), any::<bool>()).prop_map(|(f, n, c)| CallGen::Ptypeer(f, n, c)),
         2 => Just(CallGen::Fork),
         2 => Just(CallGen::CloneFiles),
         1 => Just(CallGen::Unshare),
@@ -326,6 +329,15 @@ fn pty_master(_: &World, f: &File) -> bool {
     matches!(f.kind, FileKind::PtyMaster(_))
 }
 
+/// A terminal: a pty master, or a slave not hung up.
+fn terminal(w: &World, f: &File) -> bool {
+    match f.kind {
+        FileKind::PtyMaster(_) => true,
+        FileKind::PtySlave(p) => !w.pty(p).hung_up(),
+        _ => false,
+    }
+}
+
 /// An epoll instance with a registration: where `epoll_wait` has
 /// something to report.
 fn epoll_watching(_: &World, f: &File) -> bool {
@@ -376,7 +388,8 @@ fn carries_data(w: &World, f: &File) -> bool {
         FileKind::Pipe(..)
         | FileKind::Socket(..)
         | FileKind::Eventfd(_)
-        | FileKind::PtyMaster(_) => true,
+        | FileKind::PtyMaster(_)
+        | FileKind::PtySlave(_) => true,
     }
 }
 
@@ -483,6 +496,11 @@ const AIMS: &[Aim] = &[
     },
     Aim {
         call: "tiocsctty",
+        at: "a terminal",
+        want: terminal,
+    },
+    Aim {
+        call: "ptypeer",
         at: "a pty master",
         want: pty_master,
     },
@@ -529,6 +547,7 @@ pub fn version2(call: &Call) -> bool {
         | Call::EpollWait { .. }
         | Call::Setsid
         | Call::Tiocsctty { .. }
+        | Call::Ptypeer { .. }
         | Call::Eventfd { .. } => true,
         Call::EpollCtl { op, events, .. } => *op == EpollOp::Mod || events.intersects(new_events),
         Call::Socketpair { ty, flags } => *ty == SockType::Seqpacket || flags.nonblock,
@@ -708,7 +727,7 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                             mode: 0o644,
                         },
                     )],
-                    CallGen::Tiocsctty(..) => &[(
+                    CallGen::Tiocsctty(..) | CallGen::Ptypeer(..) => &[(
                         pty_master,
                         Call::Open {
                             path: "/dev/ptmx".into(),
@@ -966,6 +985,11 @@ pub fn realize_counted(ops: &[Op]) -> (Scenario, Coverage) {
                     CallGen::Tiocsctty(f) => Call::Tiocsctty {
                         fd: at(f, "tiocsctty"),
                     },
+                    CallGen::Ptypeer(f, noctty, cloexec) => Call::Ptypeer {
+                        fd: at(f, "ptypeer"),
+                        noctty: *noctty,
+                        cloexec: *cloexec,
+                    },
                     CallGen::EpollWait(e, m) => Call::EpollWait {
                         epfd: at(e, "epoll_wait"),
                         maxevents: *m,
@@ -1043,6 +1067,7 @@ fn aimed(call: &Call) -> Vec<(&'static str, i32)> {
         Call::EpollCtl { epfd, fd, .. } => vec![("epoll_ctl", epfd), ("epoll_ctl target", fd)],
         Call::EpollWait { epfd, .. } => vec![("epoll_wait", epfd)],
         Call::Tiocsctty { fd } => vec![("tiocsctty", fd)],
+        Call::Ptypeer { fd, .. } => vec![("ptypeer", fd)],
         _ => Vec::new(),
     }
 }

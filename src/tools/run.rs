@@ -280,17 +280,17 @@ fn check(b: &mut dyn Backend, e: &Expectation) -> Result<(bool, String), Backend
             let has = view(proc).and_then(|v| v.ctty);
             let seen = match has {
                 None => "no controlling terminal".to_string(),
-                Some(f) => format!("the terminal of file {f}"),
+                Some(t) => format!("pty {t}"),
             };
             match of {
                 None => (has.is_none(), seen),
                 Some(q) => {
                     let file = view(&q.0)
                         .and_then(|v| v.fds.iter().find(|d| i64::from(d.fd) == i64::from(q.1)))
-                        .map(|d| d.file);
+                        .map(|d| &t.files[d.file]);
                     match file {
                         None => (false, format!("{} is not open", name(q))),
-                        Some(f) => (has == Some(f), seen),
+                        Some(f) => (has.is_some() && has == f.pty, seen),
                     }
                 }
             }

@@ -326,6 +326,18 @@ impl Helper {
             Call::Flagged { call, bits } => return self.call_with(call, *bits as i32),
             Call::Setsid => kernel::setsid().map(|_| Ret::int(0)),
             Call::Tiocsctty { fd } => kernel::tiocsctty(*fd).map(|_| Ret::int(0)),
+            Call::Ptypeer {
+                fd,
+                noctty,
+                cloexec,
+            } => kernel::ptypeer(
+                *fd,
+                libc::O_RDWR
+                    | flag(*noctty, libc::O_NOCTTY)
+                    | flag(*cloexec, libc::O_CLOEXEC)
+                    | extra,
+            )
+            .map(|n| Ret::int(n.into())),
             Call::Fork { .. } => return self.fork(false),
             Call::CloneFiles { .. } => return self.fork(true),
             Call::Exec => return self.exec(),

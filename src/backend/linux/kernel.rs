@@ -356,6 +356,17 @@ pub fn tiocsctty(fd: i32) -> Sys<()> {
     check(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) }).map(|_| ())
 }
 
+/// `ioctl(fd, TIOCSPTLCK, 0)` then `ioctl(fd, TIOCGPTPEER, flags)`:
+/// unlock the pty master at `fd` (as `unlockpt` does) and open its slave.
+pub fn ptypeer(fd: i32, flags: i32) -> Sys<i32> {
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int through the pointer, which lives
+    // across the call.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSPTLCK, &unlock) })?;
+    // SAFETY: TIOCGPTPEER takes the open flags as an integer argument.
+    check(unsafe { libc::ioctl(fd, libc::TIOCGPTPEER, flags) })
+}
+
 pub fn eventfd(flags: i32) -> Sys<i32> {
     // SAFETY: integer arguments.
     check(unsafe { libc::eventfd(0, flags) })

@@ -56,6 +56,19 @@ impl FdEntry {
     pub fn has_path(&self) -> bool {
         self.link.starts_with('/')
     }
+
+    /// The index of the pseudo-terminal a pty master (`tty-index:`) or
+    /// slave (`/dev/pts/INDEX`: majors 136 to 143) belongs to.
+    pub fn pty_index(&self) -> Option<u32> {
+        const UNIX98_PTY_SLAVE_MAJOR: u32 = 136;
+        if self.tty_index.is_some() {
+            return self.tty_index;
+        }
+        let major = rustix::fs::major(self.rdev);
+        let slave = self.ftype == Some(FileType::CharacterDevice)
+            && (UNIX98_PTY_SLAVE_MAJOR..UNIX98_PTY_SLAVE_MAJOR + 8).contains(&major);
+        slave.then(|| (major - UNIX98_PTY_SLAVE_MAJOR) * 256 + rustix::fs::minor(self.rdev))
+    }
 }
 
 /// What an open file is, as [`FdDirs::describe`] reads it through one of

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use fdlab_model::kind::FileType;
 use fdlab_model::pipe::PipeEnd;
-use fdlab_model::topology::{canonicalize, RawFile, RawProcess};
+use fdlab_model::topology::{canonicalize, name_slaves, RawFile, RawProcess};
 use fdlab_model::{Events, OFlags, Topology};
 
 use super::super::sys::{self, Kcmp, UnixSock};
@@ -654,17 +654,23 @@ impl Snapshot {
                     .collect(),
             })
             .collect();
-        canonicalize(procs, &files)
+        let mut t = canonicalize(procs, &files);
+        // A scenario's terminals are named as the model names them.
+        if sandbox.is_some() {
+            name_slaves(&mut t);
+        }
+        t
     }
 
-    /// The open file (its representative entry) of the pty master whose
-    /// slave is `pid`'s controlling terminal, if some table holds it.
+    /// An open file (its representative entry) of the pty whose slave is
+    /// `pid`'s controlling terminal, master or slave, if some table holds
+    /// one.
     fn ctty_file(&self, pid: i32) -> Option<usize> {
         let nr = *self.ctty.get(&pid)?;
         let i = self
             .entries
             .iter()
-            .position(|e| e.tty_index.is_some_and(|n| procfs::pts_tty_nr(n) == nr))?;
+            .position(|e| e.pty_index().is_some_and(|n| procfs::pts_tty_nr(n) == nr))?;
         Some(self.file_of[i])
     }
 
@@ -758,6 +764,7 @@ impl Snapshot {
                     offset: e.pos,
                     flags: OFlags::from_bits(e.flags),
                     object: Some((e.dev, e.ino)),
+                    pty: e.pty_index().map(|n| (PTY, n.into())),
                 }
             }
         }
@@ -766,8 +773,11 @@ impl Snapshot {
 
 /// What tells objects apart in a topology: a file's device and inode; a
 /// pipe's or socket connection's inode, with device 0 (their file systems
-/// have no paths).
+/// have no paths); a pseudo-terminal's index, with device [`PTY`].
 type ObjectId = (u64, u64);
+
+/// The device of no inode, which keys pseudo-terminals.
+const PTY: u64 = u64::MAX;
 
 /// A socket's name as the scenario wrote it: scenario helpers bind an
 /// abstract `@name` as `@<sandbox's base name>/name`, private to the run.
