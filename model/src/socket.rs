@@ -896,7 +896,11 @@ impl Socks {
             }
             self.peer_wake_disconnect(me, other);
             self.set_peer(me, None);
-            self.maybe_free(other);
+            // A datagram socket may be connected to itself: it is freed
+            // below, once its queue is purged.
+            if other != me {
+                self.maybe_free(other);
+            }
         }
         let mut files = self.purge(me);
         for e in pending {
