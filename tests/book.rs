@@ -99,8 +99,9 @@ fn book_tables_keep_their_columns() {
     assert!(rows > 20, "{rows} table rows");
 }
 
-/// Every scenario written out in the book (a `fds` code block) parses and
-/// runs on the model with every expectation holding.
+/// Every scenario written out in the book (a `fds` code block, or the
+/// corpus file it includes) parses and runs on the model with every
+/// expectation holding.
 #[test]
 fn book_scenarios_run() {
     use fdlab::backend::ModelBackend;
@@ -110,9 +111,14 @@ fn book_scenarios_run() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         for part in text.split("```fds\n").skip(1) {
-            let code = &part[..part.find("```").expect("closed block")];
-            let name = path.display().to_string();
-            let s = fdlab::lang::parse(&name, code).unwrap_or_else(|e| panic!("{e}"));
+            let mut code = part[..part.find("```").expect("closed block")].to_string();
+            let mut name = path.display().to_string();
+            if let Some(target) = code.trim().strip_prefix("{{#include ") {
+                let file = src.join(target.trim_end_matches("}}"));
+                name = file.display().to_string();
+                code = std::fs::read_to_string(&file).unwrap();
+            }
+            let s = fdlab::lang::parse(&name, &code).unwrap_or_else(|e| panic!("{e}"));
             let r = fdlab::tools::run::run(&s, &mut ModelBackend::new(), false).unwrap();
             assert!(r.failures.is_empty(), "{name}: {:?}", r.failures);
             blocks += 1;

@@ -531,20 +531,9 @@ impl World {
     /// process has it as controlling terminal any more. The pty goes with
     /// its last file.
     fn pty_master_close(&mut self, p: PtyId) {
-        let pty = self.pty_mut(p);
-        pty.master = false;
-        pty.session = None;
-        for q in [
-            &mut pty.input,
-            &mut pty.lines,
-            &mut pty.to_master,
-            &mut pty.output,
-        ] {
-            q.clear();
-        }
-        pty.complete = 0;
+        self.pty_mut(p).close_master();
         self.clear_ctty(|proc| proc.ctty == Some(p));
-        if self.pty(p).slaves == 0 {
+        if self.pty(p).unused() {
             self.ptys.remove(p.0);
             return;
         }
@@ -556,18 +545,12 @@ impl World {
     /// master (`TTY_OTHER_CLOSED`) and wakes its queues, unless the slave
     /// is hung up, when nothing is told and the pty goes.
     fn pty_slave_close(&mut self, p: PtyId) {
-        let pty = self.pty_mut(p);
-        pty.slaves -= 1;
-        if pty.slaves > 0 {
-            return;
-        }
-        if pty.hung_up() {
+        if self.pty_mut(p).close_slave() {
+            self.wake(Queue::TtyRead(p, Side::Master), Events::default());
+            self.wake(Queue::TtyWrite(p, Side::Master), Events::default());
+        } else if self.pty(p).unused() {
             self.ptys.remove(p.0);
-            return;
         }
-        pty.other_closed = true;
-        self.wake(Queue::TtyRead(p, Side::Master), Events::default());
-        self.wake(Queue::TtyWrite(p, Side::Master), Events::default());
     }
 
     /// The processes `whose` picks have no controlling terminal any more.

@@ -107,12 +107,13 @@ impl World {
         noctty: bool,
         cloexec: bool,
     ) -> Result<Fd, Errno> {
-        let fp = self.fd_getfile(pid, fd_arg(fd)?)?;
+        // The master stays in use across the ioctl, as fdget holds it.
+        let mut fp = self.fd_getfile(pid, fd_arg(fd)?)?;
         let pty = match terminal(&fp.file().kind, fp.world)? {
             (p, true) => p,
             (_, false) => return Err(Errno::ENOTTY),
         };
-        drop(fp);
+        let w = fp.world();
         // TIOCGPTPEER opens with dentry_open, which keeps O_CLOEXEC in the
         // file's flags (open(2) strips it): /proc shows every descriptor
         // of the file as close-on-exec.
@@ -121,13 +122,11 @@ impl World {
         } else {
             OFlags::RDWR
         };
-        let fd = self.alloc_file(pid, FileKind::PtySlave(pty), flags, cloexec)?;
-        let t = self.pty_mut(pty);
-        t.slaves += 1;
-        t.other_closed = false;
-        let (p, has) = (self.proc(pid), self.pty(pty).session);
+        let fd = w.alloc_file(pid, FileKind::PtySlave(pty), flags, cloexec)?;
+        w.pty_mut(pty).open_slave();
+        let (p, has) = (w.proc(pid), w.pty(pty).session);
         if !noctty && p.leader && p.ctty.is_none() && has.is_none() {
-            self.proc_set_tty(pid, pty);
+            w.proc_set_tty(pid, pty);
         }
         Ok(fd)
     }

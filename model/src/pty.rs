@@ -92,6 +92,44 @@ impl Pty {
         !self.master
     }
 
+    /// Whether no file refers to the pty any more.
+    pub fn unused(&self) -> bool {
+        !self.master && self.slaves == 0
+    }
+
+    /// A slave file opened (`pty_open`): the master hears of slaves again.
+    pub fn open_slave(&mut self) {
+        self.slaves += 1;
+        self.other_closed = false;
+    }
+
+    /// The master's close (`pty_close`, then `tty_vhangup` of the slave):
+    /// the slave is hung up for good, its buffers are flushed, and no
+    /// session has it any more.
+    pub fn close_master(&mut self) {
+        self.master = false;
+        self.session = None;
+        for q in [
+            &mut self.input,
+            &mut self.lines,
+            &mut self.to_master,
+            &mut self.output,
+        ] {
+            q.clear();
+        }
+        self.complete = 0;
+    }
+
+    /// One slave file's close. Returns whether the master is to be told
+    /// (`TTY_OTHER_CLOSED`): when it was the last slave file, unless the
+    /// slave is hung up (`tty_io_error`).
+    pub fn close_slave(&mut self) -> bool {
+        self.slaves -= 1;
+        let tell = self.slaves == 0 && !self.hung_up();
+        self.other_closed |= tell;
+        tell
+    }
+
     /// A write on the master: the bytes wait in the slave's flip buffer
     /// for hop 1. Returns the bytes accepted.
     pub fn master_write(&mut self, data: &[u8]) -> usize {
@@ -224,7 +262,7 @@ mod tests {
     #[test]
     fn the_slave_reads_whole_lines_one_at_a_time() {
         let mut p = Pty::new();
-        p.slaves = 1;
+        p.open_slave();
         p.master_write(b"ab");
         assert!(!p.receive_input(), "no line yet");
         assert_eq!(p.slave_read(10), Err(Errno::EAGAIN));
@@ -253,16 +291,24 @@ mod tests {
     #[test]
     fn closing_sides() {
         let mut p = Pty::new();
-        p.other_closed = true;
+        p.open_slave();
+        p.open_slave();
+        assert!(!p.close_slave(), "one slave file is left");
+        assert!(p.close_slave(), "the last one tells the master");
         p.master_write(b"z");
         both_hops(&mut p);
         assert_eq!(p.master_read(10).unwrap(), b"z", "the buffer first");
         assert_eq!(p.master_read(10), Err(Errno::EIO));
         assert_eq!(p.master_read(0).unwrap(), b"");
-        p.master = false;
+        p.open_slave();
+        assert_eq!(p.master_read(10), Err(Errno::EAGAIN), "a slave again");
         p.master_write(b"x\n");
         p.receive_input();
+        p.close_master();
+        assert!(p.hung_up() && !p.unused());
         assert_eq!(p.slave_read(10).unwrap(), b"", "a hung-up slave reads EOF");
+        assert!(!p.close_slave(), "a hung-up slave tells no one");
+        assert!(p.unused());
     }
 
     #[test]
