@@ -463,7 +463,6 @@ fn sessions_terminals_and_fired_oneshots_are_listed_as_unrestorable() {
     let src = "spawn p\np: open /dev/ptmx O_RDWR = 0\np: setsid = 0\np: tiocsctty 0 = 0\n\
                p: eventfd = 1\np: epoll_create = 2\n\
                p: epoll_ctl 2 EPOLL_CTL_ADD 1 EPOLLOUT|EPOLLONESHOT = 0\np: epoll_wait 2 1 = 1:EPOLLOUT\n";
-    dir.file("t.fds", src);
     let model = image_of_src(src);
     let why: Vec<&str> = model.unrestorable.iter().map(|u| u.why.as_str()).collect();
     assert_eq!(why.len(), 3, "{why:?}");
@@ -471,14 +470,51 @@ fn sessions_terminals_and_fired_oneshots_are_listed_as_unrestorable() {
     assert!(why[1].contains("controlling terminal"), "{why:?}");
     assert!(why[2].contains("EPOLLONESHOT fired"), "{why:?}");
     assert_eq!(model.unrestorable[0].what, "p");
+    let linux = linux_dump_in(&dir, src);
+    assert_eq!(linux.unrestorable, model.unrestorable);
+}
+
+/// `src` run on Linux through the command line in `dir`, dumped to
+/// `x.json` there: the image.
+fn linux_dump_in(dir: &support::TempDir, src: &str) -> Image {
+    dir.file("t.fds", src);
     let (code, _, err) = fdlab_in(
         dir.path(),
         &["run", "t.fds", "--backend", "linux", "--dump", "x.json"],
     );
     assert_eq!(code, 0, "{err}");
-    let linux: fdlab::tools::image::Image =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("x.json")).unwrap()).unwrap();
-    assert_eq!(linux.unrestorable, model.unrestorable);
+    serde_json::from_str(&std::fs::read_to_string(dir.path().join("x.json")).unwrap()).unwrap()
+}
+
+/// A pty slave whose master is gone is hung up, which no restore can
+/// make from a master: both dumps list it, alike, and the rest of the
+/// image restores without it.
+#[test]
+fn a_slave_without_its_master_is_listed_as_unrestorable() {
+    let dir = support::TempDir::new("restore-hung-up");
+    let src = "spawn p\np: open /dev/ptmx O_RDWR = 0\np: ptypeer 0 O_NOCTTY = 1\n\
+               p: pipe = 2 3\np: close 0 = 0\n";
+    let model = image_of_src(src);
+    assert_eq!(model.unrestorable.len(), 1, "{:?}", model.unrestorable);
+    assert!(model.unrestorable[0]
+        .why
+        .contains("master is not in the tree"));
+    assert_eq!(linux_dump_in(&dir, src), model);
+    let (code, _, err) = fdlab_in(dir.path(), &["restore", "x.json", "--backend", "both"]);
+    assert_eq!(code, 2, "refused unless skipped: {err}");
+    assert!(err.contains("pty slave"), "{err}");
+    let (code, _, err) = fdlab_in(
+        dir.path(),
+        &[
+            "restore",
+            "x.json",
+            "--backend",
+            "both",
+            "--skip-unrestorable",
+            "--verify",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
 }
 
 #[test]

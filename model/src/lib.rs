@@ -97,7 +97,7 @@ pub use descrip::{CallerRef, FileUse, LarvalFile, TableRef};
 pub use errno::Errno;
 pub use fd::Fd;
 pub use flags::{Events, OFlags};
-pub use ids::{FileId, Pid, PipeId, SockId, VnodeId};
+pub use ids::{FileId, Pid, PipeId, PtyId, SockId, VnodeId};
 pub use socket::{SockFlags, SockType};
 pub use topology::Topology;
 pub use world::World;

@@ -2,7 +2,7 @@
 //! everything), or from live processes on Linux (what `/proc`, `kcmp`,
 //! `tee` and `MSG_PEEK` can tell without disturbing them).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
 
 use fdlab_model::file::FileKind;
@@ -22,10 +22,41 @@ use super::image::{
 const NO_CTTY: &str =
     "it has a controlling terminal, which images do not hold yet: restored, it would have none";
 
-/// How an image names a pty slave, and why it cannot be restored.
-const PTY_SLAVE: &str = "pty slave";
-const NO_PTY_SLAVE: &str =
-    "restore does not open pty slaves yet (TIOCGPTPEER on the restored master)";
+/// Why a pty slave whose master is not in the image cannot be restored.
+const NO_PTY_MASTER: &str = "its pty's master is not in the tree (closed, so the slave is hung up, or held outside): restore makes a slave from its master";
+
+/// The number of the pty `key` (a backend's own name for it), numbering
+/// them in the order they are met.
+fn pty_number<K: std::hash::Hash + Eq>(ptys: &mut HashMap<K, usize>, key: K) -> usize {
+    let next = ptys.len();
+    *ptys.entry(key).or_insert(next)
+}
+
+/// Slaves whose pty has no master in the image: left out, listed with the
+/// reason (alike for both backends' dumps).
+fn orphan_slaves(img: &mut Image) {
+    let masters: HashSet<usize> = img
+        .files
+        .iter()
+        .filter_map(|f| match f.object {
+            Object::Chardev { pty, .. } => pty,
+            _ => None,
+        })
+        .collect();
+    for f in &mut img.files {
+        if let Object::PtySlave { pty } = f.object {
+            if !masters.contains(&pty) {
+                img.unrestorable.push(Unrestorable {
+                    what: format!("file {} (pty slave)", f.id),
+                    why: NO_PTY_MASTER.into(),
+                });
+                f.object = Object::Other {
+                    what: "pty slave".into(),
+                };
+            }
+        }
+    }
+}
 
 /// Why a session leader cannot be restored as it is.
 const LEADS_SESSION: &str =
@@ -161,6 +192,7 @@ pub fn from_model(w: &World) -> Image {
     // ids as they are met.
     let mut pipes: HashMap<fdlab_model::PipeId, usize> = HashMap::new();
     let mut pairs: HashMap<fdlab_model::SockId, usize> = HashMap::new();
+    let mut ptys: HashMap<fdlab_model::PtyId, usize> = HashMap::new();
     let mut k = 0;
     while k < ids.order.len() {
         let fid = ids.order[k];
@@ -179,18 +211,13 @@ pub fn from_model(w: &World) -> Image {
                     },
                     _ => Object::Chardev {
                         path: vn.path.clone(),
+                        pty: None,
                     },
                 }
             }
-            FileKind::PtySlave(_) => {
-                img.unrestorable.push(Unrestorable {
-                    what: format!("file {k} ({PTY_SLAVE})"),
-                    why: NO_PTY_SLAVE.into(),
-                });
-                Object::Other {
-                    what: PTY_SLAVE.into(),
-                }
-            }
+            FileKind::PtySlave(p) => Object::PtySlave {
+                pty: pty_number(&mut ptys, *p),
+            },
             FileKind::PtyMaster(p) => {
                 // As Linux's dump sees a master: what waits in the slave's
                 // line discipline is out of its sight, as it is out of
@@ -204,6 +231,7 @@ pub fn from_model(w: &World) -> Image {
                 }
                 Object::Chardev {
                     path: "/dev/ptmx".into(),
+                    pty: Some(pty_number(&mut ptys, *p)),
                 }
             }
             FileKind::Pipe(p, end) => {
@@ -295,6 +323,7 @@ pub fn from_model(w: &World) -> Image {
         });
         k += 1;
     }
+    orphan_slaves(&mut img);
     canonical(&img)
 }
 
@@ -367,6 +396,7 @@ pub fn from_capture(
         }
     };
     let mut pipes: HashMap<u64, usize> = HashMap::new();
+    let mut ptys: HashMap<u32, usize> = HashMap::new();
     let mut pairs: HashMap<u64, usize> = HashMap::new();
     let mut pair_ends: Vec<Vec<u64>> = Vec::new();
     let mut k = 0;
@@ -395,20 +425,17 @@ pub fn from_capture(
                 path: relative(&e.link),
                 offset: e.pos,
             },
-            FileType::Chardev if e.link.starts_with("/dev/pts/") && &*e.link != "/dev/pts/ptmx" => {
-                img.unrestorable.push(Unrestorable {
-                    what: format!("file {k} ({PTY_SLAVE})"),
-                    why: NO_PTY_SLAVE.into(),
-                });
-                Object::Other {
-                    what: PTY_SLAVE.into(),
-                }
-            }
-            FileType::Chardev => Object::Chardev {
-                path: if &*e.link == "/dev/pts/ptmx" {
-                    "/dev/ptmx".into()
-                } else {
-                    e.link.to_string()
+            FileType::Chardev => match (e.tty_index, e.pty_index()) {
+                (Some(n), _) => Object::Chardev {
+                    path: "/dev/ptmx".into(),
+                    pty: Some(pty_number(&mut ptys, n)),
+                },
+                (None, Some(n)) => Object::PtySlave {
+                    pty: pty_number(&mut ptys, n),
+                },
+                (None, None) => Object::Chardev {
+                    path: e.link.to_string(),
+                    pty: None,
                 },
             },
             FileType::Pipe => {
@@ -520,6 +547,7 @@ pub fn from_capture(
             why: f.clone(),
         });
     }
+    orphan_slaves(&mut img);
     canonical(&img)
 }
 
@@ -686,8 +714,12 @@ pub fn canonical(img: &Image) -> Image {
     // ones `Image::without_unrestorable` cut loose) are left out.
     let mut pipe_id: HashMap<usize, usize> = HashMap::new();
     let mut pair_id: HashMap<usize, usize> = HashMap::new();
+    let mut pty_id: HashMap<usize, usize> = HashMap::new();
     for &f in &file_order {
         match img.files[f].object {
+            Object::Chardev { pty: Some(t), .. } | Object::PtySlave { pty: t } => {
+                pty_number(&mut pty_id, t);
+            }
             Object::Pipe { pipe, .. } => {
                 let n = pipe_id.len();
                 pipe_id.entry(pipe).or_insert(n);
@@ -742,6 +774,11 @@ pub fn canonical(img: &Image) -> Image {
                 pair: pair_id[pair],
                 end: if flip(*pair) { 1 - *end } else { *end },
             },
+            Object::Chardev { path, pty } => Object::Chardev {
+                path: path.clone(),
+                pty: pty.map(|t| pty_id[&t]),
+            },
+            Object::PtySlave { pty } => Object::PtySlave { pty: pty_id[pty] },
             Object::Epoll { registrations } => {
                 let mut regs: Vec<Registration> = registrations
                     .iter()
@@ -824,7 +861,7 @@ pub fn relative_paths(img: &mut Image, sandbox: &Path) {
     for f in &mut img.files {
         if let Object::Regular { path, .. }
         | Object::Directory { path, .. }
-        | Object::Chardev { path } = &mut f.object
+        | Object::Chardev { path, .. } = &mut f.object
         {
             if *path == root {
                 *path = ".".into();

@@ -151,9 +151,19 @@ pub enum Object {
         path: String,
         offset: u64,
     },
-    /// A character device; `/dev/ptmx` makes a new pseudo-terminal.
+    /// A character device; `/dev/ptmx` makes a new pseudo-terminal, which
+    /// `pty` numbers (an image may leave the number out: a pty of its own
+    /// with no slave).
     Chardev {
         path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pty: Option<usize>,
+    },
+    /// A slave of pseudo-terminal `pty`, whose master is a `/dev/ptmx` file
+    /// of the image.
+    #[serde(rename = "pty-slave")]
+    PtySlave {
+        pty: usize,
     },
     Pipe {
         pipe: usize,
@@ -527,20 +537,37 @@ impl Image {
             }
         }
         let mut pair_ends: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+        let mut pty_masters: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut pty_slaves: Vec<(usize, usize)> = Vec::new();
         for f in &self.files {
             status_flags(&f.flags)
                 .map_err(|e| invalid(At::Item("files", f.id), format!("file {}: {e}", f.id)))?;
             match &f.object {
                 Object::Regular { path, .. }
                 | Object::Directory { path, .. }
-                | Object::Chardev { path } => {
+                | Object::Chardev { path, .. } => {
                     if path.is_empty() || path.contains('\0') {
                         return bad(
                             At::Item("files", f.id),
                             format!("file {}: path `{path}`", f.id),
                         );
                     }
+                    if let Object::Chardev { pty: Some(n), .. } = f.object {
+                        if path != "/dev/ptmx" {
+                            return bad(
+                                At::Item("files", f.id),
+                                format!("file {}: `{path}` is no pty master (pty {n})", f.id),
+                            );
+                        }
+                        if let Some(o) = pty_masters.insert(n, f.id) {
+                            return bad(
+                                At::Item("files", f.id),
+                                format!("files {o} and {}: both the master of pty {n}", f.id),
+                            );
+                        }
+                    }
                 }
+                Object::PtySlave { pty } => pty_slaves.push((f.id, *pty)),
                 Object::Pipe { pipe, .. } => {
                     if *pipe >= self.pipes.len() {
                         return bad(
@@ -596,6 +623,15 @@ impl Image {
                 }
                 Object::Eventfd { .. } | Object::Other { .. } => {}
             }
+        }
+        if let Some((f, pty)) = pty_slaves
+            .iter()
+            .find(|(_, pty)| !pty_masters.contains_key(pty))
+        {
+            return bad(
+                At::Item("files", *f),
+                format!("pty slave file {f}: no file is the master of pty {pty}"),
+            );
         }
         for p in &self.pairs {
             for (e, _) in p.reset.iter().enumerate().filter(|r| *r.1) {

@@ -56,6 +56,11 @@ impl Sys for LinuxSys {
         kernel::eventfd(0)
     }
 
+    fn ptypeer(&mut self, master: i32) -> Result<i32, Errno> {
+        // Never O_CLOEXEC: TIOCGPTPEER would keep it in the file's flags.
+        kernel::ptypeer(master, libc::O_RDWR | libc::O_NOCTTY)
+    }
+
     fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, Errno> {
         kernel::write(fd, data)
     }

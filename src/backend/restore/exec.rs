@@ -60,6 +60,9 @@ pub trait Sys {
     fn epoll_create(&mut self) -> Result<i32, Errno>;
     fn epoll_add(&mut self, ep: i32, fd: i32, events: u32) -> Result<(), Errno>;
     fn eventfd(&mut self) -> Result<i32, Errno>;
+    /// `ioctl(TIOCSPTLCK, 0)` then `ioctl(TIOCGPTPEER, O_RDWR|O_NOCTTY)`:
+    /// a slave of the pty master at `master`.
+    fn ptypeer(&mut self, master: i32) -> Result<i32, Errno>;
     fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, Errno>;
     /// `lseek(fd, offset, SEEK_SET)`.
     fn lseek(&mut self, fd: i32, offset: u64) -> Result<(), Errno>;
@@ -384,6 +387,27 @@ impl Executor {
         self.made_count += m.files().len();
     }
 
+    /// Opens the program's path `path` with `flags` for file `file`: the
+    /// path and the descriptor.
+    fn open(
+        &self,
+        sys: &mut dyn Sys,
+        path: u32,
+        flags: u32,
+        file: FileId,
+    ) -> Result<(String, i32), Failed> {
+        let path = self
+            .prog
+            .paths
+            .get(path as usize)
+            .cloned()
+            .unwrap_or_default();
+        let fd = sys
+            .open(&path, flags)
+            .map_err(self.fail(|| format!("opening {path} (file {file})")))?;
+        Ok((path, fd))
+    }
+
     /// One open step: makes the object, and answers Done.
     fn make(&mut self, sys: &mut dyn Sys, m: &Make) -> Result<(), Failed> {
         match m {
@@ -393,15 +417,7 @@ impl Executor {
                 flags,
                 offset,
             } => {
-                let path = self
-                    .prog
-                    .paths
-                    .get(*path as usize)
-                    .cloned()
-                    .unwrap_or_default();
-                let fd = sys
-                    .open(&path, *flags)
-                    .map_err(self.fail(|| format!("opening {path} (file {file})")))?;
+                let (path, fd) = self.open(sys, *path, *flags, *file)?;
                 if let Some(off) = offset.filter(|&o| o > 0) {
                     sys.lseek(fd, off)
                         .map_err(self.fail(|| format!("seeking file {file} to {off}")))?;
@@ -510,6 +526,33 @@ impl Executor {
                     sys,
                     "epoll_create -> file {file}: {}",
                     answer(regs, "registrations to make")
+                );
+            }
+            Make::Pty {
+                master,
+                path,
+                flags,
+                slaves,
+            } => {
+                let (path, m) = self.open(sys, *path, *flags, *master)?;
+                let mut made = vec![(*master, m)];
+                for &(s, fl) in slaves {
+                    let fd = sys
+                        .ptypeer(m)
+                        .map_err(self.fail(|| format!("opening pty slave file {s}")))?;
+                    if fl & SETFL_MASK != 0 {
+                        sys.setfl(fd, fl & SETFL_MASK)
+                            .map_err(self.fail(|| format!("setting file {s}'s status flags")))?;
+                    }
+                    made.push((s, fd));
+                }
+                self.adopt_all(sys, &made)?;
+                let names: Vec<String> = slaves.iter().map(|s| s.0.to_string()).collect();
+                note!(
+                    self,
+                    sys,
+                    "open {path} -> file {master}, its slaves -> files [{}]: Done",
+                    names.join(", ")
                 );
             }
             Make::Eventfd { file, count, flags } => {

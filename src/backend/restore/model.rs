@@ -127,6 +127,14 @@ impl Sys for ModelSys<'_> {
         }))
     }
 
+    fn ptypeer(&mut self, master: i32) -> Result<i32, Errno> {
+        one(self.call(Call::Ptypeer {
+            fd: master,
+            noctty: true,
+            cloexec: false,
+        }))
+    }
+
     fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, Errno> {
         one(self.call(Call::Write {
             fd,

@@ -45,6 +45,15 @@ pub enum Make {
         ends: [FileId; 2],
         flags: [u32; 2],
     },
+    /// `open(paths[path], flags)` of `/dev/ptmx`, then each slave opened
+    /// from the master (`TIOCSPTLCK 0`, `TIOCGPTPEER` with `O_NOCTTY`)
+    /// and given its status flags.
+    Pty {
+        master: FileId,
+        path: u32,
+        flags: u32,
+        slaves: Vec<(FileId, u32)>,
+    },
     Epoll {
         file: FileId,
         flags: u32,
@@ -75,6 +84,11 @@ impl Make {
                 v
             }
             Make::Pair { ends, .. } => ends.to_vec(),
+            Make::Pty { master, slaves, .. } => {
+                let mut v = vec![*master];
+                v.extend(slaves.iter().map(|s| s.0));
+                v
+            }
         }
     }
 }

@@ -261,6 +261,12 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
     };
     let pipe_ends = with_ghosts(&pipe_ends);
     let pair_ends = with_ghosts(&pair_ends);
+    let mut pty_slaves: BTreeMap<usize, Vec<FileId>> = BTreeMap::new();
+    for f in &img.files {
+        if let Object::PtySlave { pty } = f.object {
+            pty_slaves.entry(pty).or_default().push(f.id as FileId);
+        }
+    }
     // Which participants hold each file (by descriptor), in order (tables
     // come in order, so each list is sorted). Ids are dense: vectors.
     let nids = next_ghost as usize;
@@ -326,7 +332,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                     offset: Some(*offset),
                 });
             }
-            Object::Chardev { path } => {
+            Object::Chardev { path, pty: None } => {
                 let q = first_holder(&[id]);
                 master_set(&mut master, id, q);
                 let path = intern(&mut programs[q], q, path.clone());
@@ -337,6 +343,27 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                     offset: None,
                 });
             }
+            // A pty: its master and every slave, in one open step of the
+            // process that holds one of them first.
+            Object::Chardev { path, pty: Some(n) } => {
+                let slaves = pty_slaves.get(n).cloned().unwrap_or_default();
+                let mut all = vec![id];
+                all.extend(&slaves);
+                let q = first_holder(&all);
+                for &x in &all {
+                    master_set(&mut master, x, q);
+                }
+                let path = intern(&mut programs[q], q, path.clone());
+                let flag_of = |x: FileId| status_bits(&img.files[x as usize].flags);
+                programs[q].make.push(Make::Pty {
+                    master: id,
+                    path,
+                    flags: flags & (OFlags::ACCMODE.bits() | 0o2000 | 0o4000),
+                    slaves: slaves.iter().map(|&s| (s, flag_of(s))).collect(),
+                });
+            }
+            // Made with its master.
+            Object::PtySlave { .. } => {}
             Object::Pipe { pipe, .. } => {
                 if made_pipes[*pipe] {
                     continue;
