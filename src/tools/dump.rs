@@ -113,8 +113,6 @@ impl SocketSeen {
             Some("an unconnected stream or seqpacket socket is not restored yet")
         } else if self.shut_with_peer {
             Some("a shut-down socket is not restored yet")
-        } else if self.ty == SockType::Seqpacket {
-            Some("SOCK_SEQPACKET sockets are not restored yet")
         } else {
             None
         }
@@ -483,11 +481,7 @@ pub fn from_capture(
                     if pair == img.pairs.len() {
                         img.pairs.push(PairImage {
                             id: pair,
-                            ty: if i32::from(s.ty) == libc::SOCK_DGRAM {
-                                SockType::Dgram
-                            } else {
-                                SockType::Stream
-                            },
+                            ty: s.sock_type(),
                             queued: [Vec::new(), Vec::new()],
                             reset: [false, false],
                         });

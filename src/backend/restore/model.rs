@@ -95,10 +95,10 @@ impl Sys for ModelSys<'_> {
     }
 
     fn socketpair(&mut self, ty: i32) -> Result<(i32, i32), Errno> {
-        let ty = if ty == libc::SOCK_DGRAM {
-            SockType::Dgram
-        } else {
-            SockType::Stream
+        let ty = match ty {
+            libc::SOCK_DGRAM => SockType::Dgram,
+            libc::SOCK_SEQPACKET => SockType::Seqpacket,
+            _ => SockType::Stream,
         };
         two(self.call(Call::Socketpair {
             ty,
