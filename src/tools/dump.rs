@@ -15,7 +15,7 @@ use crate::backend::linux::capture::{Capture, CapturedProc};
 
 use super::image::{
     Bytes, FdImage, FileImage, Image, Message, Object, PairImage, PipeImage, ProcImage,
-    Registration, TableImage, Unrestorable,
+    Registration, Shut, TableImage, Unrestorable,
 };
 
 /// Why a process with a controlling terminal cannot be restored as it is.
@@ -30,6 +30,26 @@ const NO_PTY_MASTER: &str = "its pty's master is not in the tree (closed, so the
 fn pty_number<K: std::hash::Hash + Eq>(ptys: &mut HashMap<K, usize>, key: K) -> usize {
     let next = ptys.len();
     *ptys.entry(key).or_insert(next)
+}
+
+/// What both backends' dumps settle last: pty slaves without their master,
+/// and the shutdown state of pairs with an end missing.
+fn settle_image(img: &mut Image) {
+    orphan_slaves(img);
+    // A pair end whose peer is no file of the image (unrestorable) has its
+    // peer closed when restored, which shuts it both ways: what it shows
+    // of shutdown now cannot be kept, and the image does not claim it.
+    let mut ends = vec![0; img.pairs.len()];
+    for f in &img.files {
+        if let Object::Socket { pair, .. } = f.object {
+            ends[pair] += 1;
+        }
+    }
+    for (p, n) in img.pairs.iter_mut().zip(ends) {
+        if n < 2 {
+            p.shutdown = [None, None];
+        }
+    }
 }
 
 /// Slaves whose pty has no master in the image: left out, listed with the
@@ -86,10 +106,6 @@ struct SocketSeen {
     ty: SockType,
     named: bool,
     listening: bool,
-    /// `shutdown(2)` was called while the peer lives. (A stream socket
-    /// whose peer closed shows as shut down both ways with no peer:
-    /// restore closes the peer again.)
-    shut_with_peer: bool,
     /// A stream or seqpacket socket from `socket(2)`, never connected.
     never_connected: bool,
 }
@@ -100,7 +116,6 @@ impl SocketSeen {
             ty: s.sock_type(),
             named: s.name.is_some(),
             listening: s.listening(),
-            shut_with_peer: s.shutdown != 0 && s.peer != 0,
             never_connected: s.never_connected(),
         }
     }
@@ -111,8 +126,6 @@ impl SocketSeen {
             Some("named and listening unix sockets are not restored yet")
         } else if self.never_connected {
             Some("an unconnected stream or seqpacket socket is not restored yet")
-        } else if self.shut_with_peer {
-            Some("a shut-down socket is not restored yet")
         } else {
             None
         }
@@ -252,7 +265,6 @@ pub fn from_model(w: &World) -> Image {
                     ty: sk.ty,
                     named: sk.name.is_some(),
                     listening: sk.listening(),
-                    shut_with_peer: sk.shutdown != 0 && peer.is_some(),
                     never_connected: sk.ty != SockType::Dgram
                         && sk.state == fdlab_model::socket::State::Unconnected,
                 };
@@ -272,6 +284,7 @@ pub fn from_model(w: &World) -> Image {
                             ty: sk.ty,
                             queued: [Vec::new(), Vec::new()],
                             reset: [false, false],
+                            shutdown: [None, None],
                         });
                     }
                     let end = usize::from(key != *s);
@@ -284,6 +297,9 @@ pub fn from_model(w: &World) -> Image {
                         })
                         .collect();
                     img.pairs[pair].reset[end] = sk.err == Some(Errno::ECONNRESET);
+                    // What sock_diag shows: with the peer gone, shut both
+                    // ways, which closing the peer again makes.
+                    img.pairs[pair].shutdown[end] = peer.and_then(|_| Shut::from_bits(sk.shutdown));
                     Object::Socket { pair, end }
                 }
             }
@@ -321,7 +337,7 @@ pub fn from_model(w: &World) -> Image {
         });
         k += 1;
     }
-    orphan_slaves(&mut img);
+    settle_image(&mut img);
     canonical(&img)
 }
 
@@ -484,12 +500,16 @@ pub fn from_capture(
                             ty: s.sock_type(),
                             queued: [Vec::new(), Vec::new()],
                             reset: [false, false],
+                            shutdown: [None, None],
                         });
                         pair_ends.push(Vec::new());
                     }
                     let end = pair_ends[pair].len();
                     pair_ends[pair].push(e.ino);
                     img.pairs[pair].reset[end] = cap.resets.contains(&e.ino);
+                    img.pairs[pair].shutdown[end] = Some(s.shutdown)
+                        .filter(|_| peer != 0)
+                        .and_then(Shut::from_bits);
                     for m in cap.queues.get(&e.ino).into_iter().flatten() {
                         let files = m.files.iter().map(|&f| ids.id_of(f)).collect();
                         img.pairs[pair].queued[end].push(Message {
@@ -541,7 +561,7 @@ pub fn from_capture(
             why: f.clone(),
         });
     }
-    orphan_slaves(&mut img);
+    settle_image(&mut img);
     canonical(&img)
 }
 
@@ -839,6 +859,7 @@ pub fn canonical(img: &Image) -> Image {
                 ty: p.ty,
                 queued: [renumber(&p.queued[a]), renumber(&p.queued[b])],
                 reset: [p.reset[a], p.reset[b]],
+                shutdown: [p.shutdown[a], p.shutdown[b]],
             })
         })
         .collect();

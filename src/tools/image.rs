@@ -219,6 +219,48 @@ pub struct PairImage {
     /// Only an end whose peer is closed can have one.
     #[serde(default, skip_serializing_if = "no_reset")]
     pub reset: [bool; 2],
+    /// Each end's `shutdown(2)` state while both ends are open:
+    /// `SHUT_RD`, `SHUT_WR`, `SHUT_RDWR`, or nothing. (An end whose peer
+    /// closed shows as shut both ways; closing the peer again makes that.)
+    #[serde(default, skip_serializing_if = "no_shutdown")]
+    pub shutdown: [Option<Shut>; 2],
+}
+
+/// What `shutdown(2)` stopped at one end of a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Shut {
+    #[serde(rename = "SHUT_RD")]
+    Rd,
+    #[serde(rename = "SHUT_WR")]
+    Wr,
+    #[serde(rename = "SHUT_RDWR")]
+    RdWr,
+}
+
+impl Shut {
+    /// From the kernel's `sk_shutdown` bits (`RCV_SHUTDOWN` 1,
+    /// `SEND_SHUTDOWN` 2).
+    pub fn from_bits(bits: u8) -> Option<Shut> {
+        match bits & 3 {
+            1 => Some(Shut::Rd),
+            2 => Some(Shut::Wr),
+            3 => Some(Shut::RdWr),
+            _ => None,
+        }
+    }
+
+    /// `shutdown(2)`'s `how`.
+    pub fn how(self) -> i32 {
+        match self {
+            Shut::Rd => 0,
+            Shut::Wr => 1,
+            Shut::RdWr => 2,
+        }
+    }
+}
+
+fn no_shutdown(s: &[Option<Shut>; 2]) -> bool {
+    s[0].is_none() && s[1].is_none()
 }
 
 fn no_reset(r: &[bool; 2]) -> bool {

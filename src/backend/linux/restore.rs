@@ -56,6 +56,10 @@ impl Sys for LinuxSys {
         kernel::eventfd(0)
     }
 
+    fn shutdown(&mut self, fd: i32, how: i32) -> Result<(), Errno> {
+        kernel::shutdown(fd, how)
+    }
+
     fn ptypeer(&mut self, master: i32) -> Result<i32, Errno> {
         // Never O_CLOEXEC: TIOCGPTPEER would keep it in the file's flags.
         kernel::ptypeer(master, libc::O_RDWR | libc::O_NOCTTY)

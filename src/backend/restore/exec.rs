@@ -76,6 +76,8 @@ pub trait Sys {
     fn dup_from(&mut self, fd: i32, min: u32) -> Result<i32, Errno>;
     fn dup2(&mut self, old: i32, new: i32) -> Result<(), Errno>;
     fn close(&mut self, fd: i32) -> Result<(), Errno>;
+    /// `shutdown(fd, how)`.
+    fn shutdown(&mut self, fd: i32, how: i32) -> Result<(), Errno>;
     /// `close_range(lo, hi, 0)`.
     fn close_range(&mut self, lo: u32, hi: u32) -> Result<(), Errno>;
     /// `sendmsg` of `data` with `fds`, never blocking: `None` when it would
@@ -209,7 +211,7 @@ impl Executor {
             .map(|p| p.0 + 1)
             .chain(prog.work.iter().filter_map(|w| match w {
                 Work::Register { fd, .. } => Some(fd + 1),
-                Work::Queue { .. } => None,
+                Work::Queue { .. } | Work::Shutdown { .. } => None,
             }))
             .max()
             .unwrap_or(0)
@@ -613,6 +615,11 @@ impl Executor {
                     }
                 );
             }
+            Work::Shutdown { file, how } => {
+                sys.shutdown(self.fd_of(*file), *how)
+                    .map_err(self.fail(|| format!("shutting file {file} down ({how})")))?;
+                note!(self, sys, "shutdown of file {file} ({how}): Done");
+            }
             Work::Register {
                 epoll,
                 target,
@@ -776,6 +783,7 @@ impl Executor {
                         Work::Register { epoll, fd, .. } => {
                             format!("epoll file {epoll}'s registration under {fd}")
                         }
+                        Work::Shutdown { file, .. } => format!("shutting file {file}"),
                     };
                     self.log.extend(sys.notes());
                     self.log

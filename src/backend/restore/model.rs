@@ -127,6 +127,10 @@ impl Sys for ModelSys<'_> {
         }))
     }
 
+    fn shutdown(&mut self, fd: i32, how: i32) -> Result<(), Errno> {
+        one(self.call(Call::Shutdown { fd, how })).map(|_| ())
+    }
+
     fn ptypeer(&mut self, master: i32) -> Result<i32, Errno> {
         one(self.call(Call::Ptypeer {
             fd: master,

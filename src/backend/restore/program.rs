@@ -103,6 +103,8 @@ pub enum Work {
         data: Vec<u8>,
         files: Vec<FileId>,
     },
+    /// `shutdown(file, how)`, after the messages queued on its pair.
+    Shutdown { file: FileId, how: i32 },
     /// An epoll registration of `target` under the number `fd`.
     Register {
         epoll: FileId,
@@ -122,6 +124,7 @@ impl Work {
                 v
             }
             Work::Register { epoll, target, .. } => vec![*epoll, *target],
+            Work::Shutdown { file, .. } => vec![*file],
         }
     }
 }

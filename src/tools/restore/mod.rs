@@ -452,6 +452,16 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                         });
                     }
                 }
+                // Then each end shut as it was (after the messages, which
+                // a shut end could not have sent).
+                for (e, shut) in p.shutdown.iter().enumerate() {
+                    if let Some(s) = shut {
+                        programs[q].work.push(Work::Shutdown {
+                            file: ends[e],
+                            how: s.how(),
+                        });
+                    }
+                }
             }
             Object::Epoll { registrations } => {
                 let q = first_holder(&[id]);
