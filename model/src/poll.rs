@@ -107,11 +107,7 @@ impl World {
                 on(e.count > 0, Events::IN) | on(e.count < u64::MAX - 1, Events::OUT)
             }
             &FileKind::PtyMaster(p) => {
-                // n_tty_poll waits for the bytes on their way, as a read
-                // does.
-                if self.pty(p).output.is_empty() {
-                    self.pty_flush_to_master(p);
-                }
+                self.pty_wait_for_input(p, Side::Master);
                 let pty = self.pty(p);
                 // The slave's input buffer always has room for what the
                 // language writes.
@@ -124,12 +120,25 @@ impl World {
                 if self.pty(p).hung_up() {
                     return Events::IN | Events::OUT | Events::ERR | Events::HUP;
                 }
-                if self.pty(p).complete == 0 {
-                    self.pty_receive_input(p);
-                }
+                self.pty_wait_for_input(p, Side::Slave);
                 on(self.pty(p).complete > 0, Events::IN) | Events::OUT
             }
             FileKind::Epoll(_) => self.ep_eventpoll_poll(f),
+        }
+    }
+
+    /// `tty_buffer_flush_work`, as `n_tty_read` and `n_tty_poll` call it:
+    /// when the terminal at `side` of pty `p` has nothing to read, it
+    /// waits for the bytes on their way to it (its own hop; a hung-up
+    /// slave reads nothing).
+    pub(crate) fn pty_wait_for_input(&mut self, p: PtyId, side: Side) {
+        let pty = self.pty(p);
+        match side {
+            Side::Master if pty.output.is_empty() => {
+                self.pty_flush_to_master(p);
+            }
+            Side::Slave if pty.complete == 0 && !pty.hung_up() => self.pty_receive_input(p),
+            _ => {}
         }
     }
 

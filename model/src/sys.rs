@@ -596,15 +596,10 @@ impl World {
         }
         let id = fp.id();
         let w = fp.world();
-        // n_tty_read with nothing to read waits for the bytes on their way.
         if len > 0 {
             match w.file(id).kind {
-                FileKind::PtyMaster(p) if w.pty(p).output.is_empty() => {
-                    w.pty_flush_to_master(p);
-                }
-                FileKind::PtySlave(p) if w.pty(p).complete == 0 && !w.pty(p).hung_up() => {
-                    w.pty_receive_input(p);
-                }
+                FileKind::PtyMaster(p) => w.pty_wait_for_input(p, Side::Master),
+                FileKind::PtySlave(p) => w.pty_wait_for_input(p, Side::Slave),
                 _ => {}
             }
         }

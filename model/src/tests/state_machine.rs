@@ -840,6 +840,11 @@ impl Ref {
     }
 }
 
+/// [`aimed`] at `best` if there are any, else at `fds`.
+fn aimed_best(best: &[i32], fds: &[i32]) -> BoxedStrategy<i32> {
+    aimed(if best.is_empty() { fds } else { best })
+}
+
 /// A descriptor among `fds` mostly, any number sometimes.
 fn aimed(fds: &[i32]) -> BoxedStrategy<i32> {
     if fds.is_empty() {
@@ -891,14 +896,7 @@ fn call(children: Vec<&'static str>, a: &Aims, focus: bool) -> BoxedStrategy<Cal
     let connect = (aimed(&a.lone), listened_name(&a.names))
         .prop_map(|(fd, name)| Call::Connect { fd, name })
         .boxed();
-    let accept = (
-        aimed(if a.pending.is_empty() {
-            &a.listeners
-        } else {
-            &a.pending
-        }),
-        sock_flags(),
-    )
+    let accept = (aimed_best(&a.pending, &a.listeners), sock_flags())
         .prop_map(|(fd, flags)| Call::Accept { fd, flags })
         .boxed();
     let epoll_wait = (aimed(&a.epolls), prop_oneof![-1..3i32, Just(64)])
@@ -918,11 +916,7 @@ fn call(children: Vec<&'static str>, a: &Aims, focus: bool) -> BoxedStrategy<Cal
         .prop_map(|(sock, fds)| Call::Sendfds { sock, fds })
         .boxed();
     let recvfds = (
-        aimed(if a.ready.is_empty() {
-            &a.connected
-        } else {
-            &a.ready
-        }),
+        aimed_best(&a.ready, &a.connected),
         prop_oneof![Just(253u32), 0..3u32],
         any::<bool>(),
     )

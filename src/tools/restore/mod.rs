@@ -154,6 +154,10 @@ pub struct Restored {
     pub logs: Vec<ProcessLog>,
 }
 
+/// What `open` takes of a file's flags: the access mode and the status
+/// flags it can set (`O_APPEND`, `O_NONBLOCK`).
+const OPEN_FLAGS: u32 = OFlags::ACCMODE.bits() | OFlags::APPEND.bits() | OFlags::NONBLOCK.bits();
+
 fn status_bits(flags: &str) -> u32 {
     image::status_flags(flags).map_or(0, |f| f.bits())
 }
@@ -317,6 +321,12 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
             n
         })
     };
+    // A file's status flags; a ghost end (past the image's files) has none.
+    let flag_of = |x: FileId| {
+        img.files
+            .get(x as usize)
+            .map_or(0, |f| status_bits(&f.flags))
+    };
     for f in &img.files {
         let id = f.id as FileId;
         let flags = status_bits(&f.flags);
@@ -328,7 +338,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                 programs[q].make.push(Make::Open {
                     file: id,
                     path,
-                    flags: flags & (OFlags::ACCMODE.bits() | 0o2000 | 0o4000),
+                    flags: flags & OPEN_FLAGS,
                     offset: Some(*offset),
                 });
             }
@@ -339,7 +349,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                 programs[q].make.push(Make::Open {
                     file: id,
                     path,
-                    flags: flags & (OFlags::ACCMODE.bits() | 0o2000 | 0o4000),
+                    flags: flags & OPEN_FLAGS,
                     offset: None,
                 });
             }
@@ -354,11 +364,10 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                     master_set(&mut master, x, q);
                 }
                 let path = intern(&mut programs[q], q, path.clone());
-                let flag_of = |x: FileId| status_bits(&img.files[x as usize].flags);
                 programs[q].make.push(Make::Pty {
                     master: id,
                     path,
-                    flags: flags & (OFlags::ACCMODE.bits() | 0o2000 | 0o4000),
+                    flags: flags & OPEN_FLAGS,
                     slaves: slaves.iter().map(|&s| (s, flag_of(s))).collect(),
                 });
             }
@@ -376,11 +385,6 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                 for &x in &all {
                     master_set(&mut master, x, q);
                 }
-                let flag_of = |x: FileId| {
-                    img.files
-                        .get(x as usize)
-                        .map_or(0, |f| status_bits(&f.flags))
-                };
                 programs[q].make.push(Make::Pipe {
                     read: r,
                     write: w,
@@ -392,11 +396,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                         .iter()
                         .map(|&(x, e)| {
                             let of = if e == 1 { w } else { r };
-                            (
-                                x,
-                                of,
-                                flag_of(x) & (OFlags::ACCMODE.bits() | 0o2000 | 0o4000),
-                            )
+                            (x, of, flag_of(x) & OPEN_FLAGS)
                         })
                         .collect(),
                 });
@@ -411,11 +411,6 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                 master_set(&mut master, ends[0], q);
                 master_set(&mut master, ends[1], q);
                 let p = &img.pairs[*pair];
-                let flag_of = |x: FileId| {
-                    img.files
-                        .get(x as usize)
-                        .map_or(0, |f| status_bits(&f.flags))
-                };
                 programs[q].make.push(Make::Pair {
                     ty: match p.ty {
                         SockType::Stream => libc::SOCK_STREAM,
