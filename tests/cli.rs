@@ -237,6 +237,23 @@ fn check_reports_a_failing_scenario_as_a_row() {
     }
 }
 
+/// An expectation that holds only for some timings of the kernel's later
+/// work fails on the model, which follows every timing, even on a run where
+/// Linux happened to meet it.
+#[test]
+fn check_fails_an_expectation_that_depends_on_timing() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timing");
+    let out = fdlab(&["check", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let model = &rows[0]["results"][0];
+    assert_eq!(model["backend"], "model", "{rows}");
+    assert_eq!(model["verdict"], "fail", "{rows}");
+    assert_eq!(model["line"], 8, "{rows}");
+    let message = model["message"].as_str().unwrap();
+    assert!(message.contains("depends on timing"), "{message}");
+}
+
 /// Ctrl-C stops a long fuzzing run where it is, and it still says what ran.
 #[test]
 fn an_interrupted_fuzz_run_prints_its_summary() {

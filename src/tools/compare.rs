@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::dump;
 use super::image::Image;
 use super::restore::{differing, Difference};
-use super::run::{ExpectationResult, Report, Runner};
+use super::run::{ExpectationResult, Failure, Report, Runner};
 use crate::backend::api::{Backend, BackendError};
 use crate::backend::LinuxBackend;
 use crate::lang::print::{call_strace, expectation_text, outcome_text};
@@ -240,6 +240,54 @@ impl States {
         }
         seen.join(" or ")
     }
+}
+
+/// An expectation of `scenario` that holds in some of the states Linux may
+/// be in and not in others (see `States`): then the scenario passes on
+/// Linux only when the kernel's later work happens to come in time, or
+/// late. Runs `model` alone, in every state it may be in, and returns the
+/// first such expectation (its line, and what it got in a state where it
+/// failed); `None` if every expectation holds in all states or in none, or
+/// if there were more states than [`MAX_STATES`] to follow.
+///
+/// Errors: what the model could not do.
+pub fn timing_dependent(
+    scenario: &Scenario,
+    model: Box<dyn Backend>,
+) -> Result<Option<Failure>, BackendError> {
+    let report = Report::new(model.name());
+    let mut states = States {
+        all: vec![State {
+            backend: model,
+            report,
+        }],
+        most: 1,
+    };
+    for stmt in &scenario.stmts {
+        if !states.settle() {
+            return Ok(None);
+        }
+        let mut failed = Vec::with_capacity(states.all.len());
+        for s in &mut states.all {
+            let before = s.report.failures.len();
+            s.report.exec(s.backend.as_mut(), stmt)?;
+            failed.push(s.report.failures.len() > before);
+        }
+        if failed.contains(&true) && failed.contains(&false) {
+            let i = failed.iter().position(|&f| f).expect("one failed");
+            let f = states.all[i].report.failures.last().expect("it failed");
+            return Ok(Some(Failure {
+                line: f.line,
+                message: format!(
+                    "{}, when work Linux finishes later (a pty's echo, the unix \
+                     garbage collector) comes at another time: the expectation \
+                     depends on timing",
+                    f.message
+                ),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// Runs `scenario` on `model` and `linux` together, `model` in every state
