@@ -784,13 +784,7 @@ fn save_run_image(
 ) -> Result<(), String> {
     let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
     dump::write_image(img, to).map_err(|e| io(to, e))?;
-    let names_files = img.files.iter().any(|f| {
-        matches!(
-            f.object,
-            image::Object::Regular { .. } | image::Object::Directory { .. }
-        )
-    });
-    if names_files && to != Path::new("-") {
+    if img.relative_path().is_some() && to != Path::new("-") {
         let dir = dump::files_dir(to);
         save(&dir).map_err(|e| io(&dir, e))?;
     }

@@ -226,7 +226,7 @@ fn linux_dumps_equal_model_dumps() {
 #[test]
 fn linux_images_round_trip_on_linux_and_the_model() {
     use fdlab::backend::LinuxBackend;
-    use fdlab::tools::restore::{differences, expected, Target};
+    use fdlab::tools::restore::{differences, expected};
     let mut failures = Vec::new();
     let trees = corpus(&repo("tests/fixtures/trees")).unwrap();
     for path in corpus(&repo("scenarios")).unwrap().into_iter().chain(trees) {
@@ -234,8 +234,7 @@ fn linux_images_round_trip_on_linux_and_the_model() {
         let s = parse(&path.display().to_string(), &src).unwrap();
         let mut l1 = LinuxBackend::new(support::fdlab_bin()).unwrap();
         run(&s, &mut l1, false).unwrap();
-        let root = l1.sandbox().to_path_buf();
-        let img = l1.dump(Some(&root)).unwrap();
+        let (img, _copy, root) = dumped_with_root(&mut l1);
         let want = expected(&img);
         let opts = Options {
             root: Some(root.clone()),
@@ -260,6 +259,21 @@ fn linux_images_round_trip_on_linux_and_the_model() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The image of the tree `l` runs, and a copy of its sandbox to restore it
+/// under (beside the tree, which still holds its socket names): the copy's
+/// folder, and the root in it.
+fn dumped_with_root(
+    l: &mut fdlab::backend::LinuxBackend,
+) -> (Image, support::TempDir, std::path::PathBuf) {
+    use fdlab::tools::restore::Target;
+    let sandbox = l.sandbox().to_path_buf();
+    let img = l.dump(Some(&sandbox)).unwrap();
+    let copy = support::TempDir::new("round-trip");
+    let root = copy.path().join("root");
+    dump::save_sandbox(&sandbox, &root).unwrap();
+    (img, copy, root)
 }
 
 /// `img` restored on Linux (paths under `root`) and on the model, each
@@ -408,6 +422,40 @@ fn bad_images_are_errors_at_their_place() {
     assert!(err.contains("missing.json"), "{err}");
 }
 
+/// A connection's listener must be a listening socket of its name, and a
+/// connection waiting in a queue has no file on the listener's side.
+#[test]
+fn connections_that_no_listener_explains_are_invalid() {
+    let good = image_of(&repo("tests/fixtures/trees/listeners.fds"));
+    good.validate().unwrap();
+    let accepted = good
+        .pairs
+        .iter()
+        .position(|p| p.listener[1].is_some() && p.names[0].is_some())
+        .expect("the fixture has an accepted connection from a bound client");
+    // Its listener is a file that does not listen.
+    let mut bad = good.clone();
+    let other = bad
+        .files
+        .iter()
+        .position(|f| matches!(&f.object, Object::Unix { listen: None, .. }))
+        .unwrap();
+    bad.pairs[accepted].listener[1] = Some(other);
+    let e = bad.validate().unwrap_err();
+    assert!(e.msg.contains("no listening socket of its name"), "{e}");
+    // Its server end waits in the queue, though a file holds it.
+    let mut bad = good.clone();
+    let l = good.pairs[accepted].listener[1].unwrap();
+    if let Object::Unix {
+        listen: Some(q), ..
+    } = &mut bad.files[l].object
+    {
+        q.pending.push(accepted);
+    }
+    let e = bad.validate().unwrap_err();
+    assert!(e.msg.contains("waiting in file"), "{e}");
+}
+
 #[test]
 fn unrestorable_parts_are_refused_unless_skipped() {
     let dir = support::TempDir::new("restore-unrestorable");
@@ -494,16 +542,25 @@ fn a_slave_without_its_master_is_listed_as_unrestorable() {
     let dir = support::TempDir::new("restore-hung-up");
     let src = "spawn p\np: open /dev/ptmx O_RDWR = 0\np: ptypeer 0 O_NOCTTY = 1\n\
                p: pipe = 2 3\np: close 0 = 0\n";
-    let model = image_of_src(src);
-    assert_eq!(model.unrestorable.len(), 1, "{:?}", model.unrestorable);
-    assert!(model.unrestorable[0]
-        .why
-        .contains("master is not in the tree"));
-    assert_eq!(linux_dump_in(&dir, src), model);
-    let (code, _, err) = fdlab_in(dir.path(), &["restore", "x.json", "--backend", "both"]);
-    assert_eq!(code, 2, "refused unless skipped: {err}");
+    let err = listed_then_skipped(&dir, src, &["master is not in the tree"]).0;
     assert!(err.contains("pty slave"), "{err}");
-    let (code, _, err) = fdlab_in(
+}
+
+/// Scenario `src`: the model's dump lists what it cannot restore, with
+/// reasons that say `whys`, in order; Linux's dump is the same; restore
+/// refuses it (its message returned), and restores and verifies the rest
+/// when told to skip them (its plan returned).
+fn listed_then_skipped(dir: &support::TempDir, src: &str, whys: &[&str]) -> (String, String) {
+    let model = image_of_src(src);
+    let listed: Vec<&str> = model.unrestorable.iter().map(|u| u.why.as_str()).collect();
+    assert_eq!(listed.len(), whys.len(), "{listed:?}");
+    for (got, want) in listed.iter().zip(whys) {
+        assert!(got.contains(want), "{listed:?}");
+    }
+    assert_eq!(linux_dump_in(dir, src), model);
+    let (code, _, refused) = fdlab_in(dir.path(), &["restore", "x.json", "--backend", "both"]);
+    assert_eq!(code, 2, "refused unless skipped: {refused}");
+    let (code, plan, err) = fdlab_in(
         dir.path(),
         &[
             "restore",
@@ -512,9 +569,34 @@ fn a_slave_without_its_master_is_listed_as_unrestorable() {
             "both",
             "--skip-unrestorable",
             "--verify",
+            "--plan",
         ],
     );
     assert_eq!(code, 0, "{err}");
+    (refused, plan)
+}
+
+/// A connection waiting in a listener's queue is restored by connecting
+/// its client again; what the client sent waits on the listener's side,
+/// which no dump can read without accepting: both dumps list it, alike,
+/// and the rest restores without the data. A client closed while it
+/// waited cannot connect again: listed too. The socket files a restore
+/// binds go with the restored tree.
+#[test]
+fn waiting_connections_with_data_or_without_client_are_listed() {
+    let dir = support::TempDir::new("restore-waiting");
+    let src = "spawn p\np: socket SOCK_STREAM = 0\np: bind 0 s.sock = 0\np: listen 0 3 = 0\n\
+               p: socket SOCK_STREAM = 1\np: connect 1 s.sock = 0\np: write 1 \"hi\" = 2\n\
+               p: socket SOCK_STREAM = 2\np: connect 2 s.sock = 0\n\
+               p: socket SOCK_STREAM = 3\np: connect 3 s.sock = 0\np: close 3 = 0\n";
+    let plan = listed_then_skipped(&dir, src, &["without accepting", "client is closed"]).1;
+    assert!(plan.contains("connects and waits"), "{plan}");
+    let files = dir.path().join("x.json.files");
+    let left: Vec<_> = std::fs::read_dir(&files).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the restored tree's socket files stay: {left:?}"
+    );
 }
 
 #[test]
@@ -903,7 +985,7 @@ fn a_stuck_restore_names_what_it_waits_for() {
 #[test]
 fn generated_linux_trees_round_trip_on_both_backends() {
     use fdlab::backend::LinuxBackend;
-    use fdlab::tools::restore::{differences, expected, Target};
+    use fdlab::tools::restore::{differences, expected};
     use proptest::strategy::{Strategy, ValueTree};
 
     let n = cases(12);
@@ -915,8 +997,7 @@ fn generated_linux_trees_round_trip_on_both_backends() {
         let text = fdlab::lang::print::scenario_text(&s);
         let mut l1 = LinuxBackend::new(support::fdlab_bin()).unwrap();
         run(&s, &mut l1, false).unwrap();
-        let root = l1.sandbox().to_path_buf();
-        let img = l1.dump(Some(&root)).unwrap();
+        let (img, _copy, root) = dumped_with_root(&mut l1);
         let want = expected(&img);
         restored_descriptors += want.tables.iter().map(|t| t.fds.len()).sum::<usize>();
         let opts = Options {
@@ -934,8 +1015,8 @@ fn generated_linux_trees_round_trip_on_both_backends() {
             );
         }
     }
-    // Named sockets, which are skipped until restore makes them, take a
-    // share of the generated calls.
+    // Named datagram sockets, which are skipped, take a share of the
+    // generated calls.
     assert!(
         restored_descriptors > 8 * n as usize,
         "trees too small: {restored_descriptors}"

@@ -12,9 +12,10 @@ use fdlab_model::vnode::VnodeKind;
 use fdlab_model::{Errno, Events, FileId, OFlags, SockType, World};
 
 use crate::backend::linux::capture::{Capture, CapturedProc};
+use crate::backend::linux::observe::snapshot::scenario_name;
 
 use super::image::{
-    Bytes, FdImage, FileImage, Image, Message, Object, PairImage, PipeImage, ProcImage,
+    Bytes, FdImage, FileImage, Image, Listen, Message, Object, PairImage, PipeImage, ProcImage,
     Registration, Shut, TableImage, Unrestorable,
 };
 
@@ -32,10 +33,90 @@ fn pty_number<K: std::hash::Hash + Eq>(ptys: &mut HashMap<K, usize>, key: K) -> 
     *ptys.entry(key).or_insert(next)
 }
 
+/// Why a connection waiting in a listener's queue cannot be restored
+/// without its client.
+const NO_CLIENT: &str = "its client is closed or outside the tree: restore makes a waiting connection by connecting a client";
+
+/// Why a waiting connection with data cannot be restored as it is.
+const EMBRYO_DATA: &str = "its client sent data, which waits on the listener's side where no dump can read it without accepting the connection";
+
+/// Fills listening socket `file`'s queue: each waiting connection, oldest
+/// first, as the pair of its client (`None`: the client is no file of the
+/// image) and whether data waits on the listener's side. What restore
+/// cannot make is listed, alike for both backends' dumps.
+fn add_pending(img: &mut Image, file: usize, waiting: Vec<(Option<usize>, bool)>) {
+    let mut pending = Vec::new();
+    for (pair, data) in waiting {
+        let what = format!("file {file}: a connection waiting in its queue");
+        match pair {
+            None => img.unrestorable.push(Unrestorable {
+                what,
+                why: NO_CLIENT.into(),
+            }),
+            Some(p) => {
+                if data {
+                    img.unrestorable.push(Unrestorable {
+                        what,
+                        why: EMBRYO_DATA.into(),
+                    });
+                }
+                pending.push(p);
+            }
+        }
+    }
+    if let Object::Unix {
+        listen: Some(l), ..
+    } = &mut img.files[file].object
+    {
+        l.pending = pending;
+    }
+}
+
+/// Links each connection to its listener: an end named as a listening
+/// socket of the image was accepted from it; the side of a waiting
+/// connection that is no file yet is in its queue, and has its name.
+fn link_listeners(img: &mut Image) {
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut waiting: Vec<(usize, usize)> = Vec::new();
+    for f in &img.files {
+        if let Object::Unix {
+            name: Some(n),
+            listen: Some(l),
+            ..
+        } = &f.object
+        {
+            by_name.insert(n.clone(), f.id);
+            waiting.extend(l.pending.iter().map(|&p| (p, f.id)));
+        }
+    }
+    let mut is_file = vec![[false; 2]; img.pairs.len()];
+    for f in &img.files {
+        if let Object::Socket { pair, end } = f.object {
+            is_file[pair][end] = true;
+        }
+    }
+    for p in &mut img.pairs {
+        for e in 0..2 {
+            p.listener[e] = p.names[e].as_ref().and_then(|n| by_name.get(n).copied());
+        }
+    }
+    for (pair, l) in waiting {
+        let p = &mut img.pairs[pair];
+        if let Some(e) = (0..2).find(|&e| !is_file[pair][e]) {
+            p.listener[e] = Some(l);
+            if let Object::Unix { name, .. } = &img.files[l].object {
+                p.names[e] = name.clone();
+            }
+        }
+    }
+}
+
 /// What both backends' dumps settle last: pty slaves without their master,
-/// and the shutdown state of pairs with an end missing.
+/// connections and their listeners, and the shutdown state of pairs with
+/// an end missing.
 fn settle_image(img: &mut Image) {
     orphan_slaves(img);
+    link_listeners(img);
     // A pair end whose peer is no file of the image (unrestorable) has its
     // peer closed when restored, which shuts it both ways: what it shows
     // of shutdown now cannot be kept, and the image does not claim it.
@@ -122,13 +203,14 @@ impl SocketSeen {
 
     /// Why it cannot be restored yet, if it cannot.
     fn unrestorable(&self) -> Option<&'static str> {
-        if self.named || self.listening {
-            Some("named and listening unix sockets are not restored yet")
-        } else if self.never_connected {
-            Some("an unconnected stream or seqpacket socket is not restored yet")
-        } else {
-            None
-        }
+        (self.ty == SockType::Dgram && self.named)
+            .then_some("named datagram sockets are not restored yet")
+    }
+
+    /// A socket with no peer to pair it with: `socket(2)`'s, maybe bound,
+    /// maybe listening.
+    fn unpaired(&self) -> bool {
+        self.listening || self.never_connected
     }
 
     /// How the image names it, the same from both backends.
@@ -204,6 +286,8 @@ pub fn from_model(w: &World) -> Image {
     let mut pipes: HashMap<fdlab_model::PipeId, usize> = HashMap::new();
     let mut pairs: HashMap<fdlab_model::SockId, usize> = HashMap::new();
     let mut ptys: HashMap<fdlab_model::PtyId, usize> = HashMap::new();
+    // Listening sockets: their file, and their embryos, oldest first.
+    let mut listeners: Vec<(usize, Vec<fdlab_model::SockId>)> = Vec::new();
     let mut k = 0;
     while k < ids.order.len() {
         let fid = ids.order[k];
@@ -274,20 +358,31 @@ pub fn from_model(w: &World) -> Image {
                         why: why.into(),
                     });
                     Object::Other { what: seen.what() }
+                } else if seen.unpaired() {
+                    let listen = match sk.state {
+                        fdlab_model::socket::State::Listening { backlog } => {
+                            listeners.push((k, sk.pending.iter().copied().collect()));
+                            Some(Listen {
+                                backlog,
+                                pending: Vec::new(),
+                            })
+                        }
+                        _ => None,
+                    };
+                    Object::Unix {
+                        ty: sk.ty,
+                        name: sk.name.clone(),
+                        listen,
+                    }
                 } else {
                     let key = peer.map_or(*s, |p| p.min(*s));
                     let next = pairs.len();
                     let pair = *pairs.entry(key).or_insert(next);
                     if pair == img.pairs.len() {
-                        img.pairs.push(PairImage {
-                            id: pair,
-                            ty: sk.ty,
-                            queued: [Vec::new(), Vec::new()],
-                            reset: [false, false],
-                            shutdown: [None, None],
-                        });
+                        img.pairs.push(PairImage::new(pair, sk.ty));
                     }
                     let end = usize::from(key != *s);
+                    img.pairs[pair].names[end] = sk.name.clone();
                     img.pairs[pair].queued[end] = sk
                         .queue
                         .iter()
@@ -336,6 +431,20 @@ pub fn from_model(w: &World) -> Image {
             object,
         });
         k += 1;
+    }
+    // Each listener's waiting connections: an embryo (no file, no inode:
+    // sock_diag shows the client's peer as none) and its client, a pair
+    // of one end.
+    for (file, embryos) in listeners {
+        let waiting = embryos
+            .into_iter()
+            .map(|e| {
+                let client = w.sock(e).peer.filter(|&c| w.sock(c).open);
+                let pair = client.and_then(|c| pairs.get(&c).copied());
+                (pair, !w.sock(e).queue.is_empty())
+            })
+            .collect();
+        add_pending(&mut img, file, waiting);
     }
     settle_image(&mut img);
     canonical(&img)
@@ -413,6 +522,8 @@ pub fn from_capture(
     let mut ptys: HashMap<u32, usize> = HashMap::new();
     let mut pairs: HashMap<u64, usize> = HashMap::new();
     let mut pair_ends: Vec<Vec<u64>> = Vec::new();
+    // Listening sockets: their file, and their waiting clients' inodes.
+    let mut listeners: Vec<(usize, Vec<u32>)> = Vec::new();
     let mut k = 0;
     while k < ids.entries.len() {
         let rep = ids.entries[k];
@@ -482,6 +593,19 @@ pub fn from_capture(
                     });
                     Object::Other { what: seen.what() }
                 }
+                Some(s) if SocketSeen::of_diag(s).unpaired() => {
+                    if s.listening() {
+                        listeners.push((k, s.icons.clone()));
+                    }
+                    Object::Unix {
+                        ty: s.sock_type(),
+                        name: s.name.as_deref().map(|n| scenario_name(n, root.as_deref())),
+                        listen: s.listening().then(|| Listen {
+                            backlog: s.wqueue,
+                            pending: Vec::new(),
+                        }),
+                    }
+                }
                 Some(s) => {
                     let peer = u64::from(s.peer);
                     if let Some(holders) = cap.outside.get(&peer).filter(|h| !h.is_empty()) {
@@ -495,17 +619,13 @@ pub fn from_capture(
                     let next = pairs.len();
                     let pair = *pairs.entry(key).or_insert(next);
                     if pair == img.pairs.len() {
-                        img.pairs.push(PairImage {
-                            id: pair,
-                            ty: s.sock_type(),
-                            queued: [Vec::new(), Vec::new()],
-                            reset: [false, false],
-                            shutdown: [None, None],
-                        });
+                        img.pairs.push(PairImage::new(pair, s.sock_type()));
                         pair_ends.push(Vec::new());
                     }
                     let end = pair_ends[pair].len();
                     pair_ends[pair].push(e.ino);
+                    img.pairs[pair].names[end] =
+                        s.name.as_deref().map(|n| scenario_name(n, root.as_deref()));
                     img.pairs[pair].reset[end] = cap.resets.contains(&e.ino);
                     img.pairs[pair].shutdown[end] = Some(s.shutdown)
                         .filter(|_| peer != 0)
@@ -554,6 +674,20 @@ pub fn from_capture(
             object,
         });
         k += 1;
+    }
+    // Each listener's waiting connections, by their clients' inodes (the
+    // listener's side has none); what a client sent and no one read waits
+    // on the other side (its write queue).
+    for (file, clients) in listeners {
+        let waiting = clients
+            .into_iter()
+            .map(|c| {
+                let pair = pairs.get(&u64::from(c)).copied().filter(|_| c != 0);
+                let data = snap.sockets.get(&c).is_some_and(|s| s.wqueue > 0);
+                (pair, data)
+            })
+            .collect();
+        add_pending(&mut img, file, waiting);
     }
     for f in &cap.failures {
         img.unrestorable.push(Unrestorable {
@@ -793,6 +927,18 @@ pub fn canonical(img: &Image) -> Image {
                 pty: pty.map(|t| pty_id[&t]),
             },
             Object::PtySlave { pty } => Object::PtySlave { pty: pty_id[pty] },
+            Object::Unix { ty, name, listen } => Object::Unix {
+                ty: *ty,
+                name: name.clone(),
+                listen: listen.as_ref().map(|l| Listen {
+                    backlog: l.backlog,
+                    pending: l
+                        .pending
+                        .iter()
+                        .filter_map(|p| pair_id.get(p).copied())
+                        .collect(),
+                }),
+            },
             Object::Epoll { registrations } => {
                 let mut regs: Vec<Registration> = registrations
                     .iter()
@@ -860,6 +1006,8 @@ pub fn canonical(img: &Image) -> Image {
                 queued: [renumber(&p.queued[a]), renumber(&p.queued[b])],
                 reset: [p.reset[a], p.reset[b]],
                 shutdown: [p.shutdown[a], p.shutdown[b]],
+                names: [p.names[a].clone(), p.names[b].clone()],
+                listener: [a, b].map(|e| p.listener[e].and_then(|l| file_id.get(&l).copied())),
             })
         })
         .collect();

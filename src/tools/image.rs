@@ -6,9 +6,10 @@
 //! with its kind and state (path, access mode and status flags, offset; a
 //! pipe end and the pipe; a socket end and its pair; an epoll's
 //! registrations, each with the number it was made under and the file it
-//! was made for; an eventfd's counter), the bytes queued in each pipe, the
-//! messages queued in each socket pair with the files in flight in them,
-//! and what could not be dumped, with the reason.
+//! was made for; an eventfd's counter; a unix socket's name, and a
+//! listener's backlog and waiting connections), the bytes queued in each
+//! pipe, the messages queued in each socket pair with the files in flight
+//! in them, and what could not be dumped, with the reason.
 //!
 //! Open files are numbered by the image (`files[i].id == i`); a file in
 //! flight, or one only an epoll still watches, has an id and no
@@ -174,6 +175,18 @@ pub enum Object {
         /// 0 or 1.
         end: usize,
     },
+    /// A stream or seqpacket unix socket with no peer, as `socket(2)` made
+    /// it: bound to `name` if it has one, listening if it has `listen`.
+    Unix {
+        #[serde(rename = "type")]
+        ty: SockType,
+        /// A path relative to the tree's root, or `@name` in the abstract
+        /// namespace.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        listen: Option<Listen>,
+    },
     Epoll {
         registrations: Vec<Registration>,
     },
@@ -185,6 +198,19 @@ pub enum Object {
     Other {
         what: String,
     },
+}
+
+/// What a listening socket keeps: its backlog, and the connections that
+/// wait in its queue to be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listen {
+    /// As `listen(2)` left it (capped at `net.core.somaxconn`); one more
+    /// than this many connections may wait.
+    pub backlog: u32,
+    /// The waiting connections, oldest first: socket pairs whose listener
+    /// side is in the queue (no file yet) and whose client is a file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<usize>,
 }
 
 /// A pipe and what is queued in it.
@@ -224,6 +250,39 @@ pub struct PairImage {
     /// closed shows as shut both ways; closing the peer again makes that.)
     #[serde(default, skip_serializing_if = "no_shutdown")]
     pub shutdown: [Option<Shut>; 2],
+    /// Each end's name: bound (a path relative to the tree's root, or
+    /// `@name`), or its listener's, which a connection accepted from it
+    /// carries.
+    #[serde(default, skip_serializing_if = "no_names")]
+    pub names: [Option<String>; 2],
+    /// The listening socket (a file of the image) an end was accepted
+    /// from, or waits in the queue of: restore makes that connection with
+    /// `connect` and `accept` through it, which gives the end its name.
+    #[serde(default, skip_serializing_if = "no_listener")]
+    pub listener: [Option<usize>; 2],
+}
+
+impl PairImage {
+    /// Pair `id` of type `ty`, nothing queued, no names.
+    pub fn new(id: usize, ty: SockType) -> PairImage {
+        PairImage {
+            id,
+            ty,
+            queued: [Vec::new(), Vec::new()],
+            reset: [false, false],
+            shutdown: [None, None],
+            names: [None, None],
+            listener: [None, None],
+        }
+    }
+}
+
+fn no_names(n: &[Option<String>; 2]) -> bool {
+    n[0].is_none() && n[1].is_none()
+}
+
+fn no_listener(l: &[Option<usize>; 2]) -> bool {
+    l[0].is_none() && l[1].is_none()
 }
 
 /// What `shutdown(2)` stopped at one end of a pair.
@@ -581,6 +640,8 @@ impl Image {
         let mut pair_ends: BTreeMap<(usize, usize), usize> = BTreeMap::new();
         let mut pty_masters: BTreeMap<usize, usize> = BTreeMap::new();
         let mut pty_slaves: Vec<(usize, usize)> = Vec::new();
+        // Pairs waiting in a listener's queue: pair to listener.
+        let mut pending_in: BTreeMap<usize, usize> = BTreeMap::new();
         for f in &self.files {
             status_flags(&f.flags)
                 .map_err(|e| invalid(At::Item("files", f.id), format!("file {}: {e}", f.id)))?;
@@ -663,6 +724,46 @@ impl Image {
                         })?;
                     }
                 }
+                Object::Unix { ty, name, listen } => {
+                    let at = At::Item("files", f.id);
+                    if *ty == SockType::Dgram {
+                        return bad(
+                            at,
+                            format!(
+                                "file {}: a datagram socket is an end of a pair, never `unix`",
+                                f.id
+                            ),
+                        );
+                    }
+                    if let Some(n) = name {
+                        socket_name(n).map_err(|e| invalid(at, format!("file {}: {e}", f.id)))?;
+                    }
+                    if let Some(l) = listen {
+                        if name.is_none() {
+                            return bad(
+                                at,
+                                format!("file {}: a listening socket has a name", f.id),
+                            );
+                        }
+                        for &p in &l.pending {
+                            if p >= self.pairs.len() {
+                                return bad(
+                                    at,
+                                    format!("file {}: no socket pair {p} waits in its queue", f.id),
+                                );
+                            }
+                            if let Some(o) = pending_in.insert(p, f.id) {
+                                return bad(
+                                    at,
+                                    format!(
+                                        "files {o} and {}: socket pair {p} waits in both queues",
+                                        f.id
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                }
                 Object::Eventfd { .. } | Object::Other { .. } => {}
             }
         }
@@ -687,6 +788,7 @@ impl Image {
                     );
                 }
             }
+            self.validate_connection(p, &pair_ends, &pending_in)?;
             for q in &p.queued {
                 for m in q {
                     if let Some(&f) = m.files.iter().find(|&&f| f >= nfiles) {
@@ -731,6 +833,57 @@ impl Image {
         Ok(())
     }
 
+    /// Pair `p`'s names and listeners agree with the listening sockets:
+    /// an end accepted from a listener is a file named as it is; a pair
+    /// waiting in a listener's queue has its client as a file, and its
+    /// listener side, with nothing queued for it, not yet.
+    fn validate_connection(
+        &self,
+        p: &PairImage,
+        pair_ends: &BTreeMap<(usize, usize), usize>,
+        pending_in: &BTreeMap<usize, usize>,
+    ) -> Result<(), InvalidImage> {
+        let at = At::Item("pairs", p.id);
+        for n in p.names.iter().flatten() {
+            socket_name(n).map_err(|e| invalid(at, format!("socket pair {}: {e}", p.id)))?;
+        }
+        let waiting = pending_in.get(&p.id).copied();
+        for e in 0..2 {
+            let Some(l) = p.listener[e] else { continue };
+            let listens_as = match self.files.get(l).map(|f| &f.object) {
+                Some(Object::Unix {
+                    name: Some(n),
+                    listen: Some(_),
+                    ..
+                }) => Some(n),
+                _ => None,
+            };
+            if listens_as.is_none() || listens_as != p.names[e].as_ref() {
+                return bad(at, format!("socket pair {}: end {e} was accepted from file {l}, which is no listening socket of its name", p.id));
+            }
+            let is_file = pair_ends.contains_key(&(p.id, e));
+            if waiting == Some(l) {
+                if is_file || !pair_ends.contains_key(&(p.id, 1 - e)) || !p.queued[e].is_empty() {
+                    return bad(at, format!("socket pair {}: waiting in file {l}'s queue, end {e} is no file and has nothing queued, and end {} is a file", p.id, 1 - e));
+                }
+            } else if !is_file {
+                return bad(
+                    at,
+                    format!(
+                        "socket pair {}: end {e}, accepted from file {l}, is no file",
+                        p.id
+                    ),
+                );
+            }
+        }
+        if let Some(l) = waiting {
+            if !p.listener.contains(&Some(l)) {
+                return bad(at, format!("socket pair {}: it waits in file {l}'s queue, but no end names that listener", p.id));
+            }
+        }
+        Ok(())
+    }
+
     /// The image as a restore that skips what it cannot make leaves it:
     /// without the files listed as unrestorable (`Object::Other`), their
     /// descriptors, registrations and places in messages. Files keep
@@ -764,6 +917,29 @@ impl Image {
         img
     }
 
+    /// A path of the image relative to the tree's root (a file's, or a
+    /// socket's name), if it has one: then it is restored under a root.
+    pub fn relative_path(&self) -> Option<&str> {
+        let relative = |p: &str| !p.starts_with('/') && !p.starts_with('@');
+        let files = self.files.iter().find_map(|f| {
+            match &f.object {
+                Object::Regular { path, .. } | Object::Directory { path, .. } => {
+                    Some(path.as_str())
+                }
+                Object::Unix { name, .. } => name.as_deref(),
+                _ => None,
+            }
+            .filter(|p| relative(p))
+        });
+        files.or_else(|| {
+            self.pairs
+                .iter()
+                .flat_map(|p| p.names.iter().flatten())
+                .map(String::as_str)
+                .find(|p| relative(p))
+        })
+    }
+
     /// The processes that use table `t`.
     pub fn users(&self, t: usize) -> impl Iterator<Item = &ProcImage> {
         self.processes.iter().filter(move |p| p.table == t)
@@ -774,6 +950,29 @@ impl Default for Image {
     fn default() -> Image {
         Image::new()
     }
+}
+
+/// `sun_path`'s size: a name, with its NUL or the abstract namespace's
+/// leading one, fits in it.
+const SUN_PATH: usize = 108;
+
+/// Checks a unix socket's name as an image writes it: a path, or `@name`.
+///
+/// Errors: empty, with a NUL, or too long for `sun_path`.
+pub fn socket_name(n: &str) -> Result<(), String> {
+    if n.is_empty() || n == "@" || n.contains('\0') {
+        return Err(format!(
+            "socket name `{}` is empty or holds a NUL",
+            escape(n.as_bytes())
+        ));
+    }
+    if n.len() >= SUN_PATH {
+        return Err(format!(
+            "socket name `{n}` is longer than a socket address holds ({} bytes)",
+            SUN_PATH - 1
+        ));
+    }
+    Ok(())
 }
 
 /// Status flags as `F_GETFL` prints them, parsed.

@@ -68,6 +68,9 @@ pub struct LinuxBackend {
     fds: std::ops::Range<i32>,
     nursery: Option<(Child, Channel<OwnedFd>)>,
     procs: BTreeMap<String, Proc>,
+    /// Socket files that a restore binds outside the sandbox: they go
+    /// with the tree.
+    socket_files: Vec<PathBuf>,
     cost: Cell<Cost>,
     observed: Cell<ObserveCost>,
 }
@@ -184,6 +187,7 @@ impl LinuxBackend {
             fds: 0..floor as i32,
             nursery: None,
             procs: BTreeMap::new(),
+            socket_files: Vec::new(),
             cost: Cell::new(Cost::default()),
             observed: Cell::new(ObserveCost::default()),
         };
@@ -455,6 +459,16 @@ impl LinuxBackend {
             }
         }
         let _ = std::fs::remove_dir_all(&self.sandbox);
+        for path in std::mem::take(&mut self.socket_files) {
+            // Only a socket file: anything else there is not the tree's.
+            let _ = super::kernel::unlink_socket(&path.to_string_lossy());
+        }
+    }
+
+    /// Removes the socket files at `paths` when the tree ends, as its
+    /// sandbox is: a restore binds its sockets' names under its root.
+    pub fn remove_with_tree(&mut self, paths: impl IntoIterator<Item = PathBuf>) {
+        self.socket_files.extend(paths);
     }
 }
 

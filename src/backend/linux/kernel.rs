@@ -160,6 +160,19 @@ pub fn bind(fd: i32, name: &str) -> Sys<()> {
     check(unsafe { libc::bind(fd, (&a as *const libc::sockaddr_un).cast(), len) }).map(|_| ())
 }
 
+/// Removes the socket file at `path`: only a socket file (`ENOTSOCK` for
+/// anything else, which stays).
+pub fn unlink_socket(path: &str) -> Sys<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let io =
+        |e: io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)).unwrap_or(Errno::EIO);
+    let meta = std::fs::symlink_metadata(path).map_err(io)?;
+    if !meta.file_type().is_socket() {
+        return Err(Errno::ENOTSOCK);
+    }
+    std::fs::remove_file(path).map_err(io)
+}
+
 pub fn listen(fd: i32, backlog: i32) -> Sys<()> {
     // SAFETY: integer arguments.
     check(unsafe { libc::listen(fd, backlog) }).map(|_| ())

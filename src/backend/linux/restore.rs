@@ -44,6 +44,30 @@ impl Sys for LinuxSys {
         kernel::socketpair(ty)
     }
 
+    fn socket(&mut self, ty: i32) -> Result<i32, Errno> {
+        kernel::socket(ty)
+    }
+
+    fn bind(&mut self, fd: i32, name: &str) -> Result<(), Errno> {
+        kernel::bind(fd, name)
+    }
+
+    fn unlink_socket(&mut self, name: &str) -> Result<(), Errno> {
+        kernel::unlink_socket(name)
+    }
+
+    fn listen(&mut self, fd: i32, backlog: u32) -> Result<(), Errno> {
+        kernel::listen(fd, backlog.min(i32::MAX as u32) as i32)
+    }
+
+    fn connect(&mut self, fd: i32, name: &str) -> Result<(), Errno> {
+        kernel::connect(fd, name)
+    }
+
+    fn accept(&mut self, fd: i32) -> Result<i32, Errno> {
+        kernel::accept4(fd, 0)
+    }
+
     fn epoll_create(&mut self) -> Result<i32, Errno> {
         kernel::epoll_create(0)
     }

@@ -125,6 +125,12 @@ pub struct UnixSock {
     /// For a listener, the connections waiting to be accepted; otherwise
     /// the bytes queued to read.
     pub rqueue: u32,
+    /// For a listener, its backlog (`sk_max_ack_backlog`); otherwise the
+    /// bytes it sent that its peer has not read.
+    pub wqueue: u32,
+    /// For a listener, the inode of each waiting connection's client,
+    /// oldest first (0 for a client already gone).
+    pub icons: Vec<u32>,
 }
 
 impl UnixSock {
@@ -157,9 +163,11 @@ const NETLINK_SOCK_DIAG: libc::c_int = 4;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const UDIAG_SHOW_NAME: u32 = 0x1;
 const UDIAG_SHOW_PEER: u32 = 0x4;
+const UDIAG_SHOW_ICONS: u32 = 0x8;
 const UDIAG_SHOW_RQLEN: u32 = 0x10;
 const UNIX_DIAG_NAME: u16 = 0;
 const UNIX_DIAG_PEER: u16 = 2;
+const UNIX_DIAG_ICONS: u16 = 3;
 const UNIX_DIAG_RQLEN: u16 = 4;
 const UNIX_DIAG_SHUTDOWN: u16 = 6;
 
@@ -198,9 +206,9 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 
 /// Every unix socket of this network namespace, by inode, with its type,
-/// state, peer, bound name, shutdown state and queue (`NETLINK_SOCK_DIAG`
-/// dump with `UDIAG_SHOW_NAME|UDIAG_SHOW_PEER|UDIAG_SHOW_RQLEN`; the
-/// shutdown attribute comes with every socket).
+/// state, peer, bound name, shutdown state, queues and a listener's waiting
+/// connections (`NETLINK_SOCK_DIAG` dump with `UDIAG_SHOW_NAME`, `_PEER`,
+/// `_ICONS` and `_RQLEN`; the shutdown attribute comes with every socket).
 pub fn unix_sockets() -> io::Result<HashMap<u32, UnixSock>> {
     // SAFETY: plain integer arguments; the result is checked below.
     let raw = unsafe {
@@ -229,7 +237,7 @@ pub fn unix_sockets() -> io::Result<HashMap<u32, UnixSock>> {
             pad: 0,
             states: !0,
             ino: 0,
-            show: UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN,
+            show: UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN,
             cookie: [!0, !0],
         },
     };
@@ -297,7 +305,13 @@ pub fn unix_sockets() -> io::Result<HashMap<u32, UnixSock>> {
                     match aty {
                         UNIX_DIAG_PEER if payload.len() >= 4 => s.peer = u32_at(payload, 0),
                         UNIX_DIAG_SHUTDOWN if !payload.is_empty() => s.shutdown = payload[0],
-                        UNIX_DIAG_RQLEN if payload.len() >= 4 => s.rqueue = u32_at(payload, 0),
+                        UNIX_DIAG_RQLEN if payload.len() >= 8 => {
+                            s.rqueue = u32_at(payload, 0);
+                            s.wqueue = u32_at(payload, 4);
+                        }
+                        UNIX_DIAG_ICONS => {
+                            s.icons = payload.chunks_exact(4).map(|c| u32_at(c, 0)).collect();
+                        }
                         UNIX_DIAG_NAME => s.name = Some(socket_name(payload)),
                         _ => {}
                     }

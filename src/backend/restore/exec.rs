@@ -57,6 +57,18 @@ pub trait Sys {
     fn pipe(&mut self) -> Result<(i32, i32), Errno>;
     /// `socketpair(AF_UNIX, ty, 0)`.
     fn socketpair(&mut self, ty: i32) -> Result<(i32, i32), Errno>;
+    /// `socket(AF_UNIX, ty, 0)`.
+    fn socket(&mut self, ty: i32) -> Result<i32, Errno>;
+    /// `bind` to `name`: a path, or `@name` in the abstract namespace.
+    fn bind(&mut self, fd: i32, name: &str) -> Result<(), Errno>;
+    /// Removes the socket file at path `name`, which a socket bound there
+    /// before left (`ENOTSOCK` if it is no socket file: never removed).
+    fn unlink_socket(&mut self, name: &str) -> Result<(), Errno>;
+    fn listen(&mut self, fd: i32, backlog: u32) -> Result<(), Errno>;
+    /// `connect` to `name`, never blocking.
+    fn connect(&mut self, fd: i32, name: &str) -> Result<(), Errno>;
+    /// `accept4(fd, NULL, NULL, 0)`, never blocking.
+    fn accept(&mut self, fd: i32) -> Result<i32, Errno>;
     fn epoll_create(&mut self) -> Result<i32, Errno>;
     fn epoll_add(&mut self, ep: i32, fd: i32, events: u32) -> Result<(), Errno>;
     fn eventfd(&mut self) -> Result<i32, Errno>;
@@ -410,6 +422,42 @@ impl Executor {
         Ok((path, fd))
     }
 
+    /// The program's path `path`.
+    fn path(&self, path: u32) -> String {
+        self.prog
+            .paths
+            .get(path as usize)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Binds socket `fd` (file `file`) to the program's path `name`. A
+    /// socket file already there is one a socket bound before left (the
+    /// tree's own, when it is restored where it ran): it is replaced, as
+    /// the tree's socket had it.
+    fn bind(&self, sys: &mut dyn Sys, fd: i32, name: u32, file: FileId) -> Result<String, Failed> {
+        let name = self.path(name);
+        let what = || format!("binding file {file} to {name}");
+        match sys.bind(fd, &name) {
+            Err(Errno::EADDRINUSE) if !name.starts_with('@') => {
+                sys.unlink_socket(&name).map_err(self.fail(what))?;
+                sys.bind(fd, &name).map_err(self.fail(what))?;
+            }
+            r => r.map_err(self.fail(what))?,
+        }
+        Ok(name)
+    }
+
+    /// Sets the status flags `flags` of file `file` at `fd`, if it has any
+    /// that `F_SETFL` sets.
+    fn setfl(&self, sys: &mut dyn Sys, fd: i32, flags: u32, file: FileId) -> Result<(), Failed> {
+        if flags & SETFL_MASK != 0 {
+            sys.setfl(fd, flags & SETFL_MASK)
+                .map_err(self.fail(|| format!("setting file {file}'s status flags")))?;
+        }
+        Ok(())
+    }
+
     /// One open step: makes the object, and answers Done.
     fn make(&mut self, sys: &mut dyn Sys, m: &Make) -> Result<(), Failed> {
         match m {
@@ -482,14 +530,19 @@ impl Executor {
                     );
                 }
             }
-            Make::Pair { ty, ends, flags } => {
+            Make::Pair {
+                ty,
+                ends,
+                flags,
+                names,
+            } => {
                 let (a, b) = sys.socketpair(*ty).map_err(
                     self.fail(|| format!("socketpair for files {} and {}", ends[0], ends[1])),
                 )?;
-                for (fd, fl, f) in [(a, flags[0], ends[0]), (b, flags[1], ends[1])] {
-                    if fl & SETFL_MASK != 0 {
-                        sys.setfl(fd, fl & SETFL_MASK)
-                            .map_err(self.fail(|| format!("setting file {f}'s status flags")))?;
+                for (i, (fd, f)) in [(a, ends[0]), (b, ends[1])].into_iter().enumerate() {
+                    self.setfl(sys, fd, flags[i], f)?;
+                    if let Some(n) = names[i] {
+                        self.bind(sys, fd, n, f)?;
                     }
                 }
                 self.adopt_all(sys, &[(ends[0], a), (ends[1], b)])?;
@@ -506,6 +559,74 @@ impl Executor {
                     ends[0],
                     ends[1],
                     answer(queued, "messages to queue")
+                );
+            }
+            Make::Unix {
+                file,
+                ty,
+                flags,
+                name,
+                backlog,
+                connections,
+            } => {
+                let fd = sys
+                    .socket(*ty)
+                    .map_err(self.fail(|| format!("socket for file {file}")))?;
+                let mut made = vec![(*file, fd)];
+                let name = match name {
+                    Some(n) => Some(self.bind(sys, fd, *n, *file)?),
+                    None => None,
+                };
+                if let Some(b) = backlog {
+                    sys.listen(fd, *b)
+                        .map_err(self.fail(|| format!("listen on file {file}")))?;
+                }
+                self.setfl(sys, fd, *flags, *file)?;
+                let to = name.clone().unwrap_or_default();
+                for c in connections {
+                    let cfd = sys
+                        .socket(*ty)
+                        .map_err(self.fail(|| format!("socket for file {}", c.client)))?;
+                    made.push((c.client, cfd));
+                    if let Some(n) = c.client_name {
+                        self.bind(sys, cfd, n, c.client)?;
+                    }
+                    sys.connect(cfd, &to).map_err(
+                        self.fail(|| format!("connecting file {} to {to} (file {file})", c.client)),
+                    )?;
+                    self.setfl(sys, cfd, c.client_flags, c.client)?;
+                    if let Some((server, fl)) = c.server {
+                        let sfd = sys.accept(fd).map_err(
+                            self.fail(|| format!("accepting file {server} from file {file}")),
+                        )?;
+                        self.setfl(sys, sfd, fl, server)?;
+                        made.push((server, sfd));
+                    }
+                }
+                self.adopt_all(sys, &made)?;
+                let conns: Vec<String> = connections
+                    .iter()
+                    .map(|c| {
+                        let bound = c
+                            .client_name
+                            .map(|n| format!(" (bound to {})", self.path(n)))
+                            .unwrap_or_default();
+                        match c.server {
+                            Some((s, _)) => {
+                                format!("file {}{bound} connects, accepted as file {s}", c.client)
+                            }
+                            None => format!("file {}{bound} connects and waits", c.client),
+                        }
+                    })
+                    .collect();
+                note!(
+                    self,
+                    sys,
+                    "socket{}{} -> file {file}{}{}: Done",
+                    name.map(|n| format!(", bind {n}")).unwrap_or_default(),
+                    backlog.map(|b| format!(", listen {b}")).unwrap_or_default(),
+                    if conns.is_empty() { "" } else { "; " },
+                    conns.join("; ")
                 );
             }
             Make::Epoll { file, flags } => {

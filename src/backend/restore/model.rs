@@ -61,6 +61,15 @@ fn two(o: Outcome) -> Result<(i32, i32), Errno> {
     }
 }
 
+/// The language's socket type for `ty` (anything else counts as a stream).
+fn sock_type(ty: i32) -> SockType {
+    match ty {
+        libc::SOCK_DGRAM => SockType::Dgram,
+        libc::SOCK_SEQPACKET => SockType::Seqpacket,
+        _ => SockType::Stream,
+    }
+}
+
 impl ModelSys<'_> {
     fn call(&mut self, c: Call) -> Outcome {
         let o = self.world.call(self.pid, &c);
@@ -95,13 +104,52 @@ impl Sys for ModelSys<'_> {
     }
 
     fn socketpair(&mut self, ty: i32) -> Result<(i32, i32), Errno> {
-        let ty = match ty {
-            libc::SOCK_DGRAM => SockType::Dgram,
-            libc::SOCK_SEQPACKET => SockType::Seqpacket,
-            _ => SockType::Stream,
-        };
         two(self.call(Call::Socketpair {
-            ty,
+            ty: sock_type(ty),
+            flags: fdlab_model::SockFlags::default(),
+        }))
+    }
+
+    fn socket(&mut self, ty: i32) -> Result<i32, Errno> {
+        one(self.call(Call::Socket {
+            ty: sock_type(ty),
+            flags: fdlab_model::SockFlags::default(),
+        }))
+    }
+
+    fn bind(&mut self, fd: i32, name: &str) -> Result<(), Errno> {
+        one(self.call(Call::Bind {
+            fd,
+            name: name.to_string(),
+        }))
+        .map(|_| ())
+    }
+
+    fn unlink_socket(&mut self, _name: &str) -> Result<(), Errno> {
+        // The model's file system is the restore's own, and new: nothing
+        // was bound in it before.
+        Err(Errno::ENOTSOCK)
+    }
+
+    fn listen(&mut self, fd: i32, backlog: u32) -> Result<(), Errno> {
+        one(self.call(Call::Listen {
+            fd,
+            backlog: backlog.min(i32::MAX as u32) as i32,
+        }))
+        .map(|_| ())
+    }
+
+    fn connect(&mut self, fd: i32, name: &str) -> Result<(), Errno> {
+        one(self.call(Call::Connect {
+            fd,
+            name: name.to_string(),
+        }))
+        .map(|_| ())
+    }
+
+    fn accept(&mut self, fd: i32) -> Result<i32, Errno> {
+        one(self.call(Call::Accept {
+            fd,
             flags: fdlab_model::SockFlags::default(),
         }))
     }

@@ -37,13 +37,28 @@ pub enum Make {
         /// Further open files of an end: (file, the end's file, flags).
         reopen: Vec<(FileId, FileId, u32)>,
     },
-    /// `socketpair(AF_UNIX, ty)`; the messages queued on it are [`Work`]
-    /// (they may carry files made elsewhere).
+    /// `socketpair(AF_UNIX, ty)`, each end bound to its name if it has
+    /// one; the messages queued on it are [`Work`] (they may carry files
+    /// made elsewhere).
     Pair {
-        /// `SOCK_STREAM` or `SOCK_DGRAM`.
+        /// `SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET`.
         ty: i32,
         ends: [FileId; 2],
         flags: [u32; 2],
+        /// Each end's name, an index in [`Program::paths`].
+        #[serde(default)]
+        names: [Option<u32>; 2],
+    },
+    /// `socket(AF_UNIX, ty)`, bound to `paths[name]` if it has one, and
+    /// listening with `backlog` if it has one; then each connection
+    /// through it, oldest first: those accepted, then those that wait.
+    Unix {
+        file: FileId,
+        ty: i32,
+        flags: u32,
+        name: Option<u32>,
+        backlog: Option<u32>,
+        connections: Vec<Connection>,
     },
     /// `open(paths[path], flags)` of `/dev/ptmx`, then each slave opened
     /// from the master (`TIOCSPTLCK 0`, `TIOCGPTPEER` with `O_NOCTTY`)
@@ -66,7 +81,36 @@ pub enum Make {
     },
 }
 
+/// A connection through a listening socket: a client socket (bound to its
+/// own name, if it has one) connects to the listener; unless the
+/// connection waits in the queue, the listener accepts it as `server`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    pub client: FileId,
+    pub client_flags: u32,
+    /// An index in [`Program::paths`].
+    pub client_name: Option<u32>,
+    /// The accepted end and its status flags.
+    pub server: Option<(FileId, u32)>,
+}
+
 impl Make {
+    /// The names the step binds sockets to (indices in
+    /// [`Program::paths`]).
+    pub fn bound_names(&self) -> Vec<u32> {
+        match self {
+            Make::Pair { names, .. } => names.iter().flatten().copied().collect(),
+            Make::Unix {
+                name, connections, ..
+            } => name
+                .iter()
+                .chain(connections.iter().filter_map(|c| c.client_name.as_ref()))
+                .copied()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The files the step makes.
     pub fn files(&self) -> Vec<FileId> {
         match self {
@@ -84,6 +128,16 @@ impl Make {
                 v
             }
             Make::Pair { ends, .. } => ends.to_vec(),
+            Make::Unix {
+                file, connections, ..
+            } => {
+                let mut v = vec![*file];
+                for c in connections {
+                    v.push(c.client);
+                    v.extend(c.server.map(|s| s.0));
+                }
+                v
+            }
             Make::Pty { master, slaves, .. } => {
                 let mut v = vec![*master];
                 v.extend(slaves.iter().map(|s| s.0));

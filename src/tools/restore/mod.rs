@@ -33,7 +33,7 @@ use super::image::{self, Image, InvalidImage, Object};
 use crate::backend::api::{Backend, BackendError};
 use crate::backend::restore::exec::{make_transport, Cause, Executor, Failed, Stats, Status, Sys};
 use crate::backend::restore::model::ModelSys;
-use crate::backend::restore::program::{FileId, Make, Program, Serve, Work};
+use crate::backend::restore::program::{Connection, FileId, Make, Program, Serve, Work};
 use crate::backend::{LinuxBackend, ModelBackend};
 use crate::lang::print::call_strace;
 pub use tree::How;
@@ -166,6 +166,15 @@ fn master_set(master: &mut [usize], f: FileId, q: usize) {
     master[f as usize] = q;
 }
 
+/// `socket(2)`'s type for `ty`.
+fn socket_type(ty: SockType) -> i32 {
+    match ty {
+        SockType::Stream => libc::SOCK_STREAM,
+        SockType::Dgram => libc::SOCK_DGRAM,
+        SockType::Seqpacket => libc::SOCK_SEQPACKET,
+    }
+}
+
 /// Where `path` is opened: under `root` if there is one.
 ///
 /// Errors: a path whose `..` leaves the root.
@@ -189,6 +198,61 @@ fn resolve(path: &str, root: Option<&Path>) -> Result<String, RestoreError> {
         }
     }
     Ok(root.join(rel).to_string_lossy().into_owned())
+}
+
+/// Where a socket named `name` is bound: a path as [`resolve`] opens it;
+/// an abstract name as it is, or, under a root, as `@<root's base
+/// name>/name`, private to the root as the Linux backend keeps a
+/// scenario's (and as a dump under that root reads it back).
+///
+/// Errors: a path whose `..` leaves the root.
+fn resolve_name(name: &str, root: Option<&Path>) -> Result<String, RestoreError> {
+    match (name.strip_prefix('@'), root) {
+        (Some(rest), Some(r)) => {
+            let base = r.file_name().map(|b| b.to_string_lossy().into_owned());
+            Ok(format!("@{}/{rest}", base.unwrap_or_default()))
+        }
+        (Some(_), None) => Ok(name.to_string()),
+        (None, _) => resolve(name, root),
+    }
+}
+
+/// The connections through each listening socket (by its file), in the
+/// order restore makes them: those accepted (pair, server end), then those
+/// waiting in its queue (pair, the end in the queue), oldest first.
+#[allow(clippy::type_complexity)]
+fn connections_of(img: &Image) -> BTreeMap<usize, Vec<(usize, usize, bool)>> {
+    let mut out: BTreeMap<usize, Vec<(usize, usize, bool)>> = BTreeMap::new();
+    let mut waiting = BTreeSet::new();
+    for f in &img.files {
+        if let Object::Unix {
+            listen: Some(l), ..
+        } = &f.object
+        {
+            waiting.extend(l.pending.iter().copied());
+        }
+    }
+    for p in img.pairs.iter().filter(|p| !waiting.contains(&p.id)) {
+        for (e, l) in p.listener.iter().enumerate() {
+            if let Some(l) = l {
+                out.entry(*l).or_default().push((p.id, e, false));
+            }
+        }
+    }
+    for f in &img.files {
+        if let Object::Unix {
+            listen: Some(l), ..
+        } = &f.object
+        {
+            for &pair in &l.pending {
+                let e = (0..2)
+                    .find(|&e| img.pairs[pair].listener[e] == Some(f.id))
+                    .unwrap_or(1);
+                out.entry(f.id).or_default().push((pair, e, true));
+            }
+        }
+    }
+    out
 }
 
 /// Plans the restore of `img` (valid: see [`Image::validate`]).
@@ -327,6 +391,27 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
             .get(x as usize)
             .map_or(0, |f| status_bits(&f.flags))
     };
+    // A listening socket and its connections are made together, by the
+    // process that holds one of them first: a connection is made by
+    // connecting a client to the listener and accepting it there.
+    let connections = connections_of(img);
+    let mut made_with_listener: HashMap<usize, usize> = HashMap::new();
+    for (&l, conns) in &connections {
+        let mut all = vec![l as FileId];
+        for &(pair, e, waits) in conns {
+            all.push(pair_ends[pair][1 - e]);
+            if !waits {
+                all.push(pair_ends[pair][e]);
+            }
+        }
+        let q = first_holder(&all);
+        for &x in &all {
+            master_set(&mut master, x, q);
+        }
+        for &(pair, ..) in conns {
+            made_with_listener.insert(pair, q);
+        }
+    }
     for f in &img.files {
         let id = f.id as FileId;
         let flags = status_bits(&f.flags);
@@ -401,25 +486,75 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                         .collect(),
                 });
             }
+            Object::Unix { ty, name, listen } => {
+                let q = master[id as usize];
+                let q = if q == usize::MAX {
+                    let q = first_holder(&[id]);
+                    master_set(&mut master, id, q);
+                    q
+                } else {
+                    q
+                };
+                let mut named = |programs: &mut Vec<Program>, n: &Option<String>| {
+                    n.as_ref()
+                        .map(|n| {
+                            let at = resolve_name(n, opts.root.as_deref())?;
+                            Ok::<u32, RestoreError>(intern(&mut programs[q], q, at))
+                        })
+                        .transpose()
+                };
+                let name = named(&mut programs, name)?;
+                let mut made = Vec::new();
+                for &(pair, e, waits) in connections.get(&f.id).into_iter().flatten() {
+                    let client = pair_ends[pair][1 - e];
+                    made.push(Connection {
+                        client,
+                        client_flags: flag_of(client),
+                        client_name: named(&mut programs, &img.pairs[pair].names[1 - e])?,
+                        server: (!waits).then(|| {
+                            let server = pair_ends[pair][e];
+                            (server, flag_of(server))
+                        }),
+                    });
+                }
+                programs[q].make.push(Make::Unix {
+                    file: id,
+                    ty: socket_type(*ty),
+                    flags,
+                    name,
+                    backlog: listen.as_ref().map(|l| l.backlog),
+                    connections: made,
+                });
+            }
             Object::Socket { pair, .. } => {
                 if made_pairs[*pair] {
                     continue;
                 }
                 made_pairs[*pair] = true;
                 let ends = pair_ends[*pair];
-                let q = first_holder(&ends);
-                master_set(&mut master, ends[0], q);
-                master_set(&mut master, ends[1], q);
                 let p = &img.pairs[*pair];
-                programs[q].make.push(Make::Pair {
-                    ty: match p.ty {
-                        SockType::Stream => libc::SOCK_STREAM,
-                        SockType::Dgram => libc::SOCK_DGRAM,
-                        SockType::Seqpacket => libc::SOCK_SEQPACKET,
-                    },
-                    ends,
-                    flags: [flag_of(ends[0]), flag_of(ends[1])],
-                });
+                let q = match made_with_listener.get(pair) {
+                    Some(&q) => q,
+                    None => {
+                        let q = first_holder(&ends);
+                        master_set(&mut master, ends[0], q);
+                        master_set(&mut master, ends[1], q);
+                        let mut names = [None, None];
+                        for (e, n) in p.names.iter().enumerate() {
+                            if let Some(n) = n {
+                                let at = resolve_name(n, opts.root.as_deref())?;
+                                names[e] = Some(intern(&mut programs[q], q, at));
+                            }
+                        }
+                        programs[q].make.push(Make::Pair {
+                            ty: socket_type(p.ty),
+                            ends,
+                            flags: [flag_of(ends[0]), flag_of(ends[1])],
+                            names,
+                        });
+                        q
+                    }
+                };
                 // A pending reset on end e: its peer (closed in the image,
                 // a ghost here) gets a byte it never reads, and closes
                 // with it unread when the restore drops the ghosts.
@@ -726,6 +861,16 @@ impl Target for LinuxBackend {
         &mut self,
         plan: &Plan,
     ) -> Result<Vec<(String, Vec<String>, Stats)>, RestoreError> {
+        let bound = plan.programs.iter().flat_map(|(p, _)| {
+            p.make
+                .iter()
+                .flat_map(|m| m.bound_names())
+                .filter_map(|i| p.paths.get(i as usize))
+                // Relative: under the helpers' own folder, the sandbox.
+                .filter(|n| n.starts_with('/'))
+                .map(PathBuf::from)
+        });
+        self.remove_with_tree(bound.collect::<Vec<_>>());
         let outcomes = self.restore_run(&plan.programs)?;
         let mut out = Vec::new();
         let mut failed = None;
@@ -799,12 +944,7 @@ pub fn root_for(
             _ => Err(RestoreError::NoRoot(r.display().to_string())),
         };
     }
-    let relative = img.files.iter().find_map(|f| match &f.object {
-        Object::Regular { path, .. } | Object::Directory { path, .. } if !path.starts_with('/') => {
-            Some(path.clone())
-        }
-        _ => None,
-    });
+    let relative = img.relative_path().map(str::to_string);
     let Some(path) = relative else {
         return Ok(None);
     };

@@ -780,15 +780,18 @@ type ObjectId = (u64, u64);
 const PTY: u64 = u64::MAX;
 
 /// A socket's name as the scenario wrote it: scenario helpers bind an
-/// abstract `@name` as `@<sandbox's base name>/name`, private to the run.
+/// abstract `@name` as `@<sandbox's base name>/name`, private to the run;
+/// a restore binds a path under `root` by its full path.
 pub fn scenario_name(name: &str, root: Option<&str>) -> String {
     let base = root.and_then(|r| r.rsplit('/').next());
     let own = name
         .strip_prefix('@')
         .zip(base)
         .and_then(|(rest, base)| rest.strip_prefix(base)?.strip_prefix('/'));
-    match own {
-        Some(own) => format!("@{own}"),
-        None => name.to_string(),
+    let under = root.and_then(|r| name.strip_prefix(r)?.strip_prefix('/'));
+    match (own, under) {
+        (Some(own), _) => format!("@{own}"),
+        (None, Some(path)) => path.to_string(),
+        (None, None) => name.to_string(),
     }
 }
