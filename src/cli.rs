@@ -282,12 +282,23 @@ enum Cmd {
     /// Run the scenario corpus on every backend and print a table: one column
     /// per backend and whether model and Linux agree. Exit 0 when all pass
     /// and agree, 1 otherwise.
+    ///
+    /// With --exercise NAME: the book's exercise NAME. Alone, it prints the
+    /// task; with a FILE, the kernel judges the answer in it (exit 0:
+    /// right, 1: not yet).
+    #[command(
+        after_help = "Examples:\n  fdlab check\n  fdlab check scenarios/dup-shares-offset.fds\n  fdlab check --exercise one-offset-two-numbers\n  fdlab check --exercise one-offset-two-numbers my-answer.fds"
+    )]
     Check {
-        /// Scenario files or folders (default: the project's scenarios/).
+        /// Scenario files or folders (default: the project's scenarios/);
+        /// with --exercise, the answer's file.
         paths: Vec<PathBuf>,
-        /// Print the rows as JSON.
+        /// Print the rows (or the verdict) as JSON.
         #[arg(long)]
         json: bool,
+        /// An exercise of the book, by name (`list`: every exercise).
+        #[arg(long, value_name = "NAME")]
+        exercise: Option<String>,
     },
 }
 
@@ -512,7 +523,12 @@ pub fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Cmd::Check { paths, json } => check_all(paths, json),
+        Cmd::Check {
+            paths,
+            json,
+            exercise: Some(name),
+        } => check_exercise(&name, &paths, json),
+        Cmd::Check { paths, json, .. } => check_all(paths, json),
         Cmd::Language => {
             print!("{}", lang::reference());
             ExitCode::SUCCESS
@@ -1038,6 +1054,47 @@ fn finish<T: serde::Serialize>(
     } else {
         ExitCode::from(1)
     }
+}
+
+/// `fdlab check --exercise NAME [FILE]`: the task, or the kernel's
+/// verdict on an answer.
+fn check_exercise(name: &str, paths: &[PathBuf], json: bool) -> ExitCode {
+    use crate::tools::exercise::{find, judge, EXERCISES};
+    let names = || {
+        EXERCISES
+            .iter()
+            .map(|e| format!("  {:<32} ({})", e.name, e.chapter))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    if name == "list" {
+        println!("The book's exercises (and their chapters):\n{}", names());
+        return ExitCode::SUCCESS;
+    }
+    let Some(ex) = find(name) else {
+        return fail(format!(
+            "no exercise `{name}`; `fdlab check --exercise list` lists them"
+        ));
+    };
+    let file = match paths {
+        [] => {
+            print!("{}", ex.task());
+            println!("\nAnswer in a file, then: fdlab check --exercise {name} FILE");
+            return ExitCode::SUCCESS;
+        }
+        [file] => file,
+        _ => return fail("--exercise judges one answer: give one FILE"),
+    };
+    let shown = file.display().to_string();
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("{shown}:1:1: cannot read it: {e}")),
+    };
+    let v = match judge(ex, &shown, &text) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    finish(json, &v, v.right, || text::exercise_verdict(&v))
 }
 
 fn check_all(paths: Vec<PathBuf>, json: bool) -> ExitCode {

@@ -14,7 +14,7 @@ use fdlab::tools::gen::{ops, realize};
 use fdlab::tools::image::Image;
 use fdlab::tools::image::Object;
 
-use support::{cases, repo};
+use support::{cases, fdlab_in, repo};
 
 /// Restores `img` on a fresh model and dumps it again: the same image, or
 /// a message saying what went wrong.
@@ -301,23 +301,6 @@ fn restored_on_both(
             restore(img, &mut m, opts).and_then(|_| m.dump(None)),
         ),
     ]
-}
-
-/// `fdlab ARGS` in `dir` with `TMPDIR` there too: its exit code, standard
-/// output and standard error.
-fn fdlab_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(support::fdlab_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("TMPDIR", dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// What the issue asks: `run --backend linux --dump`, then `restore

@@ -315,31 +315,31 @@ pub fn expectation_text(e: &Expectation) -> String {
 
 /// A scenario as `.fds` text that parses back to it.
 pub fn scenario_text(s: &super::Scenario) -> String {
-    let mut out = String::new();
-    for stmt in &s.stmts {
-        match &stmt.kind {
-            super::StmtKind::Spawn { name, stdio } => out.push_str(&format!(
-                "spawn {name}{}\n",
-                if *stdio { " stdio" } else { "" }
-            )),
-            super::StmtKind::Call {
-                proc,
-                call,
-                expected,
-            } => {
-                out.push_str(&format!("{proc}: {}", call_text(call)));
-                if let Some(e) = expected {
-                    out.push_str(&format!(" = {}", expected_text(e)));
-                }
-                out.push('\n');
-            }
-            super::StmtKind::Expect(e) => {
-                out.push_str(&expectation_text(e));
-                out.push('\n');
-            }
+    s.stmts
+        .iter()
+        .map(|stmt| format!("{}\n", stmt_text(stmt)))
+        .collect()
+}
+
+/// A statement as `.fds` text, on one line.
+pub fn stmt_text(stmt: &super::Stmt) -> String {
+    match &stmt.kind {
+        super::StmtKind::Spawn { name, stdio } => {
+            format!("spawn {name}{}", if *stdio { " stdio" } else { "" })
         }
+        super::StmtKind::Call {
+            proc,
+            call,
+            expected,
+        } => {
+            let mut out = format!("{proc}: {}", call_text(call));
+            if let Some(e) = expected {
+                out.push_str(&format!(" = {}", expected_text(e)));
+            }
+            out
+        }
+        super::StmtKind::Expect(e) => expectation_text(e),
     }
-    out
 }
 
 /// The expectation that an outcome satisfies exactly.

@@ -817,3 +817,22 @@ pub fn restore_bench(r: &RestoreBench) -> String {
     }
     out
 }
+
+/// The kernel's verdict on an answer to an exercise, for a student.
+pub fn exercise_verdict(v: &crate::tools::exercise::Verdict) -> String {
+    let mut out = if v.right {
+        format!("{}: right. Linux agrees with every line.\n", v.exercise)
+    } else {
+        format!("{}: not yet.\n", v.exercise)
+    };
+    for f in &v.findings {
+        out.push_str(&format!("  {f}\n"));
+    }
+    if !v.model_differs.is_empty() {
+        out.push_str("The model answered otherwise than Linux (a bug of fdlab's model, not of your answer):\n");
+        for d in &v.model_differs {
+            out.push_str(&format!("  {d}\n"));
+        }
+    }
+    out
+}

@@ -8,6 +8,7 @@ pub mod check;
 pub mod compare;
 pub mod dump;
 pub mod error;
+pub mod exercise;
 pub mod fuzz;
 pub mod gen;
 pub mod image;

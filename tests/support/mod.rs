@@ -28,6 +28,23 @@ pub fn fdlab_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_fdlab"))
 }
 
+/// `fdlab ARGS` in `dir` with `TMPDIR` there too: its exit code, standard
+/// output and standard error.
+pub fn fdlab_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(fdlab_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("TMPDIR", dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A path in the repository.
 pub fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
