@@ -22,8 +22,8 @@ fn book_includes_only_scenarios_that_exist() {
         for part in text.split("{{#include ").skip(1) {
             let target = &part[..part.find("}}").expect("closed include")];
             assert!(
-                target.starts_with("../../scenarios/"),
-                "{name}: {target} is not a scenario"
+                target.starts_with("../../scenarios/") || target.starts_with("generated/"),
+                "{name}: {target} is neither a scenario nor generated output"
             );
             assert!(
                 src.join(target).is_file(),
@@ -142,4 +142,70 @@ fn the_readme_first_scenario_runs() {
     let r = fdlab::tools::run::run(&s, &mut ModelBackend::new(), false).unwrap();
     assert!(r.failures.is_empty(), "{:?}", r.failures);
     assert_eq!(r.expectations.len(), 1);
+}
+
+/// The output and the pictures the course shows are what fdlab prints:
+/// each file of `book/src/generated/` is made again from its scenario
+/// (`NAME.txt`: `fdlab run scenarios/NAME.fds`; `NAME.svg`: its `--svg`)
+/// and compared. `FDLAB_BLESS=1 cargo test --test book` writes them
+/// instead. Every generated file is shown by a chapter, and every one a
+/// chapter shows exists.
+#[test]
+fn generated_output_is_what_fdlab_prints() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("book/src");
+    let generated = src.join("generated");
+    let bless = std::env::var_os("FDLAB_BLESS").is_some();
+    let mut shown = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        for part in text.split("generated/").skip(1) {
+            let end = part.find([')', '}']).expect("a closed reference");
+            shown.insert(part[..end].to_string());
+        }
+    }
+    assert!(shown.len() >= 6, "{shown:?}");
+    let tmp = std::env::temp_dir().join(format!("fdlab-book-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for name in &shown {
+        let (stem, kind) = name.rsplit_once('.').expect("NAME.txt or NAME.svg");
+        let scenario = root.join("scenarios").join(format!("{stem}.fds"));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fdlab"));
+        cmd.arg("run").arg(&scenario).current_dir(&tmp);
+        let svg = tmp.join("picture.svg");
+        if kind == "svg" {
+            cmd.arg("--svg").arg(&svg);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let made = match kind {
+            "txt" => out.stdout,
+            "svg" => std::fs::read(&svg).unwrap(),
+            _ => panic!("{name}: only .txt and .svg are generated"),
+        };
+        let file = generated.join(name);
+        if bless {
+            std::fs::write(&file, &made).unwrap();
+        } else {
+            let book = std::fs::read(&file).unwrap_or_default();
+            assert!(
+                book == made,
+                "book/src/generated/{name} is not what fdlab prints now: \
+                 FDLAB_BLESS=1 cargo test --test book makes it again"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+    for entry in std::fs::read_dir(&generated).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            shown.contains(&name),
+            "generated/{name}: no chapter shows it"
+        );
+    }
 }

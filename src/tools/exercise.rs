@@ -50,10 +50,10 @@ macro_rules! exercise {
 
 /// Every exercise, in the order of the book.
 pub const EXERCISES: &[Exercise] = &[
-    exercise!("one-offset-two-numbers", "model.md"),
-    exercise!("predict-dup-and-open", "model.md"),
-    exercise!("shared-and-copied-tables", "model.md"),
-    exercise!("reader-only-in-flight", "model.md"),
+    exercise!("one-offset-two-numbers", "three-tables.md"),
+    exercise!("predict-dup-and-open", "three-tables.md"),
+    exercise!("shared-and-copied-tables", "three-tables.md"),
+    exercise!("reader-only-in-flight", "three-tables.md"),
     exercise!("watched-under-a-closed-number", "language.md"),
 ];
 
