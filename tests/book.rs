@@ -146,7 +146,8 @@ fn the_readme_first_scenario_runs() {
 
 /// The output and the pictures the course shows are what fdlab prints:
 /// each file of `book/src/generated/` is made again from its scenario
-/// (`NAME.txt`: `fdlab run scenarios/NAME.fds`; `NAME.svg`: its `--svg`)
+/// (`NAME.txt`: `fdlab run scenarios/NAME.fds`; `NAME.trace.txt`: with
+/// `--trace`; `NAME.svg`: its `--svg`)
 /// and compared. `FDLAB_BLESS=1 cargo test --test book` writes them
 /// instead. Every generated file is shown by a chapter, and every one a
 /// chapter shows exists.
@@ -160,9 +161,12 @@ fn generated_output_is_what_fdlab_prints() {
     for entry in std::fs::read_dir(&src).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        for part in text.split("generated/").skip(1) {
-            let end = part.find([')', '}']).expect("a closed reference");
-            shown.insert(part[..end].to_string());
+        // `{{#include generated/NAME}}` and `![...](generated/NAME)`.
+        for (opening, closing) in [("{{#include generated/", "}}"), ("](generated/", ")")] {
+            for part in text.split(opening).skip(1) {
+                let end = part.find(closing).expect("a closed reference");
+                shown.insert(part[..end].to_string());
+            }
         }
     }
     assert!(shown.len() >= 6, "{shown:?}");
@@ -170,9 +174,17 @@ fn generated_output_is_what_fdlab_prints() {
     std::fs::create_dir_all(&tmp).unwrap();
     for name in &shown {
         let (stem, kind) = name.rsplit_once('.').expect("NAME.txt or NAME.svg");
+        // NAME.trace.txt: with the file(9) calls under each call.
+        let (stem, trace) = match stem.strip_suffix(".trace") {
+            Some(s) => (s, true),
+            None => (stem, false),
+        };
         let scenario = root.join("scenarios").join(format!("{stem}.fds"));
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fdlab"));
         cmd.arg("run").arg(&scenario).current_dir(&tmp);
+        if trace {
+            cmd.arg("--trace");
+        }
         let svg = tmp.join("picture.svg");
         if kind == "svg" {
             cmd.arg("--svg").arg(&svg);

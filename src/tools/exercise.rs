@@ -53,8 +53,12 @@ pub const EXERCISES: &[Exercise] = &[
     exercise!("one-offset-two-numbers", "three-tables.md"),
     exercise!("predict-dup-and-open", "three-tables.md"),
     exercise!("shared-and-copied-tables", "three-tables.md"),
-    exercise!("reader-only-in-flight", "three-tables.md"),
-    exercise!("watched-under-a-closed-number", "language.md"),
+    exercise!("predict-lifetime", "lifetime.md"),
+    exercise!("thread-and-child", "tables.md"),
+    exercise!("predict-shared-table", "tables.md"),
+    exercise!("reader-only-in-flight", "passing.md"),
+    exercise!("predict-in-flight", "passing.md"),
+    exercise!("watched-under-a-closed-number", "epoll.md"),
 ];
 
 /// The exercise named `name`.
