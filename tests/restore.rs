@@ -425,7 +425,10 @@ fn connections_that_no_listener_explains_are_invalid() {
         .unwrap();
     bad.pairs[accepted].listener[1] = Some(other);
     let e = bad.validate().unwrap_err();
-    assert!(e.msg.contains("no listening socket of its name"), "{e}");
+    assert!(
+        e.msg.contains("no listening socket of its type and name"),
+        "{e}"
+    );
     // Its server end waits in the queue, though a file holds it.
     let mut bad = good.clone();
     let l = good.pairs[accepted].listener[1].unwrap();
@@ -580,6 +583,18 @@ fn waiting_connections_with_data_or_without_client_are_listed() {
         left.is_empty(),
         "the restored tree's socket files stay: {left:?}"
     );
+}
+
+/// A datagram socket that sends to a socket without a name cannot connect
+/// to it again: both dumps list it, alike, and the rest restores.
+#[test]
+fn a_datagram_peer_without_a_name_is_listed() {
+    let dir = support::TempDir::new("restore-dgram-peer");
+    let src = "spawn p\np: socketpair SOCK_DGRAM = 0 1\np: socket SOCK_DGRAM = 2\n\
+               p: bind 2 c.sock = 0\np: connect 0 c.sock = 0\np: write 0 \"hi\" = 2\n";
+    let plan = listed_then_skipped(&dir, src, &["has no name"]).1;
+    assert!(plan.contains("connect file"), "{plan}");
+    assert!(plan.contains("from a socket made for it"), "{plan}");
 }
 
 #[test]

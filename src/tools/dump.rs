@@ -72,20 +72,84 @@ fn add_pending(img: &mut Image, file: usize, waiting: Vec<(Option<usize>, bool)>
     }
 }
 
+/// The messages of a model socket's queue, with the ids of the files in
+/// flight in them.
+fn messages(queue: &VecDeque<fdlab_model::socket::Segment>, ids: &mut Ids) -> Vec<Message> {
+    queue
+        .iter()
+        .map(|seg| Message {
+            data: Bytes(seg.data.clone()),
+            files: seg.fds.iter().map(|&g| ids.id(g)).collect(),
+        })
+        .collect()
+}
+
+/// The messages a dump peeked from socket `ino`'s queue, with the ids of
+/// the files in flight in them.
+fn captured_messages(cap: &Capture, ino: u64, ids: &mut Ids) -> Vec<Message> {
+    cap.queues
+        .get(&ino)
+        .into_iter()
+        .flatten()
+        .map(|m| Message {
+            data: Bytes(m.data.clone()),
+            files: m.files.iter().map(|&f| ids.id_of(f)).collect(),
+        })
+        .collect()
+}
+
+/// Why a datagram socket's peer cannot be connected to again.
+const PEER_UNREACHABLE: &str = "it sends to a socket that has no name, is no file of the tree, or is connected to another (which refuses a new connect): restore connects to a peer by its name";
+
+/// Sets the peer of each datagram socket that sends to one (its file, and
+/// the file of the peer if the peer is a file of the image); a peer that
+/// restore cannot connect to again is listed, alike for both backends'
+/// dumps.
+fn link_peers(img: &mut Image, peers: Vec<(usize, Option<usize>)>) {
+    for (k, p) in peers {
+        let reachable = |p: usize| {
+            matches!(img.files[p].object, Object::Unix { .. }) && img.socket_name(p).is_some()
+        };
+        match p.filter(|&p| reachable(p)) {
+            Some(p) => {
+                if let Object::Unix { peer, .. } = &mut img.files[k].object {
+                    *peer = Some(p);
+                }
+            }
+            None => {
+                img.unrestorable.push(Unrestorable {
+                    what: format!("file {k} (unix datagram socket)"),
+                    why: PEER_UNREACHABLE.into(),
+                });
+                // Without its peer, a socket with a name is restored
+                // unconnected; one without is nothing restore can tell
+                // from a pair's end whose peer closed, and is left out.
+                if img.socket_name(k).is_none() {
+                    img.files[k].object = Object::Other {
+                        what: "unix datagram socket".into(),
+                    };
+                }
+            }
+        }
+    }
+}
+
 /// Links each connection to its listener: an end named as a listening
 /// socket of the image was accepted from it; the side of a waiting
 /// connection that is no file yet is in its queue, and has its name.
 fn link_listeners(img: &mut Image) {
-    let mut by_name: HashMap<String, usize> = HashMap::new();
+    // By type and name: the abstract namespace has one of each per type.
+    let mut by_name: HashMap<(SockType, String), usize> = HashMap::new();
     let mut waiting: Vec<(usize, usize)> = Vec::new();
     for f in &img.files {
         if let Object::Unix {
+            ty,
             name: Some(n),
             listen: Some(l),
             ..
         } = &f.object
         {
-            by_name.insert(n.clone(), f.id);
+            by_name.insert((*ty, n.clone()), f.id);
             waiting.extend(l.pending.iter().map(|&p| (p, f.id)));
         }
     }
@@ -97,7 +161,9 @@ fn link_listeners(img: &mut Image) {
     }
     for p in &mut img.pairs {
         for e in 0..2 {
-            p.listener[e] = p.names[e].as_ref().and_then(|n| by_name.get(n).copied());
+            p.listener[e] = p.names[e]
+                .as_ref()
+                .and_then(|n| by_name.get(&(p.ty, n.clone())).copied());
         }
     }
     for (pair, l) in waiting {
@@ -189,33 +255,39 @@ struct SocketSeen {
     listening: bool,
     /// A stream or seqpacket socket from `socket(2)`, never connected.
     never_connected: bool,
+    /// It has a peer (one with a file).
+    peer: bool,
+    /// Its peer's peer is it, and its peer is another: a pair. (A
+    /// datagram socket connected to itself is no pair: it sends to its
+    /// own name.)
+    mutual: bool,
 }
 
 impl SocketSeen {
-    fn of_diag(s: &crate::backend::linux::sys::UnixSock) -> SocketSeen {
+    fn of_diag(
+        s: &crate::backend::linux::sys::UnixSock,
+        ino: u32,
+        all: &HashMap<u32, crate::backend::linux::sys::UnixSock>,
+    ) -> SocketSeen {
         SocketSeen {
             ty: s.sock_type(),
             named: s.name.is_some(),
             listening: s.listening(),
             never_connected: s.never_connected(),
+            peer: s.peer != 0,
+            mutual: s.peer != ino && all.get(&s.peer).is_some_and(|p| p.peer == ino),
         }
     }
 
-    /// Why it cannot be restored yet, if it cannot.
-    fn unrestorable(&self) -> Option<&'static str> {
-        (self.ty == SockType::Dgram && self.named)
-            .then_some("named datagram sockets are not restored yet")
-    }
-
-    /// A socket with no peer to pair it with: `socket(2)`'s, maybe bound,
-    /// maybe listening.
+    /// A socket that is no end of a pair: `socket(2)`'s, maybe bound,
+    /// maybe listening; or a datagram socket with a name or one that sends
+    /// to a peer that does not send back. (A datagram socket with neither
+    /// is an end whose peer is gone, or was never there: which, no dump
+    /// can tell.)
     fn unpaired(&self) -> bool {
-        self.listening || self.never_connected
-    }
-
-    /// How the image names it, the same from both backends.
-    fn what(&self) -> String {
-        format!("unix {} socket", self.ty)
+        self.listening
+            || self.never_connected
+            || (self.ty == SockType::Dgram && (self.named || self.peer) && !self.mutual)
     }
 }
 
@@ -288,6 +360,9 @@ pub fn from_model(w: &World) -> Image {
     let mut ptys: HashMap<fdlab_model::PtyId, usize> = HashMap::new();
     // Listening sockets: their file, and their embryos, oldest first.
     let mut listeners: Vec<(usize, Vec<fdlab_model::SockId>)> = Vec::new();
+    // Each socket's file; datagram sockets that send to a peer, and it.
+    let mut sock_file: HashMap<fdlab_model::SockId, usize> = HashMap::new();
+    let mut sends_to: Vec<(usize, fdlab_model::SockId)> = Vec::new();
     let mut k = 0;
     while k < ids.order.len() {
         let fid = ids.order[k];
@@ -351,14 +426,11 @@ pub fn from_model(w: &World) -> Image {
                     listening: sk.listening(),
                     never_connected: sk.ty != SockType::Dgram
                         && sk.state == fdlab_model::socket::State::Unconnected,
+                    peer: peer.is_some(),
+                    mutual: peer.is_some_and(|p| p != *s && w.sock(p).peer == Some(*s)),
                 };
-                if let Some(why) = seen.unrestorable() {
-                    img.unrestorable.push(Unrestorable {
-                        what: format!("file {k} ({})", seen.what()),
-                        why: why.into(),
-                    });
-                    Object::Other { what: seen.what() }
-                } else if seen.unpaired() {
+                sock_file.insert(*s, k);
+                if seen.unpaired() {
                     let listen = match sk.state {
                         fdlab_model::socket::State::Listening { backlog } => {
                             listeners.push((k, sk.pending.iter().copied().collect()));
@@ -369,10 +441,16 @@ pub fn from_model(w: &World) -> Image {
                         }
                         _ => None,
                     };
+                    if let Some(p) = peer {
+                        sends_to.push((k, p));
+                    }
                     Object::Unix {
                         ty: sk.ty,
                         name: sk.name.clone(),
                         listen,
+                        peer: None,
+                        queued: messages(&sk.queue, &mut ids),
+                        shutdown: Shut::from_bits(sk.shutdown).filter(|_| sk.ty == SockType::Dgram),
                     }
                 } else {
                     let key = peer.map_or(*s, |p| p.min(*s));
@@ -383,14 +461,7 @@ pub fn from_model(w: &World) -> Image {
                     }
                     let end = usize::from(key != *s);
                     img.pairs[pair].names[end] = sk.name.clone();
-                    img.pairs[pair].queued[end] = sk
-                        .queue
-                        .iter()
-                        .map(|seg| Message {
-                            data: Bytes(seg.data.clone()),
-                            files: seg.fds.iter().map(|&g| ids.id(g)).collect(),
-                        })
-                        .collect();
+                    img.pairs[pair].queued[end] = messages(&sk.queue, &mut ids);
                     img.pairs[pair].reset[end] = sk.err == Some(Errno::ECONNRESET);
                     // What sock_diag shows: with the peer gone, shut both
                     // ways, which closing the peer again makes.
@@ -446,6 +517,11 @@ pub fn from_model(w: &World) -> Image {
             .collect();
         add_pending(&mut img, file, waiting);
     }
+    let peers = sends_to
+        .into_iter()
+        .map(|(k, p)| (k, sock_file.get(&p).copied()))
+        .collect();
+    link_peers(&mut img, peers);
     settle_image(&mut img);
     canonical(&img)
 }
@@ -524,6 +600,10 @@ pub fn from_capture(
     let mut pair_ends: Vec<Vec<u64>> = Vec::new();
     // Listening sockets: their file, and their waiting clients' inodes.
     let mut listeners: Vec<(usize, Vec<u32>)> = Vec::new();
+    // Each socket's file, by inode; datagram sockets that send to a peer,
+    // and its inode.
+    let mut sock_file: HashMap<u32, usize> = HashMap::new();
+    let mut sends_to: Vec<(usize, u32)> = Vec::new();
     let mut k = 0;
     while k < ids.entries.len() {
         let rep = ids.entries[k];
@@ -585,17 +665,13 @@ pub fn from_capture(
             }
             FileType::Socket => match snap.sockets.get(&(e.ino as u32)) {
                 None => refuse("not a unix socket: network sockets are not restored"),
-                Some(s) if SocketSeen::of_diag(s).unrestorable().is_some() => {
-                    let seen = SocketSeen::of_diag(s);
-                    img.unrestorable.push(Unrestorable {
-                        what: format!("file {k} ({})", seen.what()),
-                        why: seen.unrestorable().unwrap_or_default().into(),
-                    });
-                    Object::Other { what: seen.what() }
-                }
-                Some(s) if SocketSeen::of_diag(s).unpaired() => {
+                Some(s) if SocketSeen::of_diag(s, e.ino as u32, &snap.sockets).unpaired() => {
+                    sock_file.insert(e.ino as u32, k);
                     if s.listening() {
                         listeners.push((k, s.icons.clone()));
+                    }
+                    if s.peer != 0 {
+                        sends_to.push((k, s.peer));
                     }
                     Object::Unix {
                         ty: s.sock_type(),
@@ -604,9 +680,14 @@ pub fn from_capture(
                             backlog: s.wqueue,
                             pending: Vec::new(),
                         }),
+                        peer: None,
+                        queued: captured_messages(cap, e.ino, &mut ids),
+                        shutdown: Shut::from_bits(s.shutdown)
+                            .filter(|_| s.sock_type() == SockType::Dgram),
                     }
                 }
                 Some(s) => {
+                    sock_file.insert(e.ino as u32, k);
                     let peer = u64::from(s.peer);
                     if let Some(holders) = cap.outside.get(&peer).filter(|h| !h.is_empty()) {
                         let (pid, fd) = holders[0];
@@ -630,13 +711,7 @@ pub fn from_capture(
                     img.pairs[pair].shutdown[end] = Some(s.shutdown)
                         .filter(|_| peer != 0)
                         .and_then(Shut::from_bits);
-                    for m in cap.queues.get(&e.ino).into_iter().flatten() {
-                        let files = m.files.iter().map(|&f| ids.id_of(f)).collect();
-                        img.pairs[pair].queued[end].push(Message {
-                            data: Bytes(m.data.clone()),
-                            files,
-                        });
-                    }
+                    img.pairs[pair].queued[end] = captured_messages(cap, e.ino, &mut ids);
                     Object::Socket { pair, end }
                 }
             },
@@ -689,6 +764,11 @@ pub fn from_capture(
             .collect();
         add_pending(&mut img, file, waiting);
     }
+    let peers = sends_to
+        .into_iter()
+        .map(|(k, p)| (k, sock_file.get(&p).copied()))
+        .collect();
+    link_peers(&mut img, peers);
     for f in &cap.failures {
         img.unrestorable.push(Unrestorable {
             what: "the dump".into(),
@@ -855,6 +935,11 @@ pub fn canonical(img: &Image) -> Image {
                     meet(r.file, &mut file_id, &mut file_order, &mut queue);
                 }
             }
+            Object::Unix { queued, .. } => {
+                for &g in queued.iter().flat_map(|m| &m.files) {
+                    meet(g, &mut file_id, &mut file_order, &mut queue);
+                }
+            }
             _ => {}
         }
     }
@@ -927,7 +1012,14 @@ pub fn canonical(img: &Image) -> Image {
                 pty: pty.map(|t| pty_id[&t]),
             },
             Object::PtySlave { pty } => Object::PtySlave { pty: pty_id[pty] },
-            Object::Unix { ty, name, listen } => Object::Unix {
+            Object::Unix {
+                ty,
+                name,
+                listen,
+                peer,
+                queued,
+                shutdown,
+            } => Object::Unix {
                 ty: *ty,
                 name: name.clone(),
                 listen: listen.as_ref().map(|l| Listen {
@@ -938,6 +1030,15 @@ pub fn canonical(img: &Image) -> Image {
                         .filter_map(|p| pair_id.get(p).copied())
                         .collect(),
                 }),
+                peer: peer.and_then(|p| file_id.get(&p).copied()),
+                queued: queued
+                    .iter()
+                    .map(|m| Message {
+                        data: m.data.clone(),
+                        files: m.files.iter().map(|f| file_id[f]).collect(),
+                    })
+                    .collect(),
+                shutdown: *shutdown,
             },
             Object::Epoll { registrations } => {
                 let mut regs: Vec<Registration> = registrations

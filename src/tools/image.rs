@@ -175,8 +175,11 @@ pub enum Object {
         /// 0 or 1.
         end: usize,
     },
-    /// A stream or seqpacket unix socket with no peer, as `socket(2)` made
-    /// it: bound to `name` if it has one, listening if it has `listen`.
+    /// A unix socket as `socket(2)` made it, not one of a pair: bound to
+    /// `name` if it has one; a stream or seqpacket socket listening if it
+    /// has `listen`; a datagram socket sending to `peer` if it connected
+    /// to one (which does not send back), with the messages waiting to be
+    /// read at it.
     Unix {
         #[serde(rename = "type")]
         ty: SockType,
@@ -186,6 +189,16 @@ pub enum Object {
         name: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         listen: Option<Listen>,
+        /// The file of the socket it sends to (datagram only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<usize>,
+        /// Messages waiting to be read at it (datagram only), oldest
+        /// first.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        queued: Vec<Message>,
+        /// What `shutdown(2)` stopped (datagram only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shutdown: Option<Shut>,
     },
     Epoll {
         registrations: Vec<Registration>,
@@ -724,16 +737,36 @@ impl Image {
                         })?;
                     }
                 }
-                Object::Unix { ty, name, listen } => {
+                Object::Unix {
+                    ty,
+                    name,
+                    listen,
+                    peer,
+                    queued,
+                    shutdown,
+                } => {
                     let at = At::Item("files", f.id);
-                    if *ty == SockType::Dgram {
+                    let dgram = *ty == SockType::Dgram;
+                    if dgram && listen.is_some() {
                         return bad(
                             at,
-                            format!(
-                                "file {}: a datagram socket is an end of a pair, never `unix`",
-                                f.id
-                            ),
+                            format!("file {}: a datagram socket does not listen", f.id),
                         );
+                    }
+                    if !dgram && (peer.is_some() || !queued.is_empty() || shutdown.is_some()) {
+                        return bad(at, format!("file {}: only a datagram socket sends to a peer or has messages without one", f.id));
+                    }
+                    if !queued.is_empty() && name.is_none() {
+                        return bad(at, format!("file {}: messages wait at a socket that has no name to send them to", f.id));
+                    }
+                    if let Some(&m) = queued.iter().flat_map(|m| &m.files).find(|&&g| g >= nfiles) {
+                        return bad(at, format!("file {}: a message carries no file {m}", f.id));
+                    }
+                    if let Some(p) = *peer {
+                        // (Itself, if it connected to its own name.)
+                        if !self.named_dgram(p) {
+                            return bad(at, format!("file {}: its peer, file {p}, is no unpaired datagram socket with a name", f.id));
+                        }
                     }
                     if let Some(n) = name {
                         socket_name(n).map_err(|e| invalid(at, format!("file {}: {e}", f.id)))?;
@@ -816,10 +849,20 @@ impl Image {
             }
         }
         for f in &self.files {
-            if let Object::Epoll { registrations } = &f.object {
-                for r in registrations {
-                    reached[r.file] = true;
+            match &f.object {
+                Object::Epoll { registrations } => {
+                    for r in registrations {
+                        reached[r.file] = true;
+                    }
                 }
+                Object::Unix { queued, .. } => {
+                    for m in queued {
+                        for &g in &m.files {
+                            reached[g] = true;
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         if let Some(f) = reached.iter().position(|r| !r) {
@@ -831,6 +874,30 @@ impl Image {
             );
         }
         Ok(())
+    }
+
+    /// The name of socket file `f`, if it is a socket with one.
+    pub fn socket_name(&self, f: usize) -> Option<String> {
+        match self.files.get(f).map(|x| &x.object) {
+            Some(Object::Unix { name, .. }) => name.clone(),
+            Some(&Object::Socket { pair, end }) => {
+                self.pairs.get(pair).and_then(|p| p.names[end].clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether file `f` is a datagram socket with a name and no pair
+    /// (which a socket can connect to).
+    fn named_dgram(&self, f: usize) -> bool {
+        matches!(
+            self.files.get(f).map(|x| &x.object),
+            Some(Object::Unix {
+                ty: SockType::Dgram,
+                name: Some(_),
+                ..
+            })
+        )
     }
 
     /// Pair `p`'s names and listeners agree with the listening sockets:
@@ -852,14 +919,15 @@ impl Image {
             let Some(l) = p.listener[e] else { continue };
             let listens_as = match self.files.get(l).map(|f| &f.object) {
                 Some(Object::Unix {
+                    ty,
                     name: Some(n),
                     listen: Some(_),
                     ..
-                }) => Some(n),
+                }) if *ty == p.ty => Some(n),
                 _ => None,
             };
             if listens_as.is_none() || listens_as != p.names[e].as_ref() {
-                return bad(at, format!("socket pair {}: end {e} was accepted from file {l}, which is no listening socket of its name", p.id));
+                return bad(at, format!("socket pair {}: end {e} was accepted from file {l}, which is no listening socket of its type and name", p.id));
             }
             let is_file = pair_ends.contains_key(&(p.id, e));
             if waiting == Some(l) {
@@ -905,8 +973,19 @@ impl Image {
             t.fds.retain(|d| !gone.contains(&d.file));
         }
         for f in &mut img.files {
-            if let Object::Epoll { registrations } = &mut f.object {
-                registrations.retain(|r| !gone.contains(&r.file));
+            match &mut f.object {
+                Object::Epoll { registrations } => {
+                    registrations.retain(|r| !gone.contains(&r.file));
+                }
+                Object::Unix { queued, peer, .. } => {
+                    for m in queued {
+                        m.files.retain(|f| !gone.contains(f));
+                    }
+                    if peer.is_some_and(|p| gone.contains(&p)) {
+                        *peer = None;
+                    }
+                }
+                _ => {}
             }
         }
         for p in &mut img.pairs {

@@ -223,7 +223,7 @@ impl Executor {
             .map(|p| p.0 + 1)
             .chain(prog.work.iter().filter_map(|w| match w {
                 Work::Register { fd, .. } => Some(fd + 1),
-                Work::Queue { .. } | Work::Shutdown { .. } => None,
+                _ => None,
             }))
             .max()
             .unwrap_or(0)
@@ -539,10 +539,12 @@ impl Executor {
                 let (a, b) = sys.socketpair(*ty).map_err(
                     self.fail(|| format!("socketpair for files {} and {}", ends[0], ends[1])),
                 )?;
+                let mut bound = Vec::new();
                 for (i, (fd, f)) in [(a, ends[0]), (b, ends[1])].into_iter().enumerate() {
                     self.setfl(sys, fd, flags[i], f)?;
                     if let Some(n) = names[i] {
-                        self.bind(sys, fd, n, f)?;
+                        let name = self.bind(sys, fd, n, f)?;
+                        bound.push(format!(", file {f} bound to {name}"));
                     }
                 }
                 self.adopt_all(sys, &[(ends[0], a), (ends[1], b)])?;
@@ -555,9 +557,10 @@ impl Executor {
                 note!(
                     self,
                     sys,
-                    "socketpair -> files {} and {}: {}",
+                    "socketpair -> files {} and {}{}: {}",
                     ends[0],
                     ends[1],
+                    bound.concat(),
                     answer(queued, "messages to queue")
                 );
             }
@@ -728,18 +731,56 @@ impl Executor {
                     sys,
                     "queued {} bytes{} from file {from}: Done",
                     data.len(),
-                    if files.is_empty() {
-                        String::new()
-                    } else {
-                        let f: Vec<String> = files.iter().map(|x| x.to_string()).collect();
-                        format!(" with files {} in flight", f.join(", "))
-                    }
+                    in_flight(files)
                 );
             }
             Work::Shutdown { file, how } => {
                 sys.shutdown(self.fd_of(*file), *how)
                     .map_err(self.fail(|| format!("shutting file {file} down ({how})")))?;
                 note!(self, sys, "shutdown of file {file} ({how}): Done");
+            }
+            Work::SendTo {
+                to,
+                name,
+                data,
+                files,
+            } => {
+                let name = self.path(*name);
+                let what = || format!("queueing a message for file {to} at {name}");
+                let fds: Vec<i32> = files.iter().map(|f| self.fd_of(*f)).collect();
+                let sender = sys.socket(libc::SOCK_DGRAM).map_err(self.fail(what))?;
+                let sent = sys
+                    .connect(sender, &name)
+                    .and_then(|_| sys.sendmsg(sender, data, &fds));
+                sys.close(sender).map_err(self.fail(what))?;
+                match sent.map_err(self.fail(what))? {
+                    Some(_) => {}
+                    None => {
+                        return Err(Failed {
+                            process: self.prog.name.clone(),
+                            what: format!("{}: its queue is full", what()),
+                            cause: Cause::Errno(Errno::EAGAIN),
+                        })
+                    }
+                }
+                note!(
+                    self,
+                    sys,
+                    "sent {} bytes{} to file {to} at {name}, from a socket made for it: Done",
+                    data.len(),
+                    in_flight(files)
+                );
+            }
+            Work::Connect { sock, peer, name } => {
+                let name = self.path(*name);
+                sys.connect(self.fd_of(*sock), &name).map_err(
+                    self.fail(|| format!("connecting file {sock} to file {peer} at {name}")),
+                )?;
+                note!(
+                    self,
+                    sys,
+                    "connect file {sock} to file {peer} at {name}: Done"
+                );
             }
             Work::Register {
                 epoll,
@@ -905,6 +946,10 @@ impl Executor {
                             format!("epoll file {epoll}'s registration under {fd}")
                         }
                         Work::Shutdown { file, .. } => format!("shutting file {file}"),
+                        Work::SendTo { to, .. } => format!("a message queued for file {to}"),
+                        Work::Connect { sock, peer, .. } => {
+                            format!("connecting file {sock} to file {peer}")
+                        }
                     };
                     self.log.extend(sys.notes());
                     self.log
@@ -975,6 +1020,16 @@ impl Executor {
 
 /// An open step's answer: Done, or Again while `n` pieces of work on
 /// the new file remain (they may wait for files from elsewhere).
+/// " with files 3, 4 in flight", or nothing.
+fn in_flight(files: &[FileId]) -> String {
+    if files.is_empty() {
+        String::new()
+    } else {
+        let f: Vec<String> = files.iter().map(|x| x.to_string()).collect();
+        format!(" with files {} in flight", f.join(", "))
+    }
+}
+
 fn answer(n: usize, what: &str) -> String {
     if n == 0 {
         "Done".into()

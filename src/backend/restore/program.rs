@@ -159,6 +159,22 @@ pub enum Work {
     },
     /// `shutdown(file, how)`, after the messages queued on its pair.
     Shutdown { file: FileId, how: i32 },
+    /// A datagram message for `to`, sent to its name, `paths[name]`, from
+    /// a socket made for it and closed after (before `to` connects to a
+    /// peer of its own, which would refuse other senders).
+    SendTo {
+        to: FileId,
+        name: u32,
+        data: Vec<u8>,
+        files: Vec<FileId>,
+    },
+    /// `connect(sock, paths[name])`, the name of datagram socket `peer`,
+    /// once `peer` is made (it is here).
+    Connect {
+        sock: FileId,
+        peer: FileId,
+        name: u32,
+    },
     /// An epoll registration of `target` under the number `fd`.
     Register {
         epoll: FileId,
@@ -179,6 +195,12 @@ impl Work {
             }
             Work::Register { epoll, target, .. } => vec![*epoll, *target],
             Work::Shutdown { file, .. } => vec![*file],
+            Work::SendTo { to, files, .. } => {
+                let mut v = vec![*to];
+                v.extend(files);
+                v
+            }
+            Work::Connect { sock, peer, .. } => vec![*sock, *peer],
         }
     }
 }

@@ -297,6 +297,14 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
         .filter(|f| matches!(f.object, Object::Other { .. }))
         .map(|f| f.id as FileId)
         .collect();
+    // The files in flight in a message that restore makes.
+    let kept = |m: &image::Message| -> Vec<FileId> {
+        m.files
+            .iter()
+            .map(|&f| f as FileId)
+            .filter(|f| !other.contains(f))
+            .collect()
+    };
     // Ghost ends: the closed end of a pipe or socket pair. A pipe end may
     // have more open files than one: the first is made by `pipe2`, the
     // others opened again from it.
@@ -395,6 +403,8 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
     // process that holds one of them first: a connection is made by
     // connecting a client to the listener and accepting it there.
     let connections = connections_of(img);
+    // Datagram sockets with messages waiting, or a peer (see below).
+    let mut datagrams: Vec<usize> = Vec::new();
     let mut made_with_listener: HashMap<usize, usize> = HashMap::new();
     for (&l, conns) in &connections {
         let mut all = vec![l as FileId];
@@ -486,7 +496,14 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                         .collect(),
                 });
             }
-            Object::Unix { ty, name, listen } => {
+            Object::Unix {
+                ty,
+                name,
+                listen,
+                peer,
+                queued,
+                shutdown,
+            } => {
                 let q = master[id as usize];
                 let q = if q == usize::MAX {
                     let q = first_holder(&[id]);
@@ -516,6 +533,11 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                             (server, flag_of(server))
                         }),
                     });
+                }
+                // Its messages, where it sends, its shutdown: see
+                // `datagrams` below.
+                if !queued.is_empty() || peer.is_some() || shutdown.is_some() {
+                    datagrams.push(f.id);
                 }
                 programs[q].make.push(Make::Unix {
                     file: id,
@@ -568,12 +590,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                 // Messages queued for end e are sent from the other end.
                 for (e, queue) in p.queued.iter().enumerate() {
                     for m in queue {
-                        let files: Vec<FileId> = m
-                            .files
-                            .iter()
-                            .map(|&f| f as FileId)
-                            .filter(|f| !other.contains(f))
-                            .collect();
+                        let files = kept(m);
                         needs.entry(q).or_default().extend(&files);
                         programs[q].work.push(Work::Queue {
                             from: ends[1 - e],
@@ -621,6 +638,89 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                 });
             }
         }
+    }
+    // Datagram sockets that are no pair: the messages that wait at each
+    // come from a socket made for each and sent to its name, and then each
+    // connects to its peer. Both in one process, in an order that works:
+    // every message before any connect (a socket connected to a peer takes
+    // messages from that peer only), and a socket's own connect after
+    // those to it (a socket connected elsewhere refuses a connect, EPERM).
+    // Connections form chains, never cycles, so the order exists.
+    if let Some(&first) = datagrams.first() {
+        let q = master[first];
+        let mut sends = Vec::new();
+        let mut connects = Vec::new();
+        let mut shuts = Vec::new();
+        for &d in &datagrams {
+            let Object::Unix {
+                name,
+                peer,
+                queued,
+                shutdown,
+                ..
+            } = &img.files[d].object
+            else {
+                continue;
+            };
+            if let Some(s) = shutdown {
+                needs.entry(q).or_default().insert(d as FileId);
+                shuts.push(Work::Shutdown {
+                    file: d as FileId,
+                    how: s.how(),
+                });
+            }
+            let id = d as FileId;
+            if let Some(n) = name.as_ref().filter(|_| !queued.is_empty()) {
+                let at = resolve_name(n, opts.root.as_deref())?;
+                let own = intern(&mut programs[q], q, at);
+                for m in queued {
+                    let files = kept(m);
+                    needs.entry(q).or_default().insert(id);
+                    needs.entry(q).or_default().extend(&files);
+                    sends.push(Work::SendTo {
+                        to: id,
+                        name: own,
+                        data: m.data.0.clone(),
+                        files,
+                    });
+                }
+            }
+            let target = peer.filter(|&p| !other.contains(&(p as FileId)));
+            if let Some((p, n)) = target.and_then(|p| Some((p, img.socket_name(p)?))) {
+                let at = resolve_name(&n, opts.root.as_deref())?;
+                let name = intern(&mut programs[q], q, at);
+                needs.entry(q).or_default().extend([id, p as FileId]);
+                connects.push((d, p, name));
+            }
+        }
+        // Each connect after the connects to its socket: by how long the
+        // chain of sockets sending into it is.
+        let into = |x: usize| connects.iter().filter(move |c| c.1 == x).map(|c| c.0);
+        let mut depth: HashMap<usize, usize> = HashMap::new();
+        for &(d, ..) in &connects {
+            let mut stack = vec![(d, 0usize)];
+            let mut most = 0;
+            let mut seen = BTreeSet::new();
+            while let Some((x, n)) = stack.pop() {
+                most = most.max(n);
+                if seen.insert(x) {
+                    stack.extend(into(x).map(|w| (w, n + 1)));
+                }
+            }
+            depth.insert(d, most);
+        }
+        connects.sort_by_key(|c| (depth[&c.0], c.0));
+        programs[q].work.extend(sends);
+        programs[q]
+            .work
+            .extend(connects.into_iter().map(|(d, p, name)| Work::Connect {
+                sock: d as FileId,
+                peer: p as FileId,
+                name,
+            }));
+        // Last, what was shut down (a socket shut for reading takes no
+        // more messages).
+        programs[q].work.extend(shuts);
     }
     // Serving: each file to every participant that holds or needs it, in
     // file order.
