@@ -167,6 +167,18 @@ struct States {
 }
 
 impl States {
+    /// The one state `model` is in before anything ran.
+    fn new(model: Box<dyn Backend>) -> States {
+        let report = Report::new(model.name());
+        States {
+            all: vec![State {
+                backend: model,
+                report,
+            }],
+            most: 1,
+        }
+    }
+
     /// Adds the states that the pending work may have reached by now, one
     /// per state key. Returns false if there are more than [`MAX_STATES`].
     fn settle(&mut self) -> bool {
@@ -255,14 +267,7 @@ pub fn timing_dependent(
     scenario: &Scenario,
     model: Box<dyn Backend>,
 ) -> Result<Option<Failure>, BackendError> {
-    let report = Report::new(model.name());
-    let mut states = States {
-        all: vec![State {
-            backend: model,
-            report,
-        }],
-        most: 1,
-    };
+    let mut states = States::new(model);
     for stmt in &scenario.stmts {
         if !states.settle() {
             return Ok(None);
@@ -300,14 +305,7 @@ pub fn run_both(
     linux: &mut dyn Backend,
     every_step: bool,
 ) -> Result<Comparison, BackendError> {
-    let report = Report::new(model.name());
-    let mut states = States {
-        all: vec![State {
-            backend: model,
-            report,
-        }],
-        most: 1,
-    };
+    let mut states = States::new(model);
     let mut l = Runner::new(linux, false);
     let mut after_step = Vec::new();
     let mut divergences = Vec::new();

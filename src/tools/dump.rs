@@ -102,11 +102,16 @@ fn captured_messages(cap: &Capture, ino: u64, ids: &mut Ids) -> Vec<Message> {
 const PEER_UNREACHABLE: &str = "it sends to a socket that has no name, is no file of the tree, or is connected to another (which refuses a new connect): restore connects to a peer by its name";
 
 /// Sets the peer of each datagram socket that sends to one (its file, and
-/// the file of the peer if the peer is a file of the image); a peer that
-/// restore cannot connect to again is listed, alike for both backends'
-/// dumps.
-fn link_peers(img: &mut Image, peers: Vec<(usize, Option<usize>)>) {
-    for (k, p) in peers {
+/// the peer by the backend's own name for sockets, which `sock_file` maps
+/// to the files of the image that are sockets); a peer that restore cannot
+/// connect to again is listed, alike for both backends' dumps.
+fn link_peers<K: std::hash::Hash + Eq>(
+    img: &mut Image,
+    sends_to: Vec<(usize, K)>,
+    sock_file: &HashMap<K, usize>,
+) {
+    for (k, p) in sends_to {
+        let p = sock_file.get(&p).copied();
         let reachable = |p: usize| {
             matches!(img.files[p].object, Object::Unix { .. }) && img.socket_name(p).is_some()
         };
@@ -517,11 +522,7 @@ pub fn from_model(w: &World) -> Image {
             .collect();
         add_pending(&mut img, file, waiting);
     }
-    let peers = sends_to
-        .into_iter()
-        .map(|(k, p)| (k, sock_file.get(&p).copied()))
-        .collect();
-    link_peers(&mut img, peers);
+    link_peers(&mut img, sends_to, &sock_file);
     settle_image(&mut img);
     canonical(&img)
 }
@@ -764,11 +765,7 @@ pub fn from_capture(
             .collect();
         add_pending(&mut img, file, waiting);
     }
-    let peers = sends_to
-        .into_iter()
-        .map(|(k, p)| (k, sock_file.get(&p).copied()))
-        .collect();
-    link_peers(&mut img, peers);
+    link_peers(&mut img, sends_to, &sock_file);
     for f in &cap.failures {
         img.unrestorable.push(Unrestorable {
             what: "the dump".into(),

@@ -66,17 +66,31 @@ pub fn find(name: &str) -> Option<&'static Exercise> {
     EXERCISES.iter().find(|e| e.name == name)
 }
 
+/// The line of an exercise's opening comment that makes it a prediction.
+const PREDICT: &str = "kind: predict";
+
 impl Exercise {
     /// Whether the answer is a prediction of the exercise's own scenario.
     pub fn predicts(&self) -> bool {
-        self.header().any(|l| l.trim() == "kind: predict")
+        self.header().any(|l| l.trim() == PREDICT)
+    }
+
+    /// The exercise's file split after its opening comment.
+    fn parts(&self) -> (&'static str, &'static str) {
+        let header: usize = self
+            .judge
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| l.len() + 1)
+            .sum();
+        self.judge.split_at(header.min(self.judge.len()))
     }
 
     /// The opening comment's lines, without their `#`.
     fn header(&self) -> impl Iterator<Item = &'static str> {
-        self.judge
+        self.parts()
+            .0
             .lines()
-            .take_while(|l| l.starts_with('#'))
             .map(|l| l.trim_start_matches('#').strip_prefix(' ').unwrap_or(""))
     }
 
@@ -85,7 +99,7 @@ impl Exercise {
     pub fn task(&self) -> String {
         let mut t: String = self
             .header()
-            .filter(|l| l.trim() != "kind: predict")
+            .filter(|l| l.trim() != PREDICT)
             .map(|l| format!("{l}\n"))
             .collect();
         if self.predicts() {
@@ -97,13 +111,7 @@ impl Exercise {
 
     /// What follows the opening comment.
     fn body(&self) -> &'static str {
-        let header: usize = self
-            .judge
-            .lines()
-            .take_while(|l| l.starts_with('#'))
-            .map(|l| l.len() + 1)
-            .sum();
-        self.judge.get(header..).unwrap_or("")
+        self.parts().1
     }
 }
 

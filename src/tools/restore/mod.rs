@@ -662,20 +662,20 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
             else {
                 continue;
             };
+            // Each is here for its work, whoever made it.
+            let id = d as FileId;
+            needs.entry(q).or_default().insert(id);
             if let Some(s) = shutdown {
-                needs.entry(q).or_default().insert(d as FileId);
                 shuts.push(Work::Shutdown {
-                    file: d as FileId,
+                    file: id,
                     how: s.how(),
                 });
             }
-            let id = d as FileId;
             if let Some(n) = name.as_ref().filter(|_| !queued.is_empty()) {
                 let at = resolve_name(n, opts.root.as_deref())?;
                 let own = intern(&mut programs[q], q, at);
                 for m in queued {
                     let files = kept(m);
-                    needs.entry(q).or_default().insert(id);
                     needs.entry(q).or_default().extend(&files);
                     sends.push(Work::SendTo {
                         to: id,
@@ -689,7 +689,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
             if let Some((p, n)) = target.and_then(|p| Some((p, img.socket_name(p)?))) {
                 let at = resolve_name(&n, opts.root.as_deref())?;
                 let name = intern(&mut programs[q], q, at);
-                needs.entry(q).or_default().extend([id, p as FileId]);
+                needs.entry(q).or_default().insert(p as FileId);
                 connects.push((d, p, name));
             }
         }
