@@ -340,7 +340,7 @@ fn freeze_resumes_on_ctrl_c_and_a_vanished_process_is_a_warning() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while !pids.values().all(|&p| state(p) == 'T') {
         assert!(Instant::now() < deadline, "not frozen");
         std::thread::sleep(Duration::from_millis(10));
@@ -360,7 +360,7 @@ fn freeze_resumes_on_ctrl_c_and_a_vanished_process_is_a_warning() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while !pids.values().all(|&p| state(p) == 'T') {
         assert!(Instant::now() < deadline, "not frozen");
         std::thread::sleep(Duration::from_millis(10));

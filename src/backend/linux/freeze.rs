@@ -159,8 +159,14 @@ mod tests {
         let (pa, pb) = (a.id() as i32, b.id() as i32);
         // SAFETY: signals a child this test started.
         unsafe { libc::kill(pb, libc::SIGSTOP) };
-        std::thread::sleep(Duration::from_millis(50));
         let state = |p| procfs::stat(p).unwrap().state;
+        // A stop takes effect when b next runs, which on a busy machine
+        // may be a while: wait for it rather than for a fixed time.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state(pb) != 'T' {
+            assert!(Instant::now() < deadline, "b never stopped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         {
             let f = Frozen::stop(&[pa, pb], Duration::from_secs(2)).unwrap();
             assert_eq!(f.stopped, vec![pa], "b was stopped already");
