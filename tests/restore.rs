@@ -103,7 +103,7 @@ fn generated_trees_round_trip_on_the_model() {
 
     let n = cases(48);
     let mut runner = support::runner(n);
-    let seen = Cell::new([0u32; 4]);
+    let seen = Cell::new([0u32; 5]);
     let r = runner.run(&ops(5..60), |ops| {
         let s = realize(&ops);
         let mut b = ModelBackend::new();
@@ -120,6 +120,7 @@ fn generated_trees_round_trip_on_the_model() {
         c[3] += u32::from(img.files.iter().any(
             |f| matches!(&f.object, Object::Epoll { registrations } if !registrations.is_empty()),
         ));
+        c[4] += u32::from(img.processes.iter().any(|p| p.ctty.is_some()));
         seen.set(c);
         round_trip(&img).map_err(|e| {
             TestCaseError::fail(format!(
@@ -132,13 +133,17 @@ fn generated_trees_round_trip_on_the_model() {
         panic!("{e}");
     }
     // Shares of the cases that had several processes, a shared table,
-    // files in flight, epoll registrations (data in pipes is rare here:
-    // the corpus has it).
+    // files in flight, epoll registrations, a controlling terminal (data
+    // in pipes is rare here: the corpus has it).
     let c = seen.get();
-    for (i, what) in ["processes", "a shared table", "files in flight", "an epoll"]
-        .iter()
-        .enumerate()
-    {
+    let wanted = [
+        "processes",
+        "a shared table",
+        "files in flight",
+        "an epoll",
+        "a controlling terminal",
+    ];
+    for (i, what) in wanted.iter().enumerate() {
         assert!(c[i] * 40 >= n, "only {} of {n} trees had {what}", c[i]);
     }
 }
@@ -491,21 +496,80 @@ fn unrestorable_parts_are_refused_unless_skipped() {
 /// Sessions, controlling terminals and an `EPOLLONESHOT` registration
 /// that fired are not in images yet: both dumps list them as unrestorable,
 /// alike.
+/// A session whose leader exited cannot be made again (a session is made
+/// by its leader, its members by fork from it), nor an EPOLLONESHOT
+/// registration that fired: both dumps list them, alike.
 #[test]
-fn sessions_terminals_and_fired_oneshots_are_listed_as_unrestorable() {
-    let dir = support::TempDir::new("restore-ctty");
-    let src = "spawn p\np: open /dev/ptmx O_RDWR = 0\np: setsid = 0\np: tiocsctty 0 = 0\n\
-               p: eventfd = 1\np: epoll_create = 2\n\
-               p: epoll_ctl 2 EPOLL_CTL_ADD 1 EPOLLOUT|EPOLLONESHOT = 0\np: epoll_wait 2 1 = 1:EPOLLOUT\n";
+fn a_session_without_its_leader_and_fired_oneshots_are_listed_as_unrestorable() {
+    let dir = support::TempDir::new("restore-leaderless");
+    let src = "spawn p\np: setsid = 0\np: fork c = 0\np: exit = 0\n\
+               c: eventfd = 0\nc: epoll_create = 1\n\
+               c: epoll_ctl 1 EPOLL_CTL_ADD 0 EPOLLOUT|EPOLLONESHOT = 0\nc: epoll_wait 1 1 = 0:EPOLLOUT\n";
     let model = image_of_src(src);
     let why: Vec<&str> = model.unrestorable.iter().map(|u| u.why.as_str()).collect();
-    assert_eq!(why.len(), 3, "{why:?}");
-    assert!(why[0].contains("leads a session"), "{why:?}");
-    assert!(why[1].contains("controlling terminal"), "{why:?}");
-    assert!(why[2].contains("EPOLLONESHOT fired"), "{why:?}");
-    assert_eq!(model.unrestorable[0].what, "p");
+    assert_eq!(why.len(), 2, "{why:?}");
+    assert!(why[0].contains("EPOLLONESHOT fired"), "{why:?}");
+    assert!(why[1].contains("session's leader has exited"), "{why:?}");
+    assert_eq!(model.unrestorable[1].what, "c");
+    assert_eq!(model.processes[0].session, None);
     let linux = linux_dump_in(&dir, src);
     assert_eq!(linux.unrestorable, model.unrestorable);
+}
+
+/// Sessions and controlling terminals restore: a leader takes its terminal
+/// while the tree is made, between the children it forks without it and
+/// those with it, as `--plan` shows.
+#[test]
+fn sessions_and_controlling_terminals_restore_in_order() {
+    let img = image_of(&repo("tests/fixtures/trees/sessions.fds"));
+    assert!(img.unrestorable.is_empty(), "{:?}", img.unrestorable);
+    let ctty: Vec<&str> = img
+        .processes
+        .iter()
+        .filter(|p| p.ctty.is_some())
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(ctty, ["a", "m", "g"]);
+    let p = fdlab::tools::restore::plan(&img, &Options::default()).unwrap();
+    let at = |what: &str| {
+        p.create
+            .iter()
+            .position(|(n, h)| format!("{n} {h:?}").starts_with(what))
+            .unwrap_or_else(|| panic!("no {what} in {:?}", p.create))
+    };
+    assert!(at("out Fork") < at("a Setsid"));
+    assert!(at("a Setsid") < at("early Fork"));
+    assert!(at("early Fork") < at("a Terminal"));
+    assert!(at("a Terminal") < at("m Fork"));
+    assert!(at("own Fork") < at("own Setsid"));
+    // A member with the terminal cannot be made by one without it: the
+    // image is refused before anything is made.
+    let mut bad = img.clone();
+    let early = bad
+        .processes
+        .iter()
+        .position(|q| q.name == "early")
+        .unwrap();
+    let e2 = bad.processes.iter().position(|q| q.name == "e2").unwrap();
+    bad.processes[e2].ctty = bad.processes[early]
+        .session
+        .and_then(|l| img.processes[l].ctty);
+    let e = fdlab::tools::restore::plan(&bad, &Options::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("e2 cannot be made in its session"),
+        "{e}"
+    );
+    // What no kernel makes is an invalid image: a terminal that is not
+    // the session leader's, a session led by a process that leads none.
+    let out = img.processes.iter().position(|q| q.name == "out").unwrap();
+    let mut bad = img.clone();
+    bad.processes[out].ctty = img.processes[0].ctty;
+    let e = bad.validate().unwrap_err();
+    assert!(e.msg.contains("is not its session leader's"), "{e}");
+    let mut bad = img.clone();
+    bad.processes[e2].session = Some(early);
+    let e = bad.validate().unwrap_err();
+    assert!(e.msg.contains("is no process that leads a session"), "{e}");
 }
 
 /// `src` run on Linux through the command line in `dir`, dumped to
@@ -907,6 +971,8 @@ fn pipes_with_data_have_no_limit_of_their_own() {
             parent: None,
             table: n,
             rlimit: None,
+            session: None,
+            ctty: None,
         });
     }
     // One big pipe: 1 MiB of capacity, 600,000 bytes queued.

@@ -716,6 +716,10 @@ fn how_made(name: &str, how: &How) -> String {
         How::Fork { from } => format!("{name} (fork of {from})"),
         How::CloneFiles { from } => format!("{name} (clone_files of {from}: its table)"),
         How::Unshare => format!("then {name} unshares its table"),
+        How::Setsid => format!("then {name} leads a session (setsid)"),
+        How::Terminal { path, at, .. } => {
+            format!("then {name} opens {path} at {at} and takes its pty as controlling terminal")
+        }
     }
 }
 

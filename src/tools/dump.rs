@@ -12,6 +12,7 @@ use fdlab_model::vnode::VnodeKind;
 use fdlab_model::{Errno, Events, FileId, OFlags, SockType, World};
 
 use crate::backend::linux::capture::{Capture, CapturedProc};
+use crate::backend::linux::observe::procfs;
 use crate::backend::linux::observe::snapshot::scenario_name;
 
 use super::image::{
@@ -20,8 +21,7 @@ use super::image::{
 };
 
 /// Why a process with a controlling terminal cannot be restored as it is.
-const NO_CTTY: &str =
-    "it has a controlling terminal, which images do not hold yet: restored, it would have none";
+const NO_CTTY: &str = "its controlling terminal is no pty whose master is in the tree, or its session's leader is not: restored, it has none";
 
 /// Why a pty slave whose master is not in the image cannot be restored.
 const NO_PTY_MASTER: &str = "its pty's master is not in the tree (closed, so the slave is hung up, or held outside): restore makes a slave from its master";
@@ -230,24 +230,56 @@ fn orphan_slaves(img: &mut Image) {
     }
 }
 
-/// Why a session leader cannot be restored as it is.
-const LEADS_SESSION: &str =
-    "it leads a session (setsid), which images do not hold yet: restored, it would lead none";
+/// Why a process whose session lost its leader cannot be restored in it.
+const LEADER_GONE: &str = "its session's leader has exited: restore makes a session only in its leader (setsid), and the process in it by fork; restored, it is in the restorer's session";
 
 /// Why an `EPOLLONESHOT` registration that fired cannot be restored.
 const ONESHOT_FIRED: &str = "EPOLLONESHOT fired and disabled it; EPOLL_CTL_ADD would arm it again";
 
-/// Lists what images do not hold of process `name`'s session: that it
-/// leads one, that it has a controlling terminal. One function for both
-/// dumps, so that they list the same in the same order.
-fn refuse_session(img: &mut Image, name: &str, leads: bool, ctty: bool) {
-    for (on, why) in [(leads, LEADS_SESSION), (ctty, NO_CTTY)] {
-        if on {
+/// What a dump sees of a process's session, in image terms.
+struct SessionSeen {
+    /// The process of the image that leads its session, if one does.
+    leader: Option<usize>,
+    /// Its session is none the tree was started in, and its leader has
+    /// exited.
+    gone: bool,
+    /// Its controlling terminal, as a pty number of the image, or `Some`
+    /// of `None` for a terminal that is no pty of the image.
+    ctty: Option<Option<usize>>,
+}
+
+/// Gives each process its session and controlling terminal, listing what
+/// cannot be restored. One function for both dumps, so that they list the
+/// same in the same order. After the files: a terminal is restorable only
+/// when its master is a file of the image.
+fn settle_sessions(img: &mut Image, seen: &[SessionSeen]) {
+    let masters: HashSet<usize> = img
+        .files
+        .iter()
+        .filter_map(|f| match f.object {
+            Object::Chardev { pty, .. } => pty,
+            _ => None,
+        })
+        .collect();
+    for (p, s) in img.processes.iter_mut().zip(seen) {
+        let mut refuse = |why: &str| {
             img.unrestorable.push(Unrestorable {
-                what: name.to_string(),
+                what: p.name.clone(),
                 why: why.into(),
             });
+        };
+        if s.gone {
+            refuse(LEADER_GONE);
         }
+        p.session = s.leader;
+        p.ctty = match s.ctty {
+            None => None,
+            Some(Some(n)) if s.leader.is_some() && masters.contains(&n) => Some(n),
+            Some(_) => {
+                refuse(NO_CTTY);
+                None
+            }
+        };
     }
 }
 
@@ -330,6 +362,9 @@ pub fn from_model(w: &World) -> Image {
         .map(|(i, (_, n, _))| (n.clone(), i))
         .collect();
     let mut ids = Ids::default();
+    // Each process's session leader, whether its session lost its
+    // leader, and its terminal (a backend's key).
+    let mut sessions = Vec::new();
     let mut tables: HashMap<fdlab_model::filedesc::TableId, usize> = HashMap::new();
     for (_, name, pid) in &order {
         let p = w.proc(*pid);
@@ -349,13 +384,21 @@ pub fn from_model(w: &World) -> Image {
                 .collect();
             img.tables.push(TableImage { id: t, fds });
         }
-        refuse_session(&mut img, name, p.leader, p.ctty.is_some());
+        let leader = p.session.and_then(|s| {
+            order
+                .iter()
+                .find(|(_, _, q)| w.proc(*q).leader && w.proc(*q).session == Some(s))
+                .map(|(_, n, _)| index[n])
+        });
+        sessions.push((leader, p.session.is_some() && leader.is_none(), p.ctty));
         img.processes.push(ProcImage {
             id: img.processes.len(),
             name: name.clone(),
             parent: parent_of(*pid).and_then(|n| index.get(&n).copied()),
             table: t,
             rlimit: Some(p.rlimit),
+            session: None,
+            ctty: None,
         });
     }
     // Files, and what they reach: files in flight and epoll targets get
@@ -524,6 +567,15 @@ pub fn from_model(w: &World) -> Image {
     }
     link_peers(&mut img, sends_to, &sock_file);
     settle_image(&mut img);
+    let seen: Vec<SessionSeen> = sessions
+        .into_iter()
+        .map(|(leader, gone, ctty)| SessionSeen {
+            leader,
+            gone,
+            ctty: ctty.map(|t| ptys.get(&t).copied()),
+        })
+        .collect();
+    settle_sessions(&mut img, &seen);
     canonical(&img)
 }
 
@@ -542,6 +594,9 @@ pub fn from_capture(
     let snap = &cap.snapshot;
     let mut img = Image::new();
     let mut ids = Ids::default();
+    // Each process's session leader, whether its session lost its
+    // leader, and its terminal (a backend's key).
+    let mut sessions = Vec::new();
     let mut tables: HashMap<usize, usize> = HashMap::new();
     let index: HashMap<i32, usize> = cap
         .procs
@@ -570,18 +625,23 @@ pub fn from_capture(
                 .collect();
             img.tables.push(TableImage { id: table, fds });
         }
-        refuse_session(
-            &mut img,
-            &name(p),
-            snap.leaders.contains(&p.pid),
-            snap.ctty.contains_key(&p.pid),
-        );
+        let sid = snap.sessions.get(&p.pid).copied();
+        let leader = sid.and_then(|s| index.get(&s).copied());
+        // A session led by no process of the tree: the one it was started
+        // in while that session's leader lives; lost when it has exited.
+        let gone = leader.is_none()
+            && sid.is_some_and(|s| {
+                !procfs::stat(s).is_ok_and(|st| st.session == s && st.state != 'Z')
+            });
+        sessions.push((leader, gone, snap.ctty.get(&p.pid).copied()));
         img.processes.push(ProcImage {
             id: i,
             name: name(p),
             parent: index.get(&p.ppid).copied().filter(|&q| q != i),
             table,
             rlimit: p.rlimit,
+            session: None,
+            ctty: None,
         });
     }
     let root = sandbox.map(|p| p.to_string_lossy().into_owned());
@@ -773,6 +833,19 @@ pub fn from_capture(
         });
     }
     settle_image(&mut img);
+    let seen: Vec<SessionSeen> = sessions
+        .into_iter()
+        .map(|(leader, gone, tty_nr)| SessionSeen {
+            leader,
+            gone,
+            ctty: tty_nr.map(|nr| {
+                ptys.iter()
+                    .find(|(&n, _)| procfs::pts_tty_nr(n) == nr)
+                    .map(|(_, &k)| k)
+            }),
+        })
+        .collect();
+    settle_sessions(&mut img, &seen);
     canonical(&img)
 }
 
@@ -979,6 +1052,8 @@ pub fn canonical(img: &Image) -> Image {
             parent: p.parent.and_then(|x| proc_id.get(&x).copied()),
             table: table_id[&p.table],
             rlimit: p.rlimit,
+            session: p.session.and_then(|x| proc_id.get(&x).copied()),
+            ctty: p.ctty.and_then(|t| pty_id.get(&t).copied()),
         });
     }
     for (t, fds) in tables {

@@ -85,6 +85,14 @@ pub struct ProcImage {
     /// Its soft `RLIMIT_NOFILE`, when known.
     #[serde(default)]
     pub rlimit: Option<u64>,
+    /// The session it is in, by the process that leads it (itself, when it
+    /// leads one); none for the session the tree was started in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<usize>,
+    /// Its controlling terminal: the slave of the image's pty of this
+    /// number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctty: Option<usize>,
 }
 
 /// A descriptor table.
@@ -540,6 +548,8 @@ impl Image {
                 parent,
                 table,
                 rlimit: None,
+                session: None,
+                ctty: None,
             })
             .collect();
         img
@@ -616,6 +626,7 @@ impl Image {
                 );
             }
             used_tables.insert(p.table);
+            self.validate_session(p)?;
         }
         let nfiles = self.files.len();
         for t in &self.tables {
@@ -904,6 +915,53 @@ impl Image {
     /// an end accepted from a listener is a file named as it is; a pair
     /// waiting in a listener's queue has its client as a file, and its
     /// listener side, with nothing queued for it, not yet.
+    /// A process's session is led by a process of the image that leads
+    /// it; a controlling terminal is a pty of the image whose master is a
+    /// file, and the one its session's leader has (a member gets it only
+    /// from the leader, by fork, and loses it with the whole session).
+    fn validate_session(&self, p: &ProcImage) -> Result<(), InvalidImage> {
+        let at = At::Item("processes", p.id);
+        let who = format!("process {} (`{}`)", p.id, p.name);
+        if let Some(l) = p.session {
+            if self.processes.get(l).and_then(|l| l.session) != Some(l) {
+                return bad(
+                    at,
+                    format!("{who}: its session's leader {l} is no process that leads a session"),
+                );
+            }
+        }
+        let Some(n) = p.ctty else { return Ok(()) };
+        let leader = p.session.and_then(|l| self.processes.get(l));
+        if leader.and_then(|l| l.ctty) != Some(n) {
+            return bad(
+                at,
+                format!("{who}: its controlling terminal, pty {n}, is not its session leader's"),
+            );
+        }
+        let master = self
+            .files
+            .iter()
+            .any(|f| matches!(f.object, Object::Chardev { pty: Some(m), .. } if m == n));
+        if !master {
+            return bad(at, format!("{who}: no pty {n} has a master file"));
+        }
+        // Members have their leader's: leaders are enough to compare.
+        let other = self
+            .processes
+            .iter()
+            .find(|q| q.ctty == Some(n) && q.session == Some(q.id) && q.session != p.session);
+        if let Some(q) = other {
+            return bad(
+                at,
+                format!(
+                    "{who}: pty {n} is also the controlling terminal of session leader {}",
+                    q.id
+                ),
+            );
+        }
+        Ok(())
+    }
+
     fn validate_connection(
         &self,
         p: &PairImage,

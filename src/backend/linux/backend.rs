@@ -576,10 +576,44 @@ impl LinuxBackend {
         proc: &str,
         band: u32,
         peers: usize,
+        terminals: u32,
     ) -> Result<Result<(), Failed>, BackendError> {
-        let what = "making the restore's transport";
-        match self.request(proc, &Request::Transport { band, peers }, what)? {
-            Reply::Transport(r) => Ok(r),
+        let req = Request::Transport {
+            band,
+            peers,
+            terminals,
+        };
+        self.made(proc, &req, "making the restore's transport")
+    }
+
+    /// Restore: session leader `proc` takes its controlling terminal (see
+    /// `backend::restore::exec::take_terminal`).
+    ///
+    /// Errors: as [`LinuxBackend::restore_transport`].
+    pub fn restore_terminal(
+        &mut self,
+        proc: &str,
+        path: &str,
+        flags: u32,
+        at: u32,
+    ) -> Result<Result<(), Failed>, BackendError> {
+        let req = Request::Terminal {
+            path: path.to_string(),
+            flags,
+            at,
+        };
+        self.made(proc, &req, "taking a controlling terminal")
+    }
+
+    /// Sends a restore's request that makes something, and its answer.
+    fn made(
+        &mut self,
+        proc: &str,
+        req: &Request,
+        what: &str,
+    ) -> Result<Result<(), Failed>, BackendError> {
+        match self.request(proc, req, what)? {
+            Reply::Made(r) => Ok(r),
             other => Err(linux_err(
                 proc,
                 what,

@@ -32,8 +32,16 @@ pub enum Request {
     /// Nursery only: start a new scenario process.
     Spawn { stdio: bool },
     /// Restore: make the transport, `peers` datagram socket pairs from
-    /// descriptor `band` up, which children made afterwards inherit.
-    Transport { band: u32, peers: usize },
+    /// descriptor `band` up, which children made afterwards inherit, and
+    /// keep `terminals` descriptors above it for controlling terminals.
+    Transport {
+        band: u32,
+        peers: usize,
+        terminals: u32,
+    },
+    /// Restore: a session leader takes its controlling terminal (see
+    /// `backend::restore::exec::take_terminal`).
+    Terminal { path: String, flags: u32, at: u32 },
     /// Dump: read, without taking anything, what waits in these pipes and
     /// sockets; files in flight are installed in the asking helper's
     /// table, which holds them until it ends.
@@ -60,8 +68,8 @@ pub enum Reply {
         ctl: i32,
         items: Vec<Result<Captured, fdlab_model::Errno>>,
     },
-    /// The transport is made, or why not.
-    Transport(Result<(), Failed>),
+    /// The transport or the terminal is made, or why not.
+    Made(Result<(), Failed>),
     /// The program ran: its log and counts, or why it failed (and its log
     /// up to then).
     Restored {

@@ -25,7 +25,7 @@ use fdlab_model::{
 use super::ctl::{CaptureItem, Captured, Channel, Reply, Request};
 use super::kernel::{self, Sys};
 use super::restore::{self, LinuxSys};
-use crate::backend::restore::exec::make_transport;
+use crate::backend::restore::exec::{make_transport, take_terminal};
 use crate::backend::restore::program::{FileId, Program};
 
 /// The lowest number a helper's own descriptors use: `HARNESS_FD`, or
@@ -228,7 +228,18 @@ fn process(ctl: i32, soft: u64, stdio: bool, after_exec: bool) -> ! {
         let reply = match req {
             Request::Call(call) => h.call(&call),
             Request::Spawn { .. } => Reply::Fatal("a scenario process does not spawn".into()),
-            Request::Transport { band, peers } => h.transport(band, peers),
+            Request::Transport {
+                band,
+                peers,
+                terminals,
+            } => h.transport(band, peers, terminals),
+            Request::Terminal { path, flags, at } => Reply::Made(take_terminal(
+                &mut LinuxSys,
+                &std::process::id().to_string(),
+                &path,
+                flags,
+                at,
+            )),
             Request::Capture(items) => h.capture(&items),
             Request::Restore { program, senders } => h.restore(*program, senders),
         };
@@ -283,12 +294,12 @@ impl Helper {
     }
 
     /// Makes a restore's transport (see `backend::restore::exec`).
-    fn transport(&mut self, band: u32, peers: usize) -> Reply {
-        let r = make_transport(&mut LinuxSys, "restorer", band, peers);
+    fn transport(&mut self, band: u32, peers: usize, terminals: u32) -> Reply {
+        let r = make_transport(&mut LinuxSys, "restorer", band, peers, terminals);
         if r.is_ok() && peers > 0 {
-            self.band = Some((band, band + 2 * peers as u32 - 1));
+            self.band = Some((band, band + 2 * peers as u32 + terminals - 1));
         }
-        Reply::Transport(r)
+        Reply::Made(r)
     }
 
     /// Runs this process's part of a restore, which ends by closing the

@@ -204,8 +204,13 @@ pub fn shutdown(fd: i32, how: i32) -> Sys<()> {
 
 /// The control-message space for `n` descriptors.
 fn cmsg_space(n: usize) -> usize {
+    cmsg_space_bytes(n * std::mem::size_of::<i32>())
+}
+
+/// Room for a control message of `bytes` bytes.
+fn cmsg_space_bytes(bytes: usize) -> usize {
     // SAFETY: CMSG_SPACE is arithmetic.
-    unsafe { libc::CMSG_SPACE((n * std::mem::size_of::<i32>()) as u32) as usize }
+    unsafe { libc::CMSG_SPACE(bytes as u32) as usize }
 }
 
 /// `sendmsg` of `data` with SCM_RIGHTS carrying `fds` (none: no control
@@ -255,20 +260,20 @@ pub type Message = (Vec<u8>, Vec<i32>);
 pub fn recvfds(sock: i32, max: usize, flags: i32) -> Sys<(Vec<i32>, bool)> {
     // SAFETY: CMSG_LEN is arithmetic.
     let control = unsafe { libc::CMSG_LEN((max * std::mem::size_of::<i32>()) as u32) } as usize;
-    recvmsg_into(sock, 1, control, flags).map(|((_, fds), f)| (fds, f & libc::MSG_CTRUNC != 0))
+    recvmsg_into(sock, 1, control, flags).map(|((_, fds), f, _)| (fds, f & libc::MSG_CTRUNC != 0))
 }
 
 /// `recvmsg` with a `len`-byte buffer and room for `max` descriptors,
 /// never blocking; returns the bytes and the descriptors received, in
 /// order.
 pub fn recvmsg(sock: i32, len: usize, max: usize, flags: i32) -> Sys<Message> {
-    recvmsg_into(sock, len, cmsg_space(max), flags).map(|(m, _)| m)
+    recvmsg_into(sock, len, cmsg_space(max), flags).map(|(m, _, _)| m)
 }
 
 /// `recvmsg` with a `len`-byte buffer and a control buffer of `control`
-/// bytes, never blocking; returns the message and the `msg_flags` the
-/// kernel set.
-fn recvmsg_into(sock: i32, len: usize, control: usize, flags: i32) -> Sys<(Message, i32)> {
+/// bytes, never blocking; returns the message, the `msg_flags` the
+/// kernel set, and whether credentials came with it (`SCM_CREDENTIALS`).
+fn recvmsg_into(sock: i32, len: usize, control: usize, flags: i32) -> Sys<(Message, i32, bool)> {
     let mut buf = vec![0u8; len];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
@@ -285,12 +290,15 @@ fn recvmsg_into(sock: i32, len: usize, control: usize, flags: i32) -> Sys<(Messa
     let n = check_size(unsafe { libc::recvmsg(sock, &mut msg, flags | libc::MSG_DONTWAIT) })?;
     buf.truncate(n);
     let mut out = Vec::new();
+    let mut creds = false;
     // SAFETY: the kernel filled `control` up to msg_controllen with
     // well-formed headers; CMSG_FIRSTHDR/NXTHDR walk within it.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+            let level = (*c).cmsg_level == libc::SOL_SOCKET;
+            creds |= level && (*c).cmsg_type == libc::SCM_CREDENTIALS;
+            if level && (*c).cmsg_type == libc::SCM_RIGHTS {
                 let n = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<i32>();
                 let data = libc::CMSG_DATA(c) as *const i32;
                 for i in 0..n {
@@ -300,7 +308,7 @@ fn recvmsg_into(sock: i32, len: usize, control: usize, flags: i32) -> Sys<(Messa
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    Ok(((buf, out), msg.msg_flags))
+    Ok(((buf, out), msg.msg_flags, creds))
 }
 
 /// `poll` on `fds` (descriptor, events) for at most `ms` milliseconds;
@@ -525,19 +533,24 @@ pub fn grab_fd(pid: i32, fd: i32) -> Sys<i32> {
     }
 }
 
-/// `getsockopt`/`setsockopt(SOL_SOCKET, SO_PEEK_OFF)`.
-fn peek_off(sock: i32, set: Option<i32>) -> Sys<i32> {
+/// `getsockopt`/`setsockopt(SOL_SOCKET, opt)` of an integer option.
+fn sockopt(sock: i32, opt: libc::c_int, set: Option<i32>) -> Sys<i32> {
     let mut v: libc::c_int = set.unwrap_or(0);
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     let p = &mut v as *mut libc::c_int as *mut libc::c_void;
     // SAFETY: `v` is a c_int alive for the call and `len` its size.
     check(unsafe {
         match set {
-            Some(_) => libc::setsockopt(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, p, len),
-            None => libc::getsockopt(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, p, &mut len),
+            Some(_) => libc::setsockopt(sock, libc::SOL_SOCKET, opt, p, len),
+            None => libc::getsockopt(sock, libc::SOL_SOCKET, opt, p, &mut len),
         }
     })?;
     Ok(v)
+}
+
+/// `SO_PEEK_OFF`, read or set.
+fn peek_off(sock: i32, set: Option<i32>) -> Sys<i32> {
+    sockopt(sock, libc::SO_PEEK_OFF, set)
 }
 
 /// `getsockopt(SOL_SOCKET, SO_TYPE)`: `SOCK_STREAM`, `SOCK_DGRAM` ...
@@ -588,10 +601,11 @@ pub const PEEK_MAX: usize = 1 << 20;
 ///
 /// An empty answer ends a stream socket's queue (its peer is gone). On a
 /// datagram or seqpacket socket it is an empty message, which the kernel
-/// marks peeked so that the next peek at the same offset passes it,
-/// unless the socket is shut for reading (`POLLRDHUP`): then the kernel
-/// answers 0 for the end of the queue too, and an empty message cannot be
-/// told from it (taken as the end).
+/// marks peeked so that the next peek at the same offset passes it. When
+/// the socket is shut for reading (`POLLRDHUP`) a seqpacket socket answers
+/// 0 for the end of the queue too: then the peek asks for credentials
+/// (`SO_PASSCRED`, put back after), which come with every message, empty
+/// or not, and never with the end.
 ///
 /// Also says whether an error is pending on the socket (`POLLERR`; on a
 /// unix socket only `ECONNRESET`, left when the peer closed with unread
@@ -608,21 +622,32 @@ pub fn peek_queue(sock: i32) -> Sys<(Vec<Message>, bool)> {
     let reset = ev & err != 0;
     let ends = stream || ev & rdhup != 0;
     let mut left = if reset { Some(inq(sock)?) } else { None };
+    let creds = match !stream && ends {
+        true => Some(sockopt(sock, libc::SO_PASSCRED, None)?),
+        false => None,
+    };
     let old = peek_off(sock, None)?;
     peek_off(sock, Some(0))?;
+    if creds.is_some() {
+        if let Err(e) = sockopt(sock, libc::SO_PASSCRED, Some(1)) {
+            let _ = peek_off(sock, Some(old));
+            return Err(e);
+        }
+    }
+    let control = cmsg_space(fdlab_model::limits::SCM_MAX_FD)
+        + cmsg_space_bytes(std::mem::size_of::<libc::ucred>());
     let mut out = Vec::new();
     let r = loop {
         if left == Some(0) {
             break Ok(());
         }
-        match recvmsg(
-            sock,
-            PEEK_MAX,
-            fdlab_model::limits::SCM_MAX_FD,
-            libc::MSG_PEEK,
-        ) {
-            Ok((data, fds)) if ends && data.is_empty() && fds.is_empty() => break Ok(()),
-            Ok(m) => {
+        match recvmsg_into(sock, PEEK_MAX, control, libc::MSG_PEEK) {
+            Ok(((data, fds), _, message))
+                if ends && data.is_empty() && fds.is_empty() && !(creds.is_some() && message) =>
+            {
+                break Ok(())
+            }
+            Ok((m, _, _)) => {
                 if let Some(n) = &mut left {
                     *n = n.saturating_sub(m.0.len().max(1));
                 }
@@ -633,6 +658,9 @@ pub fn peek_queue(sock: i32) -> Sys<(Vec<Message>, bool)> {
         }
     };
     let _ = peek_off(sock, Some(old));
+    if let Some(was) = creds {
+        let _ = sockopt(sock, libc::SO_PASSCRED, Some(was));
+    }
     r.map(|_| (out, reset))
 }
 

@@ -89,6 +89,10 @@ impl Sys for LinuxSys {
         kernel::ptypeer(master, libc::O_RDWR | libc::O_NOCTTY)
     }
 
+    fn tiocsctty(&mut self, fd: i32) -> Result<(), Errno> {
+        kernel::tiocsctty(fd)
+    }
+
     fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, Errno> {
         kernel::write(fd, data)
     }

@@ -75,6 +75,9 @@ pub trait Sys {
     /// `ioctl(TIOCSPTLCK, 0)` then `ioctl(TIOCGPTPEER, O_RDWR|O_NOCTTY)`:
     /// a slave of the pty master at `master`.
     fn ptypeer(&mut self, master: i32) -> Result<i32, Errno>;
+    /// `ioctl(fd, TIOCSCTTY, 0)`: the terminal at `fd` (a pty master's
+    /// slave) becomes the caller's controlling terminal.
+    fn tiocsctty(&mut self, fd: i32) -> Result<(), Errno>;
     fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, Errno>;
     /// `lseek(fd, offset, SEEK_SET)`.
     fn lseek(&mut self, fd: i32, offset: u64) -> Result<(), Errno>;
@@ -410,12 +413,7 @@ impl Executor {
         flags: u32,
         file: FileId,
     ) -> Result<(String, i32), Failed> {
-        let path = self
-            .prog
-            .paths
-            .get(path as usize)
-            .cloned()
-            .unwrap_or_default();
+        let path = self.path(path);
         let fd = sys
             .open(&path, flags)
             .map_err(self.fail(|| format!("opening {path} (file {file})")))?;
@@ -659,8 +657,12 @@ impl Executor {
                 path,
                 flags,
                 slaves,
+                premade,
             } => {
-                let (path, m) = self.open(sys, *path, *flags, *master)?;
+                let (path, m) = match premade {
+                    Some(fd) => (format!("{} (opened already)", self.path(*path)), *fd as i32),
+                    None => self.open(sys, *path, *flags, *master)?,
+                };
                 let mut made = vec![(*master, m)];
                 for &(s, fl) in slaves {
                     let fd = sys
@@ -841,7 +843,10 @@ impl Executor {
         }
         if !self.started {
             // Room for parking and the transport while restoring.
-            let top = self.prog.band as u64 + 2 * self.prog.peers.len() as u64 + 8;
+            let top = self.prog.band as u64
+                + 2 * self.prog.peers.len() as u64
+                + u64::from(self.prog.terminals)
+                + 8;
             sys.set_nofile(top)
                 .map_err(self.fail(|| "raising RLIMIT_NOFILE for the restore".into()))?;
             self.started = true;
@@ -998,7 +1003,7 @@ impl Executor {
             }
         }
         let band = self.prog.band;
-        let end = band + 2 * self.prog.peers.len() as u32 - 1;
+        let end = band + 2 * self.prog.peers.len() as u32 + self.prog.terminals - 1;
         sys.close_range(band, end)
             .map_err(self.fail(|| "closing the transport".into()))?;
         if let Some(n) = self.prog.rlimit {
@@ -1064,24 +1069,28 @@ pub fn ids_text(ids: &[FileId]) -> String {
     )
 }
 
+/// `Failed` of `proc` doing `what`, from an errno.
+fn failing(proc: &str, what: &str) -> impl FnOnce(Errno) -> Failed {
+    let (process, what) = (proc.to_string(), what.to_string());
+    move |errno| Failed {
+        process,
+        what,
+        cause: Cause::Errno(errno),
+    }
+}
+
 /// Makes the transport with the engine's kernel interface: each pair's
 /// ends moved to `band + 2q` (the send end) and `band + 2q + 1` (the
-/// inbox).
+/// inbox); the limit leaves room above it for `terminals` more.
 pub fn make_transport(
     sys: &mut dyn Sys,
     proc: &str,
     band: u32,
     peers: usize,
+    terminals: u32,
 ) -> Result<(), Failed> {
-    let fail = |what: &str| {
-        let what = what.to_string();
-        move |errno| Failed {
-            process: proc.to_string(),
-            what,
-            cause: Cause::Errno(errno),
-        }
-    };
-    sys.set_nofile(u64::from(band) + 2 * peers as u64 + 8)
+    let fail = |what: &str| failing(proc, what);
+    sys.set_nofile(u64::from(band) + 2 * peers as u64 + u64::from(terminals) + 8)
         .map_err(fail("raising RLIMIT_NOFILE for the transport"))?;
     for q in 0..peers {
         let (a, b) = sys
@@ -1097,4 +1106,31 @@ pub fn make_transport(
         sys.close(b).map_err(fail("placing the transport"))?;
     }
     Ok(())
+}
+
+/// A session leader takes its controlling terminal while the tree is
+/// made, before it forks the processes that have it too: it opens `path`
+/// (`/dev/ptmx`, a new pty's master) with `flags`, moves the master to
+/// `at` (above the transport, where its program finds it), and makes the
+/// pty its controlling terminal.
+pub fn take_terminal(
+    sys: &mut dyn Sys,
+    proc: &str,
+    path: &str,
+    flags: u32,
+    at: u32,
+) -> Result<(), Failed> {
+    let fd = sys
+        .open(path, flags)
+        .map_err(failing(proc, &format!("opening {path}")))?;
+    // Room for it there (the program raises the limit further, and the
+    // image's is set last).
+    sys.set_nofile(u64::from(at) + 1)
+        .map_err(failing(proc, "raising RLIMIT_NOFILE for the terminal"))?;
+    sys.dup2(fd, at as i32)
+        .map_err(failing(proc, &format!("moving {path} to {at}")))?;
+    sys.close(fd)
+        .map_err(failing(proc, &format!("closing fd {fd}")))?;
+    sys.tiocsctty(at as i32)
+        .map_err(failing(proc, "TIOCSCTTY, taking its controlling terminal"))
 }

@@ -187,6 +187,10 @@ impl Sys for ModelSys<'_> {
         }))
     }
 
+    fn tiocsctty(&mut self, fd: i32) -> Result<(), Errno> {
+        self.call(Call::Tiocsctty { fd }).map(|_| ())
+    }
+
     fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, Errno> {
         one(self.call(Call::Write {
             fd,

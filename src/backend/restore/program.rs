@@ -68,6 +68,12 @@ pub enum Make {
         path: u32,
         flags: u32,
         slaves: Vec<(FileId, u32)>,
+        /// The master was opened already, at this descriptor, while the
+        /// tree was made: it is a session's controlling terminal, which
+        /// the session's leader takes before it forks the processes that
+        /// have it too.
+        #[serde(default)]
+        premade: Option<u32>,
     },
     Epoll {
         file: FileId,
@@ -235,6 +241,11 @@ pub struct Program {
     pub place: Vec<(u32, FileId, bool)>,
     /// The soft `RLIMIT_NOFILE` to leave it with.
     pub rlimit: Option<u64>,
+    /// How many descriptors above the transport hold controlling
+    /// terminals' masters while the tree is made (each process closes
+    /// them with the transport).
+    #[serde(default)]
+    pub terminals: u32,
     /// Log every step (each open step and its answer, each message), not
     /// only what waited and the totals.
     pub verbose: bool,

@@ -130,6 +130,8 @@ pub fn tree(shape: Shape, processes: usize, fds: usize, dir: &Path) -> Image {
             parent: (n > 0).then_some(0),
             table: n,
             rlimit: None,
+            session: None,
+            ctty: None,
         });
     }
     img

@@ -31,7 +31,9 @@ pub mod tree;
 
 use super::image::{self, Image, InvalidImage, Object};
 use crate::backend::api::{Backend, BackendError};
-use crate::backend::restore::exec::{make_transport, Cause, Executor, Failed, Stats, Status, Sys};
+use crate::backend::restore::exec::{
+    make_transport, take_terminal, Cause, Executor, Failed, Stats, Status, Sys,
+};
 use crate::backend::restore::model::ModelSys;
 use crate::backend::restore::program::{Connection, FileId, Make, Program, Serve, Work};
 use crate::backend::{LinuxBackend, ModelBackend};
@@ -94,6 +96,8 @@ pub enum RestoreError {
     Failed(#[from] Failed),
     #[error("the restore is stuck: {0}")]
     Stuck(String),
+    #[error("{}", .0.join("; "))]
+    Sessions(Vec<String>),
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -275,9 +279,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
     while names.contains(restorer.as_str()) {
         restorer.push('_');
     }
-    // Processes: see `tree`. Each table's driver is its first process in
-    // image order.
-    let (create, notes) = tree::steps(img, &restorer);
+    // Each table's driver is its first process in image order.
     let mut first_user: BTreeMap<usize, usize> = BTreeMap::new();
     for p in &img.processes {
         first_user.entry(p.table).or_insert(p.id);
@@ -288,6 +290,38 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
     for (&t, &u) in &first_user {
         peer_of_table.insert(t, peers.len());
         peers.push(img.processes[u].name.clone());
+    }
+    // Processes: see `tree`. A session leader with a controlling terminal
+    // takes it while the tree is made, before it forks the processes that
+    // have it too: it opens its pty's master, which waits just above the
+    // transport for the open step of its table's driver.
+    let mut terminals: HashMap<usize, How> = HashMap::new();
+    let mut premade: HashMap<usize, (usize, u32)> = HashMap::new();
+    for p in img.processes.iter().filter(|p| p.session == Some(p.id)) {
+        let Some(n) = p.ctty else { continue };
+        let master = img.files.iter().find_map(|f| match &f.object {
+            Object::Chardev { path, pty: Some(m) } if *m == n => Some((path, &f.flags)),
+            _ => None,
+        });
+        // Validated: the master is a file of the image.
+        let Some((path, flags)) = master else {
+            continue;
+        };
+        let at = band + 2 * peers.len() as u32 + terminals.len() as u32;
+        terminals.insert(
+            p.id,
+            How::Terminal {
+                path: path.clone(),
+                flags: status_bits(flags) & OPEN_FLAGS,
+                at,
+            },
+        );
+        premade.insert(n, (peer_of_table[&p.table], at));
+    }
+    let (create, notes) = tree::steps(img, &restorer, &terminals);
+    let wrong = tree::session_mismatches(img, &create);
+    if !wrong.is_empty() {
+        return Err(RestoreError::Sessions(wrong));
     }
     // What restore leaves out (listed in `unrestorable`, which the caller
     // agreed to skip).
@@ -376,6 +410,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
             band,
             peers: peers.clone(),
             verbose: opts.verbose || opts.trace,
+            terminals: terminals.len() as u32,
             ..Program::default()
         })
         .collect();
@@ -454,7 +489,10 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                 let slaves = pty_slaves.get(n).cloned().unwrap_or_default();
                 let mut all = vec![id];
                 all.extend(&slaves);
-                let q = first_holder(&all);
+                let (q, premade) = match premade.get(n) {
+                    Some(&(q, at)) => (q, Some(at)),
+                    None => (first_holder(&all), None),
+                };
                 for &x in &all {
                     master_set(&mut master, x, q);
                 }
@@ -464,6 +502,7 @@ pub fn plan(img: &Image, opts: &Options) -> Result<Plan, RestoreError> {
                     path,
                     flags: flags & OPEN_FLAGS,
                     slaves: slaves.iter().map(|&s| (s, flag_of(s))).collect(),
+                    premade,
                 });
             }
             // Made with its master.
@@ -871,13 +910,25 @@ fn prepare_model_files(m: &mut ModelBackend, img: &Image) -> Result<(), RestoreE
 /// A backend a restore runs on.
 pub trait Target: Backend {
     /// Makes the transport in process `proc`: `peers` datagram socket
-    /// pairs from descriptor `band` up.
+    /// pairs from descriptor `band` up, and room above them for
+    /// `terminals` more descriptors.
     /// Returns, when traced, what it did underneath.
     fn transport(
         &mut self,
         proc: &str,
         band: u32,
         peers: usize,
+        terminals: u32,
+    ) -> Result<Vec<String>, RestoreError>;
+    /// Session leader `proc` takes its controlling terminal, a new pty
+    /// whose master it keeps at `at` (see `exec::take_terminal`).
+    /// Returns, when traced, what it did underneath.
+    fn terminal(
+        &mut self,
+        proc: &str,
+        path: &str,
+        flags: u32,
+        at: u32,
     ) -> Result<Vec<String>, RestoreError>;
     /// Runs the plan's programs, each in its process, and waits for all.
     fn run_programs(
@@ -902,21 +953,44 @@ pub trait Target: Backend {
     }
 }
 
+/// Runs `f` with the engine's kernel interface of model process `proc`,
+/// and returns, when traced, what it did underneath.
+fn model_process(
+    m: &mut ModelBackend,
+    proc: &str,
+    f: impl FnOnce(&mut dyn Sys) -> Result<(), Failed>,
+) -> Result<Vec<String>, RestoreError> {
+    let pid = m
+        .world()
+        .pid(proc)
+        .ok_or_else(|| BackendError::UnknownProcess(proc.to_string()))?;
+    let traced = m.world().tracing();
+    let mut sys = ModelSys::new(m.world_mut(), pid, traced);
+    f(&mut sys)?;
+    Ok(sys.notes())
+}
+
 impl Target for ModelBackend {
     fn transport(
         &mut self,
         proc: &str,
         band: u32,
         peers: usize,
+        terminals: u32,
     ) -> Result<Vec<String>, RestoreError> {
-        let pid = self
-            .world()
-            .pid(proc)
-            .ok_or_else(|| BackendError::UnknownProcess(proc.to_string()))?;
-        let traced = self.world().tracing();
-        let mut sys = ModelSys::new(self.world_mut(), pid, traced);
-        make_transport(&mut sys, proc, band, peers)?;
-        Ok(sys.notes())
+        model_process(self, proc, |sys| {
+            make_transport(sys, proc, band, peers, terminals)
+        })
+    }
+
+    fn terminal(
+        &mut self,
+        proc: &str,
+        path: &str,
+        flags: u32,
+        at: u32,
+    ) -> Result<Vec<String>, RestoreError> {
+        model_process(self, proc, |sys| take_terminal(sys, proc, path, flags, at))
     }
 
     fn run_programs(
@@ -952,8 +1026,24 @@ impl Target for LinuxBackend {
         proc: &str,
         band: u32,
         peers: usize,
+        terminals: u32,
     ) -> Result<Vec<String>, RestoreError> {
-        self.restore_transport(proc, band, peers)??;
+        self.restore_transport(proc, band, peers, terminals)??;
+        Ok(Vec::new())
+    }
+
+    fn terminal(
+        &mut self,
+        proc: &str,
+        path: &str,
+        flags: u32,
+        at: u32,
+    ) -> Result<Vec<String>, RestoreError> {
+        self.restore_terminal(proc, path, flags, at)?
+            .map_err(|f| Failed {
+                process: proc.to_string(),
+                ..f
+            })?;
         Ok(Vec::new())
     }
 
@@ -1235,7 +1325,8 @@ pub fn run_plan<B: Target>(
     b.spawn(&plan.restorer, false)?;
     let _ = b.take_trace();
     // What the restorer did underneath: the transport, the processes.
-    let mut made = b.transport(&plan.restorer, plan.band, plan.peers.len())?;
+    let terminals = plan.programs.first().map_or(0, |p| p.0.terminals);
+    let mut made = b.transport(&plan.restorer, plan.band, plan.peers.len(), terminals)?;
     for (name, how) in &plan.create {
         let (from, call) = match how {
             How::Spawn => {
@@ -1255,6 +1346,17 @@ pub fn run_plan<B: Target>(
                 },
             ),
             How::Unshare => (name, Call::UnshareFiles),
+            How::Setsid => (name, Call::Setsid),
+            How::Terminal { path, flags, at } => {
+                let under = b.terminal(name, path, *flags, *at)?;
+                if plan.trace {
+                    made.push(format!(
+                        "  {name}: takes its controlling terminal, {path} at {at}:"
+                    ));
+                    made.extend(under);
+                }
+                continue;
+            }
         };
         call_ok(b, from, &call, &format!("making {name}"))?;
         if plan.trace {

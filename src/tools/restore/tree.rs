@@ -38,11 +38,27 @@ pub enum How {
     },
     /// The process leaves the table it was made in for a copy of its own.
     Unshare,
+    /// The process makes a session of its own, which it leads.
+    Setsid,
+    /// The session leader opens `path` (a new pty's master) with `flags`,
+    /// keeps it at descriptor `at`, and takes the pty as its controlling
+    /// terminal (`TIOCSCTTY`).
+    Terminal {
+        path: String,
+        flags: u32,
+        at: u32,
+    },
 }
 
 /// The steps that make the image's processes, `restorer` the parent of
-/// its roots, and notes where a parent could not be kept.
-pub fn steps(img: &Image, restorer: &str) -> (Vec<(String, How)>, Vec<String>) {
+/// its roots, and notes where a parent could not be kept. `terminals`
+/// gives each session leader with a controlling terminal its
+/// [`How::Terminal`] step.
+pub fn steps(
+    img: &Image,
+    restorer: &str,
+    terminals: &HashMap<usize, How>,
+) -> (Vec<(String, How)>, Vec<String>) {
     const R: usize = usize::MAX;
     let name = |p: usize| {
         if p == R {
@@ -68,6 +84,10 @@ pub fn steps(img: &Image, restorer: &str) -> (Vec<(String, How)>, Vec<String>) {
     // Processes that joined their maker's table for a while, and the table
     // they leave for.
     let mut leaves: HashMap<usize, usize> = HashMap::new();
+    let sessions = Sessions {
+        img,
+        children: &children,
+    };
     let mut stack = vec![R];
     while let Some(q) = stack.pop() {
         let mut kids = children.get(&q).cloned().unwrap_or_default();
@@ -79,9 +99,28 @@ pub fn steps(img: &Image, restorer: &str) -> (Vec<(String, How)>, Vec<String>) {
         let passing = became[inst[&q]]
             .or_else(|| leaving.and_then(|own| holds_for(img, &children, &of_table, q, own)));
         let temporary = |p: usize| leaving.is_some() && passing == Some(img.processes[p].table);
-        kids.sort_by_key(|&p| (!temporary(p), img.processes[p].table, p));
+        // A session leader makes its children in the order of its session:
+        // those of the session it was made in, then it leads its own
+        // (setsid), then those without its terminal, then it takes the
+        // terminal, then those with it (see `Sessions`).
+        let phase = |p: usize| if q == R { 0 } else { sessions.phase(q, p) };
+        kids.sort_by_key(|&p| (!temporary(p), phase(p), img.processes[p].table, p));
+        let mut done = 0;
+        let mut advance = |steps: &mut Vec<(String, How)>, to: u8| {
+            while done < to {
+                done += 1;
+                if q == R || !sessions.leads(q) {
+                    continue;
+                }
+                match done {
+                    1 => steps.push((name(q), How::Setsid)),
+                    _ => steps.extend(terminals.get(&q).map(|t| (name(q), t.clone()))),
+                }
+            }
+        };
         let mut left = leaving.is_none();
         for &p in &kids {
+            advance(&mut steps, phase(p));
             let t = img.processes[p].table;
             if !left && !temporary(p) {
                 // `q` leaves the table it was made in.
@@ -174,12 +213,107 @@ pub fn steps(img: &Image, restorer: &str) -> (Vec<(String, How)>, Vec<String>) {
             inst.insert(q, new);
             steps.push((name(q), How::Unshare));
         }
+        advance(&mut steps, 2);
         // Depth first, in image order.
         for &p in kids.iter().rev() {
             stack.push(p);
         }
     }
     (steps, notes)
+}
+
+/// What a process's session is: the session it is in (by its leader) and
+/// its controlling terminal.
+type SessionState = (Option<usize>, Option<usize>);
+
+/// Sessions while the tree is made. A process is in the session, and has
+/// the controlling terminal, of the process that forked it, as it was at
+/// that moment; only a leader changes its own, in three phases: 0 as it
+/// was made, 1 after `setsid` (its own session, no terminal), 2 after it
+/// takes its terminal. So a leader forks each child in the phase whose
+/// state is the child's.
+struct Sessions<'a> {
+    img: &'a Image,
+    children: &'a HashMap<usize, Vec<usize>>,
+}
+
+impl Sessions<'_> {
+    fn leads(&self, p: usize) -> bool {
+        self.img.processes[p].session == Some(p)
+    }
+
+    fn state(&self, p: usize) -> SessionState {
+        let p = &self.img.processes[p];
+        (p.session, p.ctty)
+    }
+
+    /// The state `p` must be made in: its own, unless it leads a session
+    /// (its `setsid` leaves the state it was made in): then that of a
+    /// child it makes before, if it has one.
+    fn made_in(&self, p: usize) -> Option<SessionState> {
+        if !self.leads(p) {
+            return Some(self.state(p));
+        }
+        self.children
+            .get(&p)
+            .into_iter()
+            .flatten()
+            .find(|&&c| !self.leads(c) && self.img.processes[c].session != Some(p))
+            .map(|&c| self.state(c))
+    }
+
+    /// The phase of leader `q` in which it makes child `p` (any phase of a
+    /// process that leads no session: it has one).
+    fn phase(&self, q: usize, p: usize) -> u8 {
+        if !self.leads(q) {
+            return 0;
+        }
+        match self.made_in(p) {
+            Some((s, _)) if s != Some(q) => 0,
+            Some((_, None)) => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// Where the steps leave a process in another session or with another
+/// controlling terminal than the image's, one line each: made by a
+/// process whose state at that moment was not the one it needs (a shape
+/// the order of its maker's table steps and its session's phases cannot
+/// both serve).
+pub fn session_mismatches(img: &Image, steps: &[(String, How)]) -> Vec<String> {
+    let index: HashMap<&str, usize> = img
+        .processes
+        .iter()
+        .map(|p| (p.name.as_str(), p.id))
+        .collect();
+    let mut now: HashMap<&str, SessionState> = HashMap::new();
+    for (name, how) in steps {
+        let state = match how {
+            How::Spawn => (None, None),
+            How::Fork { from } | How::CloneFiles { from } => {
+                now.get(from.as_str()).copied().unwrap_or((None, None))
+            }
+            How::Unshare => continue,
+            How::Setsid => (index.get(name.as_str()).copied(), None),
+            How::Terminal { .. } => {
+                let p = index.get(name.as_str()).copied();
+                let ctty = p.and_then(|p| img.processes[p].ctty);
+                (now.get(name.as_str()).and_then(|s| s.0), ctty)
+            }
+        };
+        now.insert(name, state);
+    }
+    img.processes
+        .iter()
+        .filter(|p| now.get(p.name.as_str()).copied().unwrap_or((None, None)) != (p.session, p.ctty))
+        .map(|p| {
+            format!(
+                "{} cannot be made in its session: the process that makes it is in another state of its session then",
+                p.name
+            )
+        })
+        .collect()
 }
 
 /// The table that children of `p` share among several of them, that no
@@ -224,7 +358,7 @@ mod tests {
     fn a_child_in_a_table_its_parent_left() {
         // p1 clones p2, p2 clones p3, p2 unshares: p3 shares p1's table.
         let img = Image::of_tree(&[("p1", None, 0), ("p2", Some(0), 1), ("p3", Some(1), 0)]);
-        let (steps, notes) = steps(&img, "r");
+        let (steps, notes) = steps(&img, "r", &HashMap::new());
         assert!(notes.is_empty(), "{notes:?}");
         assert!(steps.contains(&("p2".into(), How::Unshare)), "{steps:?}");
         assert_eq!(made(&img), (vec![], vec![]));

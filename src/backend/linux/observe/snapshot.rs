@@ -170,6 +170,8 @@ pub struct Snapshot {
     pub ctty: HashMap<i32, u32>,
     /// The processes that lead their session.
     pub leaders: std::collections::HashSet<i32>,
+    /// Each process's session (the pid of the process that made it).
+    pub sessions: HashMap<i32, i32>,
     pub warnings: Vec<Warning>,
     pub cost: ObserveCost,
 }
@@ -258,6 +260,7 @@ pub fn observe(pids: &[i32], opts: &Options) -> Snapshot {
             if st.session == pid {
                 s.leaders.insert(pid);
             }
+            s.sessions.insert(pid, st.session);
         }
     }
     s.cost.read += t.elapsed();
