@@ -12,7 +12,7 @@ use crate::backend::linux::backend::{helper_path, LinuxBackend};
 use crate::backend::model::ModelBackend;
 use crate::lang;
 use crate::render::picture::Picture;
-use crate::render::{dot, json, svg, text};
+use crate::render::{dot, html, json, svg, text};
 use crate::tools::error::Error;
 use crate::tools::image::{self, Image};
 use crate::tools::inspect::{self, Filters, Target};
@@ -69,6 +69,11 @@ enum Cmd {
         /// The same picture as Graphviz DOT.
         #[arg(long, value_name = "FILE")]
         dot: Option<PathBuf>,
+        /// Write an HTML page into FILE that steps through the run: the
+        /// picture after every statement, with what it answered, beside
+        /// the scenario (arrow keys step). One backend: model or linux.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         /// With `--backend linux`: keep the scenario's processes alive after
         /// the run, and print their pids (on standard error), so that they
         /// can be looked at from outside (`fdlab inspect --tree PID`, `ls -l
@@ -399,6 +404,7 @@ pub fn main() -> ExitCode {
             hold,
             svg,
             dot,
+            html,
             dump,
         } => {
             if trace && backend == BackendName::Linux {
@@ -412,12 +418,15 @@ pub fn main() -> ExitCode {
             if hold && backend != BackendName::Linux {
                 return fail("--hold keeps real processes alive: it needs --backend linux");
             }
+            if html.is_some() && (hold || backend == BackendName::Both) {
+                return fail("--html steps through one backend's run: it needs --backend model or linux, without --hold");
+            }
             if hold && dump.is_some() {
                 return fail(
                     "--hold and --dump: dump the held processes with `fdlab dump --tree PID`",
                 );
             }
-            let pictures = Pictures { svg, dot };
+            let pictures = Pictures { svg, dot, html };
             let opts = RunOptions {
                 json,
                 trace,
@@ -748,11 +757,22 @@ fn run_one(file: &Path, backend: BackendName, o: &RunOptions, pictures: &Picture
     if hold {
         return run_and_hold(&scenario, json, pictures, file);
     }
-    let report: Result<run::Report, String> = if backend == BackendName::Linux {
+    // The topology after every statement only for a page that shows it.
+    let filmed = pictures.html.is_some();
+    let go = |b: &mut dyn crate::backend::Backend| -> Filmed {
+        let r = if filmed {
+            run::run_frames(&scenario, b, trace)
+        } else {
+            run::run(&scenario, b, trace).map(|r| (r, Vec::new()))
+        };
+        r.map_err(|e| Error::from(e).to_string())
+    };
+    type Filmed = Result<(run::Report, Vec<run::Frame>), String>;
+    let report: Filmed = if backend == BackendName::Linux {
         (|| {
             let mut l =
                 LinuxBackend::new(&helper_path()).map_err(|e| Error::from(e).to_string())?;
-            let r = run::run(&scenario, &mut l, trace).map_err(|e| Error::from(e).to_string())?;
+            let r = go(&mut l)?;
             if let Some(to) = dump {
                 dump_linux_run(&mut l, to)?;
             }
@@ -761,18 +781,21 @@ fn run_one(file: &Path, backend: BackendName, o: &RunOptions, pictures: &Picture
     } else {
         (|| {
             let mut m = ModelBackend::new();
-            let r = run::run(&scenario, &mut m, trace).map_err(|e| Error::from(e).to_string())?;
+            let r = go(&mut m)?;
             if let Some(to) = dump {
                 dump_model_run(&m, to)?;
             }
             Ok(r)
         })()
     };
-    let report = match report {
+    let (report, frames) = match report {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    if let Err(e) = pictures.draw(&report.topology, file) {
+    if let Err(e) = pictures
+        .draw(&report.topology, file)
+        .and_then(|()| pictures.film(&report, &frames, file))
+    {
         return fail(e);
     }
     finish(json, &report, report.passed(), || text::report(&report))
@@ -965,9 +988,29 @@ fn hold_until_eof(b: &LinuxBackend) {
 struct Pictures {
     svg: Option<PathBuf>,
     dot: Option<PathBuf>,
+    html: Option<PathBuf>,
 }
 
 impl Pictures {
+    /// Writes the page that steps through `frames`, if asked for one.
+    fn film(
+        &self,
+        r: &run::Report,
+        frames: &[run::Frame],
+        file: &std::path::Path,
+    ) -> Result<(), Error> {
+        let Some(to) = &self.html else {
+            return Ok(());
+        };
+        let title = file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let source = std::fs::read_to_string(file).ok();
+        let page = html::scenario_page(r, frames, &title, source.as_deref());
+        write_out(to, &page)
+    }
+
     /// Draws the picture of `t`, titled by the scenario `file`.
     fn draw(&self, t: &fdlab_model::Topology, file: &std::path::Path) -> Result<(), Error> {
         if self.svg.is_none() && self.dot.is_none() {
@@ -1025,16 +1068,23 @@ fn draw(
         let (Some(path), Some(text)) = (to, text) else {
             continue;
         };
-        if path == std::path::Path::new("-") {
-            print!("{text}");
-        } else {
-            std::fs::write(path, text).map_err(|e| Error::Io {
-                path: path.display().to_string(),
-                source: e,
-            })?;
-        }
+        write_out(path, &text)?;
     }
     Ok(())
+}
+
+/// Writes `text` to `path` (`-`: standard output).
+///
+/// Errors: the file cannot be written.
+fn write_out(path: &std::path::Path, text: &str) -> Result<(), Error> {
+    if path == std::path::Path::new("-") {
+        print!("{text}");
+        return Ok(());
+    }
+    std::fs::write(path, text).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
 }
 
 /// Prints `value` as JSON, or `text()`, and exits 0 if `passed`, else 1.

@@ -189,6 +189,10 @@ fn generated_output_is_what_fdlab_prints() {
         if kind == "svg" {
             cmd.arg("--svg").arg(&svg);
         }
+        let html = tmp.join("steps.html");
+        if kind == "html" {
+            cmd.arg("--html").arg(&html);
+        }
         let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
@@ -198,7 +202,8 @@ fn generated_output_is_what_fdlab_prints() {
         let made = match kind {
             "txt" => out.stdout,
             "svg" => std::fs::read(&svg).unwrap(),
-            _ => panic!("{name}: only .txt and .svg are generated"),
+            "html" => std::fs::read(&html).unwrap(),
+            _ => panic!("{name}: only .txt, .svg and .html are generated"),
         };
         let file = generated.join(name);
         if bless {

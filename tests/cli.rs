@@ -161,6 +161,7 @@ fn options_that_cannot_apply_are_refused() {
     for args in [
         vec!["run", f, "--trace", "--backend", "linux"],
         vec!["run", f, "--every-step"],
+        vec!["run", f, "--html", "-", "--backend", "both"],
     ] {
         let out = fdlab(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -341,4 +342,48 @@ fn every_step_shows_the_topology_after_each_change() {
         .position(|l| l.contains("F_GETFD"))
         .expect("the F_GETFD line");
     assert!(!lines[getfd + 1].starts_with("        |"), "{text}");
+}
+
+/// `--html` writes one page with a step per statement that is not an
+/// expectation: the statement and the expectations after it, their lines
+/// marked in the source, the picture of the state after it, on the model
+/// and on Linux alike.
+#[test]
+fn html_steps_through_the_run() {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/epoll-closed-number.fds");
+    let src = std::fs::read_to_string(&f).unwrap();
+    let statements = src
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .count();
+    let expects = src.lines().filter(|l| l.starts_with("expect ")).count();
+    let mut pages = Vec::new();
+    for backend in ["model", "linux"] {
+        let out = fdlab(&[
+            "run",
+            f.to_str().unwrap(),
+            "--backend",
+            backend,
+            "--html",
+            "-",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{backend}");
+        let page = String::from_utf8(out.stdout).unwrap();
+        let page = page[page.find("<!DOCTYPE").expect("the page")..].to_string();
+        assert_eq!(
+            page.matches("<div class=\"step\"").count(),
+            statements - expects
+        );
+        assert_eq!(page.matches("<svg ").count(), statements - expects);
+        // Each picture has its own arrowhead.
+        assert!(page.contains("id=\"head-0\"") && page.contains("url(#head-3)"));
+        // The close of line 11 and the expectation of line 12, checked
+        // on the state after it, make one step.
+        assert!(
+            page.contains("<div class=\"step\" data-lines=\"11 12\">"),
+            "{page}"
+        );
+        pages.push(page);
+    }
+    assert_eq!(pages[0], pages[1], "model and Linux draw the same steps");
 }

@@ -42,37 +42,7 @@ pub fn report(r: &Report) -> String {
 /// changed (`--every-step`).
 fn report_with(r: &Report, after: &[(usize, Topology)]) -> String {
     let mut out = String::new();
-    let mut lines: Vec<(usize, String)> = Vec::new();
-
-    for s in &r.spawns {
-        let mut l = format!("spawn {}{}", s.name, if s.stdio { " stdio" } else { "" });
-        for t in &s.trace {
-            let _ = write!(l, "\n        {t}");
-        }
-        lines.push((s.line, l));
-    }
-    for s in &r.steps {
-        let mut l = format!("{}: {} = {}", s.proc, s.strace, outcome_text(&s.result));
-        if let Some(note) = child_note(s) {
-            let _ = write!(l, " {note}");
-        }
-        if !s.passed {
-            let e = s.expected.as_ref().map(expected_text).unwrap_or_default();
-            let _ = write!(l, "    <- FAILED, expected {e}");
-        }
-        for t in &s.trace {
-            let _ = write!(l, "\n        {t}");
-        }
-        lines.push((s.line, l));
-    }
-    for e in &r.expectations {
-        let verdict = if e.passed {
-            "holds".to_string()
-        } else {
-            format!("FAILED: {}", e.seen)
-        };
-        lines.push((e.line, format!("{}    <- {verdict}", e.text)));
-    }
+    let mut lines = statement_lines(r);
     // After the calls, so that the stable sort puts each under its call.
     let mut last: Option<&Topology> = None;
     for (line, t) in after {
@@ -109,6 +79,42 @@ fn report_with(r: &Report, after: &[(usize, Topology)]) -> String {
         let _ = writeln!(out, "  (in the trace: {})", names.join(", "));
     }
     out
+}
+
+/// What a report says of each statement, by line (in the order spawns,
+/// calls, expectations: a stable sort by line puts them in order).
+pub fn statement_lines(r: &Report) -> Vec<(usize, String)> {
+    let mut lines: Vec<(usize, String)> = Vec::new();
+    for s in &r.spawns {
+        let mut l = format!("spawn {}{}", s.name, if s.stdio { " stdio" } else { "" });
+        for t in &s.trace {
+            let _ = write!(l, "\n        {t}");
+        }
+        lines.push((s.line, l));
+    }
+    for s in &r.steps {
+        let mut l = format!("{}: {} = {}", s.proc, s.strace, outcome_text(&s.result));
+        if let Some(note) = child_note(s) {
+            let _ = write!(l, " {note}");
+        }
+        if !s.passed {
+            let e = s.expected.as_ref().map(expected_text).unwrap_or_default();
+            let _ = write!(l, "    <- FAILED, expected {e}");
+        }
+        for t in &s.trace {
+            let _ = write!(l, "\n        {t}");
+        }
+        lines.push((s.line, l));
+    }
+    for e in &r.expectations {
+        let verdict = if e.passed {
+            "holds".to_string()
+        } else {
+            format!("FAILED: {}", e.seen)
+        };
+        lines.push((e.line, format!("{}    <- {verdict}", e.text)));
+    }
+    lines
 }
 
 /// A topology: tables, each process's descriptors, each open file.

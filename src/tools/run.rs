@@ -253,6 +253,37 @@ impl<'b> Runner<'b> {
     }
 }
 
+/// The topology after a statement: one frame of a scenario's film.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The statement's line.
+    pub line: usize,
+    pub topology: Topology,
+}
+
+/// [`run`], also taking the topology after every statement that is not an
+/// expectation (expectations change nothing): what `--html` shows.
+///
+/// Errors: as [`run`].
+pub fn run_frames(
+    scenario: &Scenario,
+    backend: &mut dyn Backend,
+    trace: bool,
+) -> Result<(Report, Vec<Frame>), BackendError> {
+    let mut r = Runner::new(backend, trace);
+    let mut frames = Vec::new();
+    for stmt in &scenario.stmts {
+        r.exec(stmt)?;
+        if !matches!(stmt.kind, StmtKind::Expect(_)) {
+            frames.push(Frame {
+                line: stmt.line,
+                topology: r.backend().topology()?,
+            });
+        }
+    }
+    Ok((r.finish()?, frames))
+}
+
 /// Runs `scenario` on `backend`. With `trace`, each step records what the
 /// backend did underneath.
 ///
