@@ -59,6 +59,8 @@ pub const EXERCISES: &[Exercise] = &[
     exercise!("reader-only-in-flight", "passing.md"),
     exercise!("predict-in-flight", "passing.md"),
     exercise!("watched-under-a-closed-number", "epoll.md"),
+    exercise!("predict-empty-messages", "checking.md"),
+    exercise!("predict-epoll-after-fork", "bsd-linux.md"),
 ];
 
 /// The exercise named `name`.
