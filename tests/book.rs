@@ -179,11 +179,19 @@ fn generated_output_is_what_fdlab_prints() {
             Some(s) => (s, true),
             None => (stem, false),
         };
+        // NAME.linux.svg: as the Linux backend sees it (/proc and kcmp).
+        let (stem, linux) = match stem.strip_suffix(".linux") {
+            Some(s) => (s, true),
+            None => (stem, false),
+        };
         let scenario = root.join("scenarios").join(format!("{stem}.fds"));
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fdlab"));
         cmd.arg("run").arg(&scenario).current_dir(&tmp);
         if trace {
             cmd.arg("--trace");
+        }
+        if linux {
+            cmd.args(["--backend", "linux"]);
         }
         let svg = tmp.join("picture.svg");
         if kind == "svg" {

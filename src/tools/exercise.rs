@@ -59,6 +59,7 @@ pub const EXERCISES: &[Exercise] = &[
     exercise!("reader-only-in-flight", "passing.md"),
     exercise!("predict-in-flight", "passing.md"),
     exercise!("watched-under-a-closed-number", "epoll.md"),
+    exercise!("one-file-or-two", "inspect.md"),
     exercise!("predict-empty-messages", "checking.md"),
     exercise!("predict-epoll-after-fork", "bsd-linux.md"),
 ];
