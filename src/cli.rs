@@ -268,6 +268,11 @@ enum Cmd {
         /// has not done counts as a disagreement.
         #[arg(long, value_name = "MS", default_value_t = 2000)]
         settle_ms: u64,
+        /// Scenarios compared at once (default: twice the cores, since a
+        /// scenario mostly waits for its processes). The seed gives the
+        /// same scenarios and the same verdicts whatever the number.
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
         /// Plant a known bug in the model, to see whether (and how fast)
         /// fuzzing finds it. Only in builds with the `mutants` feature.
         #[cfg(feature = "mutants")]
@@ -590,6 +595,7 @@ pub fn main() -> ExitCode {
             len,
             out,
             settle_ms,
+            jobs,
             #[cfg(feature = "mutants")]
             plant,
         } => {
@@ -598,7 +604,12 @@ pub fn main() -> ExitCode {
             #[cfg(not(feature = "mutants"))]
             let model = ModelBackend::deferred;
             let settle = std::time::Duration::from_millis(settle_ms);
-            fuzz(cases, seed, len, &out, &model, settle)
+            let jobs = jobs
+                .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
+            if jobs == 0 {
+                return fail("--jobs 0: at least one scenario must run at a time");
+            }
+            fuzz(cases, seed, len, jobs, &out, &model, settle)
         }
     }
 }
@@ -636,8 +647,9 @@ fn fuzz(
     cases: u32,
     seed: Option<u64>,
     len: usize,
+    jobs: usize,
     out: &PathBuf,
-    model: &dyn Fn() -> ModelBackend,
+    model: &(dyn Fn() -> ModelBackend + Sync),
     settle: std::time::Duration,
 ) -> ExitCode {
     let seed = seed.unwrap_or_else(|| {
@@ -645,7 +657,7 @@ fn fuzz(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
     });
-    println!("fuzzing {cases} scenarios of up to {len} operations, seed {seed}");
+    println!("fuzzing {cases} scenarios of up to {len} operations, seed {seed}, {jobs} at a time");
     // A bar on standard error, drawn only on a terminal; Ctrl-C stops the
     // run where it is and still prints the summary (a second one kills).
     let bar = indicatif::ProgressBar::new(u64::from(cases));
@@ -686,7 +698,16 @@ fn fuzz(
         progress: &progress,
         stop: &crate::backend::linux::kernel::interrupted,
     };
-    let r = fuzz::fuzz(cases, seed, len, &helper_path(), model, settle, &watch);
+    let r = fuzz::fuzz(
+        cases,
+        seed,
+        len,
+        jobs,
+        &helper_path(),
+        model,
+        settle,
+        &watch,
+    );
     bar.finish_and_clear();
     if let Some(f) = r.failure.as_ref().filter(|f| !text::finding(f).is_empty()) {
         if let Err(e) = std::fs::write(out, text::finding(f)) {

@@ -30,6 +30,7 @@ fn generated_scenarios_agree_with_linux() {
         cases(150),
         seed,
         40,
+        2,
         Path::new(env!("CARGO_BIN_EXE_fdlab")),
         &ModelBackend::deferred,
         SETTLE_DEADLINE,
@@ -102,6 +103,41 @@ impl Backend for Liar {
     }
 }
 
+/// Cases run at once give the same run: the same scenarios from the seed,
+/// the same first failure, the same minimal scenario, the same counts.
+#[test]
+fn any_number_of_jobs_gives_the_same_verdict() {
+    let make = || -> Result<Pair, BackendError> {
+        Ok((
+            Box::new(ModelBackend::new()),
+            Box::new(Liar(ModelBackend::new())),
+        ))
+    };
+    let runs: Vec<_> = [1, 4]
+        .iter()
+        .map(|&jobs| fuzz_with(300, 7, 40, jobs, &make))
+        .collect();
+    let seen = |r: &fdlab::tools::fuzz::FuzzReport| {
+        (
+            r.cases,
+            r.steps,
+            r.first_failure.map(|f| f.0),
+            r.failure.as_ref().map(fdlab::render::text::finding),
+        )
+    };
+    assert!(runs[0].failure.is_some(), "the lie is found");
+    assert_eq!(seen(&runs[0]), seen(&runs[1]));
+    // And a run that finds nothing compares every case, in any order.
+    let honest = || -> Result<Pair, BackendError> {
+        Ok((Box::new(ModelBackend::new()), Box::new(ModelBackend::new())))
+    };
+    let a = fuzz_with(60, 7, 40, 1, &honest);
+    let b = fuzz_with(60, 7, 40, 3, &honest);
+    assert!(a.failure.is_none() && b.failure.is_none());
+    assert_eq!((a.cases, a.steps), (b.cases, b.steps));
+    assert_eq!(a.cases, 60);
+}
+
 #[test]
 fn a_disagreement_is_caught_and_shrunk_to_a_minimal_scenario() {
     let make = || -> Result<Pair, BackendError> {
@@ -110,7 +146,7 @@ fn a_disagreement_is_caught_and_shrunk_to_a_minimal_scenario() {
             Box::new(Liar(ModelBackend::new())),
         ))
     };
-    let r = fuzz_with(300, 1, 40, &make);
+    let r = fuzz_with(300, 1, 40, 1, &make);
     let found = r.failure.expect("the lie is found");
     let Finding::Disagreement { divergences, .. } = &found else {
         panic!("{found:?}")

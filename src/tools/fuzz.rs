@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use super::compare::{run_both, Comparison, Divergence};
 use super::gen::{ops, realize, realize_counted, Coverage, Op};
@@ -65,7 +66,7 @@ pub enum Finding {
 pub type Pair = (Box<dyn Backend>, Box<dyn Backend>);
 
 /// Makes a fresh [`Pair`].
-pub type MakePair<'a> = dyn Fn() -> Result<Pair, BackendError> + 'a;
+pub type MakePair<'a> = dyn Fn() -> Result<Pair, BackendError> + Sync + 'a;
 
 /// Where a run is, for a progress display: scenarios compared so far, and
 /// whether it is shrinking a failure.
@@ -94,13 +95,15 @@ impl Watch<'_> {
 /// Runs `cases` generated scenarios of up to `len` operations on the model
 /// (as `model` makes it: [`ModelBackend::deferred`], or one with a planted
 /// bug) and on Linux (helpers from `helper`, waiting `settle` for its
-/// deferred work at the end of each case).
+/// deferred work at the end of each case), `jobs` at a time.
+#[allow(clippy::too_many_arguments)]
 pub fn fuzz(
     cases: u32,
     seed: u64,
     len: usize,
+    jobs: usize,
     helper: &std::path::Path,
-    model: &dyn Fn() -> ModelBackend,
+    model: &(dyn Fn() -> ModelBackend + Sync),
     settle: Duration,
     watch: &Watch<'_>,
 ) -> FuzzReport {
@@ -109,97 +112,213 @@ pub fn fuzz(
         l.set_settle_deadline(settle);
         Ok((Box::new(model()), Box::new(l)))
     };
-    fuzz_watched(cases, seed, len, &make, watch)
+    fuzz_watched(cases, seed, len, jobs, &make, watch)
 }
 
 /// [`fuzz`] with any pair of backends.
-pub fn fuzz_with(cases: u32, seed: u64, len: usize, make: &MakePair<'_>) -> FuzzReport {
-    fuzz_watched(cases, seed, len, make, &Watch::none())
+pub fn fuzz_with(
+    cases: u32,
+    seed: u64,
+    len: usize,
+    jobs: usize,
+    make: &MakePair<'_>,
+) -> FuzzReport {
+    fuzz_watched(cases, seed, len, jobs, make, &Watch::none())
 }
 
+/// The cases of a run, in order: the same seed gives the same scenarios,
+/// however many run at once, and the ones proptest's own runner gave
+/// (which draws a new generator from the last one for every case).
+struct Cases {
+    gen: TestRunner,
+}
+
+impl Cases {
+    fn config() -> Config {
+        Config {
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    fn new(seed: u64) -> Cases {
+        let mut seed_bytes = [0u8; 32];
+        seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
+        Cases {
+            gen: TestRunner::new_with_rng(Cases::config(), rng),
+        }
+    }
+
+    /// The next case, as a tree that can shrink.
+    fn next<S: Strategy>(&mut self, strategy: &S) -> Option<S::Tree> {
+        let rng = self.gen.new_rng();
+        self.gen = TestRunner::new_with_rng(Cases::config(), rng);
+        strategy.new_tree(&mut self.gen).ok()
+    }
+}
+
+/// The most steps of shrinking by the generator's own rules.
+const MAX_SHRINK_ITERS: u32 = 2000;
+
+/// What one case gave: its comparison, or why a backend could not run it.
+type Outcome = Result<(Comparison, Cost), BackendError>;
+
+/// The first failing case: its number, its operations, and what failed
+/// (the divergences, or why a backend could not run it).
+type Failed = (u32, Vec<Op>, Result<Vec<Divergence>, String>);
+
 /// [`fuzz_with`], telling `watch` how it goes.
+///
+/// The cases are generated in order from the seed and compared `jobs` at
+/// a time (a case spends most of its time waiting for its helpers, so
+/// more jobs than cores pay); their results are taken in order, and the
+/// first case that fails in that order is the one shrunk, one comparison
+/// at a time. So the report is the same for any `jobs`, but for timings.
 pub fn fuzz_watched(
     cases: u32,
     seed: u64,
     len: usize,
+    jobs: usize,
     make: &MakePair<'_>,
     watch: &Watch<'_>,
 ) -> FuzzReport {
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        max_shrink_iters: 2000,
-        ..Config::default()
-    };
-    let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
-    let mut runner = TestRunner::new_with_rng(config, rng);
     let start = Instant::now();
-    let stats = std::cell::Cell::new(Stats::default());
-    // The divergences of the last case that failed: shrinking ends on the
-    // minimal one.
-    let last = std::cell::RefCell::new(Vec::new());
-    let coverage = std::cell::RefCell::new(Coverage::default());
-    let first = std::cell::Cell::new(None);
-    let stopped = std::cell::Cell::new(false);
-    // The smallest case that really failed so far: what an interrupt
-    // during shrinking reports.
-    let last_ops: std::cell::RefCell<Option<Vec<Op>>> = std::cell::RefCell::new(None);
-    // What a backend said when it could not run the last case that failed.
-    let last_err: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
-    let result = runner.run(&ops(1..len.max(2)), |ops: Vec<Op>| {
-        if stopped.get() || (watch.stop)() {
-            // Every case from here fails at once, so that shrinking (which
-            // proptest insists on) ends at once too.
-            stopped.set(true);
-            return Err(TestCaseError::fail("interrupted"));
+    let strategy = ops(1..len.max(2));
+    let mut st = Stats::default();
+    let mut coverage = Coverage::default();
+    let mut first = None;
+    let mut stopped = false;
+    let mut failed: Option<Failed> = None;
+    let mut gen = Cases::new(seed);
+    let (work_tx, work_rx) = std::sync::mpsc::channel::<(u32, Vec<Op>)>();
+    let work_rx = std::sync::Mutex::new(work_rx);
+    std::thread::scope(|scope| {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<(u32, Vec<Op>, Coverage, Outcome)>();
+        for _ in 0..jobs.max(1) {
+            let (work_rx, done_tx) = (&work_rx, done_tx.clone());
+            scope.spawn(move || loop {
+                let job = work_rx.lock().map(|rx| rx.recv());
+                let Ok(Ok((i, ops))) = job else { break };
+                let (s, cover) = realize_counted(&ops);
+                let outcome = compare_once(&s, make);
+                if done_tx.send((i, ops, cover, outcome)).is_err() {
+                    break;
+                }
+            });
         }
-        let (s, cover) = realize_counted(&ops);
-        coverage.borrow_mut().add(&cover);
-        let c = compare_once(&s, make).map_err(|e| {
-            // Not a divergence: a backend could not run the case. Shrinking
-            // goes on, and the report says what failed.
-            if first.get().is_none() {
-                first.set(Some((stats.get().cases + 1, start.elapsed())));
+        drop(done_tx);
+        let (mut sent, mut taken, mut out) = (0u32, 0u32, 0usize);
+        let mut early = std::collections::BTreeMap::new();
+        loop {
+            while failed.is_none() && !stopped && sent < cases && out < 2 * jobs.max(1) {
+                let Some(tree) = gen.next(&strategy) else {
+                    break;
+                };
+                if work_tx.send((sent, tree.current())).is_err() {
+                    break;
+                }
+                sent += 1;
+                out += 1;
             }
-            *last_err.borrow_mut() = Some(e.to_string());
-            *last_ops.borrow_mut() = Some(ops.clone());
-            TestCaseError::fail(e.to_string())
-        })?;
-        let mut st = stats.get();
-        st.cases += 1;
-        st.stopped += u32::from(c.0.stopped.is_some());
-        st.branched += u32::from(c.0.states > 1);
-        st.most_states = st.most_states.max(c.0.states);
-        st.steps += c.0.linux.steps.len() as u64;
-        st.cost.add(&c.1);
-        stats.set(st);
-        (watch.progress)(Progress {
-            done: st.cases,
-            shrinking: first.get().is_some(),
-        });
-        if c.0.divergences.is_empty() {
-            Ok(())
-        } else {
-            if first.get().is_none() {
-                first.set(Some((st.cases, start.elapsed())));
+            if out == 0 {
+                break;
             }
-            let n = c.0.divergences.len();
-            *last.borrow_mut() = c.0.divergences;
-            *last_ops.borrow_mut() = Some(ops.clone());
-            Err(TestCaseError::fail(format!("{n} divergences")))
+            let Ok(done) = done_rx.recv() else { break };
+            out -= 1;
+            early.insert(done.0, done);
+            // In order: a case's result counts once all before it did.
+            while let Some((i, ops, cover, outcome)) = early.remove(&taken) {
+                taken += 1;
+                if failed.is_some() || stopped {
+                    continue;
+                }
+                coverage.add(&cover);
+                match outcome {
+                    Ok((c, cost)) => {
+                        st.record(&c, &cost);
+                        if !c.divergences.is_empty() {
+                            failed = Some((i, ops, Ok(c.divergences)));
+                        }
+                    }
+                    Err(e) => {
+                        st.cases += 1;
+                        failed = Some((i, ops, Err(e.to_string())));
+                    }
+                }
+                if failed.is_some() {
+                    first = Some((st.cases, start.elapsed()));
+                }
+                (watch.progress)(Progress {
+                    done: st.cases,
+                    shrinking: false,
+                });
+                stopped |= (watch.stop)();
+            }
         }
+        drop(work_tx);
     });
-    let st = stats.get();
-    let failure = match result {
-        _ if stopped.get() => last_ops
-            .take()
-            .map(|ops| disagreement(&realize(&ops), make, last.take())),
-        Ok(()) => None,
-        Err(TestError::Fail(_, ops)) => match disagreement(
+    let failure = failed.map(|(i, ops, what)| {
+        let last = std::cell::RefCell::new(what.clone().unwrap_or_default());
+        let last_err = std::cell::RefCell::new(what.err());
+        if stopped {
+            return disagreement(&realize(&ops), make, last.take());
+        }
+        // The generator's own shrinking first: the case again from the
+        // seed, simplified while it fails.
+        let mut again = Cases::new(seed);
+        let mut tree = None;
+        for _ in 0..=i {
+            tree = again.next(&strategy);
+        }
+        let mut smallest = ops;
+        if let Some(tree) = tree.as_mut().and_then(|t| t.simplify().then_some(t)) {
+            let mut fails = |ops: &[Op]| -> bool {
+                let outcome = compare_once(&realize(ops), make);
+                if let Ok((c, cost)) = &outcome {
+                    st.record(c, cost);
+                } else {
+                    st.cases += 1;
+                }
+                (watch.progress)(Progress {
+                    done: st.cases,
+                    shrinking: true,
+                });
+                match outcome {
+                    Ok((c, _)) if !c.divergences.is_empty() => {
+                        *last.borrow_mut() = c.divergences;
+                        true
+                    }
+                    Ok(_) => false,
+                    Err(e) => {
+                        *last_err.borrow_mut() = Some(e.to_string());
+                        true
+                    }
+                }
+            };
+            for _ in 0..MAX_SHRINK_ITERS {
+                if (watch.stop)() {
+                    stopped = true;
+                    break;
+                }
+                let current = tree.current();
+                let more = if fails(&current) {
+                    smallest = current;
+                    tree.simplify()
+                } else {
+                    tree.complicate()
+                };
+                if !more {
+                    break;
+                }
+            }
+        }
+        if stopped {
+            return disagreement(&realize(&smallest), make, last.take());
+        }
+        match disagreement(
             &remove_stmts_while_failing(
-                realize(&remove_while_failing(ops, make, watch, &last)),
+                realize(&remove_while_failing(smallest, make, watch, &last)),
                 make,
                 watch,
                 &last,
@@ -210,20 +329,16 @@ pub fn fuzz_watched(
             Finding::Disagreement {
                 divergences,
                 scenario,
-            } if divergences.is_empty() => Some(Finding::Aborted {
+            } if divergences.is_empty() => Finding::Aborted {
                 why: match last_err.take() {
                     Some(e) => format!("a backend could not run the case: {e}"),
                     None => "a case failed and then passed when run again".to_string(),
                 },
                 scenario: Some(scenario),
-            }),
-            f => Some(f),
-        },
-        Err(TestError::Abort(why)) => Some(Finding::Aborted {
-            why: why.to_string(),
-            scenario: None,
-        }),
-    };
+            },
+            f => f,
+        }
+    });
     FuzzReport {
         cases: st.cases,
         elapsed: start.elapsed(),
@@ -232,9 +347,9 @@ pub fn fuzz_watched(
         most_states: st.most_states,
         steps: st.steps,
         cost: st.cost,
-        coverage: coverage.take(),
-        first_failure: first.get(),
-        interrupted: stopped.get(),
+        coverage,
+        first_failure: first,
+        interrupted: stopped || (watch.stop)(),
         failure,
     }
 }
@@ -317,6 +432,18 @@ struct Stats {
     most_states: usize,
     steps: u64,
     cost: Cost,
+}
+
+impl Stats {
+    /// Counts one compared case.
+    fn record(&mut self, c: &Comparison, cost: &Cost) {
+        self.cases += 1;
+        self.stopped += u32::from(c.stopped.is_some());
+        self.branched += u32::from(c.states > 1);
+        self.most_states = self.most_states.max(c.states);
+        self.steps += c.linux.steps.len() as u64;
+        self.cost.add(cost);
+    }
 }
 
 /// One scenario on both backends, compared after every step; with the
