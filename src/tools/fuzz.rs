@@ -21,6 +21,8 @@ use crate::lang::{Scenario, StmtKind};
 #[derive(Debug)]
 pub struct FuzzReport {
     pub cases: u32,
+    /// Cases compared at a time.
+    pub jobs: usize,
     pub elapsed: Duration,
     /// Cases whose comparison stopped early because the model would have
     /// had to follow too many states.
@@ -341,6 +343,7 @@ pub fn fuzz_watched(
     });
     FuzzReport {
         cases: st.cases,
+        jobs: jobs.max(1),
         elapsed: start.elapsed(),
         stopped_early: st.stopped,
         branched: st.branched,
