@@ -765,7 +765,7 @@ fn run_one(file: &Path, backend: BackendName, o: &RunOptions, pictures: &Picture
             Ok(c) => c,
             Err(e) => return fail(Error::from(e)),
         };
-        if let Err(e) = pictures.draw(&c.linux.topology, file) {
+        if let Err(e) = pictures.draw(&c.linux.topology, &[], file) {
             return fail(e);
         }
         if let Some(to) = dump {
@@ -786,9 +786,11 @@ fn run_one(file: &Path, backend: BackendName, o: &RunOptions, pictures: &Picture
         } else {
             run::run(&scenario, b, trace).map(|r| (r, Vec::new()))
         };
-        r.map_err(|e| Error::from(e).to_string())
+        let (r, frames) = r.map_err(|e| Error::from(e).to_string())?;
+        let flights = b.world().map(run::flights).unwrap_or_default();
+        Ok((r, frames, flights))
     };
-    type Filmed = Result<(run::Report, Vec<run::Frame>), String>;
+    type Filmed = Result<(run::Report, Vec<run::Frame>, Vec<run::Flight>), String>;
     let report: Filmed = if backend == BackendName::Linux {
         (|| {
             let mut l =
@@ -809,12 +811,12 @@ fn run_one(file: &Path, backend: BackendName, o: &RunOptions, pictures: &Picture
             Ok(r)
         })()
     };
-    let (report, frames) = match report {
+    let (report, frames, flights) = match report {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
     if let Err(e) = pictures
-        .draw(&report.topology, file)
+        .draw(&report.topology, &flights, file)
         .and_then(|()| pictures.film(&report, &frames, file))
     {
         return fail(e);
@@ -1032,8 +1034,14 @@ impl Pictures {
         write_out(to, &page)
     }
 
-    /// Draws the picture of `t`, titled by the scenario `file`.
-    fn draw(&self, t: &fdlab_model::Topology, file: &std::path::Path) -> Result<(), Error> {
+    /// Draws the picture of `t` with the files in flight `flights`, titled
+    /// by the scenario `file`.
+    fn draw(
+        &self,
+        t: &fdlab_model::Topology,
+        flights: &[run::Flight],
+        file: &std::path::Path,
+    ) -> Result<(), Error> {
         if self.svg.is_none() && self.dot.is_none() {
             return Ok(());
         }
@@ -1042,7 +1050,7 @@ impl Pictures {
             |n| n.to_string_lossy().into_owned(),
         );
         draw(
-            &Picture::of(t, &name),
+            &Picture::of(t, &name).with_flights(flights),
             self.svg.as_deref(),
             self.dot.as_deref(),
         )
@@ -1065,7 +1073,7 @@ fn run_and_hold(
         Ok(r) => r,
         Err(e) => return fail(Error::from(e)),
     };
-    if let Err(e) = pictures.draw(&report.topology, file) {
+    if let Err(e) = pictures.draw(&report.topology, &[], file) {
         return fail(e);
     }
     let code = finish(json, &report, report.passed(), || text::report(&report));

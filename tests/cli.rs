@@ -387,3 +387,37 @@ fn html_steps_through_the_run() {
     }
     assert_eq!(pages[0], pages[1], "model and Linux draw the same steps");
 }
+
+/// The model's pictures show files in flight riding in their socket's
+/// queue: an arrow to a file a table holds too, a note for one only the
+/// message keeps alive. (Linux's observer sees queues only in a dump.)
+#[test]
+fn pictures_show_files_in_flight() {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/scm-rights-in-flight.fds");
+    let page = |backend: &str| {
+        let out = fdlab(&[
+            "run",
+            f.to_str().unwrap(),
+            "--backend",
+            backend,
+            "--html",
+            "-",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{backend}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let model = page("model");
+    let steps: Vec<&str> = model.split("<div class=\"step\"").skip(1).collect();
+    // sendfds 1 1: file 1 rides in file 0's queue and p still holds it.
+    assert!(steps[2].contains("class=\"flight\""), "{}", steps[2]);
+    // close 1: only the message holds it.
+    assert!(
+        steps[3].contains("in flight here: a stream socket"),
+        "{}",
+        steps[3]
+    );
+    // recvfds: back in the table, nothing in flight.
+    assert!(!steps[5].contains("in flight"), "{}", steps[5]);
+    let linux = page("linux");
+    assert!(!linux.contains("class=\"flight\"") && !linux.contains("in flight here"));
+}

@@ -333,7 +333,7 @@ fn freeze_resumes_on_ctrl_c_and_a_vanished_process_is_a_warning() {
     // Frozen, then interrupted in the middle: every process runs again.
     let mut args = vec!["inspect".to_string(), "--freeze".into()];
     args.extend(all.clone());
-    let mut ins = Command::new(fdlab_bin())
+    let mut ins = support::interruptible(&mut Command::new(fdlab_bin()))
         .args(&args)
         .env("FDLAB_INSPECT_DELAY_MS", "5000")
         .stdout(Stdio::null())

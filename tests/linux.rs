@@ -132,13 +132,11 @@ fn ctrl_c_mid_run_leaves_no_process_and_no_sandbox() {
     std::fs::create_dir_all(&root).unwrap();
     let scenario = root.join("slow.fds");
     let mut src = String::from("spawn p1 stdio\np1: fork p2\np2: clone_files p3\np2: exit\n");
-    // Long enough (20 s of steps) that a busy machine cannot finish it
-    // before the interrupt comes.
-    for _ in 0..400 {
+    for _ in 0..50 {
         src.push_str("p1: dup 0\n");
     }
     std::fs::write(&scenario, src).unwrap();
-    let mut child = std::process::Command::new(helper())
+    let mut child = support::interruptible(&mut std::process::Command::new(helper()))
         .args(["run", scenario.to_str().unwrap(), "--backend", "linux"])
         .env("TMPDIR", &root)
         .env("FDLAB_STEP_DELAY_MS", "50")

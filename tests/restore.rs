@@ -728,7 +728,7 @@ fn ctrl_c_mid_restore_leaves_nothing_behind() {
     for f in ["notes", "log"] {
         dir.file(f, "");
     }
-    let mut child = std::process::Command::new(support::fdlab_bin())
+    let mut child = support::interruptible(&mut std::process::Command::new(support::fdlab_bin()))
         .args(["restore", "x.json", "--backend", "linux", "--root", "."])
         .current_dir(dir.path())
         .env("TMPDIR", dir.path())

@@ -75,6 +75,20 @@ pub fn dot(p: &Picture) -> String {
             w.epoll, w.file, w.fd
         );
     }
+    for f in &p.flights {
+        let _ = writeln!(
+            out,
+            "  f{} -> f{} [style=dotted, color=\"#b35c00\", label=\"in flight\", constraint=false];",
+            f.socket, f.file
+        );
+    }
+    for (socket, what) in &p.riding {
+        let _ = writeln!(
+            out,
+            "  r{socket} [shape=note, color=\"#b35c00\", label=\"in flight: {}\"];\n  f{socket} -> r{socket} [style=dotted, color=\"#b35c00\"];",
+            esc(&what.join(", "))
+        );
+    }
     let _ = writeln!(out, "}}");
     out
 }

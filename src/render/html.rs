@@ -123,7 +123,7 @@ pub fn scenario_page(r: &Report, frames: &[Frame], title: &str, source: Option<&
             Step {
                 lines,
                 text: text.join("\n"),
-                svg: svg(&Picture::of(&f.topology, title)),
+                svg: svg(&Picture::of(&f.topology, title).with_flights(&f.flights)),
             }
         })
         .collect();

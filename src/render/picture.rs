@@ -2,8 +2,9 @@
 //! renderers draw: descriptor tables on the left (each with the processes
 //! that use it, one row per descriptor), open files in the middle, the
 //! objects they reach on the right (inodes, pipes, socket pairs, epoll
-//! instances), an arrow for every reference, and dashed arrows from an
-//! epoll to the files it watches.
+//! instances), an arrow for every reference, dashed arrows from an epoll
+//! to the files it watches, and dotted ones from a socket end to the files
+//! in flight in its queue (named under it when no table holds them).
 //!
 //! The layout is a hand-written column layout: files are ordered by the
 //! mean height of the rows that point at them, objects by the mean height
@@ -66,6 +67,16 @@ pub struct WatchEdge {
     pub fd: u32,
 }
 
+/// A file in flight in a socket's queue, which a table holds too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlightEdge {
+    /// The socket end whose queue carries it (an index into
+    /// [`Picture::files`]).
+    pub socket: usize,
+    /// The file (an index into [`Picture::files`]).
+    pub file: usize,
+}
+
 /// The whole figure, in the order it is laid out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Picture {
@@ -76,6 +87,11 @@ pub struct Picture {
     pub watches: Vec<WatchEdge>,
     /// Watched files that no descriptor names (in flight, or closed).
     pub unheld: Vec<u32>,
+    /// Files in flight that a table holds too.
+    pub flights: Vec<FlightEdge>,
+    /// Files only in flight, by the socket end whose queue carries them:
+    /// what each is.
+    pub riding: Vec<(usize, Vec<String>)>,
 }
 
 fn file_title(v: &FileView) -> (String, String) {
@@ -205,7 +221,35 @@ impl Picture {
             objects,
             watches,
             unheld,
+            flights: Vec::new(),
+            riding: Vec::new(),
         }
+    }
+
+    /// The figure with the files in flight in its sockets' queues (by the
+    /// topology's file ids; a socket the picture does not show is left
+    /// out).
+    pub fn with_flights(mut self, flights: &[crate::tools::run::Flight]) -> Picture {
+        let index: BTreeMap<usize, usize> = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.id, i))
+            .collect();
+        for fl in flights {
+            let Some(&socket) = index.get(&fl.socket) else {
+                continue;
+            };
+            for f in &fl.files {
+                if let Some(&file) = index.get(f) {
+                    self.flights.push(FlightEdge { socket, file });
+                }
+            }
+            if !fl.unheld.is_empty() {
+                self.riding.push((socket, fl.unheld.clone()));
+            }
+        }
+        self
     }
 }
 

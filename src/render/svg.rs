@@ -82,6 +82,7 @@ pub fn svg(p: &Picture) -> String {
 .ref { fill: none; stroke: #555; stroke-width: 1.2; }
 .obj { fill: none; stroke: #999; stroke-width: 1; }
 .watch { fill: none; stroke: #2a8f86; stroke-width: 1.2; stroke-dasharray: 5 3; }
+.flight { fill: none; stroke: #b35c00; stroke-width: 1.2; stroke-dasharray: 2 3; }
 .box { stroke: #444; stroke-width: 1; }
 .head { font-weight: bold; }
 .col { font-size: 13px; font-weight: bold; fill: #333; }
@@ -228,6 +229,37 @@ pub fn svg(p: &Picture) -> String {
             x2 + 6.0,
             y2 + 12.0,
             w.fd
+        );
+    }
+    // Files in flight: from the socket end whose queue carries them, round
+    // the left of the files' column; those no table holds, named under it.
+    for f in &p.flights {
+        let (sx, sy) = l.files[f.socket];
+        let (fx, fy) = l.files[f.file];
+        let (y1, y2) = (sy + FILE_H * 0.25, fy + FILE_H * 0.25);
+        let bulge = sx - 40.0;
+        let _ = writeln!(
+            out,
+            r#"<path class="flight" d="M {sx:.1} {y1:.1} C {bulge:.1} {y1:.1}, {bulge:.1} {y2:.1}, {fx:.1} {y2:.1}" marker-end="url(#head)"/>"#
+        );
+        let _ = writeln!(
+            out,
+            r##"<text class="small" x="{:.1}" y="{:.1}" fill="#b35c00" text-anchor="end">in flight</text>"##,
+            sx - 4.0,
+            y1 - 3.0
+        );
+    }
+    for (socket, what) in &p.riding {
+        let (x, y) = l.files[*socket];
+        let _ = writeln!(
+            out,
+            r##"<text class="small" x="{:.1}" y="{:.1}" fill="#b35c00">{}</text>"##,
+            x + 8.0,
+            y + FILE_H + 11.0,
+            esc(&fit(
+                &format!("in flight here: {}", what.join(", ")),
+                FILE_W + 60.0
+            ))
         );
     }
     if !p.unheld.is_empty() {

@@ -259,6 +259,74 @@ pub struct Frame {
     /// The statement's line.
     pub line: usize,
     pub topology: Topology,
+    /// The files in flight then, where the backend can tell.
+    pub flights: Vec<Flight>,
+}
+
+/// Files in flight in one socket's queue, riding there until a `recvmsg`
+/// takes them: a picture draws them. By the topology's file ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flight {
+    /// The socket end whose queue holds them.
+    pub socket: usize,
+    /// Those that some table holds too.
+    pub files: Vec<usize>,
+    /// What the others are (no descriptor names them: only the message
+    /// keeps them alive).
+    pub unheld: Vec<String>,
+}
+
+/// The files in flight in `w`'s sockets whose own file the topology has.
+/// (Only the model can tell: from outside, a queue is read by peeking it,
+/// which only a dump does.)
+pub fn flights(w: &fdlab_model::World) -> Vec<Flight> {
+    use fdlab_model::file::FileKind;
+    let topology_id: std::collections::HashMap<u64, usize> = w
+        .topology_serials()
+        .into_iter()
+        .enumerate()
+        .map(|(i, serial)| (serial, i))
+        .collect();
+    let id_of = |f: fdlab_model::FileId| topology_id.get(&w.file(f).serial).copied();
+    let mut out = Vec::new();
+    for (sid, sock) in w.sockets() {
+        let riding: Vec<fdlab_model::FileId> = sock
+            .queue
+            .iter()
+            .flat_map(|m| m.fds.iter().copied())
+            .collect();
+        if riding.is_empty() {
+            continue;
+        }
+        let own = w
+            .files()
+            .find(|(_, f)| matches!(f.kind, FileKind::Socket(s) if s == sid))
+            .and_then(|(f, _)| id_of(f));
+        let Some(socket) = own else { continue };
+        let mut flight = Flight {
+            socket,
+            files: Vec::new(),
+            unheld: Vec::new(),
+        };
+        for f in riding {
+            match id_of(f) {
+                Some(id) => flight.files.push(id),
+                None => flight.unheld.push(match &w.file(f).kind {
+                    FileKind::Socket(s) => format!("a {} socket", w.sock(*s).ty),
+                    FileKind::Pipe(_, end) => format!("a pipe's {end} end"),
+                    FileKind::Vnode(v) => w.fs().vnode(*v).path.clone(),
+                    FileKind::Epoll(_) => "an epoll instance".into(),
+                    FileKind::Eventfd(_) => "an eventfd".into(),
+                    FileKind::PtyMaster(_) => "a pty master".into(),
+                    FileKind::PtySlave(_) => "a pty slave".into(),
+                    FileKind::Larval => "a larval file".into(),
+                }),
+            }
+        }
+        out.push(flight);
+    }
+    out.sort_by_key(|f| f.socket);
+    out
 }
 
 /// [`run`], also taking the topology after every statement that is not an
@@ -275,9 +343,12 @@ pub fn run_frames(
     for stmt in &scenario.stmts {
         r.exec(stmt)?;
         if !matches!(stmt.kind, StmtKind::Expect(_)) {
+            let topology = r.backend().topology()?;
+            let flights = r.backend().world().map(flights).unwrap_or_default();
             frames.push(Frame {
                 line: stmt.line,
-                topology: r.backend().topology()?,
+                topology,
+                flights,
             });
         }
     }

@@ -115,3 +115,19 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// `cmd` with Ctrl-C's signal at its default action in the child: a test
+/// runs wherever it is started, and a shell that starts a job in the
+/// background starts it with `SIGINT` ignored, which the child would
+/// inherit (and then shrug off the interrupt the test sends).
+pub fn interruptible(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the forked child before exec; signal(2) is
+    // async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        })
+    }
+}
