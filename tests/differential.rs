@@ -1,6 +1,7 @@
 //! Generated scenarios on the model and on Linux, compared step by step and
-//! topology by topology. `FDLAB_CASES=N` runs more (the default keeps CI
-//! quick); `fdlab fuzz` does the same outside cargo.
+//! topology by topology. `FDLAB_CASES=N` runs another number (the default
+//! is what fits in about two minutes of CI); `fdlab fuzz` does the same
+//! outside cargo.
 
 mod support;
 
@@ -26,11 +27,14 @@ fn generated_scenarios_agree_with_linux() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2026);
+    // About two minutes on 2 cores, cases compared twice the cores at a
+    // time (`fdlab fuzz` runs more).
+    let jobs = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
     let r = fuzz(
-        cases(150),
+        cases(2000),
         seed,
         40,
-        2,
+        jobs,
         Path::new(env!("CARGO_BIN_EXE_fdlab")),
         &ModelBackend::deferred,
         SETTLE_DEADLINE,
@@ -42,7 +46,7 @@ fn generated_scenarios_agree_with_linux() {
             fdlab::render::text::finding(f)
         );
     }
-    assert_eq!(r.cases, cases(150));
+    assert_eq!(r.cases, cases(2000));
     assert!(
         r.steps > u64::from(r.cases) * 5,
         "scenarios are too short: {} steps",
