@@ -5,7 +5,8 @@
 //! are closed: after a scenario's `exec` it would change the very table under
 //! study.
 //!
-//! - The **nursery** (one per run) starts scenario processes, reaps every
+//! - The **nursery** (one per run) starts scenario processes (a fork of
+//!   itself each, without an exec: it is set up as a helper is), reaps every
 //!   orphan (it is a child subreaper with SIGCHLD ignored), and when the
 //!   runner's end of its channel closes (the run ended, panicked or was
 //!   interrupted) it ends every process of the run and removes the sandbox.
@@ -118,7 +119,6 @@ fn new_channel() -> Sys<(i32, i32)> {
 fn nursery(ctl: i32, sandbox: Option<String>) -> ! {
     kernel::become_subreaper();
     let chan = channel(ctl);
-    let exe = "/proc/self/exe";
     loop {
         match chan.recv::<Request>() {
             Ok(Some((Request::Spawn { stdio }, _))) => {
@@ -126,24 +126,14 @@ fn nursery(ctl: i32, sandbox: Option<String>) -> ! {
                     Err(e) => Reply::Fatal(format!("nursery: no descriptor for a channel: {e}")),
                     Ok((a, b2)) => match kernel::fork(false) {
                         Ok(0) => {
-                            // The child: nothing but its channel, then the helper.
+                            // The child: nothing but its channel, then the
+                            // helper, without an exec: the nursery is one
+                            // thread, already set up as a helper is (its
+                            // signals, umask and floor), and an exec of
+                            // this binary would cost more than the fork.
                             let _ = super::sys::close_range(0, b2 as u32 - 1, 0);
                             let _ = super::sys::close_range(b2 as u32 + 1, u32::MAX, 0);
-                            let mut argv =
-                                vec!["fdlab".to_string(), "__helper".into(), "process".into()];
-                            argv.extend([
-                                "--ctl".into(),
-                                b2.to_string(),
-                                "--rlimit".into(),
-                                fdlab_model::limits::DEFAULT_RLIMIT.to_string(),
-                                "--floor".into(),
-                                floor().to_string(),
-                            ]);
-                            if stdio {
-                                argv.push("--stdio".into());
-                            }
-                            kernel::execve(exe, &argv);
-                            kernel::exit_now(127)
+                            process(b2, fdlab_model::limits::DEFAULT_RLIMIT, stdio, false)
                         }
                         Ok(pid) => {
                             // SAFETY: `a` was just created and is open.
