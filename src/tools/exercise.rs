@@ -60,6 +60,7 @@ pub const EXERCISES: &[Exercise] = &[
     exercise!("predict-in-flight", "passing.md"),
     exercise!("watched-under-a-closed-number", "epoll.md"),
     exercise!("one-file-or-two", "inspect.md"),
+    exercise!("terminal-before-and-after", "restore.md"),
     exercise!("reopened-is-another-file", "tracker.md"),
     exercise!("predict-empty-messages", "checking.md"),
     exercise!("predict-epoll-after-fork", "bsd-linux.md"),
