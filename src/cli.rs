@@ -1014,6 +1014,14 @@ struct Pictures {
     html: Option<PathBuf>,
 }
 
+/// A picture's title: the scenario file's name.
+fn title_of(file: &std::path::Path) -> String {
+    file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
 impl Pictures {
     /// Writes the page that steps through `frames`, if asked for one.
     fn film(
@@ -1025,12 +1033,8 @@ impl Pictures {
         let Some(to) = &self.html else {
             return Ok(());
         };
-        let title = file.file_name().map_or_else(
-            || file.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
         let source = std::fs::read_to_string(file).ok();
-        let page = html::scenario_page(r, frames, &title, source.as_deref());
+        let page = html::scenario_page(r, frames, &title_of(file), source.as_deref());
         write_out(to, &page)
     }
 
@@ -1045,12 +1049,8 @@ impl Pictures {
         if self.svg.is_none() && self.dot.is_none() {
             return Ok(());
         }
-        let name = file.file_name().map_or_else(
-            || file.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
         draw(
-            &Picture::of(t, &name).with_flights(flights),
+            &Picture::of(t, &title_of(file)).with_flights(flights),
             self.svg.as_deref(),
             self.dot.as_deref(),
         )

@@ -344,6 +344,22 @@ fn every_step_shows_the_topology_after_each_change() {
     assert!(!lines[getfd + 1].starts_with("        |"), "{text}");
 }
 
+/// The page `fdlab run FILE --backend BACKEND --html -` writes (after the
+/// report, which goes to standard output first).
+fn html_page(file: &Path, backend: &str) -> String {
+    let out = fdlab(&[
+        "run",
+        file.to_str().unwrap(),
+        "--backend",
+        backend,
+        "--html",
+        "-",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{backend}");
+    let page = String::from_utf8(out.stdout).unwrap();
+    page[page.find("<!DOCTYPE").expect("the page")..].to_string()
+}
+
 /// `--html` writes one page with a step per statement that is not an
 /// expectation: the statement and the expectations after it, their lines
 /// marked in the source, the picture of the state after it, on the model
@@ -359,17 +375,7 @@ fn html_steps_through_the_run() {
     let expects = src.lines().filter(|l| l.starts_with("expect ")).count();
     let mut pages = Vec::new();
     for backend in ["model", "linux"] {
-        let out = fdlab(&[
-            "run",
-            f.to_str().unwrap(),
-            "--backend",
-            backend,
-            "--html",
-            "-",
-        ]);
-        assert_eq!(out.status.code(), Some(0), "{backend}");
-        let page = String::from_utf8(out.stdout).unwrap();
-        let page = page[page.find("<!DOCTYPE").expect("the page")..].to_string();
+        let page = html_page(&f, backend);
         assert_eq!(
             page.matches("<div class=\"step\"").count(),
             statements - expects
@@ -394,19 +400,7 @@ fn html_steps_through_the_run() {
 #[test]
 fn pictures_show_files_in_flight() {
     let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/scm-rights-in-flight.fds");
-    let page = |backend: &str| {
-        let out = fdlab(&[
-            "run",
-            f.to_str().unwrap(),
-            "--backend",
-            backend,
-            "--html",
-            "-",
-        ]);
-        assert_eq!(out.status.code(), Some(0), "{backend}");
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let model = page("model");
+    let model = html_page(&f, "model");
     let steps: Vec<&str> = model.split("<div class=\"step\"").skip(1).collect();
     // sendfds 1 1: file 1 rides in file 0's queue and p still holds it.
     assert!(steps[2].contains("class=\"flight\""), "{}", steps[2]);
@@ -418,6 +412,6 @@ fn pictures_show_files_in_flight() {
     );
     // recvfds: back in the table, nothing in flight.
     assert!(!steps[5].contains("in flight"), "{}", steps[5]);
-    let linux = page("linux");
+    let linux = html_page(&f, "linux");
     assert!(!linux.contains("class=\"flight\"") && !linux.contains("in flight here"));
 }

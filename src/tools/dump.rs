@@ -2,7 +2,7 @@
 //! everything), or from live processes on Linux (what `/proc`, `kcmp`,
 //! `tee` and `MSG_PEEK` can tell without disturbing them).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 
 use fdlab_model::file::FileKind;
@@ -207,14 +207,7 @@ fn settle_image(img: &mut Image) {
 /// Slaves whose pty has no master in the image: left out, listed with the
 /// reason (alike for both backends' dumps).
 fn orphan_slaves(img: &mut Image) {
-    let masters: HashSet<usize> = img
-        .files
-        .iter()
-        .filter_map(|f| match f.object {
-            Object::Chardev { pty, .. } => pty,
-            _ => None,
-        })
-        .collect();
+    let masters = img.pty_masters();
     for f in &mut img.files {
         if let Object::PtySlave { pty } = f.object {
             if !masters.contains(&pty) {
@@ -253,14 +246,7 @@ struct SessionSeen {
 /// same in the same order. After the files: a terminal is restorable only
 /// when its master is a file of the image.
 fn settle_sessions(img: &mut Image, seen: &[SessionSeen]) {
-    let masters: HashSet<usize> = img
-        .files
-        .iter()
-        .filter_map(|f| match f.object {
-            Object::Chardev { pty, .. } => pty,
-            _ => None,
-        })
-        .collect();
+    let masters = img.pty_masters();
     for (p, s) in img.processes.iter_mut().zip(seen) {
         let mut refuse = |why: &str| {
             img.unrestorable.push(Unrestorable {

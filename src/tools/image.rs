@@ -915,6 +915,17 @@ impl Image {
     /// an end accepted from a listener is a file named as it is; a pair
     /// waiting in a listener's queue has its client as a file, and its
     /// listener side, with nothing queued for it, not yet.
+    /// The numbers of the ptys whose master is a file of the image.
+    pub fn pty_masters(&self) -> BTreeSet<usize> {
+        self.files
+            .iter()
+            .filter_map(|f| match f.object {
+                Object::Chardev { pty, .. } => pty,
+                _ => None,
+            })
+            .collect()
+    }
+
     /// A process's session is led by a process of the image that leads
     /// it; a controlling terminal is a pty of the image whose master is a
     /// file, and the one its session's leader has (a member gets it only
@@ -938,11 +949,7 @@ impl Image {
                 format!("{who}: its controlling terminal, pty {n}, is not its session leader's"),
             );
         }
-        let master = self
-            .files
-            .iter()
-            .any(|f| matches!(f.object, Object::Chardev { pty: Some(m), .. } if m == n));
-        if !master {
+        if !self.pty_masters().contains(&n) {
             return bad(at, format!("{who}: no pty {n} has a master file"));
         }
         // Members have their leader's: leaders are enough to compare.
