@@ -234,3 +234,36 @@ fn generated_output_is_what_fdlab_prints() {
         );
     }
 }
+
+/// The course is eleven chapters, and each shows at least one picture that
+/// fdlab draws and gives at least three exercises the kernel judges.
+#[test]
+fn every_course_chapter_has_a_picture_and_three_checked_exercises() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src");
+    let summary = std::fs::read_to_string(src.join("SUMMARY.md")).unwrap();
+    let course = summary
+        .split("# The course")
+        .nth(1)
+        .and_then(|rest| rest.split("\n# ").next())
+        .expect("a part called The course");
+    let chapters: Vec<&str> = course
+        .lines()
+        .filter_map(|l| l.split_once("](")?.1.strip_suffix(')'))
+        .collect();
+    assert_eq!(chapters.len(), 11, "{chapters:?}");
+    for chapter in chapters {
+        let text = std::fs::read_to_string(src.join(chapter)).unwrap();
+        assert!(
+            text.contains("](generated/") && text.contains(".svg)"),
+            "{chapter} shows no generated picture"
+        );
+        let exercises = fdlab::tools::exercise::EXERCISES
+            .iter()
+            .filter(|e| e.chapter == chapter)
+            .count();
+        assert!(
+            exercises >= 3,
+            "{chapter} has {exercises} checked exercises"
+        );
+    }
+}
