@@ -765,7 +765,11 @@ fn run_one(file: &Path, backend: BackendName, o: &RunOptions, pictures: &Picture
             Ok(c) => c,
             Err(e) => return fail(Error::from(e)),
         };
-        if let Err(e) = pictures.draw(&c.linux.topology, &[], file) {
+        let flights = match pictures.flights(&mut l, &c.linux.topology) {
+            Ok(f) => f,
+            Err(e) => return fail(e),
+        };
+        if let Err(e) = pictures.draw(&c.linux.topology, &flights, file) {
             return fail(e);
         }
         if let Some(to) = dump {
@@ -787,7 +791,7 @@ fn run_one(file: &Path, backend: BackendName, o: &RunOptions, pictures: &Picture
             run::run(&scenario, b, trace).map(|r| (r, Vec::new()))
         };
         let (r, frames) = r.map_err(|e| Error::from(e).to_string())?;
-        let flights = b.world().map(run::flights).unwrap_or_default();
+        let flights = pictures.flights(b, &r.topology)?;
         Ok((r, frames, flights))
     };
     type Filmed = Result<(run::Report, Vec<run::Frame>, Vec<run::Flight>), String>;
@@ -1036,6 +1040,19 @@ impl Pictures {
         let source = std::fs::read_to_string(file).ok();
         let page = html::scenario_page(r, frames, &title_of(file), source.as_deref());
         write_out(to, &page)
+    }
+
+    /// The files in flight in `b`'s queues, whose topology is `t`, when a
+    /// picture is drawn; none otherwise.
+    fn flights(
+        &self,
+        b: &mut dyn crate::backend::Backend,
+        t: &fdlab_model::Topology,
+    ) -> Result<Vec<run::Flight>, String> {
+        if self.svg.is_none() && self.dot.is_none() {
+            return Ok(Vec::new());
+        }
+        run::flights_now(b, t).map_err(|e| Error::from(e).to_string())
     }
 
     /// Draws the picture of `t` with the files in flight `flights`, titled

@@ -412,6 +412,14 @@ fn pictures_show_files_in_flight() {
     );
     // recvfds: back in the table, nothing in flight.
     assert!(!steps[5].contains("in flight"), "{}", steps[5]);
+    // Linux shows the same: a dump peeks the queues after every step.
     let linux = html_page(&f, "linux");
-    assert!(!linux.contains("class=\"flight\"") && !linux.contains("in flight here"));
+    let steps: Vec<&str> = linux.split("<div class=\"step\"").skip(1).collect();
+    assert!(steps[2].contains("class=\"flight\""), "{}", steps[2]);
+    assert!(
+        steps[3].contains("in flight here: a stream socket"),
+        "{}",
+        steps[3]
+    );
+    assert!(!steps[5].contains("in flight"), "{}", steps[5]);
 }

@@ -277,8 +277,6 @@ pub struct Flight {
 }
 
 /// The files in flight in `w`'s sockets whose own file the topology has.
-/// (Only the model can tell: from outside, a queue is read by peeking it,
-/// which only a dump does.)
 pub fn flights(w: &fdlab_model::World) -> Vec<Flight> {
     use fdlab_model::file::FileKind;
     let topology_id: std::collections::HashMap<u64, usize> = w
@@ -329,6 +327,110 @@ pub fn flights(w: &fdlab_model::World) -> Vec<Flight> {
     out
 }
 
+/// The files in flight in `b`'s queues now, by the ids of `t`, its
+/// topology now: the model knows them; Linux's are found by a dump, which
+/// peeks every queue (a few milliseconds: done only for pictures).
+///
+/// Errors: Linux's processes could not be read.
+pub fn flights_now(b: &mut dyn Backend, t: &Topology) -> Result<Vec<Flight>, BackendError> {
+    if let Some(w) = b.world() {
+        return Ok(flights(w));
+    }
+    let linux = b
+        .as_any_mut()
+        .and_then(|a| a.downcast_mut::<crate::backend::LinuxBackend>());
+    match linux {
+        Some(l) => Ok(flights_of_image(
+            &crate::tools::dump::from_backend(l, None)?,
+            t,
+        )),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The files in flight in the queues of `img` (a dump, which peeks every
+/// queue), by the ids of `t`, the topology of the same processes: what a
+/// picture of a Linux run draws. A file is matched to `t` by a descriptor
+/// that names it, in a process of the same name.
+pub fn flights_of_image(img: &crate::tools::image::Image, t: &Topology) -> Vec<Flight> {
+    use crate::tools::image::Object;
+    let mut held: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for p in &img.processes {
+        let Some(view) = t.processes.iter().find(|v| v.name == p.name) else {
+            continue;
+        };
+        for d in img
+            .tables
+            .iter()
+            .filter(|tb| tb.id == p.table)
+            .flat_map(|tb| &tb.fds)
+        {
+            if let Some(v) = view.fds.iter().find(|v| v.fd == d.fd) {
+                held.entry(d.file).or_insert(v.file);
+            }
+        }
+    }
+    let unheld = |f: usize| -> String {
+        let Some(file) = img.files.iter().find(|x| x.id == f) else {
+            return "a file".into();
+        };
+        match &file.object {
+            Object::Socket { pair, .. } => img
+                .pairs
+                .iter()
+                .find(|x| x.id == *pair)
+                .map_or_else(|| "a socket".into(), |x| format!("a {} socket", x.ty)),
+            Object::Unix { ty, .. } => format!("a {ty} socket"),
+            Object::Pipe { end, .. } => format!("a pipe's {end} end"),
+            Object::Regular { path, .. } | Object::Directory { path, .. } => path.clone(),
+            Object::Chardev { pty: Some(_), .. } => "a pty master".into(),
+            Object::Chardev { path, .. } => path.clone(),
+            Object::PtySlave { .. } => "a pty slave".into(),
+            Object::Epoll { .. } => "an epoll instance".into(),
+            Object::Eventfd { .. } => "an eventfd".into(),
+            Object::Other { what } => what.clone(),
+        }
+    };
+    let mut out = Vec::new();
+    for file in &img.files {
+        let queued: Vec<usize> = match &file.object {
+            Object::Socket { pair, end } => img
+                .pairs
+                .iter()
+                .filter(|x| x.id == *pair)
+                .filter_map(|x| x.queued.get(*end))
+                .flatten()
+                .flat_map(|m| m.files.iter().copied())
+                .collect(),
+            Object::Unix { queued, .. } => queued
+                .iter()
+                .flat_map(|m| m.files.iter().copied())
+                .collect(),
+            _ => continue,
+        };
+        let Some(&socket) = held.get(&file.id) else {
+            continue;
+        };
+        if queued.is_empty() {
+            continue;
+        }
+        let mut flight = Flight {
+            socket,
+            files: Vec::new(),
+            unheld: Vec::new(),
+        };
+        for f in queued {
+            match held.get(&f) {
+                Some(&id) => flight.files.push(id),
+                None => flight.unheld.push(unheld(f)),
+            }
+        }
+        out.push(flight);
+    }
+    out.sort_by_key(|f| f.socket);
+    out
+}
+
 /// [`run`], also taking the topology after every statement that is not an
 /// expectation (expectations change nothing): what `--html` shows.
 ///
@@ -344,7 +446,7 @@ pub fn run_frames(
         r.exec(stmt)?;
         if !matches!(stmt.kind, StmtKind::Expect(_)) {
             let topology = r.backend().topology()?;
-            let flights = r.backend().world().map(flights).unwrap_or_default();
+            let flights = flights_now(r.backend(), &topology)?;
             frames.push(Frame {
                 line: stmt.line,
                 topology,
