@@ -338,6 +338,25 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// What one descriptor adds to `fork` (its copy, and its close when the
+    /// child exits), in the kernel and in the model, side by side: the
+    /// difference between forking a process that holds --fds descriptors
+    /// and one that holds one, in alternating batches; and what a snapshot
+    /// of the model's world (`World::clone`) costs with --fds descriptors.
+    #[command(after_help = "Example:\n  fdlab bench fork --fds 1024 --rounds 2000")]
+    Fork {
+        /// Descriptors held by the loaded process.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(2..=10000))]
+        fds: u32,
+        /// Forks in each batch (7 batches of each shape; the median counts).
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+        rounds: u32,
+        /// The kernel's side, in a process of its own (used by the bench).
+        #[arg(long, hide = true)]
+        kernel_side: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// `fdlab inspect` on a reference tree (by default 100 processes of
     /// 1,000 descriptors: a fifth inherited from one parent, seven tenths
     /// separate opens of the same paths in every process, a tenth dups),
@@ -587,6 +606,30 @@ pub fn main() -> ExitCode {
             }) {
                 Ok(r) => finish(json, &r, true, || text::restore_bench(&r)),
                 Err(e) => fail(e),
+            }
+        }
+        Cmd::Bench {
+            what:
+                BenchWhat::Fork {
+                    fds,
+                    rounds,
+                    kernel_side,
+                    json,
+                },
+        } => {
+            use crate::tools::bench::fork;
+            if kernel_side {
+                return match fork::kernel_side(fds, rounds) {
+                    Ok((base, loaded)) => {
+                        println!("{base} {loaded}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(format!("the kernel's side: {e}")),
+                };
+            }
+            match fork::fork_bench(fds, rounds) {
+                Ok(r) => finish(json, &r, true, || text::fork_bench(&r)),
+                Err(e) => fail(e.to_string()),
             }
         }
         Cmd::Fuzz {

@@ -423,3 +423,32 @@ fn pictures_show_files_in_flight() {
     );
     assert!(!steps[5].contains("in flight"), "{}", steps[5]);
 }
+
+/// `fdlab bench fork` runs both sides and reports every figure; a shape it
+/// cannot measure is refused with exit 2.
+#[test]
+fn bench_fork_reports_the_kernel_and_the_model() {
+    let out = fdlab(&["bench", "fork", "--fds", "64", "--rounds", "20", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["fds"], 64);
+    for side in ["kernel", "model"] {
+        for k in ["base_us", "loaded_us"] {
+            let x = v[side][k].as_f64().unwrap();
+            assert!(x.is_finite() && x > 0.0, "{side}.{k} = {x}");
+        }
+    }
+    assert!(v["model_clone_us"].as_f64().unwrap() > 0.0);
+    let text = fdlab(&["bench", "fork", "--fds", "16", "--rounds", "5"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("ns a descriptor") && text.contains("World::clone"),
+        "{text}"
+    );
+    let bad = fdlab(&["bench", "fork", "--fds", "1"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -857,3 +857,33 @@ pub fn exercise_verdict(v: &crate::tools::exercise::Verdict) -> String {
     }
     out
 }
+
+/// `fdlab bench fork`.
+pub fn fork_bench(r: &crate::tools::bench::fork::ForkBench) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "fork + exit + wait, holding 1 and {} descriptors (median of 7 batches of {}):",
+        r.fds, r.rounds
+    );
+    for (who, c) in [("kernel", &r.kernel), ("model", &r.model)] {
+        let _ = writeln!(
+            out,
+            "  {who:6} {:9.2} us / {:9.2} us: {:6.1} ns a descriptor",
+            c.base_us, c.loaded_us, c.per_fd_ns
+        );
+    }
+    let _ = writeln!(out, "  model/kernel per descriptor: {:.2}x", r.ratio);
+    let _ = writeln!(
+        out,
+        "  the model's table copy alone (fork without the exit): {:.1} ns a descriptor, {:.2}x the kernel's fork + exit",
+        r.model_copy_per_fd_ns,
+        r.model_copy_per_fd_ns / r.kernel.per_fd_ns
+    );
+    let _ = writeln!(
+        out,
+        "World::clone with {} descriptors: {:.1} us",
+        r.fds, r.model_clone_us
+    );
+    out
+}

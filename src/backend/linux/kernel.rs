@@ -448,6 +448,21 @@ pub fn fork(share_files: bool) -> Sys<i32> {
     check(r)
 }
 
+/// Waits for child `pid` to end; returns its raw wait status.
+pub fn wait_pid(pid: i32) -> Sys<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: the kernel writes an int into `status`.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r >= 0 {
+            return Ok(status);
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Err(errno());
+        }
+    }
+}
+
 /// `execve(path, argv, environ)`; returns only on failure.
 pub fn execve(path: &str, argv: &[String]) -> Errno {
     let (Ok(p), Ok(args)) = (

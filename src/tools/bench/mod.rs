@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+pub mod fork;
 pub mod inspect;
 pub mod restore;
 
