@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use fdlab::backend::linux::backend::SETTLE_DEADLINE;
 use fdlab::backend::{Backend, BackendError, LinuxBackend, ModelBackend};
-use fdlab::lang::parse;
 use fdlab::lang::print::scenario_text;
+use fdlab::lang::{parse, Scenario};
 use fdlab::tools::compare::run_both;
 use fdlab::tools::fuzz::{fuzz, fuzz_with, Finding, Pair};
 use fdlab::tools::gen::{ops, realize};
@@ -111,7 +111,7 @@ impl Backend for Liar {
 /// the same first failure, the same minimal scenario, the same counts.
 #[test]
 fn any_number_of_jobs_gives_the_same_verdict() {
-    let make = || -> Result<Pair, BackendError> {
+    let make = |_: &Scenario| -> Result<Pair, BackendError> {
         Ok((
             Box::new(ModelBackend::new()),
             Box::new(Liar(ModelBackend::new())),
@@ -132,7 +132,7 @@ fn any_number_of_jobs_gives_the_same_verdict() {
     assert!(runs[0].failure.is_some(), "the lie is found");
     assert_eq!(seen(&runs[0]), seen(&runs[1]));
     // And a run that finds nothing compares every case, in any order.
-    let honest = || -> Result<Pair, BackendError> {
+    let honest = |_: &Scenario| -> Result<Pair, BackendError> {
         Ok((Box::new(ModelBackend::new()), Box::new(ModelBackend::new())))
     };
     let a = fuzz_with(60, 7, 40, 1, &honest);
@@ -144,7 +144,7 @@ fn any_number_of_jobs_gives_the_same_verdict() {
 
 #[test]
 fn a_disagreement_is_caught_and_shrunk_to_a_minimal_scenario() {
-    let make = || -> Result<Pair, BackendError> {
+    let make = |_: &Scenario| -> Result<Pair, BackendError> {
         Ok((
             Box::new(ModelBackend::new()),
             Box::new(Liar(ModelBackend::new())),
@@ -224,4 +224,49 @@ fn an_over_eager_collector_is_caught_at_the_settle_point() {
     // write end and the data.
     assert!(settled[0].linux.contains("\"hi\""), "{:?}", settled[0]);
     assert!(!settled[0].model.contains("\"hi\""), "{:?}", settled[0]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(300)))]
+
+    /// The bound the Linux backend puts its helpers' descriptors above
+    /// holds: no generated scenario makes a descriptor at or above it, in
+    /// any process, after any step (on the model, which Linux agrees with).
+    #[test]
+    fn no_scenario_makes_a_descriptor_at_its_bound(ops in ops(1..40)) {
+        let s = realize(&ops);
+        let bound = s.descriptor_bound();
+        let (_, frames) =
+            fdlab::tools::run::run_frames(&s, &mut ModelBackend::new(), false).unwrap();
+        for f in &frames {
+            for p in &f.topology.processes {
+                for d in &p.fds {
+                    prop_assert!(d.fd < bound, "{}: fd {} at line {}, bound {bound}", p.name, d.fd, f.line);
+                }
+            }
+        }
+    }
+}
+
+/// The bound, by hand: lowest free numbers, named ones under and over the
+/// limit, `F_DUPFD`'s minimum, received files.
+#[test]
+fn the_descriptor_bound_counts_what_can_be_made() {
+    let bound = |text: &str| parse("b.fds", text).unwrap().descriptor_bound();
+    assert_eq!(bound("spawn p\np: open f O_RDWR|O_CREAT\n"), 4);
+    assert_eq!(bound("spawn p\np: pipe\np: dup2 0 900\n"), 901);
+    // 5000 is over the default limit: that dup2 can only fail.
+    assert_eq!(bound("spawn p\np: pipe\np: dup2 0 5000\n"), 6);
+    assert_eq!(
+        bound("spawn p\np: rlimit 10000\np: pipe\np: dup2 0 5000\n"),
+        5001
+    );
+    assert_eq!(bound("spawn p\np: pipe\np: fcntl 0 F_DUPFD 100\n"), 106);
+    // A received file was sent: one more for every descriptor sent.
+    assert_eq!(
+        bound("spawn p\np: socketpair SOCK_STREAM\np: sendfds 0 0 1\np: recvfds 1\n"),
+        7
+    );
+    // Before its rlimit call a process has the default limit.
+    assert_eq!(bound("spawn p\np: rlimit 2\np: pipe\n"), 5);
 }

@@ -60,6 +60,77 @@ pub enum StmtKind {
     Expect(Expectation),
 }
 
+impl Scenario {
+    /// A number above every descriptor the scenario can make, in any
+    /// process, whatever its calls answer: the Linux backend may put its
+    /// helpers' own descriptors there, where the scenario cannot see them.
+    ///
+    /// A descriptor is made either at the lowest free number, which is at
+    /// most the number of descriptors a table holds (every one made by a
+    /// call of the scenario, or one of `spawn ... stdio`'s three), or at a
+    /// number the call names (`dup2`, `dup3`, and `F_DUPFD`, which takes
+    /// the lowest free from its minimum up). And no call makes one at or
+    /// above the caller's `RLIMIT_NOFILE`, so a named number is never made
+    /// when it is at or above every limit the scenario sets.
+    pub fn descriptor_bound(&self) -> u32 {
+        use fdlab_model::limits::DEFAULT_RLIMIT;
+        use fdlab_model::FcntlCmd;
+        let calls = || {
+            self.stmts.iter().filter_map(|st| match &st.kind {
+                StmtKind::Call { call, .. } => Some(call.plain()),
+                _ => None,
+            })
+        };
+        let limit = calls()
+            .filter_map(|c| match c {
+                Call::Rlimit { limit } => Some(*limit),
+                _ => None,
+            })
+            .fold(DEFAULT_RLIMIT, u64::max);
+        // Every descriptor a call of the scenario can make (a received file
+        // was sent, one reference a descriptor named), and stdio's three.
+        let made: u64 = 3 + calls()
+            .map(|c| match c {
+                Call::Pipe { .. } | Call::Socketpair { .. } => 2,
+                Call::Open { .. }
+                | Call::Dup { .. }
+                | Call::Dup2 { .. }
+                | Call::Dup3 { .. }
+                | Call::Socket { .. }
+                | Call::Accept { .. }
+                | Call::EpollCreate { .. }
+                | Call::Eventfd { .. }
+                | Call::Ptypeer { .. }
+                | Call::Fcntl {
+                    cmd: FcntlCmd::DupFd { .. },
+                    ..
+                } => 1,
+                Call::Sendfds { fds, .. } => fds.len() as u64,
+                _ => 0,
+            })
+            .sum::<u64>();
+        // One above the highest number a call names that it can make.
+        let named = calls()
+            .filter_map(|c| {
+                let (at, plus) = match c {
+                    Call::Dup2 { new, .. } | Call::Dup3 { new, .. } => (*new, 1),
+                    // The lowest free from `min`: at most `made - 1` above.
+                    Call::Fcntl {
+                        cmd: FcntlCmd::DupFd { min, .. },
+                        ..
+                    } => (*min, made),
+                    _ => return None,
+                };
+                let at = u64::try_from(at).ok().filter(|&n| n < limit)?;
+                Some(at + plus)
+            })
+            .max()
+            .unwrap_or(0);
+        let bound = named.max(made).min(limit);
+        u32::try_from(bound).unwrap_or(u32::MAX)
+    }
+}
+
 /// The `= RESULT` of a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expected {

@@ -67,8 +67,8 @@ pub enum Finding {
 /// The two backends one case compares; the first is the model.
 pub type Pair = (Box<dyn Backend>, Box<dyn Backend>);
 
-/// Makes a fresh [`Pair`].
-pub type MakePair<'a> = dyn Fn() -> Result<Pair, BackendError> + Sync + 'a;
+/// Makes a fresh [`Pair`] for a scenario.
+pub type MakePair<'a> = dyn Fn(&Scenario) -> Result<Pair, BackendError> + Sync + 'a;
 
 /// Where a run is, for a progress display: scenarios compared so far, and
 /// whether it is shrinking a failure.
@@ -109,12 +109,22 @@ pub fn fuzz(
     settle: Duration,
     watch: &Watch<'_>,
 ) -> FuzzReport {
-    let make = || -> Result<Pair, BackendError> {
-        let mut l = LinuxBackend::new(helper)?;
+    let make = |s: &Scenario| -> Result<Pair, BackendError> {
+        let mut l = LinuxBackend::with_floor(helper, helper_floor(s))?;
         l.set_settle_deadline(settle);
         Ok((Box::new(model()), Box::new(l)))
     };
     fuzz_watched(cases, seed, len, jobs, &make, watch)
+}
+
+/// Where a case's helpers put their own descriptors: just above every
+/// descriptor the scenario can make (at least 64, at most `HARNESS_FD`).
+/// Reading `/proc/PID/fd` walks a process's table up to its last slot, and
+/// the table is as large as its highest descriptor, so a low floor keeps
+/// every observation's walk short.
+pub fn helper_floor(s: &Scenario) -> u32 {
+    s.descriptor_bound()
+        .clamp(64, fdlab_model::limits::HARNESS_FD)
 }
 
 /// [`fuzz`] with any pair of backends.
@@ -454,7 +464,7 @@ impl Stats {
 ///
 /// Errors: what either backend could not do.
 pub fn compare_once(s: &Scenario, make: &MakePair<'_>) -> Result<(Comparison, Cost), BackendError> {
-    let (model, mut other) = make()?;
+    let (model, mut other) = make(s)?;
     let c = run_both(s, model, other.as_mut(), true)?;
     Ok((c, other.cost()))
 }
