@@ -335,6 +335,10 @@ enum BenchWhat {
         runs: usize,
         #[arg(long, value_name = "SCRIPT")]
         criu: Option<PathBuf>,
+        /// The floor of one tree, in a process of its own (used by the
+        /// bench): SHAPE PROCESSES FDS DIR.
+        #[arg(long, hide = true, num_args = 4, value_names = ["SHAPE", "PROCESSES", "FDS", "DIR"])]
+        floor_side: Option<Vec<String>>,
         #[arg(long)]
         json: bool,
     },
@@ -592,10 +596,26 @@ pub fn main() -> ExitCode {
                     fds,
                     runs,
                     criu,
+                    floor_side,
                     json,
                 },
         } => {
-            use crate::tools::bench::restore::{restore_bench, Shape};
+            use crate::tools::bench::restore::{floor_side as floor, restore_bench, Shape};
+            if let Some(args) = floor_side {
+                let shape = if args[0] == "shared" {
+                    Shape::Shared
+                } else {
+                    Shape::Mixed
+                };
+                let n = |s: &str| s.parse::<usize>().unwrap_or(1);
+                return match floor(shape, n(&args[1]), n(&args[2]), Path::new(&args[3])) {
+                    Ok(seconds) => {
+                        println!("{seconds}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(format!("the floor: {e}")),
+                };
+            }
             let fds = fds as usize;
             let shapes = [
                 (Shape::Shared, shared_processes.max(1), fds),

@@ -452,3 +452,35 @@ fn bench_fork_reports_the_kernel_and_the_model() {
     let bad = fdlab(&["bench", "fork", "--fds", "1"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// `fdlab bench restore` restores both trees, measures the floor beside
+/// each (the system calls alone), and leaves no folder behind.
+#[test]
+fn bench_restore_reports_the_floor_beside_the_restore() {
+    let out = fdlab(&[
+        "bench",
+        "restore",
+        "--shared-processes",
+        "2",
+        "--mixed-processes",
+        "3",
+        "--fds",
+        "20",
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shapes = v["shapes"].as_array().unwrap();
+    assert_eq!(shapes.len(), 2);
+    for s in shapes {
+        assert!(s["floor_seconds"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(s["median"]["seconds"].as_f64().unwrap() > 0.0, "{s}");
+    }
+    assert_eq!(shapes[1]["descriptors"], 60);
+}

@@ -10,6 +10,15 @@
 //!   of the same paths in every process, a tenth dups of those, and a
 //!   tenth ends of pipes of its own with bytes queued in them.
 //!
+//! Beside each restore, in the same run, the *floor*: the system calls no
+//! restore of that tree can avoid, made by a program that does nothing
+//! else. One process opens the inherited files and forks the others;
+//! every process (at once, on every core) opens its separate files, makes
+//! its dups and its pipes and writes their bytes, and says it is done.
+//! Nothing is placed at a number, sent, planned or checked: a restore
+//! cannot be faster than that, so the floor bounds the descriptors a
+//! second any restore of the tree can reach on this machine.
+//!
 //! With `--criu SCRIPT`, the script is run in the same run for the shared
 //! shape (`SCRIPT shared PROCESSES FDS` builds such a tree, dumps it with
 //! CRIU, restores it, and prints the restore's wall time in seconds), so
@@ -167,6 +176,10 @@ pub struct ShapeBench {
     pub criu_seconds: Vec<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub criu_error: Option<String>,
+    /// The floor (see the module docs): seconds, median of the runs.
+    pub floor_seconds: f64,
+    /// The descriptors a second the floor makes.
+    pub floor_descriptors_per_second: f64,
 }
 
 /// What `fdlab bench restore` measured.
@@ -182,6 +195,135 @@ pub enum BenchError {
     Restore(#[from] RestoreError),
     #[error("{0}: {1}")]
     Io(PathBuf, #[source] std::io::Error),
+    #[error("the floor could not be measured: {0}")]
+    Floor(String),
+}
+
+/// Runs the floor of `shape` in a process of its own (this binary with a
+/// hidden flag: [`floor_side`]), and returns its seconds.
+fn floor_run(shape: Shape, processes: usize, fds: usize, dir: &Path) -> Result<f64, BenchError> {
+    let exe = std::env::current_exe().map_err(|e| BenchError::Floor(e.to_string()))?;
+    let out = Command::new(exe)
+        .args(["bench", "restore", "--floor-side"])
+        .arg(match shape {
+            Shape::Shared => "shared",
+            Shape::Mixed => "mixed",
+        })
+        .args([&processes.to_string(), &fds.to_string()])
+        .arg(dir)
+        .output()
+        .map_err(|e| BenchError::Floor(e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().parse().map_err(|_| {
+        BenchError::Floor(format!(
+            "it printed {:?} ({})",
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    })
+}
+
+/// The floor of `shape` (see the module docs), with the paths of `dir`:
+/// its wall time in seconds, from the first open until every process has
+/// all its descriptors.
+///
+/// Precondition: the process runs one thread (it forks).
+///
+/// Errors: a call failed.
+pub fn floor_side(
+    shape: Shape,
+    processes: usize,
+    fds: usize,
+    dir: &Path,
+) -> Result<f64, rustix::io::Errno> {
+    use crate::backend::linux::kernel;
+    use rustix::fs::{Mode, OFlags};
+    use std::os::fd::{AsRawFd, OwnedFd};
+    kernel::set_nofile(fds as u64 + 64)
+        .map_err(|e| rustix::io::Errno::from_raw_os_error(e as i32))?;
+    let path = |k: usize| dir.join(format!("f{}", k % PATHS));
+    let open = |k: usize| {
+        let flags = if k.is_multiple_of(2) {
+            OFlags::RDONLY
+        } else {
+            OFlags::RDWR
+        };
+        rustix::fs::open(path(k), flags, Mode::empty())
+    };
+    let (inherited, separate, dups) = match shape {
+        Shape::Shared => (fds, 0, 0),
+        Shape::Mixed => (fds / 5, fds * 3 / 5, fds / 10),
+    };
+    let pipe_fds = fds - inherited - separate - dups;
+    // One process's own descriptors, kept until it is told to go.
+    let own = || -> Result<Vec<OwnedFd>, rustix::io::Errno> {
+        let mut held = Vec::with_capacity(fds);
+        for k in 0..separate {
+            held.push(open(k)?);
+        }
+        for k in 0..dups {
+            held.push(rustix::io::dup(&held[k % separate.max(1)])?);
+        }
+        for k in 0..pipe_fds.div_ceil(2) {
+            let (r, w) = rustix::pipe::pipe()?;
+            rustix::io::write(&w, format!("pipe {k}").as_bytes())?;
+            held.push(r);
+            held.push(w);
+        }
+        Ok(held)
+    };
+    let (done_r, done_w) = rustix::pipe::pipe()?;
+    let (go_r, go_w) = rustix::pipe::pipe()?;
+    let start = Instant::now();
+    let mut held = Vec::with_capacity(inherited);
+    for k in 0..inherited {
+        held.push(open(k)?);
+    }
+    let mut children = Vec::new();
+    for _ in 1..processes {
+        match kernel::fork(false).map_err(|e| rustix::io::Errno::from_raw_os_error(e as i32))? {
+            0 => {
+                // The child: its own descriptors, then "done", then it
+                // waits for the end of `go`, which comes when the parent
+                // closes the last other copy of its write end. (The
+                // child never runs destructors: it ends with `_exit`.)
+                let _ = kernel::close(go_w.as_raw_fd());
+                // One byte whatever happened, so that the parent never
+                // waits for a child that failed.
+                let ok = own().is_ok();
+                let _ = rustix::io::write(&done_w, if ok { b"x" } else { b"!" });
+                let _ = rustix::io::read(&go_r, &mut [0u8; 1]);
+                kernel::exit_now(if ok { 0 } else { 1 })
+            }
+            pid => children.push(pid),
+        }
+    }
+    let mine = own();
+    let (mut done, mut failed) = (0, false);
+    let mut buf = [0u8; 64];
+    while done < children.len() {
+        match rustix::io::read(&done_r, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                failed |= buf[..n].contains(&b'!');
+                done += n;
+            }
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    drop(go_w);
+    failed |= done < children.len();
+    for pid in children {
+        let status =
+            kernel::wait_pid(pid).map_err(|e| rustix::io::Errno::from_raw_os_error(e as i32))?;
+        failed |= status != 0;
+    }
+    let mine = mine?;
+    drop((mine, held));
+    if failed {
+        return Err(rustix::io::Errno::IO);
+    }
+    Ok(seconds)
 }
 
 /// Restores `img` once on fresh helpers, and times it.
@@ -255,6 +397,7 @@ pub fn restore_bench(
         for &(shape, processes, fds) in shapes {
             let img = tree(shape, processes, fds, &dir);
             let mut all = Vec::new();
+            let mut floors = Vec::new();
             for k in 0..runs.max(1) {
                 progress(&format!(
                     "restoring the {shape:?} tree ({processes} x {fds}), run {} of {}",
@@ -262,7 +405,10 @@ pub fn restore_bench(
                     runs.max(1)
                 ));
                 all.push(restore_once(&img)?);
+                floors.push(floor_run(shape, processes, fds, &dir)?);
             }
+            floors.sort_by(f64::total_cmp);
+            let floor_seconds = floors[floors.len() / 2];
             let mut sorted = all.clone();
             sorted.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
             let median = sorted[sorted.len() / 2].clone();
@@ -276,10 +422,13 @@ pub fn restore_bench(
                 }
                 _ => (Vec::new(), None),
             };
+            let descriptors: usize = img.tables.iter().map(|t| t.fds.len()).sum();
             out.push(ShapeBench {
                 shape,
                 processes,
-                descriptors: img.tables.iter().map(|t| t.fds.len()).sum(),
+                descriptors,
+                floor_seconds,
+                floor_descriptors_per_second: descriptors as f64 / floor_seconds,
                 files: img.files.len(),
                 runs: all,
                 median,
