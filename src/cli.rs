@@ -616,6 +616,8 @@ pub fn main() -> ExitCode {
                     Err(e) => fail(format!("the floor: {e}")),
                 };
             }
+            // Ctrl-C stops between restores, and the bench's folder goes.
+            crate::backend::linux::kernel::catch_interrupt();
             let fds = fds as usize;
             let shapes = [
                 (Shape::Shared, shared_processes.max(1), fds),
@@ -625,6 +627,10 @@ pub fn main() -> ExitCode {
                 eprintln!("fdlab bench: {m}")
             }) {
                 Ok(r) => finish(json, &r, true, || text::restore_bench(&r)),
+                Err(crate::tools::bench::restore::BenchError::Interrupted) => {
+                    eprintln!("fdlab bench: interrupted; nothing is left behind");
+                    ExitCode::from(130)
+                }
                 Err(e) => fail(e),
             }
         }

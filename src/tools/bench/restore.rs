@@ -197,6 +197,8 @@ pub enum BenchError {
     Io(PathBuf, #[source] std::io::Error),
     #[error("the floor could not be measured: {0}")]
     Floor(String),
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// Runs the floor of `shape` in a process of its own (this binary with a
@@ -399,6 +401,9 @@ pub fn restore_bench(
             let mut all = Vec::new();
             let mut floors = Vec::new();
             for k in 0..runs.max(1) {
+                if crate::backend::linux::kernel::interrupted() {
+                    return Err(BenchError::Interrupted);
+                }
                 progress(&format!(
                     "restoring the {shape:?} tree ({processes} x {fds}), run {} of {}",
                     k + 1,
