@@ -212,8 +212,8 @@ impl LinuxBackend {
         // SAFETY: runs in the forked child before exec, and only makes
         // async-signal-safe calls: getrlimit and setrlimit (the soft
         // descriptor limit up to the hard one, so that the floor fits),
-        // dup2 (which clears close-on-exec on the control descriptor) and
-        // setsid (its own session and process group).
+        // dup2 or fcntl (the control descriptor at its number, without
+        // close-on-exec) and setsid (its own session and process group).
         unsafe {
             cmd.pre_exec(move || {
                 let mut lim = libc::rlimit {
@@ -224,7 +224,16 @@ impl LinuxBackend {
                     lim.rlim_cur = lim.rlim_max;
                     libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
                 }
-                if libc::dup2(theirs_raw, ctl) < 0 || libc::setsid() < 0 {
+                // The channel must reach the helper open: dup2 clears
+                // close-on-exec on its copy, but when the channel already
+                // sits at `ctl` (a low floor, in a process with many
+                // descriptors) dup2 does nothing, so clear it by hand.
+                let placed = if theirs_raw == ctl {
+                    libc::fcntl(ctl, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(theirs_raw, ctl)
+                };
+                if placed < 0 || libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
