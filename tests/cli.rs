@@ -394,34 +394,32 @@ fn html_steps_through_the_run() {
     assert_eq!(pages[0], pages[1], "model and Linux draw the same steps");
 }
 
-/// The model's pictures show files in flight riding in their socket's
+/// Pictures show files in flight riding in their socket's
 /// queue: an arrow to a file a table holds too, a note for one only the
-/// message keeps alive. (Linux's observer sees queues only in a dump.)
+/// message keeps alive; on the model and on Linux alike.
 #[test]
 fn pictures_show_files_in_flight() {
     let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/scm-rights-in-flight.fds");
-    let model = html_page(&f, "model");
-    let steps: Vec<&str> = model.split("<div class=\"step\"").skip(1).collect();
-    // sendfds 1 1: file 1 rides in file 0's queue and p still holds it.
-    assert!(steps[2].contains("class=\"flight\""), "{}", steps[2]);
-    // close 1: only the message holds it.
-    assert!(
-        steps[3].contains("in flight here: a stream socket"),
-        "{}",
-        steps[3]
-    );
-    // recvfds: back in the table, nothing in flight.
-    assert!(!steps[5].contains("in flight"), "{}", steps[5]);
-    // Linux shows the same: a dump peeks the queues after every step.
-    let linux = html_page(&f, "linux");
-    let steps: Vec<&str> = linux.split("<div class=\"step\"").skip(1).collect();
-    assert!(steps[2].contains("class=\"flight\""), "{}", steps[2]);
-    assert!(
-        steps[3].contains("in flight here: a stream socket"),
-        "{}",
-        steps[3]
-    );
-    assert!(!steps[5].contains("in flight"), "{}", steps[5]);
+    // Linux shows the same as the model: a dump peeks the queues after
+    // every step.
+    for backend in ["model", "linux"] {
+        let page = html_page(&f, backend);
+        let steps: Vec<&str> = page.split("<div class=\"step\"").skip(1).collect();
+        // sendfds 1 1: file 1 rides in file 0's queue and p still holds it.
+        assert!(
+            steps[2].contains("class=\"flight\""),
+            "{backend}: {}",
+            steps[2]
+        );
+        // close 1: only the message holds it.
+        assert!(
+            steps[3].contains("in flight here: a stream socket"),
+            "{backend}: {}",
+            steps[3]
+        );
+        // recvfds: back in the table, nothing in flight.
+        assert!(!steps[5].contains("in flight"), "{backend}: {}", steps[5]);
+    }
 }
 
 /// `fdlab bench fork` runs both sides and reports every figure; a shape it
