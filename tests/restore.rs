@@ -516,6 +516,28 @@ fn a_session_without_its_leader_and_fired_oneshots_are_listed_as_unrestorable() 
     assert_eq!(linux.unrestorable, model.unrestorable);
 }
 
+/// Bytes waiting in a pty are listed by both dumps alike (a restore opens
+/// an empty one); a pty with nothing waiting is not.
+#[test]
+fn bytes_waiting_in_a_pty_are_listed_as_unrestorable() {
+    let dir = support::TempDir::new("restore-pty-bytes");
+    let open = "spawn p\np: open /dev/ptmx O_RDWR = 0\np: ptypeer 0 O_NOCTTY = 1\n\
+                p: epoll_create = 2\n";
+    // The slave's poll takes the line into its line discipline, so that
+    // Linux has it there by the time it is dumped.
+    let waiting =
+        format!("{open}p: write 0 \"in\\n\" = 3\np: epoll_ctl 2 EPOLL_CTL_ADD 1 EPOLLIN = 0\n");
+    let model = image_of_src(&waiting);
+    let why: Vec<&str> = model.unrestorable.iter().map(|u| u.why.as_str()).collect();
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].contains("buffered in a pseudo-terminal"), "{why:?}");
+    let linux = linux_dump_in(&dir, &waiting);
+    assert_eq!(linux.unrestorable, model.unrestorable);
+    let empty = format!("{open}p: epoll_ctl 2 EPOLL_CTL_ADD 1 EPOLLIN = 0\n");
+    assert!(image_of_src(&empty).unrestorable.is_empty());
+    assert!(linux_dump_in(&dir, &empty).unrestorable.is_empty());
+}
+
 /// Sessions and controlling terminals restore: a leader takes its terminal
 /// while the tree is made, between the children it forks without it and
 /// those with it, as `--plan` shows.

@@ -23,6 +23,11 @@ use super::image::{
 /// Why a process with a controlling terminal cannot be restored as it is.
 const NO_CTTY: &str = "its controlling terminal is no pty whose master is in the tree, or its session's leader is not: restored, it has none";
 
+/// Why a pty with bytes waiting in it is listed: a read of its master or
+/// of a slave would find them, and the restored pty starts empty.
+const PTY_BUFFERED: &str =
+    "what is buffered in a pseudo-terminal is not dumped; restore opens a new one";
+
 /// Why a pty slave whose master is not in the image cannot be restored.
 const NO_PTY_MASTER: &str = "its pty's master is not in the tree (closed, so the slave is hung up, or held outside): restore makes a slave from its master";
 
@@ -430,7 +435,7 @@ pub fn from_model(w: &World) -> Image {
                 if !(pty.input.is_empty() && pty.to_master.is_empty() && pty.output.is_empty()) {
                     img.unrestorable.push(Unrestorable {
                         what: format!("file {k} (/dev/ptmx)"),
-                        why: "what is buffered in a pseudo-terminal is not dumped; restore opens a new one".into(),
+                        why: PTY_BUFFERED.into(),
                     });
                 }
                 Object::Chardev {
@@ -651,6 +656,8 @@ pub fn from_capture(
     // and its inode.
     let mut sock_file: HashMap<u32, usize> = HashMap::new();
     let mut sends_to: Vec<(usize, u32)> = Vec::new();
+    // Masters of ptys with bytes waiting, listed once the loop is done.
+    let mut buffered: Vec<String> = Vec::new();
     let mut k = 0;
     while k < ids.entries.len() {
         let rep = ids.entries[k];
@@ -678,10 +685,15 @@ pub fn from_capture(
                 offset: e.pos,
             },
             FileType::Chardev => match (e.tty_index, e.pty_index()) {
-                (Some(n), _) => Object::Chardev {
-                    path: "/dev/ptmx".into(),
-                    pty: Some(pty_number(&mut ptys, n)),
-                },
+                (Some(n), _) => {
+                    if cap.tty_queued.contains(&n) {
+                        buffered.push(whose.clone());
+                    }
+                    Object::Chardev {
+                        path: "/dev/ptmx".into(),
+                        pty: Some(pty_number(&mut ptys, n)),
+                    }
+                }
                 (None, Some(n)) => Object::PtySlave {
                     pty: pty_number(&mut ptys, n),
                 },
@@ -796,6 +808,12 @@ pub fn from_capture(
             object,
         });
         k += 1;
+    }
+    for what in buffered {
+        img.unrestorable.push(Unrestorable {
+            what,
+            why: PTY_BUFFERED.into(),
+        });
     }
     // Each listener's waiting connections, by their clients' inodes (the
     // listener's side has none); what a client sent and no one read waits

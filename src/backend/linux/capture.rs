@@ -59,6 +59,9 @@ pub struct Capture {
     pub queues: HashMap<u64, Vec<QueuedMessage>>,
     /// Unix sockets with a pending `ECONNRESET`, by inode.
     pub resets: HashSet<u64>,
+    /// Pseudo-terminals (by index) where a read of the master or of a
+    /// slave would find bytes: what the dump cannot carry.
+    pub tty_queued: HashSet<u32>,
     /// Peers of sockets that are neither in the tree nor in flight in it,
     /// by inode, with who holds them (nobody: garbage in flight, which
     /// the unix collector frees).
@@ -74,6 +77,8 @@ static DUMPERS: AtomicU64 = AtomicU64::new(0);
 enum Key {
     Pipe(u64),
     Queue(u64),
+    /// A pty, by index.
+    Tty(u32),
 }
 
 impl LinuxBackend {
@@ -126,7 +131,8 @@ impl LinuxBackend {
         let mut pipes = HashMap::new();
         let mut raw_queues: HashMap<u64, Vec<Message>> = HashMap::new();
         let mut resets = HashSet::new();
-        let mut seen: HashSet<(bool, u64)> = HashSet::new();
+        let mut tty_queued = HashSet::new();
+        let mut seen: HashSet<(u8, u64)> = HashSet::new();
         let mut failures = Vec::new();
         let snap = loop {
             let snap = observe::observe(&pids, &opts);
@@ -137,7 +143,7 @@ impl LinuxBackend {
                     continue;
                 }
                 match snap.file_type(e) {
-                    FileType::Pipe if seen.insert((false, e.ino)) => {
+                    FileType::Pipe if seen.insert((0, e.ino)) => {
                         items.push(CaptureItem::Pipe {
                             pid: e.pid,
                             fd: e.fd,
@@ -146,13 +152,26 @@ impl LinuxBackend {
                     }
                     FileType::Socket
                         if snap.sockets.get(&(e.ino as u32)).is_some_and(has_queue)
-                            && seen.insert((true, e.ino)) =>
+                            && seen.insert((1, e.ino)) =>
                     {
                         items.push(CaptureItem::Queue {
                             pid: e.pid,
                             fd: e.fd,
                         });
                         keys.push(Key::Queue(e.ino));
+                    }
+                    // A master and a slave each read what waits for it.
+                    FileType::Chardev => {
+                        if let Some(n) = e.pty_index() {
+                            let side = if e.tty_index.is_some() { 2 } else { 3 };
+                            if seen.insert((side, u64::from(n))) {
+                                items.push(CaptureItem::Tty {
+                                    pid: e.pid,
+                                    fd: e.fd,
+                                });
+                                keys.push(Key::Tty(n));
+                            }
+                        }
                     }
                     _ => {}
                 }
@@ -173,13 +192,14 @@ impl LinuxBackend {
                             resets.insert(ino);
                         }
                     }
+                    (Key::Tty(n), Ok(Captured::Tty { queued })) => {
+                        if queued > 0 {
+                            tty_queued.insert(n);
+                        }
+                    }
                     (_, Ok(other)) => failures.push(format!("{item:?}: unexpected {other:?}")),
                     (key, Err(errno)) => {
-                        let (pid, fd) = match item {
-                            CaptureItem::Pipe { pid, fd } | CaptureItem::Queue { pid, fd } => {
-                                (pid, fd)
-                            }
-                        };
+                        let (pid, fd) = item.at();
                         let whose = if pid == dumper {
                             "a file in flight".to_string()
                         } else {
@@ -188,6 +208,7 @@ impl LinuxBackend {
                         let doing = match key {
                             Key::Pipe(_) => "reading the pipe of",
                             Key::Queue(_) => "peeking the queue of",
+                            Key::Tty(_) => "asking what waits in the terminal of",
                         };
                         failures.push(format!(
                             "{doing} {whose}: {errno} ({}){}",
@@ -268,6 +289,7 @@ impl LinuxBackend {
             pipes,
             queues,
             resets,
+            tty_queued,
             outside,
             failures,
         })

@@ -86,6 +86,19 @@ pub enum CaptureItem {
     Pipe { pid: i32, fd: i32 },
     /// The messages queued on a unix socket, with their files in flight.
     Queue { pid: i32, fd: i32 },
+    /// The bytes a read of a terminal would find now (`FIONREAD`).
+    Tty { pid: i32, fd: i32 },
+}
+
+impl CaptureItem {
+    /// The process and descriptor it reads.
+    pub fn at(&self) -> (i32, i32) {
+        match *self {
+            CaptureItem::Pipe { pid, fd }
+            | CaptureItem::Queue { pid, fd }
+            | CaptureItem::Tty { pid, fd } => (pid, fd),
+        }
+    }
 }
 
 /// What a capture item found.
@@ -101,6 +114,9 @@ pub enum Captured {
         messages: Vec<Message>,
         /// An `ECONNRESET` waits to be read.
         reset: bool,
+    },
+    Tty {
+        queued: u64,
     },
 }
 

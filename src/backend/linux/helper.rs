@@ -275,6 +275,23 @@ impl Helper {
                     }
                     r.map(|(messages, reset)| Captured::Queue { messages, reset })
                 }
+                CaptureItem::Tty { pid, fd } => {
+                    let own = if pid == me {
+                        fd
+                    } else {
+                        kernel::grab_fd(pid, fd)?
+                    };
+                    // A hung-up terminal (its master closed) answers EIO:
+                    // nothing waits in it.
+                    let r = match kernel::inq(own) {
+                        Err(Errno::EIO) => Ok(0),
+                        r => r,
+                    };
+                    if pid != me {
+                        let _ = kernel::close(own);
+                    }
+                    r.map(|n| Captured::Tty { queued: n as u64 })
+                }
             })
             .collect();
         Reply::Captured {

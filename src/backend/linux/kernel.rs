@@ -679,8 +679,9 @@ pub fn peek_queue(sock: i32) -> Sys<(Vec<Message>, bool)> {
     r.map(|_| (out, reset))
 }
 
-/// `ioctl(SIOCINQ)`: the bytes queued on a socket (a datagram socket: the
-/// first datagram's).
+/// `ioctl(FIONREAD)`: the bytes queued on a socket (a datagram socket: the
+/// first datagram's), or what a read of a terminal would find now (in
+/// canonical mode, whole lines only).
 pub fn inq(sock: i32) -> Sys<usize> {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD (SIOCINQ) writes one c_int through the pointer.
