@@ -319,9 +319,11 @@ enum BenchWhat {
     /// by default), and a mixed one (100 x 1,000: a fifth inherited, three
     /// fifths separate opens, a tenth dups, a tenth pipe ends with bytes
     /// queued): wall time, descriptors per second, messages, descriptors
-    /// per message. With `--criu SCRIPT`, CRIU restores the shared shape in
-    /// the same run (`SCRIPT shared PROCESSES FDS` prints its restore time
-    /// in seconds on its last line).
+    /// per message; beside each restore, its floor: the system calls no
+    /// restore of that tree can avoid, made by a program that does nothing
+    /// else. With `--criu SCRIPT`, CRIU restores the shared shape in the
+    /// same run (`SCRIPT shared PROCESSES FDS` prints its restore time in
+    /// seconds on its last line).
     Restore {
         #[arg(long, default_value_t = 10)]
         shared_processes: usize,
@@ -339,6 +341,7 @@ enum BenchWhat {
         /// bench): SHAPE PROCESSES FDS DIR.
         #[arg(long, hide = true, num_args = 4, value_names = ["SHAPE", "PROCESSES", "FDS", "DIR"])]
         floor_side: Option<Vec<String>>,
+        /// Print the figures as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -358,6 +361,7 @@ enum BenchWhat {
         /// The kernel's side, in a process of its own (used by the bench).
         #[arg(long, hide = true)]
         kernel_side: bool,
+        /// Print the figures as JSON.
         #[arg(long)]
         json: bool,
     },
