@@ -420,6 +420,17 @@ fn pictures_show_files_in_flight() {
         // recvfds: back in the table, nothing in flight.
         assert!(!steps[5].contains("in flight"), "{backend}: {}", steps[5]);
     }
+    // A file in flight that no table holds is named by its path in the
+    // scenario, on Linux too (not by the sandbox's absolute path).
+    let f = tmp_scenario(
+        "regular-in-flight",
+        "spawn p\np: open f O_RDWR|O_CREAT = 0\np: socketpair SOCK_STREAM = 1 2\n\
+         p: sendfds 1 0 = 0\np: close 0 = 0\n",
+    );
+    for backend in ["model", "linux"] {
+        let page = html_page(&f, backend);
+        assert!(page.contains("in flight here: f<"), "{backend}: {page}");
+    }
 }
 
 /// `fdlab bench fork` runs both sides and reports every figure; a shape it

@@ -339,13 +339,13 @@ pub fn flights_now(b: &mut dyn Backend, t: &Topology) -> Result<Vec<Flight>, Bac
     let linux = b
         .as_any_mut()
         .and_then(|a| a.downcast_mut::<crate::backend::LinuxBackend>());
-    match linux {
-        Some(l) => Ok(flights_of_image(
-            &crate::tools::dump::from_backend(l, None)?,
-            t,
-        )),
-        None => Ok(Vec::new()),
-    }
+    let Some(l) = linux else {
+        return Ok(Vec::new());
+    };
+    // Paths relative to the sandbox, as the model names them.
+    let sandbox = l.sandbox().to_path_buf();
+    let img = crate::tools::dump::from_backend(l, Some(&sandbox))?;
+    Ok(flights_of_image(&img, t))
 }
 
 /// The files in flight in the queues of `img` (a dump, which peeks every
