@@ -132,6 +132,8 @@ impl LinuxBackend {
         let mut raw_queues: HashMap<u64, Vec<Message>> = HashMap::new();
         let mut resets = HashSet::new();
         let mut tty_queued = HashSet::new();
+        // What was asked for already: (0, a pipe's inode), (1, a socket's
+        // inode), (2 for a master's side, 3 for a slave's, a pty's index).
         let mut seen: HashSet<(u8, u64)> = HashSet::new();
         let mut failures = Vec::new();
         let snap = loop {
