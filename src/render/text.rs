@@ -829,13 +829,11 @@ pub fn restore_bench(r: &RestoreBench) -> String {
             m.seconds / s.floor_seconds
         );
         if !s.criu_seconds.is_empty() {
-            let mut c = s.criu_seconds.clone();
-            c.sort_by(f64::total_cmp);
-            let med = c[c.len() / 2];
+            let med = crate::tools::bench::median(s.criu_seconds.clone());
             let _ = writeln!(
                 out,
                 "  CRIU restore (median of {}): {med:.3} s; fdlab/CRIU = {:.2}",
-                c.len(),
+                s.criu_seconds.len(),
                 m.seconds / med
             );
         }

@@ -239,6 +239,19 @@ fn process(ctl: i32, soft: u64, stdio: bool, after_exec: bool) -> ! {
     }
 }
 
+/// `read` of descriptor `fd` of process `pid`, through a copy of it in this
+/// process (`me`), closed after; a descriptor of this process is read as
+/// it is.
+fn through_copy<R>(me: i32, pid: i32, fd: i32, read: impl FnOnce(i32) -> Sys<R>) -> Sys<R> {
+    if pid == me {
+        return read(fd);
+    }
+    let own = kernel::grab_fd(pid, fd)?;
+    let r = read(own);
+    let _ = kernel::close(own);
+    r
+}
+
 fn ints(v: &[i32]) -> Ret {
     Ret::Ints(v.iter().map(|&n| i64::from(n)).collect())
 }
@@ -263,34 +276,16 @@ impl Helper {
             .map(|item| match *item {
                 CaptureItem::Pipe { pid, fd } => kernel::pipe_contents(pid, fd)
                     .map(|(data, capacity)| Captured::Pipe { data, capacity }),
-                CaptureItem::Queue { pid, fd } => {
-                    let own = if pid == me {
-                        fd
-                    } else {
-                        kernel::grab_fd(pid, fd)?
-                    };
-                    let r = kernel::peek_queue(own);
-                    if pid != me {
-                        let _ = kernel::close(own);
-                    }
-                    r.map(|(messages, reset)| Captured::Queue { messages, reset })
-                }
+                CaptureItem::Queue { pid, fd } => through_copy(me, pid, fd, kernel::peek_queue)
+                    .map(|(messages, reset)| Captured::Queue { messages, reset }),
+                // A hung-up terminal (its master closed) answers EIO:
+                // nothing waits in it.
                 CaptureItem::Tty { pid, fd } => {
-                    let own = if pid == me {
-                        fd
-                    } else {
-                        kernel::grab_fd(pid, fd)?
-                    };
-                    // A hung-up terminal (its master closed) answers EIO:
-                    // nothing waits in it.
-                    let r = match kernel::inq(own) {
+                    through_copy(me, pid, fd, |own| match kernel::inq(own) {
                         Err(Errno::EIO) => Ok(0),
                         r => r,
-                    };
-                    if pid != me {
-                        let _ = kernel::close(own);
-                    }
-                    r.map(|n| Captured::Tty { queued: n as u64 })
+                    })
+                    .map(|n| Captured::Tty { queued: n as u64 })
                 }
             })
             .collect();

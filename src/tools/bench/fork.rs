@@ -21,6 +21,7 @@ use std::time::Instant;
 use fdlab_model::{Call, OFlags, Pid, World};
 use serde::Serialize;
 
+use super::median;
 use crate::backend::linux::kernel;
 
 /// Batches of each shape; the median is reported.
@@ -186,11 +187,6 @@ fn model_side(fds: u32, rounds: u32) -> Result<ModelSide, ForkBenchError> {
         copy_loaded: median(cl),
         clone: median(c),
     })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// The kernel's side, in the process `fork_bench` starts: prints the

@@ -15,6 +15,13 @@ pub mod restore;
 
 pub use inspect::{inspect_bench, reference_tree, InspectBench, TreeShape};
 
+/// The median of `v` (the upper one of an even count). Precondition: `v`
+/// is not empty.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// One outside tool's run on the same processes.
 #[derive(Debug, Clone, Serialize)]
 pub struct ToolRun {

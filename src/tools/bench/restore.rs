@@ -241,8 +241,8 @@ pub fn floor_side(
     use crate::backend::linux::kernel;
     use rustix::fs::{Mode, OFlags};
     use std::os::fd::{AsRawFd, OwnedFd};
-    kernel::set_nofile(fds as u64 + 64)
-        .map_err(|e| rustix::io::Errno::from_raw_os_error(e as i32))?;
+    let raw = |e: fdlab_model::Errno| rustix::io::Errno::from_raw_os_error(e as i32);
+    kernel::set_nofile(fds as u64 + 64).map_err(raw)?;
     let path = |k: usize| dir.join(format!("f{}", k % PATHS));
     let open = |k: usize| {
         let flags = if k.is_multiple_of(2) {
@@ -283,7 +283,7 @@ pub fn floor_side(
     }
     let mut children = Vec::new();
     for _ in 1..processes {
-        match kernel::fork(false).map_err(|e| rustix::io::Errno::from_raw_os_error(e as i32))? {
+        match kernel::fork(false).map_err(raw)? {
             0 => {
                 // The child: its own descriptors, then "done", then it
                 // waits for the end of `go`, which comes when the parent
@@ -316,8 +316,7 @@ pub fn floor_side(
     drop(go_w);
     failed |= done < children.len();
     for pid in children {
-        let status =
-            kernel::wait_pid(pid).map_err(|e| rustix::io::Errno::from_raw_os_error(e as i32))?;
+        let status = kernel::wait_pid(pid).map_err(raw)?;
         failed |= status != 0;
     }
     let mine = mine?;
@@ -412,8 +411,7 @@ pub fn restore_bench(
                 all.push(restore_once(&img)?);
                 floors.push(floor_run(shape, processes, fds, &dir)?);
             }
-            floors.sort_by(f64::total_cmp);
-            let floor_seconds = floors[floors.len() / 2];
+            let floor_seconds = super::median(floors);
             let mut sorted = all.clone();
             sorted.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
             let median = sorted[sorted.len() / 2].clone();
