@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use crate::errno::Errno;
 use crate::fd::Fd;
 use crate::file::{File, FileKind};
-use crate::filedesc::{FileSlot, Table};
+use crate::filedesc::Table;
 use crate::flags::Events;
 use crate::ids::{FileId, Pid, PtyId};
 use crate::limits::DEFAULT_RLIMIT;
@@ -693,22 +693,22 @@ impl World {
             // Dropping `p` drops one `Arc`: the table lives on.
             return;
         }
-        for (fd, slot) in p.table.slots() {
-            assert!(
-                !matches!(slot, FileSlot::Larval(_)),
-                "fdfree: fd {fd} of {} is larval",
-                p.name
-            );
-            if let Some(f) = p.table.fdremove(fd) {
-                let t = self.take_from_slot(fd, *f.data());
-                self.closef_slot(t);
-            }
+        let Proc { name, table, .. } = p;
+        let Ok(table) = Table::try_unwrap(table) else {
+            unreachable!("a table with share count 1 has one Arc")
+        };
+        // The last user owns the table: its slots are emptied at once, and
+        // the table, empty then, goes.
+        let (installed, larval) = table.into_installed();
+        assert!(
+            larval.is_empty(),
+            "fdfree: fds {larval:?} of {name} are larval"
+        );
+        for (fd, f) in installed {
+            let t = self.take_from_slot(fd, *f.data());
+            self.closef_slot(t);
         }
-        self.record(|_| TraceEvent::Fdfree {
-            proc: p.name.clone(),
-        });
-        // The last `Arc`: the table, empty now, goes with it.
-        drop(p);
+        self.record(|_| TraceEvent::Fdfree { proc: name });
         // On Linux any unix socket released anywhere in the system runs the
         // collector; in the model's closed world, a process exit stands in
         // for the rest of the system, so that cycles in flight are collected

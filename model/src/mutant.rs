@@ -30,6 +30,10 @@ pub enum Mutant {
     /// stale name of the old file), so a reader that still has the old
     /// block finds the slot free in the middle of `dup2`.
     UnpublishOnReplace,
+    /// Closing a slot that a copied table (fork's, a snapshot's) has not
+    /// written since the copy leaves it to the copy's base, which still
+    /// names the file: the closed number keeps finding it.
+    CloseCopiedInPlace,
     /// The world's `dup` forgets the reference its new slot must hold (the
     /// state-machine test of the world must catch it).
     DupForgetsRef,

@@ -58,6 +58,16 @@ impl<T> Block<T> {
         }
     }
 
+    /// A block of `len` empty cells naming none: what a copied table's
+    /// slot publishes when the file it had at the copy is closed (see
+    /// `Filedesc::copy_with`). Its first install fills cell 0.
+    pub(super) fn vacant(len: usize) -> Block<T> {
+        Block {
+            current: AtomicU32::new(NONE),
+            cells: (0..len).map(|_| OnceCell::default()).collect(),
+        }
+    }
+
     /// How many cells the block has.
     pub(super) fn len(&self) -> usize {
         self.cells.len()

@@ -7,11 +7,16 @@
 //! - `dir` `[o]`: the chunk directory. Chunk `k` holds `FIRST << k` slots,
 //!   so chunks 0..k hold `FIRST * (2^k - 1)`: a table grows by adding one
 //!   chunk as large as all the others together, and never copies or
-//!   replaces a chunk.
+//!   replaces a chunk. A chunk is made when one of its slots is first
+//!   published.
 //! - the slots inside the chunks `[p]`: each publishes its block (see
 //!   `block`): write-once cells of files and the index of the installed
 //!   one, or none for a free or larval slot, which is how a larval file
 //!   stays invisible. A block is replaced only when it is full.
+//! - `base` `[c]`: a copied table's files, as the copy found them. A slot
+//!   with no block (in no chunk, or not yet published) publishes its file
+//!   from here; the first write to such a slot gives it a block, which
+//!   hides the base for good. Empty for a table that is not a copy.
 //! - `writer` `[w]`: each slot's state (free, larval, installed) with its
 //!   file, cell and close-on-exec bit, and the writer's handle on the
 //!   slot's block; the two-level bitmap, the first-free hint.
@@ -99,14 +104,11 @@ fn named_empty<T>(fd: Fd, at: u32, block: &Block<T>) -> Errno {
     Errno::EBADF
 }
 
-/// The arc-swap of slot `i`. Precondition: the slot's chunk is made
-/// (`Writer::expand`).
-fn published<T>(dir: &[OnceCell<Chunk<T>>], i: usize) -> &SlotCell<Block<T>> {
+/// The block slot `i` publishes, if its chunk is made.
+fn published<T>(dir: &[OnceCell<Chunk<T>>], i: usize) -> Option<Arc<Block<T>>> {
     let (k, off) = locate(i);
-    match PublishOnce::get(&dir[k]) {
-        Some(chunk) => &chunk[off],
-        None => unreachable!("slot {i} published before its chunk {k} was made"),
-    }
+    let chunk = PublishOnce::get(dir.get(k)?)?;
+    Option::clone(&Publish::load(&chunk[off]))
 }
 
 /// A slot as the writer keeps it: its state, and its block.
@@ -204,15 +206,6 @@ impl<T> WSlot<T> {
             )),
         }
     }
-
-    /// Unpublishes the installed file: the slot reads as free. Readers
-    /// that named its cell before still find the file there, alive until
-    /// the slot's reference is dropped (after this, by the caller).
-    fn unpublish(&self) {
-        if let Some(b) = &self.block {
-            b.set_current(NONE);
-        }
-    }
 }
 
 /// What the writer lock guards.
@@ -226,16 +219,15 @@ struct Writer<T> {
 }
 
 impl<T> Writer<T> {
-    /// Makes the chunks up to the one holding `i` (`fdexpand`, without the
-    /// copy). Precondition: `i < limit`, so the directory has its chunk.
-    fn expand(&mut self, dir: &[OnceCell<Chunk<T>>], i: usize) {
+    /// Grows the writer's slots to the end of the chunk holding `i`
+    /// (`fdexpand`, without the copy; the chunk itself is made when one
+    /// of its slots is first published). Precondition: `i < limit`, so the
+    /// directory has its chunk.
+    fn expand(&mut self, i: usize) {
         if i < self.slots.len() {
             return;
         }
         let (k, _) = locate(i);
-        for (j, cell) in dir.iter().enumerate().take(k + 1).skip(self.chunks) {
-            cell.set_with(|| (0..FIRST << j).map(|_| SlotCell::default()).collect());
-        }
         self.chunks = k + 1;
         let cap = capacity_of(self.chunks);
         // The writer's own arrays grow by doubling like any Vec (amortized
@@ -248,18 +240,13 @@ impl<T> Writer<T> {
     /// (OpenBSD `fdalloc`). The caller sets the slot at once.
     ///
     /// Errors: `EMFILE`.
-    fn alloc(
-        &mut self,
-        dir: &[OnceCell<Chunk<T>>],
-        want: usize,
-        limit: u32,
-    ) -> Result<usize, Errno> {
+    fn alloc(&mut self, want: usize, limit: u32) -> Result<usize, Errno> {
         let start = want.max(self.freefile as usize);
         let i = self.map.first_free_from(start);
         if i >= limit as usize {
             return Err(Errno::EMFILE);
         }
-        self.expand(dir, i);
+        self.expand(i);
         self.map.set(i);
         if want <= self.freefile as usize {
             // Every slot below `i` is used: the hint may move up to it.
@@ -292,6 +279,9 @@ impl<T> Writer<T> {
 /// back to the caller (a bare count in an `Arc`).
 pub(crate) type Refused<T> = (Errno, Arc<File<T>>);
 
+/// Slot references taken out of a table, each with its number.
+pub(crate) type SlotRefs<T> = Vec<(Fd, Arc<File<T>>)>;
+
 /// Whether slot `i` is larval, under the lock.
 fn is_larval<T>(w: &Writer<T>, i: usize) -> bool {
     matches!(w.slots.get(i).map(|s| &s.state), Some(State::Larval(_)))
@@ -309,6 +299,7 @@ pub enum Slot {
 /// `Arc<Filedesc<T>>`; `T` is what a file is (the table does not look).
 pub struct Filedesc<T> {
     dir: Box<[OnceCell<Chunk<T>>]>,
+    base: Box<[Option<Arc<File<T>>>]>,
     writer: Mutex<Writer<T>>,
     limit: u32,
     #[cfg(any(test, feature = "mutants"))]
@@ -330,6 +321,7 @@ impl<T> Filedesc<T> {
         }
         Filedesc {
             dir: (0..n).map(|_| OnceCell::default()).collect(),
+            base: Box::new([]),
             writer: Mutex::new(Writer {
                 slots: Vec::new(),
                 chunks: 0,
@@ -359,6 +351,16 @@ impl<T> Filedesc<T> {
     /// The highest descriptor number plus one.
     pub fn limit(&self) -> u32 {
         self.limit
+    }
+
+    /// How many chunks of published slots are made (a test's window on
+    /// when they are made).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn made_chunks(&self) -> usize {
+        self.dir
+            .iter()
+            .filter(|c| PublishOnce::get(*c).is_some())
+            .count()
     }
 
     /// Slots the table has made so far.
@@ -403,6 +405,8 @@ impl<T> Filedesc<T> {
     ///   fails with `EBADF` until `fdinsert` names the file's cell.
     /// - growth: a chunk is set once and never replaced, so there is no
     ///   stale table to recheck.
+    /// - a slot of a copied table that has no block yet: the lookup counts
+    ///   the file the copy's base names (see `getfile_copied`).
     ///
     /// Linux rechecks `fdt->fd[fd]` after taking the count, because a
     /// `struct file` is `SLAB_TYPESAFE_BY_RCU`: the memory it counted may
@@ -420,16 +424,14 @@ impl<T> Filedesc<T> {
     #[inline(always)]
     pub fn fd_getfile(&self, fd: Fd) -> Result<FileRef<T>, Errno> {
         let (k, off) = locate(fd.index());
-        let chunk = self
-            .dir
-            .get(k)
-            .and_then(|c| PublishOnce::get(c))
-            .ok_or(Errno::EBADF)?;
+        let Some(chunk) = PublishOnce::get(self.dir.get(k).ok_or(Errno::EBADF)?) else {
+            return self.getfile_copied(fd);
+        };
         let slot = &chunk[off];
         loop {
             let loaded = Publish::load(slot);
             let Some(block) = &*loaded else {
-                return Err(Errno::EBADF);
+                return self.getfile_copied(fd);
             };
             let at = block.current();
             if at == NONE {
@@ -463,6 +465,41 @@ impl<T> Filedesc<T> {
         }
     }
 
+    /// fd_getfile for a slot that publishes no block: in a copied table,
+    /// the file the copy found there, if it has not been written since;
+    /// `EBADF` otherwise (a free slot of any table).
+    ///
+    /// The race: a writer that closes or replaces such a slot first
+    /// publishes a block for it (a vacant one, or one naming the new file)
+    /// and only then drops the slot's reference. So if the count is zero,
+    /// the block is there, and the second look finds it; if the count was
+    /// taken, the file was installed when the slot was read (the lookup
+    /// takes effect there, as on the block path). Out of line: the block
+    /// path stays small enough to inline.
+    #[inline(never)]
+    fn getfile_copied(&self, fd: Fd) -> Result<FileRef<T>, Errno> {
+        let Some(file) = self.base.get(fd.index()).and_then(Option::as_ref) else {
+            return Err(Errno::EBADF);
+        };
+        #[cfg(any(test, feature = "mutants"))]
+        if self.mutant == Mutant::FrefAfterZero {
+            file.fref_unconditional();
+            return Ok(FileRef::copied(Arc::clone(file)));
+        }
+        if file.inc_not_zero() {
+            return Ok(FileRef::copied(Arc::clone(file)));
+        }
+        // Dead: the slot has its block now (see above), and the look
+        // through it decides; it never comes back here.
+        if published(&self.dir, fd.index()).is_none() {
+            broken(format_args!(
+                "fd {fd}: the copied {file:?} is closed but the slot publishes no block"
+            ));
+            return Err(Errno::EBADF);
+        }
+        self.fd_getfile(fd)
+    }
+
     /// fd_getfile's fast path for a table only the caller uses (Linux
     /// `__fget_light` when `files->count == 1`): the file installed at
     /// `fd`, borrowed without a count.
@@ -492,6 +529,42 @@ impl<T> Filedesc<T> {
         }
     }
 
+    /// The arc-swap of slot `i`, for a writer: its chunk is made first if
+    /// none of its slots was published yet. Precondition: the writer lock
+    /// is held, and `i` is below the writer's slots.
+    fn publishing(&self, i: usize) -> &SlotCell<Block<T>> {
+        let (k, off) = locate(i);
+        let cell = &self.dir[k];
+        cell.set_with(|| (0..FIRST << k).map(|_| SlotCell::default()).collect());
+        match PublishOnce::get(cell) {
+            Some(chunk) => &chunk[off],
+            None => unreachable!("chunk {k} was just made"),
+        }
+    }
+
+    /// Unpublishes slot `i`'s installed file: the slot reads as free.
+    /// Readers that named its cell before still find the file there, alive
+    /// until the slot's reference is dropped (after this, by the caller).
+    /// A copied table's slot not written since the copy publishes its
+    /// file from the base: it gets a vacant block, which hides the base.
+    /// Precondition: the writer lock is held (`w`).
+    fn unpublish(&self, w: &mut Writer<T>, i: usize) {
+        let slot = &mut w.slots[i];
+        if let Some(b) = &slot.block {
+            b.set_current(NONE);
+            return;
+        }
+        if self.base.get(i).is_some_and(Option::is_some) {
+            #[cfg(any(test, feature = "mutants"))]
+            if self.mutant == Mutant::CloseCopiedInPlace {
+                return;
+            }
+            let vacant = Arc::new(Block::vacant(1));
+            Publish::store(self.publishing(i), Some(Arc::clone(&vacant)));
+            slot.block = Some(vacant);
+        }
+    }
+
     /// Installs `file` at slot `i` and publishes it. Precondition: the
     /// writer lock is held (`w`), slot `i`'s chunk is made, and `file`
     /// carries the slot's reference.
@@ -507,7 +580,7 @@ impl<T> Filedesc<T> {
     ) -> (State<T>, Option<Arc<Block<T>>>) {
         let slot = &mut w.slots[i];
         let (cell, old_block) = slot.publish(
-            published(&self.dir, i),
+            self.publishing(i),
             Arc::clone(&file),
             #[cfg(any(test, feature = "mutants"))]
             self.mutant,
@@ -549,7 +622,7 @@ impl<T> Filedesc<T> {
         // Made before the lock, so that the lock covers the slot only.
         let file = Arc::new(File::new(data));
         let mut w = self.lock();
-        let i = w.alloc(&self.dir, 0, limit.min(self.limit))?;
+        let i = w.alloc(0, limit.min(self.limit))?;
         w.slots[i].state = State::Larval(Arc::clone(&file));
         #[cfg(any(test, feature = "mutants"))]
         let mut replaced = None;
@@ -557,7 +630,7 @@ impl<T> Filedesc<T> {
         if self.mutant == Mutant::PublishLarval {
             let slot = &mut w.slots[i];
             replaced = slot
-                .publish(published(&self.dir, i), Arc::clone(&file), self.mutant)
+                .publish(self.publishing(i), Arc::clone(&file), self.mutant)
                 .1;
         }
         drop(w);
@@ -616,7 +689,7 @@ impl<T> Filedesc<T> {
         };
         #[cfg(any(test, feature = "mutants"))]
         if self.mutant == Mutant::PublishLarval {
-            w.slots[fd.index()].unpublish();
+            self.unpublish(&mut w, fd.index());
         }
         Some(slot)
     }
@@ -643,7 +716,7 @@ impl<T> Filedesc<T> {
     pub(crate) fn fdremove(&self, fd: Fd) -> Option<Arc<File<T>>> {
         let mut w = self.lock();
         w.installed(fd)?;
-        Some(Self::remove_installed(&mut w, fd))
+        Some(self.remove_installed(&mut w, fd))
     }
 
     /// fdrelease's first step for a caller that keeps its own books: under
@@ -657,12 +730,12 @@ impl<T> Filedesc<T> {
     pub(crate) fn fdremove_held(&self, fd: Fd) -> Option<Arc<File<T>>> {
         let mut w = self.lock();
         w.installed(fd)?.fref();
-        Some(Self::remove_installed(&mut w, fd))
+        Some(self.remove_installed(&mut w, fd))
     }
 
     /// Empties the installed slot `fd` and returns its reference.
     /// Precondition: the writer lock is held (`w`) and `fd` is installed.
-    fn remove_installed(w: &mut Writer<T>, fd: Fd) -> Arc<File<T>> {
+    fn remove_installed(&self, w: &mut Writer<T>, fd: Fd) -> Arc<File<T>> {
         let i = fd.index();
         let State::Installed { file, .. } = w.clear(i) else {
             unreachable!("slot {i} was installed under the same lock")
@@ -670,7 +743,7 @@ impl<T> Filedesc<T> {
         // Unpublished before the slot's reference is dropped, so a
         // published file always has a count of at least 1. One plain store:
         // the block stays, for the slot's next install.
-        w.slots[i].unpublish();
+        self.unpublish(w, i);
         file
     }
 
@@ -715,7 +788,7 @@ impl<T> Filedesc<T> {
         file: Arc<File<T>>,
         cloexec: bool,
     ) -> Option<Arc<File<T>>> {
-        w.expand(&self.dir, n);
+        w.expand(n);
         let (was, old_block) = self.install(&mut w, n, file, cloexec);
         if matches!(was, State::Free) {
             w.map.set(n);
@@ -788,7 +861,7 @@ impl<T> Filedesc<T> {
         limit: u32,
         cloexec: bool,
     ) -> Result<Fd, Refused<T>> {
-        let i = match w.alloc(&self.dir, min as usize, limit.min(self.limit)) {
+        let i = match w.alloc(min as usize, limit.min(self.limit)) {
             Ok(i) => i,
             Err(e) => return Err((e, file)),
         };
@@ -884,58 +957,56 @@ impl<T> Filedesc<T> {
     }
 
     /// A new table whose slot `i` is what `each` makes of this table's
-    /// slot `i`: free, larval, or installed in cell 0 of a new block (the
-    /// reference in the state is the new slot's). Its first-free hint is
-    /// its first free slot.
+    /// slot `i`: free, larval, or installed (the reference in the state is
+    /// the new slot's). Its first-free hint is its first free slot.
     ///
-    /// The new table is not shared yet, so each chunk is made with its
-    /// slots' blocks already in their cells: no arc-swap store per slot,
-    /// which would cost more than the rest of the copy (a store walks the
-    /// debt slots of every thread that used arc-swap).
+    /// The copy publishes nothing slot by slot: its installed files go
+    /// into its base, one array, and its chunks are made when a slot in
+    /// them is first written. A block and an arc-swap a slot cost more
+    /// than the rest of the copy: an `ArcSwapOption`'s drop walks the debt
+    /// slots of every thread that used arc-swap, even when it holds
+    /// nothing. What it costs instead: the first close or replacement of a
+    /// copied slot publishes a block (one arc-swap store), and a copied
+    /// file's memory (not its life) stays in the base until the table goes.
     fn copy_with(&self, mut each: impl FnMut(&State<T>) -> State<T>) -> Filedesc<T> {
         #[cfg(not(any(test, feature = "mutants")))]
-        let copy = Filedesc::new(self.limit);
+        let mut copy = Filedesc::new(self.limit);
         #[cfg(any(test, feature = "mutants"))]
-        let copy = Filedesc::with_mutant(self.limit, self.mutant);
+        let mut copy = Filedesc::with_mutant(self.limit, self.mutant);
         let w = self.lock();
-        let mut cw = copy.lock();
-        cw.slots = w
+        let mut base = Vec::with_capacity(w.slots.len());
+        let slots: Vec<WSlot<T>> = w
             .slots
             .iter()
             .map(|s| {
                 let state = each(&s.state);
-                match &state {
-                    State::Installed { file, .. } => WSlot {
-                        block: Some(Arc::new(Block::new(1, Arc::clone(file)))),
-                        state,
-                        filled: 1,
-                    },
-                    State::Free | State::Larval(_) => WSlot {
-                        state,
-                        block: None,
-                        filled: 0,
-                    },
+                base.push(match &state {
+                    State::Installed { file, .. } => Some(Arc::clone(file)),
+                    State::Free | State::Larval(_) => None,
+                });
+                WSlot {
+                    state,
+                    block: None,
+                    filled: 0,
                 }
             })
             .collect();
-        cw.chunks = w.chunks;
+        let chunks = w.chunks;
         drop(w);
-        for (k, cell) in copy.dir.iter().enumerate().take(cw.chunks) {
-            let first = capacity_of(k);
-            cell.set_with(|| {
-                (first..first + (FIRST << k))
-                    .map(|i| SlotCell::with(cw.slots[i].block.clone()))
-                    .collect()
-            });
-        }
-        cw.map = Bitmap::with_capacity(cw.slots.len());
-        for i in 0..cw.slots.len() {
-            if !matches!(cw.slots[i].state, State::Free) {
+        copy.base = base.into_boxed_slice();
+        let cw = match copy.writer.get_mut() {
+            Ok(cw) => cw,
+            Err(_) => unreachable!("a table no one has used yet is not poisoned"),
+        };
+        cw.map = Bitmap::with_capacity(slots.len());
+        for (i, s) in slots.iter().enumerate() {
+            if !matches!(s.state, State::Free) {
                 cw.map.set(i);
             }
         }
         cw.freefile = cw.map.first_free_from(0) as u32;
-        drop(cw);
+        cw.slots = slots;
+        cw.chunks = chunks;
         copy
     }
 
@@ -974,14 +1045,20 @@ impl<T> Filedesc<T> {
                 capacity_of(w.chunks)
             ));
         }
-        for (k, c) in self.dir.iter().enumerate() {
-            if PublishOnce::get(c).is_some() != (k < w.chunks) {
-                return Err(format!(
-                    "chunk {k} is made: {} but the writer has {} chunks",
-                    k >= w.chunks,
-                    w.chunks
-                ));
-            }
+        if let Some(k) =
+            (w.chunks..self.dir.len()).find(|&k| PublishOnce::get(&self.dir[k]).is_some())
+        {
+            return Err(format!(
+                "chunk {k} is made but the writer has {} chunks",
+                w.chunks
+            ));
+        }
+        if self.base.len() > w.slots.len() {
+            return Err(format!(
+                "the base names {} slots of {}",
+                self.base.len(),
+                w.slots.len()
+            ));
         }
         w.map.summary_agrees()?;
         if w.map.capacity() < w.slots.len() {
@@ -1008,7 +1085,8 @@ impl<T> Filedesc<T> {
                     w.freefile
                 ));
             }
-            check_published(i, s, &Publish::load(published(&self.dir, i)))?;
+            let base = self.base.get(i).and_then(Option::as_ref);
+            check_published(i, s, published(&self.dir, i).as_ref(), base)?;
             if let State::Larval(f) | State::Installed { file: f, .. } = &s.state {
                 if f.is_closed() || f.count() == 0 {
                     return Err(format!("slot {i} names dead {f:?}"));
@@ -1019,14 +1097,31 @@ impl<T> Filedesc<T> {
     }
 }
 
-/// What slot `i` publishes (`loaded`) against the writer's state `s`.
+/// What slot `i` publishes (`loaded`, or its file in the copy's `base`
+/// when it has no block) against the writer's state `s`.
 fn check_published<T>(
     i: usize,
     s: &WSlot<T>,
-    loaded: &Option<Arc<Block<T>>>,
+    loaded: Option<&Arc<Block<T>>>,
+    base: Option<&Arc<File<T>>>,
 ) -> Result<(), String> {
     let block = match (&s.block, loaded) {
-        (None, None) => None,
+        (None, None) => {
+            // The base publishes the slot: exactly its installed file.
+            let named = match &s.state {
+                State::Installed { file, .. } => Some(file),
+                State::Free | State::Larval(_) => None,
+            };
+            return match (named, base) {
+                (None, None) => Ok(()),
+                (Some(f), Some(b)) if Arc::ptr_eq(f, b) => Ok(()),
+                (f, b) => Err(format!(
+                    "slot {i} has no block; it holds {:?} but the base names {:?}",
+                    f.map(|f| &**f),
+                    b.map(|b| &**b)
+                )),
+            };
+        }
         (Some(b), Some(p)) if Arc::ptr_eq(b, p) => Some(b),
         (b, p) => {
             return Err(format!(
@@ -1036,7 +1131,8 @@ fn check_published<T>(
     };
     let (filled, current) = match block {
         Some(b) => {
-            if s.filled == 0 || s.filled as usize > b.len() {
+            // A vacant block (a closed copied slot) has none filled.
+            if s.filled as usize > b.len() {
                 return Err(format!("slot {i}: {} cells filled of {b:?}", s.filled));
             }
             if let Some(c) = (0..b.len() as u32).find(|&c| b.file(c).is_some() != (c < s.filled)) {
@@ -1074,6 +1170,29 @@ fn check_published<T>(
         State::Free | State::Larval(_) => {}
     }
     Ok(())
+}
+
+impl<T> Filedesc<T> {
+    /// fdfree's closes, for the table's last user, who owns it: no other
+    /// thread can reach it, so no slot is unpublished one by one. Returns
+    /// the installed files' slot references, ascending, for the caller's
+    /// closef, and the larval slots' numbers (a caller that forgot one is
+    /// broken); the table goes with them.
+    pub(crate) fn into_installed(mut self) -> (SlotRefs<T>, Vec<Fd>) {
+        let w = match self.writer.get_mut() {
+            Ok(w) => w,
+            Err(e) => e.into_inner(),
+        };
+        let (mut installed, mut larval) = (Vec::new(), Vec::new());
+        for (i, s) in std::mem::take(&mut w.slots).into_iter().enumerate() {
+            match s.state {
+                State::Free => {}
+                State::Installed { file, .. } => installed.push((Fd::new(i as u32), file)),
+                State::Larval(_) => larval.push(Fd::new(i as u32)),
+            }
+        }
+        (installed, larval)
+    }
 }
 
 impl<T> std::fmt::Debug for Filedesc<T> {

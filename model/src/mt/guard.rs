@@ -25,11 +25,18 @@ pub(crate) type Loaded<T> = <SlotCell<Block<T>> as Publish<Block<T>>>::Guard;
 /// [`FileRef::into_hold`] makes a reference to keep longer.
 #[must_use = "dropping a FileRef at once is FREF immediately followed by FRELE"]
 pub struct FileRef<T> {
-    loaded: Loaded<T>,
-    at: u32,
+    memory: Memory<T>,
     /// False only in the `FreleEarly` mutant, whose guard holds no count.
     #[cfg(any(test, feature = "mutants"))]
     pub(crate) counted: bool,
+}
+
+/// What keeps a looked-up file's memory: the slot's block, or, for a slot
+/// a copied table has not written since the copy, the file itself (the
+/// copy's base holds it too; see `Filedesc::copy_with`).
+enum Memory<T> {
+    Cell(Loaded<T>, u32),
+    Copied(Arc<File<T>>),
 }
 
 impl<T> FileRef<T> {
@@ -38,8 +45,17 @@ impl<T> FileRef<T> {
     pub(crate) fn new(loaded: Loaded<T>, at: u32) -> FileRef<T> {
         debug_assert!(loaded.as_ref().and_then(|b| b.file(at)).is_some());
         FileRef {
-            loaded,
-            at,
+            memory: Memory::Cell(loaded, at),
+            #[cfg(any(test, feature = "mutants"))]
+            counted: true,
+        }
+    }
+
+    /// Precondition: the caller took a count on `file`, which it found in
+    /// a copied table's base.
+    pub(crate) fn copied(file: Arc<File<T>>) -> FileRef<T> {
+        FileRef {
+            memory: Memory::Copied(file),
             #[cfg(any(test, feature = "mutants"))]
             counted: true,
         }
@@ -48,9 +64,12 @@ impl<T> FileRef<T> {
     /// The file's memory (not a reference: its `Arc` does not count).
     #[inline]
     pub fn arc(&self) -> &Arc<File<T>> {
-        match self.loaded.as_ref().and_then(|b| b.file(self.at)) {
-            Some(f) => f,
-            None => unreachable!("FileRef::new is only given a filled cell"),
+        match &self.memory {
+            Memory::Cell(loaded, at) => match loaded.as_ref().and_then(|b| b.file(*at)) {
+                Some(f) => f,
+                None => unreachable!("FileRef::new is only given a filled cell"),
+            },
+            Memory::Copied(f) => f,
         }
     }
 

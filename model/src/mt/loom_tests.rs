@@ -330,3 +330,62 @@ fn getfile_against_growth() {
         check_all(&[&*t], &[a, b, c], &[]).unwrap();
     });
 }
+
+/// fd_getfile on a forked copy against the close of a slot the copy has
+/// not written since (it publishes its file from the copy's base): the
+/// lookup gets the file, alive, or EBADF; after the close the number is
+/// free; closef runs once.
+fn getfile_copied_against_close(m: Mutant) {
+    model2(move || {
+        let t = Filedesc::with_mutant(4, m);
+        let (zero, a) = open(&t, 7);
+        let c = Arc::new(t.fdcopy());
+        drop(t);
+        let c2 = Arc::clone(&c);
+        let reader = thread::spawn(move || match c2.fd_getfile(zero) {
+            Ok(f) => assert_eq!(*f.data(), 7),
+            Err(e) => assert_eq!(e, Errno::EBADF),
+        });
+        c.fdrelease(zero).unwrap();
+        reader.join().unwrap();
+        assert_eq!(c.fd_getfile(zero).err(), Some(Errno::EBADF), "closed");
+        assert_eq!((a.count(), a.closes()), (0, 1));
+        check_all(&[&*c], &[a], &[]).unwrap();
+    });
+}
+
+#[test]
+fn getfile_copied_against_close_closes_once() {
+    getfile_copied_against_close(Mutant::None);
+}
+
+#[test]
+#[should_panic(expected = "closed")]
+fn mutant_close_copied_in_place_is_caught() {
+    getfile_copied_against_close(Mutant::CloseCopiedInPlace);
+}
+
+/// fd_getfile on a forked copy against dup2 onto a copied slot: the
+/// lookup gets the old file or the new one, never EBADF.
+#[test]
+fn getfile_copied_against_dup2_gets_old_or_new() {
+    model2(|| {
+        let t = Filedesc::new(4);
+        let (zero, a) = open(&t, 0);
+        let (one, b) = open(&t, 1);
+        let c = Arc::new(t.fdcopy());
+        drop(t);
+        let c2 = Arc::clone(&c);
+        let reader = thread::spawn(move || {
+            let f = c2
+                .fd_getfile(one)
+                .expect("fd 1 is installed throughout dup2");
+            assert!(*f.data() <= 1, "fd 1 names file {}", *f.data());
+        });
+        assert_eq!(c.dup2(zero, one), Ok(one));
+        reader.join().unwrap();
+        assert_eq!((b.count(), b.closes()), (0, 1));
+        assert_eq!(a.count(), 2);
+        check_all(&[&*c], &[a, b], &[]).unwrap();
+    });
+}

@@ -12,7 +12,9 @@
 //! - [`filedesc`]: the table. `fd_getfile` takes no lock: each slot
 //!   publishes a block of write-once cells and the index of the installed
 //!   one (the block through arc-swap, as Linux publishes `fdt->fd[]` under
-//!   RCU, replaced only when full), in chunks that are never copied;
+//!   RCU, replaced only when full), in chunks that are never copied (a
+//!   copied table names its files from one base array instead, until a
+//!   slot is written);
 //!   `falloc`, `fdinsert`, `fdrelease`, `dup`, `dup2`, `fdinstall`
 //!   serialize on a writer lock, and publish with plain stores.
 //!   [`Filedesc::fd_getfile_unshared`] is the fast path for a table one

@@ -32,10 +32,6 @@ pub trait Publish<T>: Default {
 
     /// Replaces the value. Loads that start after `store` returns see `new`.
     fn store(&self, new: Option<Arc<T>>);
-
-    /// A cell that publishes `value` from the start, for a table no other
-    /// thread can reach yet: making it is not a store.
-    fn with(value: Option<Arc<T>>) -> Self;
 }
 
 /// A cell set once and then read without a lock: a chunk of slots, added
@@ -73,10 +69,6 @@ mod imp {
 
         fn store(&self, new: Option<Arc<T>>) {
             arc_swap::ArcSwapAny::store(self, new)
-        }
-
-        fn with(value: Option<Arc<T>>) -> Self {
-            arc_swap::ArcSwapOption::new(value)
         }
     }
 
@@ -130,10 +122,6 @@ mod imp {
 
         fn store(&self, new: Option<Arc<T>>) {
             *self.0.lock().unwrap_or_else(|e| e.into_inner()) = new;
-        }
-
-        fn with(value: Option<Arc<T>>) -> Self {
-            SlotCell(Mutex::new(value))
         }
     }
 

@@ -379,3 +379,71 @@ fn dup2_onto_an_installed_slot_in_a_full_block_replaces_the_block() {
     assert_eq!(a.count(), 1);
     check_all(&[&t], &[a, b, c], &[]).unwrap();
 }
+
+/// A copy publishes its slots from its base until each is written: a
+/// lookup finds the copied file, a close makes the number free for every
+/// reader, a new file or a dup2 there is found instead, and the base
+/// never shows through again.
+fn copied_slots_until_written(m: Mutant) -> Filedesc<u32> {
+    let t = Filedesc::with_mutant(200, m);
+    let (zero, a) = open(&t, 0);
+    let (one, b) = open(&t, 1);
+    t.dup2(zero, fd(150)).unwrap();
+    let c = t.fdcopy();
+    drop(t);
+    for (n, f) in [(zero, &a), (one, &b), (fd(150), &a)] {
+        assert_eq!(c.fd_getfile(n).unwrap().serial(), f.serial(), "fd {n}");
+    }
+    c.check().unwrap();
+    // A use reference taken through the base outlives the close.
+    let held = c.fd_getfile(zero).unwrap();
+    c.fdrelease(zero).unwrap();
+    assert_eq!(c.fd_getfile(zero).err(), Some(Errno::EBADF), "closed");
+    assert_eq!(held.serial(), a.serial());
+    drop(held);
+    c.check().unwrap();
+    // The closed number takes the next file, in the vacant block's cell.
+    let (again, d) = open(&c, 3);
+    assert_eq!(again, zero);
+    assert_eq!(c.fd_getfile(zero).unwrap().serial(), d.serial());
+    // dup2 over a copied slot replaces the base's file.
+    assert_eq!(c.dup2(fd(150), one), Ok(one));
+    assert_eq!(c.fd_getfile(one).unwrap().serial(), a.serial());
+    assert_eq!((b.count(), b.closes()), (0, 1), "b's last slot was fd 1");
+    c.check().unwrap();
+    check_all(&[&c], &[a, b, d], &[]).unwrap();
+    c
+}
+
+#[test]
+fn a_copy_publishes_from_its_base_until_a_slot_is_written() {
+    drop(copied_slots_until_written(Mutant::None));
+}
+
+#[test]
+#[should_panic(expected = "closed")]
+fn close_copied_in_place_mutant_is_caught() {
+    drop(copied_slots_until_written(Mutant::CloseCopiedInPlace));
+}
+
+#[test]
+fn a_copy_makes_no_chunk_until_a_slot_is_written() {
+    let t = Filedesc::new(2000);
+    for i in 0..1024 {
+        open(&t, i);
+    }
+    let c = t.fdcopy();
+    assert_eq!(c.made_chunks(), 0);
+    assert_eq!(c.fd_getfile(fd(1000)).unwrap().serial(), {
+        let f = t.fd_getfile(fd(1000)).unwrap();
+        f.serial()
+    });
+    c.fdrelease(fd(1000)).unwrap();
+    assert_eq!(c.made_chunks(), 1, "only the chunk of fd 1000");
+    assert_eq!(c.fd_getfile(fd(1000)).err(), Some(Errno::EBADF));
+    assert_eq!(c.fd_getfile(fd(999)).unwrap().serial(), {
+        let f = t.fd_getfile(fd(999)).unwrap();
+        f.serial()
+    });
+    c.check().unwrap();
+}
