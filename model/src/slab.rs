@@ -85,6 +85,11 @@ impl<T> Slab<T> {
         }
     }
 
+    /// The stored objects, in index order, taken out of the slab.
+    pub fn into_values(self) -> impl Iterator<Item = T> {
+        self.entries.into_iter().flatten()
+    }
+
     /// The stored objects with their indices, in index order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
         self.entries

@@ -163,6 +163,19 @@ impl Clone for World {
     }
 }
 
+impl Drop for World {
+    /// A world that goes away takes its files with it: each table goes
+    /// without counting its files down one by one, since no one is left
+    /// to tell (a table two processes share goes with the last of them).
+    fn drop(&mut self) {
+        for p in std::mem::take(&mut self.procs).into_values() {
+            if let Ok(t) = Table::try_unwrap(p.table) {
+                t.discard();
+            }
+        }
+    }
+}
+
 impl World {
     pub fn new() -> World {
         World::default()

@@ -1193,6 +1193,16 @@ impl<T> Filedesc<T> {
         }
         (installed, larval)
     }
+
+    /// Drops the table without FRELE on its files: for a whole system
+    /// that goes away with its files (the sequential world's drop), where
+    /// counting each one down would tell no one anything.
+    pub(crate) fn discard(mut self) {
+        match self.writer.get_mut() {
+            Ok(w) => w.slots.clear(),
+            Err(e) => e.into_inner().slots.clear(),
+        }
+    }
 }
 
 impl<T> std::fmt::Debug for Filedesc<T> {
