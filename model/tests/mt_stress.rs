@@ -2,7 +2,10 @@
 //! four threads share two tables and run random calls for about two
 //! seconds: lookups whose references they keep across other threads'
 //! closes, larval files kept open while others `dup2` onto them, files
-//! moved between tables, private copies read on the fast path. Between
+//! moved between tables, private copies read on the fast path. They also
+//! share a third table that one of them keeps replacing by fork's copy of
+//! a newly filled one, whose slots name their files from the copy's base
+//! until a thread writes them. Between
 //! rounds the threads stop, and every invariant is checked at quiescence;
 //! at the end everything is dropped and every file must have been closed
 //! exactly once.
@@ -16,6 +19,8 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use fdlab_model::mt::{fdget, invariants, Fdget, File, FileRef, Filedesc, Hold, Larval};
 use fdlab_model::{Errno, Fd};
@@ -58,6 +63,10 @@ struct Stats {
     /// work when it was dropped: the file outlived its descriptor.
     closed_by_holder: u64,
     fast_path: u64,
+    /// Lookups that found their file in a copied table's base.
+    through_base: u64,
+    /// Of those references, the ones that outlived their descriptor.
+    base_closed_by_holder: u64,
 }
 
 /// One thread's state, kept across rounds.
@@ -75,9 +84,24 @@ struct Worker<'t> {
 }
 
 impl<'t> Worker<'t> {
-    fn step(&mut self, tables: &'t [Arc<Filedesc<u64>>]) {
+    fn step(&mut self, tables: &'t [Arc<Filedesc<u64>>], copy: &ArcSwap<Filedesc<u64>>) {
         let t: &'t Filedesc<u64> = &tables[self.rng.below(tables.len() as u64) as usize];
         self.stats.ops += 1;
+        if self.id == 0 && self.rng.below(512) == 0 {
+            // fork of a newly filled table; the filled one goes (fdfree),
+            // and so, once no thread holds it, does the copy replaced.
+            let full = Filedesc::new(LIMIT);
+            for fd in 0..FDS {
+                let l = full.falloc(fd).unwrap();
+                self.files.push(Arc::clone(l.arc()));
+                drop(l.fdinsert(false));
+            }
+            copy.store(Arc::new(full.fdcopy()));
+            return;
+        }
+        // A third of the calls that need no larval file go to the copy.
+        let c = copy.load_full();
+        let u: &Filedesc<u64> = if self.rng.below(3) == 0 { &c } else { t };
         match self.rng.below(12) {
             0 | 1 if self.larval.is_none() => {
                 let data = self.id << 32 | self.stats.ops;
@@ -104,24 +128,25 @@ impl<'t> Worker<'t> {
                 }
             }
             2 => {
-                let r = t.fdrelease(self.rng.fd());
+                let r = u.fdrelease(self.rng.fd());
                 assert!(matches!(r, Ok(()) | Err(Errno::EBADF)), "{r:?}");
             }
-            3 => match t.dup2(self.rng.fd(), self.rng.fd()) {
+            3 => match u.dup2(self.rng.fd(), self.rng.fd()) {
                 Ok(_) | Err(Errno::EBADF) => {}
                 Err(Errno::EBUSY) => self.stats.ebusy += 1,
                 Err(e) => panic!("dup2: {e}"),
             },
             4 => {
                 let min = self.rng.below(FDS) as u32;
-                let r = t.dup(self.rng.fd(), min, false);
+                let r = u.dup(self.rng.fd(), min, false);
                 assert!(
                     matches!(r, Ok(_) | Err(Errno::EBADF | Errno::EMFILE)),
                     "{r:?}"
                 );
             }
-            5 | 6 => match t.fd_getfile(self.rng.fd()) {
+            5 | 6 => match u.fd_getfile(self.rng.fd()) {
                 Ok(f) => {
+                    self.stats.through_base += u64::from(f.through_base());
                     // The use: deref checks the file is alive.
                     assert!(
                         *f.data() >> 32 < THREADS as u64,
@@ -138,10 +163,11 @@ impl<'t> Worker<'t> {
             7 if !self.refs.is_empty() => {
                 let i = self.rng.below(self.refs.len() as u64) as usize;
                 let f = self.refs.swap_remove(i);
-                let mem = Arc::clone(f.arc());
+                let (mem, based) = (Arc::clone(f.arc()), f.through_base());
                 drop(f);
                 if mem.is_closed() {
                     self.stats.closed_by_holder += 1;
+                    self.stats.base_closed_by_holder += u64::from(based);
                 }
             }
             8 if !self.refs.is_empty() => {
@@ -150,7 +176,7 @@ impl<'t> Worker<'t> {
                 if self.rng.below(2) == 0 {
                     self.keep_hold(h);
                 } else {
-                    let r = t.fdinstall(h, false);
+                    let r = u.fdinstall(h, false);
                     assert!(matches!(r, Ok(_) | Err(Errno::EMFILE)), "{r:?}");
                 }
             }
@@ -170,7 +196,7 @@ impl<'t> Worker<'t> {
                 }
             }
             10 => {
-                let r = t.set_cloexec(self.rng.fd(), true);
+                let r = u.set_cloexec(self.rng.fd(), true);
                 assert!(matches!(r, Ok(()) | Err(Errno::EBADF)), "{r:?}");
             }
             _ => {
@@ -189,8 +215,9 @@ impl<'t> Worker<'t> {
 }
 
 /// Every invariant, at quiescence.
-fn check(tables: &[Arc<Filedesc<u64>>], workers: &[Worker<'_>]) {
+fn check(tables: &[Arc<Filedesc<u64>>], copy: &Filedesc<u64>, workers: &[Worker<'_>]) {
     let mut all: Vec<&Filedesc<u64>> = tables.iter().map(|t| &**t).collect();
+    all.push(copy);
     all.extend(workers.iter().map(|w| &*w.private));
     let files: Vec<Arc<File<u64>>> = workers
         .iter()
@@ -210,6 +237,7 @@ fn check(tables: &[Arc<Filedesc<u64>>], workers: &[Worker<'_>]) {
 #[test]
 fn threads_sharing_tables_keep_every_invariant() {
     let tables: Vec<Arc<Filedesc<u64>>> = (0..2).map(|_| Arc::new(Filedesc::new(LIMIT))).collect();
+    let copy = ArcSwap::from_pointee(Filedesc::new(LIMIT));
     let mut workers: Vec<Worker<'_>> = (0..THREADS as u64)
         .map(|id| Worker {
             id,
@@ -227,17 +255,17 @@ fn threads_sharing_tables_keep_every_invariant() {
         let deadline = Instant::now() + ROUND;
         std::thread::scope(|s| {
             for w in workers.iter_mut() {
-                let tables = &tables;
+                let (tables, copy) = (&tables, &copy);
                 s.spawn(move || {
                     while Instant::now() < deadline {
                         for _ in 0..64 {
-                            w.step(tables);
+                            w.step(tables, copy);
                         }
                     }
                 });
             }
         });
-        check(&tables, &workers);
+        check(&tables, &copy.load(), &workers);
         // Dead files were checked once; keep the lists short.
         for w in &mut workers {
             w.files.retain(|f| !f.is_closed());
@@ -252,11 +280,14 @@ fn threads_sharing_tables_keep_every_invariant() {
         total.ebusy += w.stats.ebusy;
         total.closed_by_holder += w.stats.closed_by_holder;
         total.fast_path += w.stats.fast_path;
+        total.through_base += w.stats.through_base;
+        total.base_closed_by_holder += w.stats.base_closed_by_holder;
         files.extend(w.files);
         // Dropping the rest: references (FRELE), the larval file (fdabort),
         // the private table (fdfree).
     }
     drop(tables);
+    drop(copy);
     eprintln!("mt_stress: {total:?} in {elapsed:?}");
     for f in &files {
         assert_eq!(
@@ -273,4 +304,8 @@ fn threads_sharing_tables_keep_every_invariant() {
         "no reference outlived its descriptor: {total:?}"
     );
     assert!(total.lookups_ok > 1000 && total.fast_path > 0, "{total:?}");
+    assert!(
+        total.base_closed_by_holder > 0,
+        "no reference found through a copy's base outlived its descriptor: {total:?}"
+    );
 }

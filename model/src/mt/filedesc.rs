@@ -484,10 +484,10 @@ impl<T> Filedesc<T> {
         #[cfg(any(test, feature = "mutants"))]
         if self.mutant == Mutant::FrefAfterZero {
             file.fref_unconditional();
-            return Ok(FileRef::copied(Arc::clone(file)));
+            return Ok(FileRef::from_base(Arc::clone(file)));
         }
         if file.inc_not_zero() {
-            return Ok(FileRef::copied(Arc::clone(file)));
+            return Ok(FileRef::from_base(Arc::clone(file)));
         }
         // Dead: the slot has its block now (see above), and the look
         // through it decides; it never comes back here.

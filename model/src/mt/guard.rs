@@ -53,12 +53,18 @@ impl<T> FileRef<T> {
 
     /// Precondition: the caller took a count on `file`, which it found in
     /// a copied table's base.
-    pub(crate) fn copied(file: Arc<File<T>>) -> FileRef<T> {
+    pub(crate) fn from_base(file: Arc<File<T>>) -> FileRef<T> {
         FileRef {
             memory: Memory::Copied(file),
             #[cfg(any(test, feature = "mutants"))]
             counted: true,
         }
+    }
+
+    /// Whether the lookup found the file in a copied table's base: its
+    /// slot had not been written since the copy.
+    pub fn through_base(&self) -> bool {
+        matches!(self.memory, Memory::Copied(_))
     }
 
     /// The file's memory (not a reference: its `Arc` does not count).
