@@ -565,9 +565,9 @@ impl<T> Filedesc<T> {
         }
     }
 
-    /// Installs `file` at slot `i` and publishes it. Precondition: the
-    /// writer lock is held (`w`), slot `i`'s chunk is made, and `file`
-    /// carries the slot's reference.
+    /// Installs `file` at slot `i` and publishes it (making its chunk if
+    /// need be). Precondition: the writer lock is held (`w`), `i` is below
+    /// the writer's slots, and `file` carries the slot's reference.
     ///
     /// Returns what the slot held (for the caller to release after the
     /// lock) and the block it replaced, if any (to drop after the lock).

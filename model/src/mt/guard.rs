@@ -20,7 +20,9 @@ pub(crate) type Loaded<T> = <SlotCell<Block<T>> as Publish<Block<T>>>::Guard;
 ///
 /// It keeps the slot's load guard (on the block) and the cell's index
 /// rather than an `Arc` clone: with arc-swap the guard is a per-thread
-/// debt, two atomic operations cheaper than an `Arc` clone and drop. Keep
+/// debt, two atomic operations cheaper than an `Arc` clone and drop (a
+/// lookup through a copied table's base, off the block path, keeps an
+/// `Arc` clone instead). Keep
 /// it on the stack for the length of a system call;
 /// [`FileRef::into_hold`] makes a reference to keep longer.
 #[must_use = "dropping a FileRef at once is FREF immediately followed by FRELE"]
