@@ -23,9 +23,10 @@ use loom::thread;
 
 use super::invariants::check_all;
 use super::test_util::{fd, open};
-use super::{Filedesc, Slot};
+use super::{File, Filedesc, Slot};
 use crate::mutant::Mutant;
 use crate::Errno;
+use crate::Fd;
 
 /// Runs `f` under loom: every interleaving when `bound` is `None`, those
 /// with at most `bound` preemptions otherwise. `LOOM_MAX_PREEMPTIONS`
@@ -43,13 +44,27 @@ fn model2(f: impl Fn() + Sync + Send + 'static) {
     model(None, f)
 }
 
+/// A table carrying `m` with a file of each of `data` at the lowest
+/// numbers: opened in it, or, if `copied`, in a table of which it is
+/// fork's copy (the original gone), so that its slots name their files
+/// from the copy's base until written.
+fn table_with(
+    m: Mutant,
+    copied: bool,
+    data: &[u32],
+) -> (Arc<Filedesc<u32>>, Vec<(Fd, Arc<File<u32>>)>) {
+    let t = Filedesc::with_mutant(4, m);
+    let opened = data.iter().map(|&d| open(&t, d)).collect();
+    (Arc::new(if copied { t.fdcopy() } else { t }), opened)
+}
+
 /// FREF/FRELE against close: a thread looks up fd 0 and uses the file while
 /// another closes it. Exactly one closef, never a use after it, whichever
-/// FRELE is last.
-fn fref_against_close(m: Mutant) {
+/// FRELE is last, and the number is free afterwards.
+fn fref_against_close(m: Mutant, copied: bool) {
     model2(move || {
-        let t = Arc::new(Filedesc::with_mutant(4, m));
-        let (n, a) = open(&t, 7);
+        let (t, opened) = table_with(m, copied, &[7]);
+        let [(n, a)]: [_; 1] = opened.try_into().unwrap();
         let t2 = Arc::clone(&t);
         let reader = thread::spawn(move || match t2.fd_getfile(n) {
             // The use: `*f` checks the file is alive.
@@ -58,6 +73,7 @@ fn fref_against_close(m: Mutant) {
         });
         t.fdrelease(n).unwrap();
         reader.join().unwrap();
+        assert_eq!(t.fd_getfile(n).err(), Some(Errno::EBADF), "closed");
         assert_eq!((a.count(), a.closes()), (0, 1));
         check_all(&[&*t], &[a], &[]).unwrap();
     });
@@ -65,7 +81,19 @@ fn fref_against_close(m: Mutant) {
 
 #[test]
 fn fref_against_close_closes_once() {
-    fref_against_close(Mutant::None);
+    fref_against_close(Mutant::None, false);
+}
+
+/// The same on a slot that a fork's copy names from its base.
+#[test]
+fn getfile_copied_against_close_closes_once() {
+    fref_against_close(Mutant::None, true);
+}
+
+#[test]
+#[should_panic(expected = "closed")]
+fn mutant_close_copied_in_place_is_caught() {
+    fref_against_close(Mutant::CloseCopiedInPlace, true);
 }
 
 /// Two lookups against a close, three threads: any of the three may run
@@ -99,13 +127,13 @@ fn two_frefs_against_close_close_once() {
 #[test]
 #[should_panic(expected = "after closef")]
 fn mutant_fref_after_zero_is_caught() {
-    fref_against_close(Mutant::FrefAfterZero);
+    fref_against_close(Mutant::FrefAfterZero, false);
 }
 
 #[test]
 #[should_panic(expected = "after closef")]
 fn mutant_frele_early_is_caught() {
-    fref_against_close(Mutant::FreleEarly);
+    fref_against_close(Mutant::FreleEarly, false);
 }
 
 /// A reference held across the close races the close's own FRELE: one of
@@ -129,14 +157,14 @@ fn frele_against_close_closes_once() {
 }
 
 /// fd_getfile against dup2 replacing the slot (fd 1's block is full, so
-/// dup2 publishes a new one): the lookup gets the old file or the new one,
-/// alive and counted, never `EBADF`, since fd 1 is installed throughout;
-/// the old one is closed once.
-fn getfile_against_dup2(m: Mutant) {
+/// dup2 publishes a new one; in a fork's copy, fd 1 has no block yet and
+/// names its file from the base): the lookup gets the old file or the new
+/// one, alive and counted, never `EBADF`, since fd 1 is installed
+/// throughout; the old one is closed once.
+fn getfile_against_dup2(m: Mutant, copied: bool) {
     model2(move || {
-        let t = Arc::new(Filedesc::with_mutant(4, m));
-        let (zero, a) = open(&t, 0);
-        let (one, b) = open(&t, 1);
+        let (t, opened) = table_with(m, copied, &[0, 1]);
+        let [(zero, a), (one, b)]: [_; 2] = opened.try_into().unwrap();
         let t2 = Arc::clone(&t);
         let reader = thread::spawn(move || {
             let f = t2
@@ -161,19 +189,24 @@ fn getfile_against_dup2(m: Mutant) {
 
 #[test]
 fn getfile_against_dup2_gets_old_or_new() {
-    getfile_against_dup2(Mutant::None);
+    getfile_against_dup2(Mutant::None, false);
+}
+
+#[test]
+fn getfile_copied_against_dup2_gets_old_or_new() {
+    getfile_against_dup2(Mutant::None, true);
 }
 
 #[test]
 #[should_panic(expected = "after closef")]
 fn mutant_fref_after_zero_is_caught_by_dup2() {
-    getfile_against_dup2(Mutant::FrefAfterZero);
+    getfile_against_dup2(Mutant::FrefAfterZero, false);
 }
 
 #[test]
 #[should_panic(expected = "installed throughout dup2")]
 fn mutant_unpublish_on_replace_is_caught() {
-    getfile_against_dup2(Mutant::UnpublishOnReplace);
+    getfile_against_dup2(Mutant::UnpublishOnReplace, false);
 }
 
 /// fd_getfile against fdrelease and a new file at the same number, which
@@ -328,64 +361,5 @@ fn getfile_against_growth() {
         let (at, c) = creator.join().unwrap();
         assert_eq!((at, t.capacity()), (fd(2), 6), "chunk 1 (4 slots) was made");
         check_all(&[&*t], &[a, b, c], &[]).unwrap();
-    });
-}
-
-/// fd_getfile on a forked copy against the close of a slot the copy has
-/// not written since (it publishes its file from the copy's base): the
-/// lookup gets the file, alive, or EBADF; after the close the number is
-/// free; closef runs once.
-fn getfile_copied_against_close(m: Mutant) {
-    model2(move || {
-        let t = Filedesc::with_mutant(4, m);
-        let (zero, a) = open(&t, 7);
-        let c = Arc::new(t.fdcopy());
-        drop(t);
-        let c2 = Arc::clone(&c);
-        let reader = thread::spawn(move || match c2.fd_getfile(zero) {
-            Ok(f) => assert_eq!(*f.data(), 7),
-            Err(e) => assert_eq!(e, Errno::EBADF),
-        });
-        c.fdrelease(zero).unwrap();
-        reader.join().unwrap();
-        assert_eq!(c.fd_getfile(zero).err(), Some(Errno::EBADF), "closed");
-        assert_eq!((a.count(), a.closes()), (0, 1));
-        check_all(&[&*c], &[a], &[]).unwrap();
-    });
-}
-
-#[test]
-fn getfile_copied_against_close_closes_once() {
-    getfile_copied_against_close(Mutant::None);
-}
-
-#[test]
-#[should_panic(expected = "closed")]
-fn mutant_close_copied_in_place_is_caught() {
-    getfile_copied_against_close(Mutant::CloseCopiedInPlace);
-}
-
-/// fd_getfile on a forked copy against dup2 onto a copied slot: the
-/// lookup gets the old file or the new one, never EBADF.
-#[test]
-fn getfile_copied_against_dup2_gets_old_or_new() {
-    model2(|| {
-        let t = Filedesc::new(4);
-        let (zero, a) = open(&t, 0);
-        let (one, b) = open(&t, 1);
-        let c = Arc::new(t.fdcopy());
-        drop(t);
-        let c2 = Arc::clone(&c);
-        let reader = thread::spawn(move || {
-            let f = c2
-                .fd_getfile(one)
-                .expect("fd 1 is installed throughout dup2");
-            assert!(*f.data() <= 1, "fd 1 names file {}", *f.data());
-        });
-        assert_eq!(c.dup2(zero, one), Ok(one));
-        reader.join().unwrap();
-        assert_eq!((b.count(), b.closes()), (0, 1));
-        assert_eq!(a.count(), 2);
-        check_all(&[&*c], &[a, b], &[]).unwrap();
     });
 }
