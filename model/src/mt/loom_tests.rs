@@ -44,15 +44,14 @@ fn model2(f: impl Fn() + Sync + Send + 'static) {
     model(None, f)
 }
 
+/// Files opened in a table, with their numbers.
+type Opened = Vec<(Fd, Arc<File<u32>>)>;
+
 /// A table carrying `m` with a file of each of `data` at the lowest
 /// numbers: opened in it, or, if `copied`, in a table of which it is
 /// fork's copy (the original gone), so that its slots name their files
 /// from the copy's base until written.
-fn table_with(
-    m: Mutant,
-    copied: bool,
-    data: &[u32],
-) -> (Arc<Filedesc<u32>>, Vec<(Fd, Arc<File<u32>>)>) {
+fn table_with(m: Mutant, copied: bool, data: &[u32]) -> (Arc<Filedesc<u32>>, Opened) {
     let t = Filedesc::with_mutant(4, m);
     let opened = data.iter().map(|&d| open(&t, d)).collect();
     (Arc::new(if copied { t.fdcopy() } else { t }), opened)
