@@ -994,10 +994,7 @@ impl<T> Filedesc<T> {
         let chunks = w.chunks;
         drop(w);
         copy.base = base.into_boxed_slice();
-        let cw = match copy.writer.get_mut() {
-            Ok(cw) => cw,
-            Err(_) => unreachable!("a table no one has used yet is not poisoned"),
-        };
+        let cw = copy.owned_writer();
         cw.map = Bitmap::with_capacity(slots.len());
         for (i, s) in slots.iter().enumerate() {
             if !matches!(s.state, State::Free) {
@@ -1173,16 +1170,24 @@ fn check_published<T>(
 }
 
 impl<T> Filedesc<T> {
+    /// The writer's state, for the table's owner, who holds it by `&mut`
+    /// (no lock: no other thread can reach it). A poisoned lock is taken
+    /// as it is: the owner is tearing the table down or copying into a
+    /// table no one has used.
+    fn owned_writer(&mut self) -> &mut Writer<T> {
+        match self.writer.get_mut() {
+            Ok(w) => w,
+            Err(e) => e.into_inner(),
+        }
+    }
+
     /// fdfree's closes, for the table's last user, who owns it: no other
     /// thread can reach it, so no slot is unpublished one by one. Returns
     /// the installed files' slot references, ascending, for the caller's
     /// closef, and the larval slots' numbers (a caller that forgot one is
     /// broken); the table goes with them.
     pub(crate) fn into_installed(mut self) -> (SlotRefs<T>, Vec<Fd>) {
-        let w = match self.writer.get_mut() {
-            Ok(w) => w,
-            Err(e) => e.into_inner(),
-        };
+        let w = self.owned_writer();
         let (mut installed, mut larval) = (Vec::new(), Vec::new());
         for (i, s) in std::mem::take(&mut w.slots).into_iter().enumerate() {
             match s.state {
@@ -1198,10 +1203,7 @@ impl<T> Filedesc<T> {
     /// that goes away with its files (the sequential world's drop), where
     /// counting each one down would tell no one anything.
     pub(crate) fn discard(mut self) {
-        match self.writer.get_mut() {
-            Ok(w) => w.slots.clear(),
-            Err(e) => e.into_inner().slots.clear(),
-        }
+        self.owned_writer().slots.clear();
     }
 }
 
@@ -1217,11 +1219,10 @@ impl<T> std::fmt::Debug for Filedesc<T> {
 impl<T> Drop for Filedesc<T> {
     /// fdfree, for the last user: closes every descriptor.
     fn drop(&mut self) {
-        let w = match self.writer.get_mut() {
-            Ok(w) => w,
-            Err(e) => e.into_inner(),
-        };
-        for (i, s) in std::mem::take(&mut w.slots).into_iter().enumerate() {
+        for (i, s) in std::mem::take(&mut self.owned_writer().slots)
+            .into_iter()
+            .enumerate()
+        {
             match s.state {
                 State::Free => {}
                 State::Installed { file, .. } => {
