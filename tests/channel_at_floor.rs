@@ -1,7 +1,8 @@
 //! A helper's channel reaches it open even when the runner's end of the
 //! socket pair already sits at the number the channel must have (a low
-//! floor, in a runner with many descriptors): `dup2` onto itself would
-//! leave it close-on-exec, and the helper would start without a channel.
+//! floor, in a runner with many descriptors): the nursery gets it as
+//! standard input and moves it to the floor itself, which must not depend
+//! on the number it had in the runner.
 //!
 //! One test in a file of its own: it counts on no other thread opening a
 //! descriptor while it arranges the numbers.

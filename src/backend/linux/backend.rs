@@ -8,8 +8,7 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -193,56 +192,29 @@ impl LinuxBackend {
         };
         let (mine, theirs) =
             ctl::pair().map_err(|e| linux_err("-", "creating the nursery's channel", e))?;
-        let theirs_raw = theirs.fd().as_raw_fd();
+        // The nursery gets its channel as standard input and moves it to
+        // the floor itself, makes its own session and raises its own soft
+        // limit: with nothing to run between fork and exec, the standard
+        // library spawns it with posix_spawn (a vfork), so this process,
+        // whose threads run other cases' nurseries, is never copied. A
+        // fork would mark all its memory copy-on-write, and every thread's
+        // next write would fault and flush the other core's TLB.
         let mut cmd = Command::new(helper);
         cmd.args([
             "__helper",
             "nursery",
-            "--ctl",
-            &floor.to_string(),
+            "--ctl-stdin",
             "--floor",
             &floor.to_string(),
             "--sandbox",
         ])
         .arg(&b.sandbox)
         .current_dir(&b.sandbox)
-        .stdin(Stdio::null())
+        .stdin(Stdio::from(theirs.into_fd()))
         .stdout(Stdio::null());
-        let ctl = floor as i32;
-        // SAFETY: runs in the forked child before exec, and only makes
-        // async-signal-safe calls: getrlimit and setrlimit (the soft
-        // descriptor limit up to the hard one, so that the floor fits),
-        // dup2 or fcntl (the control descriptor at its number, without
-        // close-on-exec) and setsid (its own session and process group).
-        unsafe {
-            cmd.pre_exec(move || {
-                let mut lim = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-                    lim.rlim_cur = lim.rlim_max;
-                    libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-                }
-                // The channel must reach the helper open: dup2 clears
-                // close-on-exec on its copy, but when the channel already
-                // sits at `ctl` (a low floor, in a process with many
-                // descriptors) dup2 does nothing, so clear it by hand.
-                let placed = if theirs_raw == ctl {
-                    libc::fcntl(ctl, libc::F_SETFD, 0)
-                } else {
-                    libc::dup2(theirs_raw, ctl)
-                };
-                if placed < 0 || libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         let child = cmd
             .spawn()
             .map_err(|e| linux_err("-", format!("starting the helper {}", helper.display()), e))?;
-        drop(theirs);
         b.nursery = Some((child, mine));
         Ok(b)
     }
@@ -464,6 +436,9 @@ impl LinuxBackend {
                 // SAFETY: signals the nursery's process group (its pid, as
                 // it called setsid); integer arguments.
                 unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                // And the nursery itself, should it not have made its
+                // session yet.
+                let _ = child.kill();
                 let _ = child.wait();
             }
         }

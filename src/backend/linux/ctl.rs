@@ -143,6 +143,11 @@ impl<F: AsFd> Channel<F> {
         Channel { fd }
     }
 
+    /// The descriptor, no longer a channel.
+    pub fn into_fd(self) -> F {
+        self.fd
+    }
+
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }

@@ -48,7 +48,11 @@ pub fn main(args: &[String]) -> ! {
     if let Some(f) = opt("--floor").and_then(|s| s.parse::<i32>().ok()) {
         FLOOR.store(f.max(3), Ordering::Relaxed);
     }
-    let ctl: Option<i32> = opt("--ctl").and_then(|s| s.parse().ok());
+    let ctl: Option<i32> = if args.iter().any(|a| a == "--ctl-stdin") {
+        nursery_setup()
+    } else {
+        opt("--ctl").and_then(|s| s.parse().ok())
+    };
     let Some(ctl) = ctl.filter(|&c| c >= floor()) else {
         eprintln!("fdlab __helper: internal mode of fdlab, not for direct use");
         kernel::exit_now(2)
@@ -74,6 +78,20 @@ pub fn main(args: &[String]) -> ! {
             process(ctl, soft, stdio, after_exec)
         }
     }
+}
+
+/// The nursery's own setup, which the runner leaves to it so that it can
+/// spawn it without a fork of its own: a session of its own (its shutdown
+/// signals its whole process group, which must not be the runner's), the
+/// soft descriptor limit raised to the hard one so that the floor fits,
+/// and its channel moved from standard input to the floor. Returns the
+/// channel, or `None` if any of it failed.
+fn nursery_setup() -> Option<i32> {
+    kernel::setsid().ok()?;
+    kernel::set_nofile(kernel::nofile_hard()).ok()?;
+    let ctl = kernel::fcntl(0, libc::F_DUPFD, floor() as libc::c_long).ok()?;
+    kernel::close(0).ok()?;
+    Some(ctl)
 }
 
 /// A channel on the helper's own control descriptor.
