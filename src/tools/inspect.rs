@@ -276,7 +276,7 @@ pub fn inspect(req: &Request) -> Result<Inspection, InspectError> {
     let opts = observe::Options {
         fds: 0..i32::MAX,
         threads: req.workers.max(1),
-        exclude: Vec::new(),
+        ..observe::Options::default()
     };
     let snap = observe::observe(&pids, &opts);
     let frozen_count = frozen.as_ref().map(|f| f.stopped.len());

@@ -6,7 +6,7 @@
 //! after a panic or Ctrl-C closes its channel) the nursery ends them all and
 //! removes the sandbox. Dropping the backend waits for that and checks it.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -72,6 +72,16 @@ pub struct LinuxBackend {
     socket_files: Vec<PathBuf>,
     cost: Cell<Cost>,
     observed: Cell<ObserveCost>,
+    /// The processes' `/proc` folders, kept from one observation to the
+    /// next.
+    dirs: RefCell<observe::Dirs>,
+    /// Whether a process of the tree may have a controlling terminal: once
+    /// a terminal was seen open in one, or a restore's request ran (which
+    /// can take a terminal and close its descriptor within one request).
+    /// Until then observation does not read controlling terminals
+    /// ([`observe::Options::ctty`]): the nursery has none, and a process
+    /// takes one only through a descriptor of it.
+    terminals: Cell<bool>,
 }
 
 /// How long a settle point waits for Linux's deferred work by default:
@@ -189,6 +199,8 @@ impl LinuxBackend {
             socket_files: Vec::new(),
             cost: Cell::new(Cost::default()),
             observed: Cell::new(ObserveCost::default()),
+            dirs: RefCell::new(observe::Dirs::default()),
+            terminals: Cell::new(false),
         };
         let (mine, theirs) =
             ctl::pair().map_err(|e| linux_err("-", "creating the nursery's channel", e))?;
@@ -319,6 +331,8 @@ impl LinuxBackend {
             return Err(linux_err(name, what, HelperFailure::NoChannel));
         };
         let pidfd = sys::pidfd_open(pid).map_err(|e| linux_err(name, "pidfd_open", e))?;
+        // The number may have been another process's.
+        self.dirs.borrow_mut().forget(pid);
         let p = Proc {
             pid,
             ctl: Channel::new(fd),
@@ -379,10 +393,13 @@ impl LinuxBackend {
         let pids: Vec<i32> = self.procs.values().map(|p| p.pid).collect();
         let opts = observe::Options {
             fds: self.fds.clone(),
-            threads: 1,
-            exclude: Vec::new(),
+            ctty: self.terminals.get(),
+            ..observe::Options::default()
         };
-        let s = observe::observe(&pids, &opts);
+        let s = observe::observe_with(&pids, &opts, &mut self.dirs.borrow_mut());
+        if !s.ctty.is_empty() || s.entries.iter().any(|e| e.may_be_terminal()) {
+            self.terminals.set(true);
+        }
         let mut c = self.observed.get();
         c.add(&s.cost);
         self.observed.set(c);
@@ -425,12 +442,15 @@ impl LinuxBackend {
         self.procs.clear();
         if let Some((mut child, chan)) = self.nursery.take() {
             drop(chan);
-            let deadline = Instant::now() + TIMEOUT;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(1));
+            // Woken the moment it exits (its pidfd becomes readable); the
+            // child is ours and not yet reaped, so its pid is still its own.
+            if let Ok(pidfd) = sys::pidfd_open(child.id() as i32) {
+                let mut fds = [rustix::event::PollFd::new(
+                    &pidfd,
+                    rustix::event::PollFlags::IN,
+                )];
+                let timeout = rustix::event::Timespec::try_from(TIMEOUT).ok();
+                let _ = rustix::event::poll(&mut fds, timeout.as_ref());
             }
             if let Ok(None) = child.try_wait() {
                 // SAFETY: signals the nursery's process group (its pid, as
@@ -543,6 +563,7 @@ impl LinuxBackend {
         req: &Request,
         what: &str,
     ) -> Result<Reply, BackendError> {
+        self.terminals.set(true);
         let p = self.proc(proc)?;
         p.ctl
             .send(req, &[])
@@ -615,6 +636,7 @@ impl LinuxBackend {
         programs: &[(Program, HashMap<FileId, usize>)],
     ) -> Result<Vec<RestoreOutcome>, BackendError> {
         let what = "restoring";
+        self.terminals.set(true);
         for (prog, senders) in programs {
             let p = self.proc(&prog.name)?;
             let req = Request::Restore {

@@ -127,6 +127,7 @@ impl LinuxBackend {
             fds,
             threads: 2,
             exclude: vec![(dumper, ctl)],
+            ..observe::Options::default()
         };
         let mut pipes = HashMap::new();
         let mut raw_queues: HashMap<u64, Vec<Message>> = HashMap::new();

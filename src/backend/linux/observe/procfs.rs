@@ -57,6 +57,12 @@ impl FdEntry {
         self.link.starts_with('/')
     }
 
+    /// Whether the descriptor may be a terminal: a device file, or a pty
+    /// master.
+    pub fn may_be_terminal(&self) -> bool {
+        self.ftype == Some(FileType::CharacterDevice) || self.tty_index.is_some()
+    }
+
     /// The index of the pseudo-terminal a pty master (`tty-index:`) or
     /// slave (`/dev/pts/INDEX`: majors 136 to 143) belongs to.
     pub fn pty_index(&self) -> Option<u32> {
@@ -217,6 +223,9 @@ impl FdDirs {
         let mut dir = rustix::fs::Dir::new(dup)
             .map_err(io::Error::from)
             .map_err(read_err("reading /proc/PID/fd"))?;
+        // The copy shares the folder's offset, which the last listing left
+        // at its end.
+        dir.rewind();
         let mut out = Vec::new();
         while let Some(e) = dir.read() {
             let e = e

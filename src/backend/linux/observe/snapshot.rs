@@ -122,6 +122,14 @@ pub struct Options {
     pub threads: usize,
     /// Descriptors (pid, fd) to leave out: an observer's own channel.
     pub exclude: Vec<(i32, i32)>,
+    /// Read every process's controlling terminal, even when no terminal
+    /// is open in any of them. A process keeps its controlling terminal
+    /// after it closed every descriptor of it, so only a caller that
+    /// knows no terminal was ever open in these processes or their
+    /// ancestors may say `false`; the terminal then comes from
+    /// `/proc/PID/stat`, which costs the kernel a walk of the process's
+    /// whole state, only when a terminal is open now.
+    pub ctty: bool,
 }
 
 impl Default for Options {
@@ -130,7 +138,25 @@ impl Default for Options {
             fds: 0..i32::MAX,
             threads: 1,
             exclude: Vec::new(),
+            ctty: true,
         }
+    }
+}
+
+/// The `/proc` folders of processes, opened once and kept between
+/// observations of the same processes.
+///
+/// A folder belongs to the process, not to its number: once the process
+/// is gone every read through it fails, so a caller that sees a number
+/// come back for a new process must [`Dirs::forget`] it.
+#[derive(Default)]
+pub struct Dirs(HashMap<i32, FdDirs>);
+
+impl Dirs {
+    /// Forgets what is kept of `pid` (its process is gone, and the number
+    /// may name another).
+    pub fn forget(&mut self, pid: i32) {
+        self.0.remove(&pid);
     }
 }
 
@@ -178,23 +204,35 @@ pub struct Snapshot {
 
 /// Observes the processes `pids`.
 pub fn observe(pids: &[i32], opts: &Options) -> Snapshot {
+    observe_with(pids, opts, &mut Dirs::default())
+}
+
+/// [`observe`], with the folders of processes observed before kept in
+/// `dirs` (those not among `pids` are dropped).
+pub fn observe_with(pids: &[i32], opts: &Options, dirs: &mut Dirs) -> Snapshot {
     let mut s = Snapshot::default();
     let counter = Counter::default();
     let mut alive: Vec<i32> = Vec::new();
-    let mut dirs: HashMap<i32, FdDirs> = HashMap::new();
     let t0 = Instant::now();
+    dirs.0.retain(|p, _| pids.contains(p));
     for &pid in pids {
-        if dirs.contains_key(&pid) {
+        if alive.contains(&pid) {
             continue;
         }
-        match FdDirs::open(pid, &format!("/proc/{pid}")) {
-            Ok(d) => {
-                dirs.insert(pid, d);
-                alive.push(pid);
+        if !dirs.0.contains_key(&pid) {
+            match FdDirs::open(pid, &format!("/proc/{pid}")) {
+                Ok(d) => {
+                    dirs.0.insert(pid, d);
+                }
+                Err(e) => {
+                    s.warn(pid, None, e);
+                    continue;
+                }
             }
-            Err(e) => s.warn(pid, None, e),
         }
+        alive.push(pid);
     }
+    let dirs = &dirs.0;
     s.cost.read += t0.elapsed();
     // Tables, and the descriptors of each, read through its first process.
     // A kcmp failure leaves its process out, and the classification runs
@@ -222,7 +260,7 @@ pub fn observe(pids: &[i32], opts: &Options) -> Snapshot {
         readers[t].get_or_insert(pid);
     }
     let t = Instant::now();
-    let read = read_tables(&readers, &dirs, &opts.fds, opts.threads);
+    let read = read_tables(&readers, dirs, &opts.fds, opts.threads);
     s.cost.read += t.elapsed();
     let mut table_of_entry = Vec::new();
     s.tables = vec![Vec::new(); ntables];
@@ -250,17 +288,18 @@ pub fn observe(pids: &[i32], opts: &Options) -> Snapshot {
         }
     }
     s.tasks.retain(|(_, t)| !unreadable.contains(t));
-    // Controlling terminals.
+    // Sessions: one cheap system call a process.
     let t = Instant::now();
     for &(pid, _) in &s.tasks {
-        if let Ok(st) = procfs::stat(pid) {
-            if st.tty_nr != 0 {
-                s.ctty.insert(pid, st.tty_nr);
-            }
-            if st.session == pid {
+        let Some(p) = rustix::process::Pid::from_raw(pid) else {
+            continue;
+        };
+        if let Ok(sid) = rustix::process::getsid(Some(p)) {
+            let sid = sid.as_raw_nonzero().get();
+            if sid == pid {
                 s.leaders.insert(pid);
             }
-            s.sessions.insert(pid, st.session);
+            s.sessions.insert(pid, sid);
         }
     }
     s.cost.read += t.elapsed();
@@ -296,8 +335,18 @@ pub fn observe(pids: &[i32], opts: &Options) -> Snapshot {
         }
     }
     let t = Instant::now();
-    for (pid, fd, e) in describe_files(&mut s.entries, &s.file_of, &dirs, opts.threads) {
+    for (pid, fd, e) in describe_files(&mut s.entries, &s.file_of, dirs, opts.threads) {
         s.warn(pid, Some(fd), e);
+    }
+    // Controlling terminals, where one may be.
+    if opts.ctty || s.entries.iter().any(FdEntry::may_be_terminal) {
+        for &(pid, _) in &s.tasks {
+            if let Ok(st) = procfs::stat(pid) {
+                if st.tty_nr != 0 {
+                    s.ctty.insert(pid, st.tty_nr);
+                }
+            }
+        }
     }
     s.cost.read += t.elapsed();
     let n = s.entries.len() as u64;
