@@ -219,10 +219,10 @@ pub fn observe_with(pids: &[i32], opts: &Options, dirs: &mut Dirs) -> Snapshot {
         if alive.contains(&pid) {
             continue;
         }
-        if !dirs.0.contains_key(&pid) {
+        if let std::collections::hash_map::Entry::Vacant(v) = dirs.0.entry(pid) {
             match FdDirs::open(pid, &format!("/proc/{pid}")) {
                 Ok(d) => {
-                    dirs.0.insert(pid, d);
+                    v.insert(d);
                 }
                 Err(e) => {
                     s.warn(pid, None, e);
