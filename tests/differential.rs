@@ -55,6 +55,32 @@ fn generated_scenarios_agree_with_linux() {
     assert!(r.cost.comparisons > 0 && r.cost.descriptors > 0);
 }
 
+/// The Linux backend reads after every step only what the step may have
+/// changed (`observe::Since`). Checked here against a snapshot that reads
+/// everything, after every step of generated scenarios (the corpus is
+/// checked so in `tests/linux.rs`).
+#[test]
+fn partial_observations_agree_with_whole_ones() {
+    let helper = Path::new(env!("CARGO_BIN_EXE_fdlab"));
+    let make = |s: &Scenario| -> Result<Pair, BackendError> {
+        let mut l = LinuxBackend::with_floor(helper, fdlab::tools::fuzz::helper_floor(s))?;
+        l.check_observation(true);
+        Ok((Box::new(ModelBackend::deferred()), Box::new(l)))
+    };
+    let jobs = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
+    let r = fuzz_with(cases(300), 2027, 40, jobs, &make);
+    if let Some(f) = &r.failure {
+        panic!("{}", fdlab::render::text::finding(f));
+    }
+    // Tables were carried, so the check compared something.
+    assert!(
+        r.cost.carried > r.cost.descriptors / 5,
+        "{} of {} descriptors carried",
+        r.cost.carried,
+        r.cost.descriptors
+    );
+}
+
 /// The model, except that `dup` answers one more than it did.
 struct Liar(ModelBackend);
 

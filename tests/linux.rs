@@ -21,6 +21,9 @@ fn corpus_agrees_with_the_model_after_every_step() {
     for path in corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")).unwrap() {
         let s = parse("x", &std::fs::read_to_string(&path).unwrap()).unwrap();
         let mut linux = LinuxBackend::new(helper()).unwrap();
+        // Every snapshot that read only what a call may have changed is
+        // checked against one that reads everything.
+        linux.check_observation(true);
         let c = run_both(&s, Box::new(ModelBackend::deferred()), &mut linux, true).unwrap();
         if !c.passed() {
             bad.push(format!(
@@ -32,6 +35,63 @@ fn corpus_agrees_with_the_model_after_every_step() {
         }
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// What a snapshot carries from the one before is only right when the
+/// caller tells who ran: a snapshot told that nobody did misses the call,
+/// one told the truth reads the table the call changed, and the offset it
+/// moved in a table it carries.
+#[test]
+fn a_snapshot_since_another_reads_what_the_call_changed() {
+    use fdlab::backend::linux::observe::{observe_with, Dirs, Options, Since, Snapshot};
+    let mut b = LinuxBackend::new(helper()).unwrap();
+    let open = |path: &str| Call::Open {
+        path: path.into(),
+        flags: OFlags::CREAT | OFlags::RDWR,
+        mode: 0o644,
+    };
+    b.spawn("p", false).unwrap();
+    b.call("p", &open("f")).unwrap().unwrap();
+    b.call("p", &Call::Fork { child: "c".into() })
+        .unwrap()
+        .unwrap();
+    b.call("p", &open("g")).unwrap().unwrap();
+    let (p, c) = (b.pid_of("p").unwrap(), b.pid_of("c").unwrap());
+    let pids = [p, c];
+    let opts = Options {
+        fds: b.fds(),
+        ..Options::default()
+    };
+    let mut dirs = Dirs::default();
+    let shown = |s: &Snapshot| {
+        assert!(s.complete(), "{:?}", s.warnings);
+        serde_json::to_string(&s.topology(|pid| (pid.to_string(), None), None)).unwrap()
+    };
+    let before = observe_with(&pids, &opts, &mut dirs, None);
+    // c writes through the open file it shares with p, which moves p's
+    // offset too.
+    let write = Call::Write {
+        fd: 0,
+        data: b"abc".to_vec(),
+    };
+    b.call("c", &write).unwrap().unwrap();
+    let since = |ran| {
+        let mut dirs = Dirs::default();
+        let since = Since {
+            before: &before,
+            ran,
+        };
+        observe_with(&pids, &opts, &mut dirs, Some(&since))
+    };
+    let (truth, lie) = (since(&[c]), since(&[]));
+    let whole = observe_with(&pids, &opts, &mut dirs, None);
+    assert_ne!(shown(&before), shown(&whole), "the write moved the offset");
+    assert_eq!(shown(&truth), shown(&whole));
+    assert_ne!(shown(&lie), shown(&whole), "nothing was read again");
+    // Of p's table, carried, only g was not read again; told nobody ran,
+    // nothing was.
+    assert_eq!(truth.cost.carried, 1, "{:?}", truth.cost);
+    assert_eq!(lie.cost.carried, 3, "{:?}", lie.cost);
 }
 
 fn busy_run() -> (LinuxBackend, Vec<i32>) {

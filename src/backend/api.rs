@@ -16,6 +16,9 @@ pub struct Cost {
     pub comparisons: u64,
     /// Descriptors observed.
     pub descriptors: u64,
+    /// Of them, those known unchanged since the observation before and
+    /// taken from it rather than read again.
+    pub carried: u64,
     /// The comparisons that comparing all pairs of the same descriptors
     /// would have made.
     pub all_pairs: u64,
@@ -34,6 +37,7 @@ impl Cost {
     pub fn add(&mut self, other: &Cost) {
         self.comparisons += other.comparisons;
         self.descriptors += other.descriptors;
+        self.carried += other.carried;
         self.all_pairs += other.all_pairs;
         self.spawn += other.spawn;
         self.calls += other.calls;

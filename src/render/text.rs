@@ -346,9 +346,10 @@ pub fn fuzz_summary(r: &FuzzReport, written_to: &str) -> String {
     if c.descriptors > 0 {
         let _ = writeln!(
             out,
-            "observation: {} kcmp calls for {} descriptors ({:.2} per descriptor; comparing all pairs: {}, {:.2} per descriptor)",
+            "observation: {} kcmp calls for {} descriptors, {} of them unchanged since the step before and not read again ({:.2} calls per descriptor; comparing all pairs: {}, {:.2} per descriptor)",
             c.comparisons,
             c.descriptors,
+            c.carried,
             c.comparisons as f64 / c.descriptors as f64,
             c.all_pairs,
             c.all_pairs as f64 / c.descriptors as f64

@@ -82,6 +82,19 @@ pub struct LinuxBackend {
     /// ([`observe::Options::ctty`]): the nursery has none, and a process
     /// takes one only through a descriptor of it.
     terminals: Cell<bool>,
+    /// The last snapshot, the base of the next ([`observe::Since`]).
+    last: Option<observe::Snapshot>,
+    /// The processes that made a call since the last snapshot, or are
+    /// new since, and how many calls were made.
+    ran: Vec<i32>,
+    calls: u32,
+    /// Something ran since the last snapshot that `ran` does not tell (a
+    /// restore's or a dump's request): the next snapshot reads everything.
+    untracked: Cell<bool>,
+    /// Check every snapshot that carries tables from the last one against
+    /// one that reads everything (`$FDLAB_CHECK_OBSERVATION`, or
+    /// [`LinuxBackend::check_observation`]).
+    check: bool,
 }
 
 /// How long a settle point waits for Linux's deferred work by default:
@@ -122,6 +135,17 @@ pub enum HelperFailure {
     /// What a snapshot left out, which a scenario's processes never may.
     #[error("{0}")]
     Observe(observe::Warning),
+    /// A snapshot that carried tables from the one before disagreed with
+    /// one that read everything (see [`observe::Since`]).
+    #[error(
+        "a snapshot that read only what the last call may have changed disagrees with one \
+         that read everything, at line {line} of the topology: `{partial}` against `{whole}`"
+    )]
+    PartialObservation {
+        line: usize,
+        partial: String,
+        whole: String,
+    },
 }
 
 impl From<rustix::io::Errno> for HelperFailure {
@@ -201,6 +225,11 @@ impl LinuxBackend {
             observed: Cell::new(ObserveCost::default()),
             dirs: RefCell::new(observe::Dirs::default()),
             terminals: Cell::new(false),
+            last: None,
+            ran: Vec::new(),
+            calls: 0,
+            untracked: Cell::new(false),
+            check: std::env::var_os("FDLAB_CHECK_OBSERVATION").is_some_and(|v| v != "0"),
         };
         let (mine, theirs) =
             ctl::pair().map_err(|e| linux_err("-", "creating the nursery's channel", e))?;
@@ -333,6 +362,7 @@ impl LinuxBackend {
         let pidfd = sys::pidfd_open(pid).map_err(|e| linux_err(name, "pidfd_open", e))?;
         // The number may have been another process's.
         self.dirs.borrow_mut().forget(pid);
+        self.ran.push(pid);
         let p = Proc {
             pid,
             ctl: Channel::new(fd),
@@ -387,16 +417,42 @@ impl LinuxBackend {
         }
     }
 
-    /// A snapshot of every scenario process. The helpers answer only when
-    /// asked, so nothing may be left out: a warning is an error here.
-    pub fn snapshot(&self) -> Result<observe::Snapshot, BackendError> {
+    /// Checks every later snapshot that carries tables from the one before
+    /// against a snapshot that reads everything, and fails the run where
+    /// they differ (for tests of [`observe::Since`]'s rules).
+    pub fn check_observation(&mut self, on: bool) {
+        self.check = on;
+    }
+
+    /// A snapshot of every scenario process, kept as the base of the next
+    /// one. The helpers answer only when asked, so nothing may be left
+    /// out: a warning is an error here.
+    ///
+    /// After at most one call, the tables nobody ran in are carried from
+    /// the last snapshot ([`observe::Since`]).
+    ///
+    /// Errors: a process could not be observed; with
+    /// [`LinuxBackend::check_observation`], the two ways to observe
+    /// disagreed.
+    pub fn snapshot(&mut self) -> Result<&observe::Snapshot, BackendError> {
         let pids: Vec<i32> = self.procs.values().map(|p| p.pid).collect();
         let opts = observe::Options {
             fds: self.fds.clone(),
             ctty: self.terminals.get(),
             ..observe::Options::default()
         };
-        let s = observe::observe_with(&pids, &opts, &mut self.dirs.borrow_mut());
+        let before = self.last.take();
+        let ran = std::mem::take(&mut self.ran);
+        let calls = std::mem::replace(&mut self.calls, 0);
+        let untracked = self.untracked.replace(false);
+        let since = before
+            .as_ref()
+            .filter(|_| calls <= 1 && !untracked)
+            .map(|before| observe::Since { before, ran: &ran });
+        let mut s = observe::observe_with(&pids, &opts, self.dirs.get_mut(), since.as_ref());
+        if let (Some(since), true) = (&since, self.check) {
+            s = self.checked(s, since, &pids, &opts)?;
+        }
         if !s.ctty.is_empty() || s.entries.iter().any(|e| e.may_be_terminal()) {
             self.terminals.set(true);
         }
@@ -404,7 +460,7 @@ impl LinuxBackend {
         c.add(&s.cost);
         self.observed.set(c);
         match s.warnings.first() {
-            None => Ok(s),
+            None => Ok(self.last.insert(s)),
             Some(w) => {
                 let name = self
                     .procs
@@ -517,6 +573,9 @@ impl LinuxBackend {
     fn call_inner(&mut self, proc: &str, call: &Call) -> Result<Outcome, BackendError> {
         let what = call_text(call);
         let p = self.proc(proc)?;
+        self.ran.push(p.pid);
+        self.calls += 1;
+        let p = self.proc(proc)?;
         if let Err(e) = p.ctl.send(&Request::Call(call.clone()), &[]) {
             return Err(linux_err(proc, &what, Self::why(p, e)));
         }
@@ -564,6 +623,7 @@ impl LinuxBackend {
         what: &str,
     ) -> Result<Reply, BackendError> {
         self.terminals.set(true);
+        self.untracked.set(true);
         let p = self.proc(proc)?;
         p.ctl
             .send(req, &[])
@@ -637,6 +697,7 @@ impl LinuxBackend {
     ) -> Result<Vec<RestoreOutcome>, BackendError> {
         let what = "restoring";
         self.terminals.set(true);
+        self.untracked.set(true);
         for (prog, senders) in programs {
             let p = self.proc(&prog.name)?;
             let req = Request::Restore {
@@ -756,6 +817,7 @@ impl Backend for LinuxBackend {
         Cost {
             comparisons: o.kcmp_calls,
             descriptors: o.descriptors,
+            carried: o.carried,
             all_pairs: o.all_pairs,
             compare: o.kcmp,
             ..self.cost.get()
@@ -773,19 +835,68 @@ impl Backend for LinuxBackend {
 }
 
 impl LinuxBackend {
+    /// `partial`, a snapshot taken `since`, once one that reads everything
+    /// agrees with it. Linux's deferred work may move between the two, so
+    /// a few tries, a moment apart, take both again.
+    ///
+    /// Errors: they never agreed.
+    fn checked(
+        &mut self,
+        mut partial: observe::Snapshot,
+        since: &observe::Since<'_>,
+        pids: &[i32],
+        opts: &observe::Options,
+    ) -> Result<observe::Snapshot, BackendError> {
+        const TRIES: usize = 5;
+        let root = self.sandbox.clone();
+        let shown = |s: &observe::Snapshot| {
+            let t = s.topology(|pid| (pid.to_string(), None), Some(&root));
+            serde_json::to_string_pretty(&t).unwrap_or_default()
+        };
+        for attempt in 1..=TRIES {
+            let whole = observe::observe_with(pids, opts, self.dirs.get_mut(), None);
+            if !partial.warnings.is_empty() || !whole.warnings.is_empty() {
+                // The caller reports what could not be read.
+                return Ok(partial);
+            }
+            let (a, b) = (shown(&partial), shown(&whole));
+            if a == b {
+                return Ok(partial);
+            }
+            if attempt == TRIES {
+                let (line, (a, b)) = a
+                    .lines()
+                    .zip(b.lines())
+                    .enumerate()
+                    .find(|(_, (a, b))| a != b)
+                    .unwrap_or((0, ("(shorter)", "(longer)")));
+                return Err(linux_err(
+                    "-",
+                    "observing",
+                    HelperFailure::PartialObservation {
+                        line: line + 1,
+                        partial: a.trim().to_string(),
+                        whole: b.trim().to_string(),
+                    },
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            partial = observe::observe_with(pids, opts, self.dirs.get_mut(), Some(since));
+        }
+        Ok(partial)
+    }
+
     /// The topology, paths under `root` shown relative to it (the sandbox,
     /// for a scenario; a restore's root).
     ///
     /// Errors: a process could not be observed.
     pub fn topology_under(&mut self, root: &Path) -> Result<Topology, BackendError> {
         let t = Instant::now();
+        let names: HashMap<i32, String> =
+            self.procs.iter().map(|(n, p)| (p.pid, n.clone())).collect();
         let r = self.snapshot().map(|s| {
             let name = |pid: i32| {
-                let n = self
-                    .procs
-                    .iter()
-                    .find(|(_, p)| p.pid == pid)
-                    .map_or_else(|| pid.to_string(), |(n, _)| n.clone());
+                let n = names.get(&pid).cloned().unwrap_or_else(|| pid.to_string());
                 (n, None)
             };
             s.topology(name, Some(root))

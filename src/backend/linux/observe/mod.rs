@@ -18,5 +18,6 @@ pub mod snapshot;
 pub use procfs::FdEntry;
 pub use query::{list_fds, same_file, same_object, same_table, watches, ObserveError};
 pub use snapshot::{
-    observe, observe_with, Dirs, ObserveCost, Options, Reason, Registration, Snapshot, Warning,
+    observe, observe_with, Dirs, ObserveCost, Options, Reason, Registration, Since, Snapshot,
+    Warning,
 };

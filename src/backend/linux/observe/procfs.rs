@@ -88,6 +88,16 @@ pub struct Described {
 }
 
 impl Described {
+    /// What `e` says of its open file.
+    pub fn of(e: &FdEntry) -> Described {
+        Described {
+            link: Arc::clone(&e.link),
+            ftype: e.ftype,
+            dev: e.dev,
+            rdev: e.rdev,
+        }
+    }
+
     /// Gives `e` what this says of its open file.
     pub fn apply(&self, e: &mut FdEntry) {
         e.link = Arc::clone(&self.link);

@@ -43,6 +43,9 @@ pub struct ObserveCost {
     pub read: Duration,
     /// Wall time finding what is shared.
     pub compare: Duration,
+    /// Of the descriptors, those carried from an earlier snapshot
+    /// ([`Since`]) rather than read.
+    pub carried: u64,
 }
 
 impl ObserveCost {
@@ -56,6 +59,7 @@ impl ObserveCost {
         self.all_pairs += other.all_pairs;
         self.read += other.read;
         self.compare += other.compare;
+        self.carried += other.carried;
     }
 }
 
@@ -202,14 +206,116 @@ pub struct Snapshot {
     pub cost: ObserveCost,
 }
 
+/// What an observer knows happened to the processes since it last
+/// observed them: a snapshot of them taken with the same options, and who
+/// ran since.
+///
+/// Only a process's own calls change its table (which descriptors it has,
+/// the open file each names, close-on-exec), so a table that no process
+/// of it ran in since is the one `before` read, and is not read again.
+/// Its entries' open files are, where their state may have moved: a file
+/// that a table that ran also held (its offset and status flags are the
+/// open file's, shared by every holder), and every epoll and eventfd,
+/// whose registrations the kernel removes when a target's last reference
+/// goes, wherever that happens, and at any time (the unix collector).
+/// Controlling terminals, sessions and sockets are always read whole.
+pub struct Since<'a> {
+    /// The snapshot taken just before the calls since.
+    pub before: &'a Snapshot,
+    /// The processes that ran since: those that made a call (at most one
+    /// call in all: a process that ran twice may have used in its second
+    /// call a file its first one brought), and those new since, whatever
+    /// their number.
+    pub ran: &'a [i32],
+}
+
+impl Since<'_> {
+    /// For each table of `tasks`, the table of `before` it is, if nobody
+    /// ran in it since: the same processes, none of which ran.
+    fn carried(&self, tasks: &[(i32, usize)]) -> Vec<Option<usize>> {
+        fn members(tasks: &[(i32, usize)]) -> Vec<Vec<i32>> {
+            let n = tasks.iter().map(|t| t.1 + 1).max().unwrap_or(0);
+            let mut m = vec![Vec::new(); n];
+            for &(pid, t) in tasks {
+                m[t].push(pid);
+            }
+            for v in &mut m {
+                v.sort_unstable();
+            }
+            m
+        }
+        let old: HashMap<Vec<i32>, usize> = members(&self.before.tasks)
+            .into_iter()
+            .enumerate()
+            .map(|(t, m)| (m, t))
+            .collect();
+        members(tasks)
+            .into_iter()
+            .map(|m| {
+                let ran = m.is_empty() || m.iter().any(|p| self.ran.contains(p));
+                if ran {
+                    None
+                } else {
+                    old.get(&m).copied()
+                }
+            })
+            .collect()
+    }
+
+    /// Reads again the `fdinfo` of the carried entries (`was` says where
+    /// each was in `before`) whose open file's state may have moved: a
+    /// file that a table not carried held in `before` (its holders may
+    /// have used it), and every epoll. What the file is (its link, type
+    /// and device) stays: it does not change. Returns how many were read,
+    /// and the descriptors that could not be.
+    fn refresh(
+        &self,
+        entries: &mut [FdEntry],
+        was: &[Option<usize>],
+        carried: &[Option<usize>],
+        dirs: &HashMap<i32, FdDirs>,
+    ) -> (u64, Vec<(i32, i32, ReadError)>) {
+        let b = self.before;
+        let kept: std::collections::HashSet<usize> = carried.iter().flatten().copied().collect();
+        let hot: std::collections::HashSet<usize> = (0..b.tables.len())
+            .filter(|t| !kept.contains(t))
+            .flat_map(|t| b.tables[t].iter().map(|&i| b.file_of[i]))
+            .collect();
+        let mut buf = Vec::new();
+        let mut failed = Vec::new();
+        let mut read = 0;
+        for (e, w) in entries.iter_mut().zip(was) {
+            let Some(w) = *w else { continue };
+            if !hot.contains(&b.file_of[w]) && &*e.link != "anon_inode:[eventpoll]" {
+                continue;
+            }
+            read += 1;
+            match dirs[&e.pid].read_info(e.fd, &mut buf) {
+                Ok(mut fresh) => {
+                    Described::of(e).apply(&mut fresh);
+                    *e = fresh;
+                }
+                Err(err) => failed.push((e.pid, e.fd, err)),
+            }
+        }
+        (read, failed)
+    }
+}
+
 /// Observes the processes `pids`.
 pub fn observe(pids: &[i32], opts: &Options) -> Snapshot {
-    observe_with(pids, opts, &mut Dirs::default())
+    observe_with(pids, opts, &mut Dirs::default(), None)
 }
 
 /// [`observe`], with the folders of processes observed before kept in
-/// `dirs` (those not among `pids` are dropped).
-pub fn observe_with(pids: &[i32], opts: &Options, dirs: &mut Dirs) -> Snapshot {
+/// `dirs` (those not among `pids` are dropped), and, with `since`, the
+/// tables nobody changed since an earlier snapshot taken from it.
+pub fn observe_with(
+    pids: &[i32],
+    opts: &Options,
+    dirs: &mut Dirs,
+    since: Option<&Since<'_>>,
+) -> Snapshot {
     let mut s = Snapshot::default();
     let counter = Counter::default();
     let mut alive: Vec<i32> = Vec::new();
@@ -259,13 +365,32 @@ pub fn observe_with(pids: &[i32], opts: &Options, dirs: &mut Dirs) -> Snapshot {
     for &(pid, t) in &s.tasks {
         readers[t].get_or_insert(pid);
     }
+    // The tables nobody changed since `before`: taken from it, not read.
+    let carried = since.map_or_else(|| vec![None; ntables], |since| since.carried(&s.tasks));
+    let to_read: Vec<Option<i32>> = readers
+        .iter()
+        .zip(&carried)
+        .map(|(r, c)| if c.is_some() { None } else { *r })
+        .collect();
     let t = Instant::now();
-    let read = read_tables(&readers, dirs, &opts.fds, opts.threads);
+    let read = read_tables(&to_read, dirs, &opts.fds, opts.threads);
     s.cost.read += t.elapsed();
     let mut table_of_entry = Vec::new();
     s.tables = vec![Vec::new(); ntables];
+    // Each entry's place in `before`, if it was carried from there.
+    let mut was: Vec<Option<usize>> = Vec::new();
     let mut unreadable = Vec::new();
     for (t, r) in read.into_iter().enumerate() {
+        if let (Some(old), Some(since)) = (carried[t], since) {
+            for &i in &since.before.tables[old] {
+                s.tables[t].push(s.entries.len());
+                table_of_entry.push(t);
+                was.push(Some(i));
+                s.entries.push(since.before.entries[i].clone());
+            }
+            s.cost.carried += since.before.tables[old].len() as u64;
+            continue;
+        }
         let Some(pid) = readers[t] else { continue };
         match r {
             Ok((entries, skipped)) => {
@@ -278,6 +403,7 @@ pub fn observe_with(pids: &[i32], opts: &Options, dirs: &mut Dirs) -> Snapshot {
                     }
                     s.tables[t].push(s.entries.len());
                     table_of_entry.push(t);
+                    was.push(None);
                     s.entries.push(e);
                 }
             }
@@ -287,6 +413,16 @@ pub fn observe_with(pids: &[i32], opts: &Options, dirs: &mut Dirs) -> Snapshot {
             }
         }
     }
+    if let Some(since) = since {
+        let t = Instant::now();
+        let (reread, failed) = since.refresh(&mut s.entries, &was, &carried, dirs);
+        s.cost.carried -= reread;
+        for (pid, fd, e) in failed {
+            s.warn(pid, Some(fd), e);
+        }
+        s.cost.read += t.elapsed();
+    }
+    drop(was);
     s.tasks.retain(|(_, t)| !unreadable.contains(t));
     // Sessions: one cheap system call a process.
     let t = Instant::now();
@@ -335,12 +471,25 @@ pub fn observe_with(pids: &[i32], opts: &Options, dirs: &mut Dirs) -> Snapshot {
         }
     }
     let t = Instant::now();
-    for (pid, fd, e) in describe_files(&mut s.entries, &s.file_of, dirs, opts.threads) {
+    let before = since.map(|since| since.before);
+    for (pid, fd, e) in describe_files(&mut s.entries, &s.file_of, dirs, before, opts.threads) {
         s.warn(pid, Some(fd), e);
     }
-    // Controlling terminals, where one may be.
+    // Controlling terminals, where one may be. A process takes one only
+    // by a call of its own (or from its parent, at fork), so one that had
+    // none before and has not run since still has none; one that had one
+    // may have lost it without running (its session leader exited, its
+    // terminal hung up).
     if opts.ctty || s.entries.iter().any(FdEntry::may_be_terminal) {
         for &(pid, _) in &s.tasks {
+            let still_none = since.is_some_and(|since| {
+                !since.ran.contains(&pid)
+                    && since.before.tasks.iter().any(|t| t.0 == pid)
+                    && !since.before.ctty.contains_key(&pid)
+            });
+            if still_none {
+                continue;
+            }
             if let Ok(st) = procfs::stat(pid) {
                 if st.tty_nr != 0 {
                     s.ctty.insert(pid, st.tty_nr);
@@ -448,13 +597,38 @@ fn read_tables(
 /// Reads what each open file is through its representative entry, and
 /// gives every entry of it the same. A representative whose descriptor
 /// closed meanwhile hands the task to another entry of its file.
+///
+/// What is known is not read again: a file that an entry carried from
+/// `before` describes, and a pipe or socket whose inode `before` saw (its
+/// link, `pipe:[INODE]` or `socket:[INODE]`, is its inode's: both ends of
+/// a pipe show the same).
 fn describe_files(
     entries: &mut [FdEntry],
     file_of: &[usize],
     dirs: &HashMap<i32, FdDirs>,
+    before: Option<&Snapshot>,
     threads: usize,
 ) -> Vec<(i32, i32, ReadError)> {
-    let reps: Vec<usize> = (0..entries.len()).filter(|&i| file_of[i] == i).collect();
+    let mut by_inode: HashMap<(u32, u64), &FdEntry> = HashMap::new();
+    for e in before.map_or(&[][..], |b| &b.entries) {
+        if e.link.starts_with("pipe:[") || e.link.starts_with("socket:[") {
+            by_inode.insert((e.mnt_id, e.ino), e);
+        }
+    }
+    let mut known: HashMap<usize, Described> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        let seen = Some(e)
+            .filter(|e| !e.link.is_empty())
+            .or_else(|| by_inode.get(&(e.mnt_id, e.ino)).copied());
+        if let Some(seen) = seen {
+            known
+                .entry(file_of[i])
+                .or_insert_with(|| Described::of(seen));
+        }
+    }
+    let reps: Vec<usize> = (0..entries.len())
+        .filter(|&i| file_of[i] == i && !known.contains_key(&i))
+        .collect();
     type Found = Result<Described, (i32, i32, ReadError)>;
     let read: Vec<Found> = {
         let entries = &*entries;
@@ -478,6 +652,9 @@ fn describe_files(
         })
     };
     let mut described: Vec<Option<Described>> = vec![None; entries.len()];
+    for (rep, d) in known {
+        described[rep] = Some(d);
+    }
     let mut failed = Vec::new();
     for (k, r) in read.into_iter().enumerate() {
         match r {
