@@ -295,4 +295,10 @@ fn the_descriptor_bound_counts_what_can_be_made() {
     );
     // Before its rlimit call a process has the default limit.
     assert_eq!(bound("spawn p\np: rlimit 2\np: pipe\n"), 5);
+    // A descriptor a call uses, at any number: were the helpers' own
+    // there, the call would find it open.
+    assert_eq!(bound("spawn p\np: fcntl 9997 F_DUPFD 0\n"), 9998);
+    assert_eq!(bound("spawn p\np: close 700\n"), 701);
+    assert_eq!(bound("spawn p\np: dup2 800 3\n"), 801);
+    assert_eq!(bound("spawn p\np: close_range 300 ~0\n"), 301);
 }

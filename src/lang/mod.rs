@@ -11,6 +11,7 @@ mod parser;
 pub mod print;
 pub mod text;
 
+use fdlab_model::call::Value;
 use fdlab_model::{Call, Errno, Events, OFlags};
 
 pub use parser::parse;
@@ -72,6 +73,10 @@ impl Scenario {
     /// the lowest free from its minimum up). And no call makes one at or
     /// above the caller's `RLIMIT_NOFILE`, so a named number is never made
     /// when it is at or above every limit the scenario sets.
+    ///
+    /// It is also above every descriptor a call uses (and every end of a
+    /// `close_range`), whatever the limit: a call that used the helpers'
+    /// own descriptor would find it open where the model has none.
     pub fn descriptor_bound(&self) -> u32 {
         use fdlab_model::limits::DEFAULT_RLIMIT;
         use fdlab_model::FcntlCmd;
@@ -126,7 +131,27 @@ impl Scenario {
             })
             .max()
             .unwrap_or(0);
-        let bound = named.max(made).min(limit);
+        // `dup2`'s and `dup3`'s target is not used: at or above the limit
+        // they fail before they look at it, and below it `named` counts it.
+        let used = calls()
+            .flat_map(|c| {
+                let mut v = c.values();
+                if matches!(c, Call::Dup2 { .. } | Call::Dup3 { .. }) {
+                    v.truncate(1);
+                }
+                v
+            })
+            .flat_map(|v| match v {
+                Value::Fd(n) => vec![i64::from(n)],
+                Value::Fds(ns) => ns.into_iter().map(i64::from).collect(),
+                Value::Number(n) if n != u32::MAX => vec![i64::from(n)],
+                _ => Vec::new(),
+            })
+            .filter_map(|n| u64::try_from(n).ok())
+            .map(|n| n + 1)
+            .max()
+            .unwrap_or(0);
+        let bound = named.max(made).min(limit).max(used);
         u32::try_from(bound).unwrap_or(u32::MAX)
     }
 }
