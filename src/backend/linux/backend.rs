@@ -439,6 +439,7 @@ impl LinuxBackend {
         let opts = observe::Options {
             fds: self.fds.clone(),
             ctty: self.terminals.get(),
+            all_sockets: false,
             ..observe::Options::default()
         };
         let before = self.last.take();

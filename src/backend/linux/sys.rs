@@ -171,30 +171,29 @@ const UNIX_DIAG_ICONS: u16 = 3;
 const UNIX_DIAG_RQLEN: u16 = 4;
 const UNIX_DIAG_SHUTDOWN: u16 = 6;
 
-#[repr(C)]
-struct NlMsgHdr {
-    len: u32,
-    ty: u16,
-    flags: u16,
-    seq: u32,
-    pid: u32,
-}
+/// `NLM_F_*` request flags.
+const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
+const NLM_F_DUMP: u16 = libc::NLM_F_DUMP as u16;
 
-#[repr(C)]
-struct UnixDiagReq {
-    family: u8,
-    protocol: u8,
-    pad: u16,
-    states: u32,
-    ino: u32,
-    show: u32,
-    cookie: [u32; 2],
-}
-
-#[repr(C)]
-struct DiagRequest {
-    hdr: NlMsgHdr,
-    req: UnixDiagReq,
+/// A `SOCK_DIAG_BY_FAMILY` request for unix sockets (`struct nlmsghdr`
+/// then `struct unix_diag_req`, in native byte order): of inode `ino`, or
+/// with `NLM_F_DUMP` of every socket.
+fn diag_request(flags: u16, seq: u32, ino: u32) -> [u8; 40] {
+    let mut b = [0u8; 40];
+    b[0..4].copy_from_slice(&40u32.to_ne_bytes());
+    b[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    b[6..8].copy_from_slice(&flags.to_ne_bytes());
+    b[8..12].copy_from_slice(&seq.to_ne_bytes());
+    // nlmsg_pid 0: to the kernel.
+    b[16] = libc::AF_UNIX as u8;
+    // protocol, pad: 0; every state.
+    b[20..24].copy_from_slice(&(!0u32).to_ne_bytes());
+    b[24..28].copy_from_slice(&ino.to_ne_bytes());
+    let show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
+    b[28..32].copy_from_slice(&show.to_ne_bytes());
+    // No cookie (INET_DIAG_NOCOOKIE): the inode alone names the socket.
+    b[32..40].copy_from_slice(&[0xff; 8]);
+    b
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -210,6 +209,32 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 /// connections (`NETLINK_SOCK_DIAG` dump with `UDIAG_SHOW_NAME`, `_PEER`,
 /// `_ICONS` and `_RQLEN`; the shutdown attribute comes with every socket).
 pub fn unix_sockets() -> io::Result<HashMap<u32, UnixSock>> {
+    diag(&[diag_request(NLM_F_REQUEST | NLM_F_DUMP, 1, 0)], 0)
+}
+
+/// As [`unix_sockets`], only the sockets of inodes `inos` that exist: one
+/// request each, sent together. The kernel finds each with a walk of its
+/// socket table's buckets, where a dump describes every socket of the
+/// namespace, those of every other program included.
+pub fn unix_sockets_of(inos: &[u32]) -> io::Result<HashMap<u32, UnixSock>> {
+    // The answers wait in the netlink socket's receive buffer until all
+    // are sent: a few dozen at a time stay far below it.
+    let mut out = HashMap::new();
+    for chunk in inos.chunks(64) {
+        let reqs: Vec<[u8; 40]> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, &ino)| diag_request(NLM_F_REQUEST, i as u32 + 1, ino))
+            .collect();
+        out.extend(diag(&reqs, chunk.len())?);
+    }
+    Ok(out)
+}
+
+/// Sends the requests `reqs` at once and reads the sockets they describe:
+/// until the dump's end, or until `answers` answers came (one each for
+/// requests of one socket; one that exists no more answers `ENOENT`).
+fn diag(reqs: &[[u8; 40]], answers: usize) -> io::Result<HashMap<u32, UnixSock>> {
     // SAFETY: plain integer arguments; the result is checked below.
     let raw = unsafe {
         libc::socket(
@@ -223,31 +248,14 @@ pub fn unix_sockets() -> io::Result<HashMap<u32, UnixSock>> {
     }
     // SAFETY: socket() returned a new descriptor that nothing else owns.
     let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-    let msg = DiagRequest {
-        hdr: NlMsgHdr {
-            len: std::mem::size_of::<DiagRequest>() as u32,
-            ty: SOCK_DIAG_BY_FAMILY,
-            flags: (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
-            seq: 1,
-            pid: 0,
-        },
-        req: UnixDiagReq {
-            family: libc::AF_UNIX as u8,
-            protocol: 0,
-            pad: 0,
-            states: !0,
-            ino: 0,
-            show: UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN,
-            cookie: [!0, !0],
-        },
-    };
-    // SAFETY: sends the bytes of `msg`, a repr(C) struct alive for the call;
-    // a null address sends to the kernel (netlink's default peer).
+    let msg: Vec<u8> = reqs.concat();
+    // SAFETY: sends the bytes of `msg`, alive for the call; a null address
+    // sends to the kernel (netlink's default peer).
     let sent = unsafe {
         libc::send(
             sock.as_raw_fd(),
-            &msg as *const DiagRequest as *const libc::c_void,
-            std::mem::size_of::<DiagRequest>(),
+            msg.as_ptr() as *const libc::c_void,
+            msg.len(),
             0,
         )
     };
@@ -255,8 +263,12 @@ pub fn unix_sockets() -> io::Result<HashMap<u32, UnixSock>> {
         return Err(io::Error::last_os_error());
     }
     let mut out = HashMap::new();
+    let mut answered = 0;
     let mut buf = vec![0u8; 32 * 1024];
     loop {
+        if answers > 0 && answered == answers {
+            return Ok(out);
+        }
         // SAFETY: receives into `buf`, whose length is passed.
         let n = unsafe {
             libc::recv(
@@ -281,10 +293,16 @@ pub fn unix_sockets() -> io::Result<HashMap<u32, UnixSock>> {
                 libc::NLMSG_DONE => return Ok(out),
                 libc::NLMSG_ERROR => {
                     let errno = -(u32_at(data, at + 16) as i32);
-                    return Err(io::Error::from_raw_os_error(errno));
+                    if answers == 0 || errno != libc::ENOENT {
+                        return Err(io::Error::from_raw_os_error(errno));
+                    }
+                    answered += 1;
+                    at += len.div_ceil(4) * 4;
+                    continue;
                 }
                 _ => {}
             }
+            answered += 1;
             // unix_diag_msg: family, type, state, pad, ino, cookie[2].
             let body = at + 16;
             if body + 16 <= at + len {
@@ -360,6 +378,31 @@ mod tests {
         assert_eq!(all[&ia].shutdown, 2, "SEND_SHUTDOWN");
         assert_eq!(all[&ib].shutdown, 1, "RCV_SHUTDOWN");
         let _ = b;
+    }
+
+    #[test]
+    fn sock_diag_finds_sockets_by_inode() {
+        use std::os::unix::fs::MetadataExt;
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (c, _d) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let ino = |fd: i32| {
+            std::fs::metadata(format!("/proc/self/fd/{fd}"))
+                .unwrap()
+                .ino() as u32
+        };
+        let (ia, ib, ic) = (ino(a.as_raw_fd()), ino(b.as_raw_fd()), ino(c.as_raw_fd()));
+        let gone = {
+            let (e, _f) = std::os::unix::net::UnixStream::pair().unwrap();
+            ino(e.as_raw_fd())
+        };
+        let some = unix_sockets_of(&[ia, gone, ic]).unwrap();
+        assert_eq!(some.len(), 2, "{some:?}");
+        assert_eq!(some[&ia].peer, ib);
+        assert_eq!(some[&ic].ty, libc::SOCK_DGRAM as u8);
+        // As the dump says.
+        let all = unix_sockets().unwrap();
+        assert_eq!(some[&ia], all[&ia]);
+        assert!(unix_sockets_of(&[]).unwrap().is_empty());
     }
 
     #[test]

@@ -134,6 +134,10 @@ pub struct Options {
     /// `/proc/PID/stat`, which costs the kernel a walk of the process's
     /// whole state, only when a terminal is open now.
     pub ctty: bool,
+    /// Read every unix socket of the network namespace (one sock_diag
+    /// dump), where `false` reads only those the processes hold and their
+    /// peers: enough for the topology, not for a dump's queues in flight.
+    pub all_sockets: bool,
 }
 
 impl Default for Options {
@@ -143,6 +147,7 @@ impl Default for Options {
             threads: 1,
             exclude: Vec::new(),
             ctty: true,
+            all_sockets: true,
         }
     }
 }
@@ -503,7 +508,7 @@ pub fn observe_with(
     s.cost.all_pairs = n * n.saturating_sub(1) / 2;
     if s.entries.iter().any(|e| e.link.starts_with("socket:[")) {
         let t = Instant::now();
-        match sys::unix_sockets() {
+        match held_sockets(&s.entries, opts.all_sockets) {
             Ok(m) => s.sockets = m,
             Err(e) => s.warnings.push(Warning {
                 pid: 0,
@@ -522,6 +527,31 @@ pub fn observe_with(
     s.cost.kcmp_calls = counter.calls.load(Atomic::Relaxed);
     s.cost.kcmp = Duration::from_nanos(counter.nanos.load(Atomic::Relaxed));
     s
+}
+
+/// The unix sockets: every one of the namespace, or those `entries` hold
+/// and their peers.
+fn held_sockets(entries: &[FdEntry], all: bool) -> io::Result<HashMap<u32, UnixSock>> {
+    if all {
+        return sys::unix_sockets();
+    }
+    let mut inos: Vec<u32> = entries
+        .iter()
+        .filter(|e| e.link.starts_with("socket:["))
+        .map(|e| e.ino as u32)
+        .collect();
+    inos.sort_unstable();
+    inos.dedup();
+    let mut found = sys::unix_sockets_of(&inos)?;
+    let mut peers: Vec<u32> = found
+        .values()
+        .map(|s| s.peer)
+        .filter(|p| *p != 0 && !found.contains_key(p))
+        .collect();
+    peers.sort_unstable();
+    peers.dedup();
+    found.extend(sys::unix_sockets_of(&peers)?);
+    Ok(found)
 }
 
 /// `f(i, scratch)` for every `i` below `n`, on `threads` threads (each with
