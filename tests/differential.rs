@@ -27,11 +27,11 @@ fn generated_scenarios_agree_with_linux() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2026);
-    // About two minutes on 2 cores, cases compared twice the cores at a
-    // time (`fdlab fuzz` runs more).
+    // About two minutes on 2 cores in a debug build, cases compared twice
+    // the cores at a time (`fdlab fuzz` runs more).
     let jobs = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
     let r = fuzz(
-        cases(2000),
+        cases(4000),
         seed,
         40,
         jobs,
@@ -46,7 +46,7 @@ fn generated_scenarios_agree_with_linux() {
             fdlab::render::text::finding(f)
         );
     }
-    assert_eq!(r.cases, cases(2000));
+    assert_eq!(r.cases, cases(4000));
     assert!(
         r.steps > u64::from(r.cases) * 5,
         "scenarios are too short: {} steps",
