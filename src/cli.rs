@@ -250,6 +250,10 @@ enum Cmd {
     /// lockstep, and compare every step's result and topology. A
     /// disagreement shrinks to a minimal scenario, written as a .fds file
     /// whose expectations are Linux's answers. Exit 0 when all agree.
+    ///
+    /// After a call Linux is read only where the call may have changed
+    /// something; with FDLAB_CHECK_OBSERVATION=1 in the environment every
+    /// such reading is also checked against one that reads everything.
     Fuzz {
         /// How many scenarios.
         #[arg(long, default_value_t = 1000)]
