@@ -12,7 +12,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use super::compare::{run_both, Comparison, Divergence};
 use super::gen::{ops, realize, realize_counted, Coverage, Op};
 use crate::backend::api::{Backend, BackendError, Cost};
-use crate::backend::linux::backend::LinuxBackend;
+use crate::backend::linux::backend::{ForkServer, LinuxBackend};
 use crate::backend::model::ModelBackend;
 use crate::lang::print::expected_of;
 use crate::lang::{Scenario, StmtKind};
@@ -109,8 +109,30 @@ pub fn fuzz(
     settle: Duration,
     watch: &Watch<'_>,
 ) -> FuzzReport {
+    // Each case's nursery is a fork of a server that a job takes from
+    // here and gives back (a server serves one case at a time).
+    let servers: std::sync::Mutex<Vec<ForkServer>> = std::sync::Mutex::new(Vec::new());
     let make = |s: &Scenario| -> Result<Pair, BackendError> {
-        let mut l = LinuxBackend::with_floor(helper, helper_floor(s))?;
+        let floor = helper_floor(s);
+        let taken = servers.lock().ok().and_then(|mut v| v.pop());
+        let server = match taken {
+            Some(server) => server,
+            None => ForkServer::start(helper)?,
+        };
+        let mut l = match LinuxBackend::from_server(&server, floor) {
+            Ok(l) => {
+                if let Ok(mut v) = servers.lock() {
+                    v.push(server);
+                }
+                l
+            }
+            // A server that does not answer goes; the next case starts
+            // another, and this one execs its nursery.
+            Err(_) => {
+                drop(server);
+                LinuxBackend::with_floor(helper, floor)?
+            }
+        };
         l.set_settle_deadline(settle);
         Ok((Box::new(model()), Box::new(l)))
     };

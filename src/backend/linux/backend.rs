@@ -65,7 +65,7 @@ pub struct LinuxBackend {
     /// The descriptors of a scenario process that observation looks at:
     /// those below the helpers' own, which start at the floor.
     fds: std::ops::Range<i32>,
-    nursery: Option<(Child, Channel<OwnedFd>)>,
+    nursery: Option<Nursery>,
     procs: BTreeMap<String, Proc>,
     /// Socket files that a restore binds outside the sandbox: they go
     /// with the tree.
@@ -95,6 +95,92 @@ pub struct LinuxBackend {
     /// one that reads everything (`$FDLAB_CHECK_OBSERVATION`, or
     /// [`LinuxBackend::check_observation`]).
     check: bool,
+}
+
+/// A run's nursery: its channel, and how to wait for its end.
+struct Nursery {
+    pid: i32,
+    chan: Channel<OwnedFd>,
+    /// Readable once it has exited.
+    pidfd: Option<OwnedFd>,
+    /// The process, when this process spawned it (a fork server's nursery
+    /// is the server's to reap).
+    child: Option<Child>,
+}
+
+/// Starts the helper with `args` after `__helper`, its channel on standard
+/// input, in `dir`.
+///
+/// The helper moves the channel to the floor itself, makes its own session
+/// and raises its own soft limit: with nothing to run between fork and
+/// exec, the standard library spawns it with posix_spawn (a vfork), so
+/// this process, whose threads run other cases meanwhile, is never copied.
+/// A fork would mark all its memory copy-on-write, and every thread's next
+/// write would fault and flush the other core's TLB.
+fn spawn_helper(
+    helper: &Path,
+    args: &[&std::ffi::OsStr],
+    dir: &Path,
+    chan: Channel<OwnedFd>,
+) -> Result<Child, BackendError> {
+    let mut cmd = Command::new(helper);
+    cmd.arg("__helper")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::from(chan.into_fd()))
+        .stdout(Stdio::null());
+    cmd.spawn()
+        .map_err(|e| linux_err("-", format!("starting the helper {}", helper.display()), e))
+}
+
+/// A helper that makes runs' nurseries by forking itself: one `exec` of
+/// the helper for many runs, instead of one a run (the dynamic loading
+/// and start of a large binary, about a millisecond of CPU). It ends when
+/// it is dropped; the nurseries it made end with their runs.
+pub struct ForkServer {
+    child: Child,
+    /// `None` once dropped.
+    chan: Option<Channel<OwnedFd>>,
+}
+
+impl ForkServer {
+    /// Starts a server from `helper`.
+    ///
+    /// Errors: it cannot be started.
+    pub fn start(helper: &Path) -> Result<ForkServer, BackendError> {
+        let (mine, theirs) =
+            ctl::pair().map_err(|e| linux_err("-", "creating the fork server's channel", e))?;
+        // The nurseries it forks show its command line, which names the
+        // runner the way their sandboxes do.
+        let tag = format!("fdlab-run-{}-server", std::process::id());
+        let floor = HARNESS_FD.to_string();
+        let args = ["server", "--ctl-stdin", "--floor", &floor, "--runner", &tag];
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        let child = spawn_helper(helper, &args, &std::env::temp_dir(), theirs)?;
+        Ok(ForkServer {
+            child,
+            chan: Some(mine),
+        })
+    }
+}
+
+impl Drop for ForkServer {
+    fn drop(&mut self) {
+        // Its channel closes: it exits.
+        self.chan = None;
+        if let Ok(pidfd) = sys::pidfd_open(self.child.id() as i32) {
+            let mut fds = [rustix::event::PollFd::new(
+                &pidfd,
+                rustix::event::PollFlags::IN,
+            )];
+            let timeout = rustix::event::Timespec::try_from(TIMEOUT).ok();
+            let _ = rustix::event::poll(&mut fds, timeout.as_ref());
+        }
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
 }
 
 /// How long a settle point waits for Linux's deferred work by default:
@@ -191,6 +277,70 @@ impl LinuxBackend {
     ///
     /// Errors: the sandbox or the nursery cannot be made.
     pub fn with_floor(helper: &Path, floor: u32) -> Result<LinuxBackend, BackendError> {
+        let mut b = LinuxBackend::without_nursery(floor)?;
+        let (mine, theirs) =
+            ctl::pair().map_err(|e| linux_err("-", "creating the nursery's channel", e))?;
+        let floor_arg = floor.to_string();
+        let args = ["nursery", "--ctl-stdin", "--floor", &floor_arg, "--sandbox"];
+        let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        args.push(b.sandbox.as_os_str());
+        let child = spawn_helper(helper, &args, &b.sandbox, theirs)?;
+        let pidfd = sys::pidfd_open(child.id() as i32).ok();
+        b.nursery = Some(Nursery {
+            pid: child.id() as i32,
+            chan: mine,
+            pidfd,
+            child: Some(child),
+        });
+        Ok(b)
+    }
+
+    /// As [`LinuxBackend::with_floor`], with the nursery a fork of
+    /// `server` rather than an `exec` of the helper.
+    ///
+    /// Errors: the sandbox cannot be made, or the server does not answer
+    /// (make another).
+    pub fn from_server(server: &ForkServer, floor: u32) -> Result<LinuxBackend, BackendError> {
+        let mut b = LinuxBackend::without_nursery(floor)?;
+        let req = Request::Nursery {
+            floor,
+            sandbox: b.sandbox.to_string_lossy().into_owned(),
+        };
+        let what = "making a nursery";
+        let Some(chan) = &server.chan else {
+            return Err(linux_err("-", what, HelperFailure::NurseryGone));
+        };
+        chan.send(&req, &[]).map_err(|e| linux_err("-", what, e))?;
+        let reply = match chan.wait(None, TIMEOUT) {
+            Ok(_) => chan.recv::<Reply>(),
+            Err(e) => Err(e),
+        };
+        match reply {
+            Ok(Some((Reply::Child { pid }, mut fds))) => {
+                let Some(fd) = fds.pop() else {
+                    return Err(linux_err("-", what, HelperFailure::NoChannel));
+                };
+                b.nursery = Some(Nursery {
+                    pid,
+                    chan: Channel::new(fd),
+                    pidfd: sys::pidfd_open(pid).ok(),
+                    child: None,
+                });
+                Ok(b)
+            }
+            Ok(Some((Reply::Fatal(m), _))) => Err(linux_err("-", what, HelperFailure::Reported(m))),
+            Ok(Some((other, _))) => Err(linux_err(
+                "-",
+                what,
+                HelperFailure::Unexpected(format!("{other:?}")),
+            )),
+            Ok(None) => Err(linux_err("-", what, HelperFailure::NurseryGone)),
+            Err(e) => Err(linux_err("-", what, e)),
+        }
+    }
+
+    /// A run with its sandbox made and no nursery yet.
+    fn without_nursery(floor: u32) -> Result<LinuxBackend, BackendError> {
         // Room for every helper's channels above the floor.
         let need = u64::from(floor) + 64;
         let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
@@ -213,7 +363,7 @@ impl LinuxBackend {
             .ok()
             .and_then(|v| v.parse().ok())
             .map_or(Duration::ZERO, Duration::from_millis);
-        let mut b = LinuxBackend {
+        Ok(LinuxBackend {
             delay,
             settle: SETTLE_DEADLINE,
             sandbox,
@@ -230,34 +380,7 @@ impl LinuxBackend {
             calls: 0,
             untracked: Cell::new(false),
             check: std::env::var_os("FDLAB_CHECK_OBSERVATION").is_some_and(|v| v != "0"),
-        };
-        let (mine, theirs) =
-            ctl::pair().map_err(|e| linux_err("-", "creating the nursery's channel", e))?;
-        // The nursery gets its channel as standard input and moves it to
-        // the floor itself, makes its own session and raises its own soft
-        // limit: with nothing to run between fork and exec, the standard
-        // library spawns it with posix_spawn (a vfork), so this process,
-        // whose threads run other cases' nurseries, is never copied. A
-        // fork would mark all its memory copy-on-write, and every thread's
-        // next write would fault and flush the other core's TLB.
-        let mut cmd = Command::new(helper);
-        cmd.args([
-            "__helper",
-            "nursery",
-            "--ctl-stdin",
-            "--floor",
-            &floor.to_string(),
-            "--sandbox",
-        ])
-        .arg(&b.sandbox)
-        .current_dir(&b.sandbox)
-        .stdin(Stdio::from(theirs.into_fd()))
-        .stdout(Stdio::null());
-        let child = cmd
-            .spawn()
-            .map_err(|e| linux_err("-", format!("starting the helper {}", helper.display()), e))?;
-        b.nursery = Some((child, mine));
-        Ok(b)
+        })
     }
 
     /// The pid of scenario process `name`, while it lives.
@@ -497,25 +620,32 @@ impl LinuxBackend {
             let _ = rustix::process::pidfd_send_signal(&p.pidfd, rustix::process::Signal::KILL);
         }
         self.procs.clear();
-        if let Some((mut child, chan)) = self.nursery.take() {
-            drop(chan);
-            // Woken the moment it exits (its pidfd becomes readable); the
-            // child is ours and not yet reaped, so its pid is still its own.
-            if let Ok(pidfd) = sys::pidfd_open(child.id() as i32) {
+        if let Some(n) = self.nursery.take() {
+            drop(n.chan);
+            // Woken the moment it exits (its pidfd becomes readable).
+            let mut exited = false;
+            if let Some(pidfd) = &n.pidfd {
                 let mut fds = [rustix::event::PollFd::new(
-                    &pidfd,
+                    pidfd,
                     rustix::event::PollFlags::IN,
                 )];
                 let timeout = rustix::event::Timespec::try_from(TIMEOUT).ok();
-                let _ = rustix::event::poll(&mut fds, timeout.as_ref());
+                exited = matches!(rustix::event::poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0);
             }
-            if let Ok(None) = child.try_wait() {
+            if !exited {
                 // SAFETY: signals the nursery's process group (its pid, as
                 // it called setsid); integer arguments.
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                unsafe { libc::kill(-n.pid, libc::SIGKILL) };
                 // And the nursery itself, should it not have made its
                 // session yet.
-                let _ = child.kill();
+                if let Some(fd) = &n.pidfd {
+                    let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+                }
+            }
+            if let Some(mut child) = n.child {
+                if !exited {
+                    let _ = child.kill();
+                }
                 let _ = child.wait();
             }
         }
@@ -551,7 +681,7 @@ impl LinuxBackend {
         if self.procs.contains_key(name) {
             return Err(BackendError::NameInUse(name.to_string()));
         }
-        let Some((_, chan)) = &self.nursery else {
+        let Some(Nursery { chan, .. }) = &self.nursery else {
             return Err(linux_err(name, "spawn", HelperFailure::RunEnded));
         };
         chan.send(&Request::Spawn { stdio }, &[])

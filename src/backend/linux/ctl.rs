@@ -31,6 +31,9 @@ pub enum Request {
     Call(Call),
     /// Nursery only: start a new scenario process.
     Spawn { stdio: bool },
+    /// Fork server only: make a run's nursery, its helpers' own
+    /// descriptors from `floor` up, in `sandbox` (answered with `Child`).
+    Nursery { floor: u32, sandbox: String },
     /// Restore: make the transport, `peers` datagram socket pairs from
     /// descriptor `band` up, which children made afterwards inherit, and
     /// keep `terminals` descriptors above it for controlling terminals.

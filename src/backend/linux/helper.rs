@@ -69,6 +69,7 @@ pub fn main(args: &[String]) -> ! {
     kernel::clear_umask();
     match args.first().map(String::as_str) {
         Some("nursery") => nursery(ctl, opt("--sandbox").cloned()),
+        Some("server") => server(ctl),
         _ => {
             let soft = opt("--rlimit")
                 .and_then(|s| s.parse().ok())
@@ -184,6 +185,66 @@ fn nursery(ctl: i32, sandbox: Option<String>) -> ! {
     }
 }
 
+/// The fork server: makes each run's nursery by a fork of itself, already
+/// set up as a nursery is (its signals, umask and soft limit), and sends
+/// the runner its channel. SIGCHLD is ignored, so the nurseries it made
+/// are reaped as they end. It exits when its own channel closes.
+fn server(ctl: i32) -> ! {
+    let chan = channel(ctl);
+    loop {
+        let (floor, sandbox) = match chan.recv::<Request>() {
+            Ok(Some((Request::Nursery { floor, sandbox }, _))) => (floor, sandbox),
+            Ok(Some(_)) => {
+                let _ = chan.send(
+                    &Reply::Fatal("the fork server only makes nurseries".into()),
+                    &[],
+                );
+                continue;
+            }
+            Ok(None) | Err(_) => kernel::exit_now(0),
+        };
+        let reply = match kernel::socketpair(libc::SOCK_STREAM | libc::SOCK_CLOEXEC) {
+            Err(e) => Reply::Fatal(format!("fork server: no channel: {e}")),
+            Ok((a, b)) => match kernel::fork(false) {
+                Ok(0) => {
+                    // The child: a session of its own (its shutdown
+                    // signals its whole group), in its sandbox, with
+                    // nothing but its channel, at its floor.
+                    FLOOR.store((floor as i32).max(3), Ordering::Relaxed);
+                    if kernel::setsid().is_err() || std::env::set_current_dir(&sandbox).is_err() {
+                        kernel::exit_now(1)
+                    }
+                    let Ok(ctl) = kernel::fcntl(b, libc::F_DUPFD, floor as libc::c_long) else {
+                        kernel::exit_now(1)
+                    };
+                    let _ = super::sys::close_range(0, ctl as u32 - 1, 0);
+                    let _ = super::sys::close_range(ctl as u32 + 1, u32::MAX, 0);
+                    nursery(ctl, Some(sandbox))
+                }
+                Ok(pid) => {
+                    // SAFETY: `a` was just created and is open.
+                    let fd = unsafe { BorrowedFd::borrow_raw(a) };
+                    let sent = chan.send(&Reply::Child { pid }, &[fd]);
+                    let _ = kernel::close(a);
+                    let _ = kernel::close(b);
+                    if sent.is_err() {
+                        kernel::exit_now(0)
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    let _ = kernel::close(a);
+                    let _ = kernel::close(b);
+                    Reply::Fatal(format!("fork server: fork failed: {e}"))
+                }
+            },
+        };
+        if chan.send(&reply, &[]).is_err() {
+            kernel::exit_now(0)
+        }
+    }
+}
+
 /// Ends every process of the run, removes the sandbox, exits.
 fn shutdown(sandbox: Option<&str>) -> ! {
     // SIGTERM, which the nursery ignores itself: scenario processes keep
@@ -235,7 +296,9 @@ fn process(ctl: i32, soft: u64, stdio: bool, after_exec: bool) -> ! {
         };
         let reply = match req {
             Request::Call(call) => h.call(&call),
-            Request::Spawn { .. } => Reply::Fatal("a scenario process does not spawn".into()),
+            Request::Spawn { .. } | Request::Nursery { .. } => {
+                Reply::Fatal("a scenario process does not spawn".into())
+            }
             Request::Transport {
                 band,
                 peers,
