@@ -632,7 +632,9 @@ impl LinuxBackend {
                 let timeout = rustix::event::Timespec::try_from(TIMEOUT).ok();
                 exited = matches!(rustix::event::poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0);
             }
-            if !exited {
+            // A nursery that could not be opened at all was gone at once:
+            // its number may be another's now, so nothing is signalled.
+            if !exited && (n.pidfd.is_some() || n.child.is_some()) {
                 // SAFETY: signals the nursery's process group (its pid, as
                 // it called setsid); integer arguments.
                 unsafe { libc::kill(-n.pid, libc::SIGKILL) };

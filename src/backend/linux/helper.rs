@@ -10,6 +10,8 @@
 //!   orphan (it is a child subreaper with SIGCHLD ignored), and when the
 //!   runner's end of its channel closes (the run ended, panicked or was
 //!   interrupted) it ends every process of the run and removes the sandbox.
+//! - The **fork server** (one per fuzzer job) makes each run's nursery by
+//!   a fork of itself, so that a run costs no `exec` of this binary.
 //! - A **scenario process** runs one call at a time, for real, and answers on
 //!   its channel. Its channel sits at `HARNESS_FD` (10,000, or `--floor`) or above (the
 //!   language keeps scenarios below it) and is the only descriptor it has of its own.
@@ -81,8 +83,8 @@ pub fn main(args: &[String]) -> ! {
     }
 }
 
-/// The nursery's own setup, which the runner leaves to it so that it can
-/// spawn it without a fork of its own: a session of its own (its shutdown
+/// The own setup of a nursery or fork server, which the runner leaves to
+/// it so that it can spawn it without a fork of its own: a session of its own (its shutdown
 /// signals its whole process group, which must not be the runner's), the
 /// soft descriptor limit raised to the hard one so that the floor fits,
 /// and its channel moved from standard input to the floor. Returns the

@@ -220,10 +220,11 @@ pub struct Snapshot {
 /// of it ran in since is the one `before` read, and is not read again.
 /// Its entries' open files are, where their state may have moved: a file
 /// that a table that ran also held (its offset and status flags are the
-/// open file's, shared by every holder), and every epoll and eventfd,
-/// whose registrations the kernel removes when a target's last reference
-/// goes, wherever that happens, and at any time (the unix collector).
-/// Controlling terminals, sessions and sockets are always read whole.
+/// open file's, shared by every holder), and every epoll, whose
+/// registrations the kernel removes when a target's last reference goes,
+/// wherever that happens, and at any time (the unix collector). Sessions
+/// and sockets are read every time, and the controlling terminal of every
+/// process that had one or ran (only its own call gives a process one).
 pub struct Since<'a> {
     /// The snapshot taken just before the calls since.
     pub before: &'a Snapshot,
