@@ -145,33 +145,19 @@ fn nursery(ctl: i32, sandbox: Option<String>) -> ! {
             Ok(Some((Request::Spawn { stdio }, _))) => {
                 let reply = match new_channel() {
                     Err(e) => Reply::Fatal(format!("nursery: no descriptor for a channel: {e}")),
-                    Ok((a, b2)) => match kernel::fork(false) {
-                        Ok(0) => {
-                            // The child: nothing but its channel, then the
-                            // helper, without an exec: the nursery is one
-                            // thread, already set up as a helper is (its
-                            // signals, umask and floor), and an exec of
-                            // this binary would cost more than the fork.
-                            let _ = super::sys::close_range(0, b2 as u32 - 1, 0);
-                            let _ = super::sys::close_range(b2 as u32 + 1, u32::MAX, 0);
-                            process(b2, fdlab_model::limits::DEFAULT_RLIMIT, stdio, false)
-                        }
-                        Ok(pid) => {
-                            // SAFETY: `a` was just created and is open.
-                            let fd = unsafe { BorrowedFd::borrow_raw(a) };
-                            let sent = chan.send(&Reply::Child { pid }, &[fd]);
-                            let _ = kernel::close(a);
-                            let _ = kernel::close(b2);
-                            if sent.is_err() {
-                                shutdown(sandbox.as_deref());
-                            }
-                            continue;
-                        }
-                        Err(e) => {
-                            let _ = kernel::close(a);
-                            let _ = kernel::close(b2);
-                            Reply::Fatal(format!("nursery: fork failed: {e}"))
-                        }
+                    Ok((a, b2)) => match fork_child(&chan, a, b2, "nursery", |b2| {
+                        // The child: nothing but its channel, then the
+                        // helper, without an exec: the nursery is one
+                        // thread, already set up as a helper is (its
+                        // signals, umask and floor), and an exec of this
+                        // binary would cost more than the fork.
+                        let _ = super::sys::close_range(0, b2 as u32 - 1, 0);
+                        let _ = super::sys::close_range(b2 as u32 + 1, u32::MAX, 0);
+                        process(b2, fdlab_model::limits::DEFAULT_RLIMIT, stdio, false)
+                    }) {
+                        Ok(true) => continue,
+                        Ok(false) => shutdown(sandbox.as_deref()),
+                        Err(reply) => reply,
                     },
                 };
                 if chan.send(&reply, &[]).is_err() {
@@ -207,44 +193,57 @@ fn server(ctl: i32) -> ! {
         };
         let reply = match kernel::socketpair(libc::SOCK_STREAM | libc::SOCK_CLOEXEC) {
             Err(e) => Reply::Fatal(format!("fork server: no channel: {e}")),
-            Ok((a, b)) => match kernel::fork(false) {
-                Ok(0) => {
-                    // The child: a session of its own (its shutdown
-                    // signals its whole group), in its sandbox, with
-                    // nothing but its channel, at its floor.
-                    FLOOR.store((floor as i32).max(3), Ordering::Relaxed);
-                    if kernel::setsid().is_err() || std::env::set_current_dir(&sandbox).is_err() {
-                        kernel::exit_now(1)
-                    }
-                    let Ok(ctl) = kernel::fcntl(b, libc::F_DUPFD, floor as libc::c_long) else {
-                        kernel::exit_now(1)
-                    };
-                    let _ = super::sys::close_range(0, ctl as u32 - 1, 0);
-                    let _ = super::sys::close_range(ctl as u32 + 1, u32::MAX, 0);
-                    nursery(ctl, Some(sandbox))
+            Ok((a, b)) => match fork_child(&chan, a, b, "fork server", |b| {
+                // The child: a session of its own (its shutdown signals its
+                // whole group), in its sandbox, with nothing but its
+                // channel, at its floor.
+                FLOOR.store((floor as i32).max(3), Ordering::Relaxed);
+                if kernel::setsid().is_err() || std::env::set_current_dir(&sandbox).is_err() {
+                    kernel::exit_now(1)
                 }
-                Ok(pid) => {
-                    // SAFETY: `a` was just created and is open.
-                    let fd = unsafe { BorrowedFd::borrow_raw(a) };
-                    let sent = chan.send(&Reply::Child { pid }, &[fd]);
-                    let _ = kernel::close(a);
-                    let _ = kernel::close(b);
-                    if sent.is_err() {
-                        kernel::exit_now(0)
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    let _ = kernel::close(a);
-                    let _ = kernel::close(b);
-                    Reply::Fatal(format!("fork server: fork failed: {e}"))
-                }
+                let Ok(ctl) = kernel::fcntl(b, libc::F_DUPFD, floor as libc::c_long) else {
+                    kernel::exit_now(1)
+                };
+                let _ = super::sys::close_range(0, ctl as u32 - 1, 0);
+                let _ = super::sys::close_range(ctl as u32 + 1, u32::MAX, 0);
+                nursery(ctl, Some(sandbox))
+            }) {
+                Ok(true) => continue,
+                Ok(false) => kernel::exit_now(0),
+                Err(reply) => reply,
             },
         };
         if chan.send(&reply, &[]).is_err() {
             kernel::exit_now(0)
         }
     }
+}
+
+/// Forks a process that becomes `child`, given `theirs`, its end of a new
+/// channel, and sends the runner `ours`, the other end, with the new pid;
+/// both ends are closed here after. `Ok(false)`: the runner is gone.
+/// `Err`: the fork failed, and what to answer.
+fn fork_child(
+    chan: &Channel<BorrowedFd<'static>>,
+    ours: i32,
+    theirs: i32,
+    who: &str,
+    child: impl FnOnce(i32),
+) -> Result<bool, Reply> {
+    let forked = kernel::fork(false);
+    if let Ok(0) = forked {
+        child(theirs);
+        // `child` becomes the new process and does not return.
+        kernel::exit_now(1)
+    }
+    let sent = forked.map(|pid| {
+        // SAFETY: `ours` was just created and is open.
+        let fd = unsafe { BorrowedFd::borrow_raw(ours) };
+        chan.send(&Reply::Child { pid }, &[fd]).is_ok()
+    });
+    let _ = kernel::close(ours);
+    let _ = kernel::close(theirs);
+    sent.map_err(|e| Reply::Fatal(format!("{who}: fork failed: {e}")))
 }
 
 /// Ends every process of the run, removes the sandbox, exits.
