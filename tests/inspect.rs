@@ -2,8 +2,9 @@
 //! scenario run by the Linux backend (inspect must find exactly the
 //! topology the backend prints), a tree built for it (compared with the
 //! model's topology of the same scenario), threads, a process that exits
-//! during the inspection, a process the caller may not inspect, and
-//! `--freeze` interrupted by Ctrl-C.
+//! during the inspection, a process the caller may not inspect,
+//! `--freeze` interrupted by Ctrl-C, and a process whose session began
+//! outside the pid namespace.
 
 mod support;
 
@@ -443,4 +444,73 @@ fn inspect_draws_what_it_found() {
     assert!(svg.contains("2 slots") && svg.contains("1 slot"), "{svg}");
     drop(holder.stdin.take());
     holder.wait().unwrap();
+}
+
+/// A process whose session's leader lives outside the observer's pid
+/// namespace has session 0 there (`getsid(2)` says so; a tree started
+/// from outside a container is in one). Inspect shows it and dump takes
+/// the session for the one the tree was started in, not for one whose
+/// leader has exited. The namespace is made with unshare(1): a user
+/// namespace too, so that it needs no root where the kernel allows
+/// unprivileged ones.
+#[test]
+fn a_session_begun_outside_the_pid_namespace_is_inspected_and_dumped() {
+    let dir = support::TempDir::new("inspect-foreign-session");
+    let script = r#"
+        sleep 60 </dev/null >/dev/null 2>&1 &
+        p=$!
+        echo "namespace made"
+        echo "session $(cut -d' ' -f6 /proc/$p/stat)"
+        "$FDLAB" inspect --json "$p" >inspect.json 2>inspect.err; echo "inspect $?"
+        "$FDLAB" dump "$p" -o dump.json 2>dump.err; echo "dump $?"
+    "#;
+    let out = match Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+        ])
+        .args(["sh", "-c", script])
+        .env("FDLAB", fdlab_bin())
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("not run: unshare(1) could not be started ({e}); it is in util-linux");
+            return;
+        }
+    };
+    let said = String::from_utf8_lossy(&out.stdout);
+    if !said.contains("namespace made") {
+        eprintln!(
+            "not run: this kernel or user may not make a user and pid namespace: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return;
+    }
+    // What the test is about happened: the session is one from outside.
+    assert!(said.contains("session 0\n"), "{said}");
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default();
+    assert!(
+        said.contains("inspect 0\n"),
+        "{said}{}",
+        read("inspect.err")
+    );
+    assert!(
+        read("inspect.json").contains("sleep["),
+        "{}",
+        read("inspect.json")
+    );
+    assert!(said.contains("dump 0\n"), "{said}{}", read("dump.err"));
+    let img: fdlab::tools::image::Image = serde_json::from_str(&read("dump.json")).unwrap();
+    assert_eq!(img.processes.len(), 1);
+    assert!(
+        !img.unrestorable.iter().any(|u| u.why.contains("leader")),
+        "{:?}",
+        img.unrestorable
+    );
 }

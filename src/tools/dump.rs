@@ -620,9 +620,12 @@ pub fn from_capture(
         let leader = sid.and_then(|s| index.get(&s).copied());
         // A session led by no process of the tree: the one it was started
         // in while that session's leader lives; lost when it has exited.
+        // Session 0 is one whose leader lives outside this pid namespace
+        // (a tree in a container started from outside it): it cannot be
+        // seen, and is taken as the one the tree was started in.
         let gone = leader.is_none()
             && sid.is_some_and(|s| {
-                !procfs::stat(s).is_ok_and(|st| st.session == s && st.state != 'Z')
+                s != 0 && !procfs::stat(s).is_ok_and(|st| st.session == s && st.state != 'Z')
             });
         sessions.push((leader, gone, snap.ctty.get(&p.pid).copied()));
         img.processes.push(ProcImage {

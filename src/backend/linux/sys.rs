@@ -94,6 +94,20 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }
 
+/// `getsid(pid)`: the session of a process, as the caller's pid namespace
+/// numbers it. It is 0 when the session's leader lives in an ancestor
+/// namespace (a process in a container whose session began outside it), which
+/// is why this is not rustix's `getsid`: that one asserts the answer is
+/// positive.
+pub fn getsid(pid: i32) -> io::Result<i32> {
+    // SAFETY: a plain integer argument; getsid reads, it changes nothing.
+    let r = unsafe { libc::getsid(pid) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r)
+}
+
 /// `close_range(lo, hi, flags)`; returns the raw errno on failure.
 pub fn close_range(lo: u32, hi: u32, flags: u32) -> Result<(), i32> {
     // SAFETY: plain integer arguments; closing descriptors is the point (the

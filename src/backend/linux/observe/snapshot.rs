@@ -433,11 +433,7 @@ pub fn observe_with(
     // Sessions: one cheap system call a process.
     let t = Instant::now();
     for &(pid, _) in &s.tasks {
-        let Some(p) = rustix::process::Pid::from_raw(pid) else {
-            continue;
-        };
-        if let Ok(sid) = rustix::process::getsid(Some(p)) {
-            let sid = sid.as_raw_nonzero().get();
+        if let Ok(sid) = sys::getsid(pid) {
             if sid == pid {
                 s.leaders.insert(pid);
             }
