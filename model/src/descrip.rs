@@ -935,6 +935,12 @@ mod on_the_concurrent_table {
             file: FileId(2),
         };
         snap.fdabort(l);
+        // The snapshot's tables name their files from one array they
+        // share: a close in one table hides the file there only.
+        snap.call(p, &Call::Close { fd: r.get() as i32 }).unwrap();
+        invariants::check_all(&snap).unwrap();
+        assert_eq!(snap.fd_getfile(p, r).err(), Some(Errno::EBADF));
+        assert_eq!(count(&mut snap, c, r.get()), 1, "c's slot");
         for q in ["c", "s", "p"] {
             let pid = snap.pid(q).unwrap();
             snap.call(pid, &Call::Exit).unwrap();

@@ -53,6 +53,12 @@ impl<T> Slab<T> {
         self.entries.get_mut(i as usize)?.as_mut()
     }
 
+    /// One more than the highest index ever given out: every stored
+    /// object's index is below it.
+    pub fn capacity(&self) -> u32 {
+        u32::try_from(self.entries.len()).expect("slab index fits in u32")
+    }
+
     /// How many objects are stored.
     pub fn len(&self) -> usize {
         self.live

@@ -120,15 +120,19 @@ impl Clone for World {
     /// naming the copies, and handed to every process that shared it.
     fn clone(&self) -> World {
         let files = self.files.map(|i, f| f.snapshot(FileId(i)));
+        // The copies' handles by id, one array every table's copy shares.
+        let handles = Arc::new(
+            (0..files.capacity())
+                .map(|i| files.get(i).map(|f| Arc::clone(&f.handle)))
+                .collect(),
+        );
         let mut tables: BTreeMap<TableId, Table> = BTreeMap::new();
         let procs = self.procs.map(|_, p| Proc {
             name: p.name.clone(),
             parent: p.parent.clone(),
             table: Table::clone(tables.entry(p.table_id()).or_insert_with(|| {
-                Table::new(p.table.snapshot(|f| {
-                    // A slot names a live file, whose copy has its id.
-                    Arc::clone(&files.get(f.data().0).expect("live file").handle)
-                }))
+                // A slot names a live file, whose copy has its id.
+                Table::new(p.table.snapshot(&handles, |f| f.data().0))
             })),
             rlimit: p.rlimit,
             session: p.session,

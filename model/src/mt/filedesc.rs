@@ -13,10 +13,12 @@
 //!   `block`): write-once cells of files and the index of the installed
 //!   one, or none for a free or larval slot, which is how a larval file
 //!   stays invisible. A block is replaced only when it is full.
-//! - `base` `[c]`: a copied table's files, as the copy found them. A slot
-//!   with no block (in no chunk, or not yet published) publishes its file
-//!   from here; the first write to such a slot gives it a block, which
-//!   hides the base for good. Empty for a table that is not a copy.
+//! - `base` `[c]`: a copied table's files, as the copy found them (fork's
+//!   copy: one array of them; a snapshot's: an index a slot into the
+//!   array of files every table of the snapshot shares). A slot with no
+//!   block (in no chunk, or not yet published) publishes its file from
+//!   here; the first write to such a slot gives it a block, which hides
+//!   the base for good. Empty for a table that is not a copy.
 //! - `writer` `[w]`: each slot's state (free, larval, installed) with its
 //!   file, cell and close-on-exec bit, and the writer's handle on the
 //!   slot's block; the two-level bitmap, the first-free hint.
@@ -295,11 +297,62 @@ pub enum Slot {
     Installed { serial: u64, cloexec: bool },
 }
 
+/// A copied table's files as the copy found them (the field `base`):
+/// written once, before any thread sees the table, then only read.
+enum Base<T> {
+    /// Slot `i`'s file at `i` (fork's copy; empty for a table that is no
+    /// copy).
+    Slots(Box<[Option<Arc<File<T>>>]>),
+    /// Files by index in one array that every table of a system's snapshot
+    /// shares, and each slot's index in it ([`NO_FILE`] for none): a
+    /// snapshot takes one reference on the array a table, not one on a
+    /// file a slot.
+    Shared {
+        files: SharedFiles<T>,
+        at: Box<[u32]>,
+    },
+}
+
+/// Files by index, for every table of a system's snapshot to name its
+/// files in ([`Filedesc::snapshot`]). (A boxed slice: loom's `Arc` holds
+/// no unsized value.)
+pub(crate) type SharedFiles<T> = Arc<Box<[Option<Arc<File<T>>>]>>;
+
+/// What a table is copied for (see `Filedesc::copy_with`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Copying {
+    /// fork(2): another process's table.
+    Process,
+    /// A copy of the whole system (the sequential world's snapshot).
+    System,
+}
+
+/// A slot that a [`Base::Shared`] names no file for.
+pub(crate) const NO_FILE: u32 = u32::MAX;
+
+impl<T> Base<T> {
+    /// The file slot `i` had when the table was copied.
+    fn get(&self, i: usize) -> Option<&Arc<File<T>>> {
+        match self {
+            Base::Slots(files) => files.get(i)?.as_ref(),
+            Base::Shared { files, at } => files.get(*at.get(i)? as usize)?.as_ref(),
+        }
+    }
+
+    /// How many slots it covers.
+    fn len(&self) -> usize {
+        match self {
+            Base::Slots(files) => files.len(),
+            Base::Shared { at, .. } => at.len(),
+        }
+    }
+}
+
 /// A descriptor table several threads use at once. Share it with
 /// `Arc<Filedesc<T>>`; `T` is what a file is (the table does not look).
 pub struct Filedesc<T> {
     dir: Box<[OnceCell<Chunk<T>>]>,
-    base: Box<[Option<Arc<File<T>>>]>,
+    base: Base<T>,
     writer: Mutex<Writer<T>>,
     limit: u32,
     #[cfg(any(test, feature = "mutants"))]
@@ -321,7 +374,7 @@ impl<T> Filedesc<T> {
         }
         Filedesc {
             dir: (0..n).map(|_| OnceCell::default()).collect(),
-            base: Box::new([]),
+            base: Base::Slots(Box::new([])),
             writer: Mutex::new(Writer {
                 slots: Vec::new(),
                 chunks: 0,
@@ -478,7 +531,7 @@ impl<T> Filedesc<T> {
     /// path stays small enough to inline.
     #[inline(never)]
     fn getfile_copied(&self, fd: Fd) -> Result<FileRef<T>, Errno> {
-        let Some(file) = self.base.get(fd.index()).and_then(Option::as_ref) else {
+        let Some(file) = self.base.get(fd.index()) else {
             return Err(Errno::EBADF);
         };
         #[cfg(any(test, feature = "mutants"))]
@@ -554,7 +607,7 @@ impl<T> Filedesc<T> {
             b.set_current(NONE);
             return;
         }
-        if self.base.get(i).is_some_and(Option::is_some) {
+        if self.base.get(i).is_some() {
             #[cfg(any(test, feature = "mutants"))]
             if self.mutant == Mutant::CloseCopiedInPlace {
                 return;
@@ -919,7 +972,7 @@ impl<T> Filedesc<T> {
     /// their close-on-exec bits, not the larval ones (Linux `dup_fd`); each
     /// copied slot takes a reference.
     pub fn fdcopy(&self) -> Filedesc<T> {
-        self.copy_with(|s| match s {
+        self.copy_with(Copying::Process, |s| match s {
             State::Installed { file, cloexec, .. } => {
                 file.fref();
                 State::Installed {
@@ -934,56 +987,91 @@ impl<T> Filedesc<T> {
 
     /// A copy of the table for a copy of the whole system (the sequential
     /// model's snapshot, see `World::clone`): every slot as it is, larval
-    /// ones too, with the same bitmap and hint, naming the file `map`
-    /// gives for each of this table's. Unlike [`Filedesc::fdcopy`] it takes
-    /// no references: the caller copies the counts with the files
-    /// ([`File::snapshot`]). Precondition: no other thread uses the table.
+    /// ones too, with the same bitmap and hint, naming for each of this
+    /// table's files the one at `index` of it in `files`, which every
+    /// table of the snapshot shares (the copy's base names files there
+    /// too). Unlike [`Filedesc::fdcopy`] it takes no references: the
+    /// caller copies the counts with the files ([`File::snapshot`]).
+    /// Precondition: no other thread uses the table, and `files` has a
+    /// file at the index of each of its files.
     pub(crate) fn snapshot(
         &self,
-        mut map: impl FnMut(&Arc<File<T>>) -> Arc<File<T>>,
+        files: &SharedFiles<T>,
+        mut index: impl FnMut(&Arc<File<T>>) -> u32,
     ) -> Filedesc<T> {
-        let copy = self.copy_with(|s| match s {
-            State::Installed { file, cloexec, .. } => State::Installed {
-                file: map(file),
-                cell: 0,
-                cloexec: *cloexec,
-            },
-            State::Larval(f) => State::Larval(map(f)),
-            State::Free => State::Free,
+        let mut at = Vec::with_capacity(self.lock().slots.len());
+        let mut copy_of = |f: &Arc<File<T>>| {
+            let i = index(f);
+            match files.get(i as usize).and_then(Option::as_ref) {
+                Some(copy) => (i, Arc::clone(copy)),
+                None => panic!("snapshot: {f:?} has no copy at {i}"),
+            }
+        };
+        let mut copy = self.copy_with(Copying::System, |s| match s {
+            State::Installed { file, cloexec, .. } => {
+                let (i, file) = copy_of(file);
+                at.push(i);
+                State::Installed {
+                    file,
+                    cell: 0,
+                    cloexec: *cloexec,
+                }
+            }
+            State::Larval(f) => {
+                at.push(NO_FILE);
+                State::Larval(copy_of(f).1)
+            }
+            State::Free => {
+                at.push(NO_FILE);
+                State::Free
+            }
         });
-        let freefile = self.lock().freefile;
-        copy.lock().freefile = freefile;
+        copy.base = Base::Shared {
+            files: Arc::clone(files),
+            at: at.into_boxed_slice(),
+        };
         copy
     }
 
     /// A new table whose slot `i` is what `each` makes of this table's
     /// slot `i`: free, larval, or installed (the reference in the state is
-    /// the new slot's). Its first-free hint is its first free slot.
+    /// the new slot's). For fork's copy ([`Copying::Process`]) a larval
+    /// slot becomes free, the base is one array of the installed files,
+    /// and the first-free hint the first free slot; a system's copy
+    /// ([`Copying::System`]) keeps every slot used or free as it is, with
+    /// the bitmap and hint, and its caller gives the base.
     ///
     /// The copy publishes nothing slot by slot: its installed files go
-    /// into its base, one array, and its chunks are made when a slot in
-    /// them is first written. A block and an arc-swap a slot cost more
+    /// into its base, and its chunks are made when a slot in them is
+    /// first written. A block and an arc-swap a slot cost more
     /// than the rest of the copy: an `ArcSwapOption`'s drop walks the debt
     /// slots of every thread that used arc-swap, even when it holds
     /// nothing. What it costs instead: the first close or replacement of a
     /// copied slot publishes a block (one arc-swap store), and a copied
     /// file's memory (not its life) stays in the base until the table goes.
-    fn copy_with(&self, mut each: impl FnMut(&State<T>) -> State<T>) -> Filedesc<T> {
+    fn copy_with(
+        &self,
+        copying: Copying,
+        mut each: impl FnMut(&State<T>) -> State<T>,
+    ) -> Filedesc<T> {
+        let slots_base = copying == Copying::Process;
         #[cfg(not(any(test, feature = "mutants")))]
         let mut copy = Filedesc::new(self.limit);
         #[cfg(any(test, feature = "mutants"))]
         let mut copy = Filedesc::with_mutant(self.limit, self.mutant);
         let w = self.lock();
-        let mut base = Vec::with_capacity(w.slots.len());
+        let mut base = Vec::with_capacity(if slots_base { w.slots.len() } else { 0 });
         let slots: Vec<WSlot<T>> = w
             .slots
             .iter()
             .map(|s| {
                 let state = each(&s.state);
-                base.push(match &state {
-                    State::Installed { file, .. } => Some(Arc::clone(file)),
-                    State::Free | State::Larval(_) => None,
-                });
+                if slots_base {
+                    base.push(match &state {
+                        State::Installed { file, .. } => Some(Arc::clone(file)),
+                        State::Free | State::Larval(_) => None,
+                    });
+                }
                 WSlot {
                     state,
                     block: None,
@@ -992,16 +1080,22 @@ impl<T> Filedesc<T> {
             })
             .collect();
         let chunks = w.chunks;
+        let kept = (copying == Copying::System).then(|| (w.map.clone(), w.freefile));
         drop(w);
-        copy.base = base.into_boxed_slice();
+        copy.base = Base::Slots(base.into_boxed_slice());
         let cw = copy.owned_writer();
-        cw.map = Bitmap::with_capacity(slots.len());
-        for (i, s) in slots.iter().enumerate() {
-            if !matches!(s.state, State::Free) {
-                cw.map.set(i);
+        if let Some((map, freefile)) = kept {
+            cw.map = map;
+            cw.freefile = freefile;
+        } else {
+            cw.map = Bitmap::with_capacity(slots.len());
+            for (i, s) in slots.iter().enumerate() {
+                if !matches!(s.state, State::Free) {
+                    cw.map.set(i);
+                }
             }
+            cw.freefile = cw.map.first_free_from(0) as u32;
         }
-        cw.freefile = cw.map.first_free_from(0) as u32;
         cw.slots = slots;
         cw.chunks = chunks;
         copy
@@ -1082,7 +1176,7 @@ impl<T> Filedesc<T> {
                     w.freefile
                 ));
             }
-            let base = self.base.get(i).and_then(Option::as_ref);
+            let base = self.base.get(i);
             check_published(i, s, published(&self.dir, i).as_ref(), base)?;
             if let State::Larval(f) | State::Installed { file: f, .. } = &s.state {
                 if f.is_closed() || f.count() == 0 {

@@ -47,22 +47,50 @@ fn model2(f: impl Fn() + Sync + Send + 'static) {
 /// Files opened in a table, with their numbers.
 type Opened = Vec<(Fd, Arc<File<u32>>)>;
 
+/// How the table under test came to hold its files.
+#[derive(Clone, Copy)]
+enum Made {
+    /// Opened in it.
+    Opened,
+    /// Opened in a table of which it is fork's copy (the original gone):
+    /// its slots name their files from the copy's base until written.
+    Forked,
+    /// Opened in a table of which it is a snapshot's copy (the original
+    /// gone), naming copies of the files from the array a snapshot's
+    /// tables share, by index, until written.
+    Snapshotted,
+}
+
 /// A table carrying `m` with a file of each of `data` at the lowest
-/// numbers: opened in it, or, if `copied`, in a table of which it is
-/// fork's copy (the original gone), so that its slots name their files
-/// from the copy's base until written.
-fn table_with(m: Mutant, copied: bool, data: &[u32]) -> (Arc<Filedesc<u32>>, Opened) {
+/// numbers, made as `made` says; the files it holds.
+fn table_with(m: Mutant, made: Made, data: &[u32]) -> (Arc<Filedesc<u32>>, Opened) {
     let t = Filedesc::with_mutant(4, m);
-    let opened = data.iter().map(|&d| open(&t, d)).collect();
-    (Arc::new(if copied { t.fdcopy() } else { t }), opened)
+    let opened: Opened = data.iter().map(|&d| open(&t, d)).collect();
+    match made {
+        Made::Opened => (Arc::new(t), opened),
+        Made::Forked => (Arc::new(t.fdcopy()), opened),
+        Made::Snapshotted => {
+            let mut files = vec![None; 1 + *data.iter().max().unwrap_or(&0) as usize];
+            for (_, f) in &opened {
+                files[*f.data() as usize] = Some(Arc::new(f.snapshot(*f.data())));
+            }
+            let files = Arc::new(files.into_boxed_slice());
+            let copy = t.snapshot(&files, |f| *f.data());
+            let copies = opened
+                .iter()
+                .map(|(n, f)| (*n, Arc::clone(files[*f.data() as usize].as_ref().unwrap())))
+                .collect();
+            (Arc::new(copy), copies)
+        }
+    }
 }
 
 /// FREF/FRELE against close: a thread looks up fd 0 and uses the file while
 /// another closes it. Exactly one closef, never a use after it, whichever
 /// FRELE is last, and the number is free afterwards.
-fn fref_against_close(m: Mutant, copied: bool) {
+fn fref_against_close(m: Mutant, made: Made) {
     model2(move || {
-        let (t, opened) = table_with(m, copied, &[7]);
+        let (t, opened) = table_with(m, made, &[7]);
         let [(n, a)]: [_; 1] = opened.try_into().unwrap();
         let t2 = Arc::clone(&t);
         let reader = thread::spawn(move || match t2.fd_getfile(n) {
@@ -80,19 +108,31 @@ fn fref_against_close(m: Mutant, copied: bool) {
 
 #[test]
 fn fref_against_close_closes_once() {
-    fref_against_close(Mutant::None, false);
+    fref_against_close(Mutant::None, Made::Opened);
 }
 
 /// The same on a slot that a fork's copy names from its base.
 #[test]
 fn getfile_copied_against_close_closes_once() {
-    fref_against_close(Mutant::None, true);
+    fref_against_close(Mutant::None, Made::Forked);
+}
+
+/// The same on a slot that a snapshot's copy names from the shared array.
+#[test]
+fn getfile_snapshotted_against_close_closes_once() {
+    fref_against_close(Mutant::None, Made::Snapshotted);
 }
 
 #[test]
 #[should_panic(expected = "closed")]
 fn mutant_close_copied_in_place_is_caught() {
-    fref_against_close(Mutant::CloseCopiedInPlace, true);
+    fref_against_close(Mutant::CloseCopiedInPlace, Made::Forked);
+}
+
+#[test]
+#[should_panic(expected = "closed")]
+fn mutant_close_snapshotted_in_place_is_caught() {
+    fref_against_close(Mutant::CloseCopiedInPlace, Made::Snapshotted);
 }
 
 /// Two lookups against a close, three threads: any of the three may run
@@ -126,13 +166,13 @@ fn two_frefs_against_close_close_once() {
 #[test]
 #[should_panic(expected = "after closef")]
 fn mutant_fref_after_zero_is_caught() {
-    fref_against_close(Mutant::FrefAfterZero, false);
+    fref_against_close(Mutant::FrefAfterZero, Made::Opened);
 }
 
 #[test]
 #[should_panic(expected = "after closef")]
 fn mutant_frele_early_is_caught() {
-    fref_against_close(Mutant::FreleEarly, false);
+    fref_against_close(Mutant::FreleEarly, Made::Opened);
 }
 
 /// A reference held across the close races the close's own FRELE: one of
@@ -160,9 +200,9 @@ fn frele_against_close_closes_once() {
 /// names its file from the base): the lookup gets the old file or the new
 /// one, alive and counted, never `EBADF`, since fd 1 is installed
 /// throughout; the old one is closed once.
-fn getfile_against_dup2(m: Mutant, copied: bool) {
+fn getfile_against_dup2(m: Mutant, made: Made) {
     model2(move || {
-        let (t, opened) = table_with(m, copied, &[0, 1]);
+        let (t, opened) = table_with(m, made, &[0, 1]);
         let [(zero, a), (one, b)]: [_; 2] = opened.try_into().unwrap();
         let t2 = Arc::clone(&t);
         let reader = thread::spawn(move || {
@@ -188,24 +228,29 @@ fn getfile_against_dup2(m: Mutant, copied: bool) {
 
 #[test]
 fn getfile_against_dup2_gets_old_or_new() {
-    getfile_against_dup2(Mutant::None, false);
+    getfile_against_dup2(Mutant::None, Made::Opened);
 }
 
 #[test]
 fn getfile_copied_against_dup2_gets_old_or_new() {
-    getfile_against_dup2(Mutant::None, true);
+    getfile_against_dup2(Mutant::None, Made::Forked);
+}
+
+#[test]
+fn getfile_snapshotted_against_dup2_gets_old_or_new() {
+    getfile_against_dup2(Mutant::None, Made::Snapshotted);
 }
 
 #[test]
 #[should_panic(expected = "after closef")]
 fn mutant_fref_after_zero_is_caught_by_dup2() {
-    getfile_against_dup2(Mutant::FrefAfterZero, false);
+    getfile_against_dup2(Mutant::FrefAfterZero, Made::Opened);
 }
 
 #[test]
 #[should_panic(expected = "installed throughout dup2")]
 fn mutant_unpublish_on_replace_is_caught() {
-    getfile_against_dup2(Mutant::UnpublishOnReplace, false);
+    getfile_against_dup2(Mutant::UnpublishOnReplace, Made::Opened);
 }
 
 /// fd_getfile against fdrelease and a new file at the same number, which
