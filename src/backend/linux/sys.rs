@@ -245,10 +245,33 @@ pub fn unix_sockets_of(inos: &[u32]) -> io::Result<HashMap<u32, UnixSock>> {
     Ok(out)
 }
 
+thread_local! {
+    /// This thread's sock_diag socket and receive buffer, kept between
+    /// calls: a snapshot asks once or twice, and making and closing a
+    /// netlink socket each time cost more than the asking. It is put back
+    /// only after a call that read every answer, so no stale answer ever
+    /// waits in it for the next call.
+    static DIAG: std::cell::RefCell<Option<(OwnedFd, Vec<u8>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Sends the requests `reqs` at once and reads the sockets they describe:
 /// until the dump's end, or until `answers` answers came (one each for
 /// requests of one socket; one that exists no more answers `ENOENT`).
 fn diag(reqs: &[[u8; 40]], answers: usize) -> io::Result<HashMap<u32, UnixSock>> {
+    let (sock, mut buf) = match DIAG.with(|d| d.borrow_mut().take()) {
+        Some(kept) => kept,
+        None => (diag_socket()?, vec![0u8; 32 * 1024]),
+    };
+    let r = diag_on(&sock, &mut buf, reqs, answers);
+    if r.is_ok() {
+        DIAG.with(|d| *d.borrow_mut() = Some((sock, buf)));
+    }
+    r
+}
+
+/// A new `NETLINK_SOCK_DIAG` socket.
+fn diag_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain integer arguments; the result is checked below.
     let raw = unsafe {
         libc::socket(
@@ -261,7 +284,16 @@ fn diag(reqs: &[[u8; 40]], answers: usize) -> io::Result<HashMap<u32, UnixSock>>
         return Err(io::Error::last_os_error());
     }
     // SAFETY: socket() returned a new descriptor that nothing else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// [`diag`] on `sock`, receiving into `buf`.
+fn diag_on(
+    sock: &OwnedFd,
+    buf: &mut [u8],
+    reqs: &[[u8; 40]],
+    answers: usize,
+) -> io::Result<HashMap<u32, UnixSock>> {
     let msg: Vec<u8> = reqs.concat();
     // SAFETY: sends the bytes of `msg`, alive for the call; a null address
     // sends to the kernel (netlink's default peer).
@@ -278,7 +310,6 @@ fn diag(reqs: &[[u8; 40]], answers: usize) -> io::Result<HashMap<u32, UnixSock>>
     }
     let mut out = HashMap::new();
     let mut answered = 0;
-    let mut buf = vec![0u8; 32 * 1024];
     loop {
         if answers > 0 && answered == answers {
             return Ok(out);
