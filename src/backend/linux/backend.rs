@@ -187,6 +187,11 @@ impl Drop for ForkServer {
 /// far more than it was seen to take on a loaded machine (one 20 ms poll).
 pub const SETTLE_DEADLINE: Duration = Duration::from_secs(2);
 
+/// How many `fdinfo` files a run keeps open between its snapshots, to
+/// read again instead of opening: enough for a scenario's tables, few
+/// beside a soft limit of 1,024 when several runs share a process.
+const FDINFO_KEPT: usize = 128;
+
 static RUNS: AtomicU64 = AtomicU64::new(0);
 
 /// Why a helper process, or the run around it, could not do what it was
@@ -373,7 +378,7 @@ impl LinuxBackend {
             socket_files: Vec::new(),
             cost: Cell::new(Cost::default()),
             observed: Cell::new(ObserveCost::default()),
-            dirs: RefCell::new(observe::Dirs::default()),
+            dirs: RefCell::new(observe::Dirs::keeping(FDINFO_KEPT)),
             terminals: Cell::new(false),
             last: None,
             ran: Vec::new(),

@@ -203,6 +203,50 @@ pub struct FdDirs {
     pid: i32,
     fd: OwnedFd,
     info: OwnedFd,
+    /// `fdinfo` files kept open, by descriptor, to be read again from
+    /// their start (see [`Budget`]).
+    kept: std::sync::Mutex<HashMap<i32, OwnedFd>>,
+    budget: Option<Arc<Budget>>,
+}
+
+/// How many `fdinfo` files the [`FdDirs`] given it may keep open between
+/// reads, all together.
+///
+/// Reading a descriptor's `fdinfo` again from offset 0 shows it afresh:
+/// it is a `seq_file` whose text is made at each read from offset 0, for
+/// the descriptor number it was opened for, in the process it belongs
+/// to. Keeping the file saves the path walk, the permission check and
+/// the teardown of opening and closing it each time. A descriptor closed
+/// since reads `ENOENT`, as opening it would; a process gone, `ESRCH`.
+/// The budget bounds what this costs the caller's own descriptors.
+#[derive(Debug)]
+pub struct Budget(std::sync::atomic::AtomicUsize);
+
+impl Budget {
+    /// Room for `n` kept files.
+    pub fn new(n: usize) -> Arc<Budget> {
+        Arc::new(Budget(std::sync::atomic::AtomicUsize::new(n)))
+    }
+
+    /// Takes room for one file, if there is some left.
+    fn take(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for FdDirs {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.give_back(self.kept.get_mut().map_or(0, |k| k.len()));
+        }
+    }
 }
 
 impl FdDirs {
@@ -219,7 +263,20 @@ impl FdDirs {
         let info = rustix::fs::openat(CWD, format!("{base}/fdinfo"), flags, Mode::empty())
             .map_err(io::Error::from)
             .map_err(read_err("opening /proc/PID/fdinfo"))?;
-        Ok(FdDirs { pid, fd, info })
+        Ok(FdDirs {
+            pid,
+            fd,
+            info,
+            kept: Default::default(),
+            budget: None,
+        })
+    }
+
+    /// The same, keeping `fdinfo` files open between reads while `budget`
+    /// has room.
+    pub fn keeping(mut self, budget: Arc<Budget>) -> FdDirs {
+        self.budget = Some(budget);
+        self
     }
 
     /// The open descriptors within `range`, ascending.
@@ -268,7 +325,7 @@ impl FdDirs {
     /// Errors: `ENOENT` if it closed since it was listed; what the kernel
     /// says otherwise.
     pub fn read_info(&self, fd: i32, buf: &mut Vec<u8>) -> Result<FdEntry, ReadError> {
-        self.fdinfo(itoa(fd).as_str(), buf)
+        self.fdinfo(fd, buf)
             .map_err(read_err(format!("reading /proc/PID/fdinfo/{fd}")))?;
         let info = parse_fdinfo(&String::from_utf8_lossy(buf));
         Ok(FdEntry {
@@ -335,19 +392,49 @@ impl FdDirs {
     }
 
     /// Reads `fdinfo/NAME` into `buf`, in one or a few `read`s.
-    fn fdinfo(&self, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
-        let f = rustix::fs::openat(
+    fn fdinfo(&self, fd: i32, buf: &mut Vec<u8>) -> io::Result<()> {
+        let Some(budget) = &self.budget else {
+            return Self::read_all(&self.open_info(fd)?, buf);
+        };
+        // A kept file holds its room while it is out of `kept`.
+        let kept = self.kept.lock().ok().and_then(|mut k| k.remove(&fd));
+        let had_room = kept.is_some();
+        let f = match kept {
+            Some(f) => f,
+            None => self.open_info(fd)?,
+        };
+        let r = Self::read_all(&f, buf);
+        if r.is_ok() && (had_room || budget.take()) {
+            match self.kept.lock() {
+                Ok(mut k) => {
+                    k.insert(fd, f);
+                }
+                Err(_) => budget.give_back(1),
+            }
+        } else if had_room {
+            budget.give_back(1);
+        }
+        r
+    }
+
+    /// Opens descriptor `fd`'s `fdinfo`.
+    fn open_info(&self, fd: i32) -> io::Result<OwnedFd> {
+        Ok(rustix::fs::openat(
             &self.info,
-            name,
+            itoa(fd).as_str(),
             OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
-        )?;
+        )?)
+    }
+
+    /// Reads `f` from its start into `buf`.
+    fn read_all(f: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<()> {
         buf.clear();
         buf.resize(buf.capacity().max(1024), 0);
         let mut len = 0;
         loop {
             let room = buf.len() - len;
-            let n = rustix::io::read(&f, &mut buf[len..])?;
+            let n = rustix::io::pread(f, &mut buf[len..], len as u64)?;
             len += n;
             // `fdinfo` is a seq_file that shows its text in one go: a read
             // that did not fill the room has reached the end, which saves
@@ -512,6 +599,34 @@ pub fn threads(pid: i32) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A kept `fdinfo` file read again shows the descriptor as it is now,
+    /// and takes room from the budget once. (The test's own descriptor:
+    /// it stays open throughout, so no other test thread can take its
+    /// number.)
+    #[test]
+    fn a_kept_fdinfo_reads_afresh() {
+        use std::io::{Seek, SeekFrom};
+        use std::os::fd::AsRawFd;
+        let mut f = std::fs::File::open("/proc/self/cmdline").unwrap();
+        let fd = f.as_raw_fd();
+        let budget = Budget::new(1);
+        let me = std::process::id() as i32;
+        let d = FdDirs::open(me, "/proc/self")
+            .unwrap()
+            .keeping(Arc::clone(&budget));
+        let mut buf = Vec::new();
+        assert_eq!(d.read_info(fd, &mut buf).unwrap().pos, 0);
+        assert_eq!(budget.0.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert!(d.kept.lock().unwrap().contains_key(&fd));
+        f.seek(SeekFrom::Start(3)).unwrap();
+        let e = d.read_info(fd, &mut buf).unwrap();
+        assert_eq!(e.pos, 3, "read again, not the text of the first read");
+        assert!(e.cloexec);
+        assert_eq!(budget.0.load(std::sync::atomic::Ordering::Relaxed), 0);
+        drop(d);
+        assert_eq!(budget.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn fdinfo_of_an_epoll() {

@@ -13,6 +13,7 @@ use std::io;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::Ordering as Atomic;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fdlab_model::kind::FileType;
@@ -22,7 +23,7 @@ use fdlab_model::{Events, OFlags, Topology};
 
 use super::super::sys::{self, Kcmp, UnixSock};
 use super::classify::{self, Counter, KcmpFailure};
-use super::procfs::{self, Described, FdDirs, FdEntry, ReadError, TypeCache};
+use super::procfs::{self, Budget, Described, FdDirs, FdEntry, ReadError, TypeCache};
 
 /// What observing has cost, in kcmp calls and time.
 #[derive(Debug, Default, Clone, Copy)]
@@ -159,9 +160,15 @@ impl Default for Options {
 /// is gone every read through it fails, so a caller that sees a number
 /// come back for a new process must [`Dirs::forget`] it.
 #[derive(Default)]
-pub struct Dirs(HashMap<i32, FdDirs>);
+pub struct Dirs(HashMap<i32, FdDirs>, Option<Arc<Budget>>);
 
 impl Dirs {
+    /// Folders that also keep up to `n` descriptors' `fdinfo` files open
+    /// between observations, all processes together (see [`Budget`]).
+    pub fn keeping(n: usize) -> Dirs {
+        Dirs(HashMap::new(), Some(Budget::new(n)))
+    }
+
     /// Forgets what is kept of `pid` (its process is gone, and the number
     /// may name another).
     pub fn forget(&mut self, pid: i32) {
@@ -334,7 +341,10 @@ pub fn observe_with(
         if let std::collections::hash_map::Entry::Vacant(v) = dirs.0.entry(pid) {
             match FdDirs::open(pid, &format!("/proc/{pid}")) {
                 Ok(d) => {
-                    v.insert(d);
+                    v.insert(match &dirs.1 {
+                        Some(b) => d.keeping(Arc::clone(b)),
+                        None => d,
+                    });
                 }
                 Err(e) => {
                     s.warn(pid, None, e);
