@@ -217,7 +217,8 @@ pub struct FdDirs {
 /// the descriptor number it was opened for, in the process it belongs
 /// to. Keeping the file saves the path walk, the permission check and
 /// the teardown of opening and closing it each time. A descriptor closed
-/// since reads `ENOENT`, as opening it would; a process gone, `ESRCH`.
+/// since reads `ENOENT`, as opening it would, and a process gone fails
+/// the read as well (then the file is not kept).
 /// The budget bounds what this costs the caller's own descriptors.
 #[derive(Debug)]
 pub struct Budget(std::sync::atomic::AtomicUsize);
@@ -391,7 +392,8 @@ impl FdDirs {
         Ok(e)
     }
 
-    /// Reads `fdinfo/NAME` into `buf`, in one or a few `read`s.
+    /// Reads descriptor `fd`'s `fdinfo` into `buf`, in one or a few reads,
+    /// through the file kept for it if there is one (see [`Budget`]).
     fn fdinfo(&self, fd: i32, buf: &mut Vec<u8>) -> io::Result<()> {
         let Some(budget) = &self.budget else {
             return Self::read_all(&self.open_info(fd)?, buf);
