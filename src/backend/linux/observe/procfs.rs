@@ -630,6 +630,30 @@ mod tests {
         assert_eq!(budget.0.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
+    /// A kept `fdinfo` file of a process that has gone fails its read, and
+    /// its room comes back.
+    #[test]
+    fn a_kept_fdinfo_of_a_process_gone_fails() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let budget = Budget::new(1);
+        let d = FdDirs::open(pid, &format!("/proc/{pid}"))
+            .unwrap()
+            .keeping(Arc::clone(&budget));
+        let mut buf = Vec::new();
+        d.read_info(0, &mut buf).unwrap();
+        assert_eq!(budget.0.load(std::sync::atomic::Ordering::Relaxed), 0);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(d.read_info(0, &mut buf).is_err());
+        assert_eq!(budget.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert!(d.kept.lock().unwrap().is_empty());
+    }
+
     #[test]
     fn fdinfo_of_an_epoll() {
         let text = "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1057\n\
