@@ -295,6 +295,45 @@ pub fn timing_dependent(
     Ok(None)
 }
 
+/// The images of every state `model` may be in once `scenario` has run
+/// and each state's deferred work is done (the images a settle point
+/// accepts from Linux, see [`settle_point`]); empty when there were more
+/// states than [`MAX_STATES`] to follow.
+///
+/// Errors: what the model could not do.
+pub fn final_images(
+    scenario: &Scenario,
+    model: Box<dyn Backend>,
+) -> Result<Vec<Image>, BackendError> {
+    let mut states = States::new(model);
+    for stmt in &scenario.stmts {
+        if !states.settle() {
+            return Ok(Vec::new());
+        }
+        for s in &mut states.all {
+            s.report.exec(s.backend.as_mut(), stmt)?;
+        }
+    }
+    if !states.settle() {
+        return Ok(Vec::new());
+    }
+    Ok(images_of(&states.all))
+}
+
+/// The distinct images of the model states `all`.
+fn images_of(all: &[State]) -> Vec<Image> {
+    let mut images: Vec<Image> = Vec::new();
+    for s in all {
+        if let Some(w) = s.backend.world() {
+            let img = dump::from_model(w);
+            if !images.contains(&img) {
+                images.push(img);
+            }
+        }
+    }
+    images
+}
+
 /// Runs `scenario` on `model` and `linux` together, `model` in every state
 /// it may be in (see `States`; a `ModelBackend::deferred` lists them).
 ///
@@ -392,17 +431,11 @@ pub fn run_both(
     let most = states.most;
     // The settle point: Linux must reach, within a deadline, a state some
     // followed model state reaches once all its deferred work has run.
-    let mut wants: Vec<Image> = Vec::new();
-    if stopped.is_none() && divergences.is_empty() {
-        for s in &states.all {
-            if let Some(w) = s.backend.world() {
-                let img = dump::from_model(w);
-                if !wants.contains(&img) {
-                    wants.push(img);
-                }
-            }
-        }
-    }
+    let wants = if stopped.is_none() && divergences.is_empty() {
+        images_of(&states.all)
+    } else {
+        Vec::new()
+    };
     // Every state in the set answered alike, so any one can stand for the
     // model; the first is the one that did the least pending work.
     let mut first = states.all.swap_remove(0);
