@@ -14,7 +14,7 @@ use super::run::{ExpectationResult, Failure, Report, Runner};
 use crate::backend::api::{Backend, BackendError};
 use crate::backend::LinuxBackend;
 use crate::lang::print::{call_strace, expectation_text, outcome_text};
-use crate::lang::{Scenario, StmtKind};
+use crate::lang::{Scenario, Stmt, StmtKind};
 
 /// Where the two backends disagree.
 #[derive(Debug, Clone, Serialize)]
@@ -179,6 +179,25 @@ impl States {
         }
     }
 
+    /// Runs `stmt` in every state, after adding the states the pending
+    /// work may have reached before it ([`States::settle`]). Returns, for
+    /// each state, whether the statement added a failure to its report;
+    /// `None` if there are more than [`MAX_STATES`] states to follow.
+    ///
+    /// Errors: what the model could not do.
+    fn step(&mut self, stmt: &Stmt) -> Result<Option<Vec<bool>>, BackendError> {
+        if !self.settle() {
+            return Ok(None);
+        }
+        let mut failed = Vec::with_capacity(self.all.len());
+        for s in &mut self.all {
+            let before = s.report.failures.len();
+            s.report.exec(s.backend.as_mut(), stmt)?;
+            failed.push(s.report.failures.len() > before);
+        }
+        Ok(Some(failed))
+    }
+
     /// Adds the states that the pending work may have reached by now, one
     /// per state key. Returns false if there are more than [`MAX_STATES`].
     fn settle(&mut self) -> bool {
@@ -269,15 +288,9 @@ pub fn timing_dependent(
 ) -> Result<Option<Failure>, BackendError> {
     let mut states = States::new(model);
     for stmt in &scenario.stmts {
-        if !states.settle() {
+        let Some(failed) = states.step(stmt)? else {
             return Ok(None);
-        }
-        let mut failed = Vec::with_capacity(states.all.len());
-        for s in &mut states.all {
-            let before = s.report.failures.len();
-            s.report.exec(s.backend.as_mut(), stmt)?;
-            failed.push(s.report.failures.len() > before);
-        }
+        };
         if failed.contains(&true) && failed.contains(&false) {
             let i = failed.iter().position(|&f| f).expect("one failed");
             let f = states.all[i].report.failures.last().expect("it failed");
@@ -307,11 +320,8 @@ pub fn final_images(
 ) -> Result<Vec<Image>, BackendError> {
     let mut states = States::new(model);
     for stmt in &scenario.stmts {
-        if !states.settle() {
+        if states.step(stmt)?.is_none() {
             return Ok(Vec::new());
-        }
-        for s in &mut states.all {
-            s.report.exec(s.backend.as_mut(), stmt)?;
         }
     }
     if !states.settle() {
@@ -357,14 +367,11 @@ pub fn run_both(
     };
     for stmt in &scenario.stmts {
         // The pending work may have run before this statement.
-        if !states.settle() {
+        if states.step(stmt)?.is_none() {
             stopped = too_many(stmt.line);
             break;
         }
         l.exec(stmt)?;
-        for s in &mut states.all {
-            s.report.exec(s.backend.as_mut(), stmt)?;
-        }
         match &stmt.kind {
             StmtKind::Call { proc, call, .. } => {
                 let want = &l.report().steps.last().expect("a step ran").result;
